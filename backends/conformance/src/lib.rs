@@ -1,0 +1,759 @@
+//! One conformance suite for tether's event-loop backends, written once and
+//! run against every backend (unpublished test support).
+//!
+//! A backend's `tests/conformance.rs` implements [`Backend`] (how to make a
+//! loop, attach a connection, turn the loop once, wake it from another
+//! thread, and run the backend's server on a thread of its own), then
+//! expands [`conformance_tests!`] to get one `#[test]` per check:
+//!
+//! ```ignore
+//! struct Mio;
+//! impl tether_conformance::Backend for Mio { /* ... */ }
+//! tether_conformance::conformance_tests!(Mio);
+//! ```
+//!
+//! Every test drives a real loop on the test's own thread against a real
+//! peer over real sockets, and synchronises through the loop itself (flags
+//! set by callbacks, channels), never through sleeps. The loop is always
+//! turned with long waits, so anything that happens on time (an expiry)
+//! happened because the backend armed its loop's timer.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use tether::{
+    AsyncResult, Builder, Config, Connection, Error, LocalObject, ObjectBuilder, RemoteObject, Service,
+    ThreadedServer,
+};
+
+/// How long any one wait in the suite may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// One event loop under test, owned and turned by the test's thread.
+pub trait TestLoop {
+    /// Attaches `conn` to this loop (on this, the loop's, thread); returns a
+    /// key naming the attachment.
+    fn attach(&mut self, conn: &Connection) -> usize;
+    /// True while the backend still holds attachment `key`: false after
+    /// [`detach`](Self::detach), and once the backend let go of a connection
+    /// that closed.
+    fn is_attached(&self, key: usize) -> bool;
+    /// Detaches attachment `key`, deregistering its fd from the loop.
+    fn detach(&mut self, key: usize);
+    /// Runs one iteration of the loop, sleeping at most `max_wait` when
+    /// nothing is ready. The backend's own timer decides when it wakes for
+    /// deadlines.
+    fn turn(&mut self, max_wait: Duration);
+    /// A thread-safe function that wakes the loop (a `turn` in progress
+    /// returns soon), using the loop's own primitive.
+    fn notifier(&self) -> Arc<dyn Fn() + Send + Sync>;
+}
+
+/// A backend's server running on a thread of its own.
+pub trait RunningServer: Send {
+    /// Connections currently served.
+    fn connection_count(&self) -> usize;
+    /// Stops the server and joins its thread.
+    fn stop(self: Box<Self>);
+}
+
+/// What the suite needs from a backend.
+pub trait Backend {
+    /// The loop type under test.
+    type Loop: TestLoop;
+    /// A new loop, owned by the calling thread.
+    fn new_loop() -> Self::Loop;
+    /// Runs the backend's server on `listener` in a new thread, which is the
+    /// server loop's thread: every accepted connection is served there.
+    fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer>;
+    /// Runs one test on the calling thread; a backend may set the thread up
+    /// first (glib: a private thread-default `MainContext`, so that tests
+    /// run in parallel).
+    fn run_test(test: &dyn Fn()) {
+        test()
+    }
+}
+
+/// Expands to one `#[test]` per conformance check for `$backend`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($backend:ty) => {
+        $crate::conformance_tests!(@each $backend;
+            async_calls_and_callbacks_run_on_the_loop,
+            one_server_thread_serves_a_thousand_connections,
+            big_payload_does_not_stall_other_connections,
+            expiry_fires_on_time_with_nobody_polling,
+            call_from_another_thread,
+            sync_call_inside_a_loop_callback,
+            peer_disconnect_ends_only_that_connection,
+            garbage_input_ends_only_that_connection,
+            server_survives_garbage_and_disconnects,
+            detach_deregisters_cleanly,
+            no_request_stranded_after_a_sync_call_on_the_loop_thread,
+            idle_loop_sleeps,
+        );
+    };
+    (@each $backend:ty; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                <$backend as $crate::Backend>::run_test(&|| $crate::$name::<$backend>())
+            }
+        )*
+    };
+}
+
+// ---- helpers -------------------------------------------------------------------
+
+/// Turns `lp` until `done` holds; panics after [`PATIENCE`].
+pub fn run_until<L: TestLoop>(lp: &mut L, what: &str, mut done: impl FnMut(&L) -> bool) {
+    let give_up = Instant::now() + PATIENCE;
+    while !done(lp) {
+        let now = Instant::now();
+        assert!(now < give_up, "timed out waiting for {what}");
+        lp.turn(give_up - now);
+    }
+}
+
+/// A flag set from any thread.
+#[derive(Clone, Default)]
+pub struct Flag(Arc<AtomicBool>);
+
+impl Flag {
+    /// Sets the flag.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    /// True once set.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.set();
+    }
+}
+
+/// A value filled in once, from any thread.
+pub struct Cell<T>(Arc<Mutex<Option<T>>>);
+
+impl<T> Clone for Cell<T> {
+    fn clone(&self) -> Self {
+        Cell(self.0.clone())
+    }
+}
+
+impl<T> Default for Cell<T> {
+    fn default() -> Self {
+        Cell(Arc::new(Mutex::new(None)))
+    }
+}
+
+impl<T: Clone> Cell<T> {
+    /// Stores `v`.
+    pub fn put(&self, v: T) {
+        *self.0.lock().unwrap() = Some(v);
+    }
+    /// The stored value, if any.
+    pub fn get(&self) -> Option<T> {
+        self.0.lock().unwrap().clone()
+    }
+    /// True once a value is stored.
+    pub fn is_set(&self) -> bool {
+        self.0.lock().unwrap().is_some()
+    }
+}
+
+/// Polls `res` as a future once, with a waker that sets the returned flag.
+fn poll_with_flag(res: &AsyncResult) -> (Poll<tether::Result<tether::Value>>, Flag) {
+    let flag = Flag::default();
+    let waker = Waker::from(Arc::new(flag.clone()));
+    let mut fut = res.clone();
+    (Pin::new(&mut fut).poll(&mut Context::from_waker(&waker)), flag)
+}
+
+fn poll_once(res: &AsyncResult) -> Poll<tether::Result<tether::Value>> {
+    let mut fut = res.clone();
+    Pin::new(&mut fut).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+use std::future::Future;
+
+/// Raises the soft limit on open files to at least `want` (up to the hard
+/// limit), for tests that open many sockets.
+pub fn raise_fd_limit(want: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur >= want as libc::rlim_t {
+        return;
+    }
+    lim.rlim_cur = (want as libc::rlim_t).min(lim.rlim_max);
+    // SAFETY: `lim` is a valid rlimit.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+}
+
+/// The peer side used by the suite: a service with arithmetic, a callback
+/// caller, a gate that holds a serving thread, and a request counter.
+#[derive(Clone)]
+pub struct Peer {
+    gate_tx: Arc<Mutex<mpsc::Sender<()>>>,
+    gate_rx: Arc<Mutex<mpsc::Receiver<()>>>,
+    entered_tx: Arc<Mutex<mpsc::Sender<()>>>,
+    entered_rx: Arc<Mutex<mpsc::Receiver<()>>>,
+    recorded: Arc<AtomicUsize>,
+    threads: Arc<Mutex<HashSet<ThreadId>>>,
+}
+
+impl Default for Peer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Peer {
+    /// A new peer state.
+    pub fn new() -> Peer {
+        let (gate_tx, gate_rx) = mpsc::channel();
+        let (entered_tx, entered_rx) = mpsc::channel();
+        Peer {
+            gate_tx: Arc::new(Mutex::new(gate_tx)),
+            gate_rx: Arc::new(Mutex::new(gate_rx)),
+            entered_tx: Arc::new(Mutex::new(entered_tx)),
+            entered_rx: Arc::new(Mutex::new(entered_rx)),
+            recorded: Arc::new(AtomicUsize::new(0)),
+            threads: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// The root object.
+    pub fn root(&self) -> LocalObject {
+        let gate = self.gate_rx.clone();
+        let entered = self.entered_tx.clone();
+        let recorded = self.recorded.clone();
+        let recorded2 = self.recorded.clone();
+        let threads = self.threads.clone();
+        ObjectBuilder::new("Peer")
+            .method("add", move |a: i64, b: i64| {
+                threads.lock().unwrap().insert(thread::current().id());
+                a + b
+            })
+            .try_method("call_me", |cb: RemoteObject, x: i64| cb.call::<i64>((x,)))
+            .method("len", |s: String| s.len())
+            .method("poke_then_return", |cb: RemoteObject| {
+                // The request to `cb` leaves just before this call's reply.
+                drop(tether::async_(&cb).call((1,)));
+                7
+            })
+            .method("block", move || {
+                let _ = entered.lock().unwrap().send(());
+                gate.lock().unwrap().recv_timeout(PATIENCE).is_ok()
+            })
+            .method("record", move || recorded.fetch_add(1, Ordering::AcqRel) + 1)
+            .method("recorded", move || recorded2.load(Ordering::Acquire))
+            .build()
+    }
+
+    /// A builder serving this peer's root.
+    pub fn builder(&self) -> Builder {
+        Builder::default().service(Service::object(self.root()))
+    }
+
+    /// Waits until a `block` call has started on the peer.
+    pub fn wait_blocked(&self) {
+        self.entered_rx.lock().unwrap().recv_timeout(PATIENCE).expect("the peer entered block()");
+    }
+
+    /// Lets one `block` call return.
+    pub fn release(&self) {
+        let _ = self.gate_tx.lock().unwrap().send(());
+    }
+}
+
+/// A core `ThreadedServer` serving a [`Peer`] over TCP, closed on drop.
+pub struct PeerServer {
+    /// The peer's state.
+    pub peer: Peer,
+    server: ThreadedServer,
+    addr: SocketAddr,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl PeerServer {
+    /// Starts one on an ephemeral port.
+    pub fn start() -> PeerServer {
+        let peer = Peer::new();
+        let server = ThreadedServer::bind_tcp("127.0.0.1:0", peer.builder()).expect("bind");
+        let addr = server.local_addr().expect("tcp address");
+        let thread = Some(server.spawn());
+        PeerServer { peer, server, addr, thread }
+    }
+
+    /// A new client connection to it.
+    pub fn connect(&self) -> Connection {
+        Builder::default().connect_tcp(self.addr).expect("connect")
+    }
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        // Let any blocked call finish so the serving threads can end.
+        for _ in 0..4 {
+            self.peer.release();
+        }
+        self.server.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---- the checks ------------------------------------------------------------------
+
+/// Async calls complete, their callbacks run, futures are woken and the
+/// peer's calls into our callbacks are served, all on the loop's thread as
+/// data arrives.
+pub fn async_calls_and_callbacks_run_on_the_loop<B: Backend>() {
+    let server = PeerServer::start();
+    let mut lp = B::new_loop();
+    let conn = server.connect();
+    let key = lp.attach(&conn);
+    assert!(lp.is_attached(key));
+    let root = conn.root().expect("root");
+    let me = thread::current().id();
+
+    let sum: Cell<(i64, ThreadId)> = Cell::default();
+    let res = tether::async_(&root).call_method("add", (2, 3));
+    let s = sum.clone();
+    res.add_callback(move |r| s.put((r.value_as::<i64>().unwrap(), thread::current().id())));
+
+    let fut = tether::async_(&root).call_method("add", (40, 2));
+    let (first, woken) = poll_with_flag(&fut);
+    assert!(first.is_pending(), "nobody has read the reply yet");
+
+    let called_on: Cell<ThreadId> = Cell::default();
+    let c = called_on.clone();
+    let cb = tether::callback(move |x: i64| {
+        c.put(thread::current().id());
+        x * 10
+    });
+    let back = tether::async_(&root).call_method("call_me", (cb, 7));
+    let back_value: Cell<i64> = Cell::default();
+    let b = back_value.clone();
+    back.add_callback(move |r| b.put(r.value_as::<i64>().unwrap()));
+
+    run_until(&mut lp, "replies and callbacks", |_| sum.is_set() && woken.get() && back_value.is_set());
+    assert_eq!(sum.get(), Some((5, me)), "the callback ran on the loop's thread");
+    assert_eq!(called_on.get(), Some(me), "the peer's call ran on the loop's thread");
+    assert_eq!(back_value.get(), Some(70));
+    match poll_once(&fut) {
+        Poll::Ready(Ok(v)) => assert_eq!(tether::from_value::<i64>(v).unwrap(), 42),
+        other => panic!("the future should be ready, got {other:?}"),
+    }
+    lp.detach(key);
+    assert!(!lp.is_attached(key));
+}
+
+/// One backend server thread accepts and serves a thousand connections.
+pub fn one_server_thread_serves_a_thousand_connections<B: Backend>() {
+    const N: usize = 1000;
+    raise_fd_limit(8 * N as u64 + 256);
+    let peer = Peer::new();
+    let (tx, rx) = mpsc::channel::<()>();
+    let tx = Mutex::new(tx);
+    let service = Service::object(peer.root()).on_disconnect(move |_| {
+        let _ = tx.lock().unwrap().send(());
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = B::spawn_server(listener, Builder::default().service(service));
+
+    let mut clients = Vec::with_capacity(N);
+    let mut roots = Vec::with_capacity(N);
+    for _ in 0..N {
+        let c = Builder::default().connect_tcp(addr).expect("connect");
+        roots.push(c.root().expect("root"));
+        clients.push(c);
+    }
+    let results: Vec<AsyncResult> =
+        roots.iter().enumerate().map(|(i, r)| tether::async_(r).call_method("add", (i, 1))).collect();
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.value_as::<usize>().unwrap(), i + 1);
+    }
+    assert_eq!(server.connection_count(), N);
+    let threads = peer.threads.lock().unwrap().clone();
+    assert_eq!(threads.len(), 1, "every connection was served by one thread");
+    assert!(!threads.contains(&thread::current().id()));
+
+    drop(results);
+    drop(roots);
+    for c in clients.drain(..) {
+        c.close();
+    }
+    for i in 0..N {
+        rx.recv_timeout(PATIENCE).unwrap_or_else(|_| panic!("the server noticed only {i} disconnects"));
+    }
+    server.stop();
+}
+
+/// A 64 MiB call sent from inside a loop callback does not block the loop:
+/// small calls on another connection keep completing while it is pending.
+pub fn big_payload_does_not_stall_other_connections<B: Backend>() {
+    const BIG: usize = 64 << 20;
+    const SMALL: usize = 100;
+    let config = Config::default().max_frame_len(96 << 20);
+    let peer = Peer::new();
+    let (a, a_peer) =
+        Builder::default().config(config.clone()).pair(peer.builder().config(config.clone())).expect("pair");
+    let a_thread = thread::spawn(move || {
+        let _ = a_peer.serve_all();
+    });
+    let server = PeerServer::start();
+    let b = server.connect();
+
+    let mut lp = B::new_loop();
+    let ka = lp.attach(&a);
+    let kb = lp.attach(&b);
+    let a_root = a.root().unwrap();
+    let b_root = b.root().unwrap();
+
+    // Hold A's peer inside a call so it stops reading: A's 64 MiB cannot
+    // leave until B has made progress.
+    let gate = tether::async_(&a_root).call_method("block", ());
+    peer.wait_blocked();
+
+    let done_small = Arc::new(AtomicUsize::new(0));
+    let big_len: Cell<usize> = Cell::default();
+    let pending_when_released = Flag::default();
+    let ctx = Arc::new(Chain {
+        b_root: b_root.clone(),
+        a_root: a_root.clone(),
+        a: a.clone(),
+        count: done_small.clone(),
+        big_len: big_len.clone(),
+        peer: peer.clone(),
+        pending_when_released: pending_when_released.clone(),
+    });
+    Chain::next(ctx);
+
+    run_until(&mut lp, "the big call and the small calls", |_| {
+        big_len.is_set() && done_small.load(Ordering::Acquire) >= SMALL
+    });
+    assert_eq!(big_len.get(), Some(BIG));
+    assert!(pending_when_released.get(), "A still had output queued while B completed its calls");
+    assert!(gate.value_as::<bool>().unwrap());
+    assert!(!a.wants_write());
+
+    struct Chain {
+        b_root: RemoteObject,
+        a_root: RemoteObject,
+        a: Connection,
+        count: Arc<AtomicUsize>,
+        big_len: Cell<usize>,
+        peer: Peer,
+        pending_when_released: Flag,
+    }
+    impl Chain {
+        fn next(this: Arc<Chain>) {
+            let r = tether::async_(&this.b_root).call_method("add", (1, 1));
+            r.add_callback(move |r| {
+                assert_eq!(r.value_as::<i64>().unwrap(), 2);
+                let n = this.count.fetch_add(1, Ordering::AcqRel) + 1;
+                if n == 1 {
+                    // From inside a loop callback: queue 64 MiB on A.
+                    let big = "x".repeat(BIG);
+                    let res = tether::async_(&this.a_root).call_method("len", (big,));
+                    let out = this.big_len.clone();
+                    res.add_callback(move |r| out.put(r.value_as::<usize>().unwrap()));
+                }
+                if n == SMALL {
+                    if this.a.wants_write() {
+                        this.pending_when_released.set();
+                    }
+                    this.peer.release();
+                } else {
+                    Chain::next(this);
+                }
+            });
+        }
+    }
+
+    lp.detach(ka);
+    lp.detach(kb);
+    a.close();
+    a_thread.join().unwrap();
+}
+
+/// An expiring result fires at its deadline although nobody polls it: its
+/// callbacks are dropped, a waiting future resolves with the timeout error,
+/// and the peer gets a cancel (the queued request never runs).
+pub fn expiry_fires_on_time_with_nobody_polling<B: Backend>() {
+    let server = PeerServer::start();
+    let mut lp = B::new_loop();
+    let conn = server.connect();
+    let key = lp.attach(&conn);
+    let root = conn.root().unwrap();
+
+    // Occupy the peer's serving thread so the next request stays queued there.
+    let blocker = tether::async_(&root).call_method("block", ());
+    server.peer.wait_blocked();
+
+    let expiry = Duration::from_millis(50);
+    let started = Instant::now();
+    let res = tether::async_(&root).call_method("record", ());
+    res.set_expiry(expiry);
+    let ran = Flag::default();
+    let r = ran.clone();
+    res.add_callback(move |_| r.set());
+    let (first, woken) = poll_with_flag(&res);
+    assert!(first.is_pending());
+
+    run_until(&mut lp, "the expiry", |_| woken.get());
+    assert!(started.elapsed() >= expiry, "fired no earlier than the deadline");
+    assert!(res.expired());
+    assert!(!ran.get(), "an expired result's callbacks never run");
+    match poll_once(&res) {
+        Poll::Ready(Err(Error::Timeout(d))) => assert_eq!(d, expiry),
+        other => panic!("expected the timeout error, got {other:?}"),
+    }
+
+    // The cancel is on the wire before the peer reads again.
+    server.peer.release();
+    assert!(blocker.value_as::<bool>().unwrap());
+    assert_eq!(root.call_method::<usize>("recorded", ()).unwrap(), 0, "the cancelled request never ran");
+    assert!(lp.is_attached(key));
+    lp.detach(key);
+}
+
+/// A call made from another thread on an attached connection is flushed by
+/// the loop and its reply delivered to that thread.
+pub fn call_from_another_thread<B: Backend>() {
+    let server = PeerServer::start();
+    let mut lp = B::new_loop();
+    let conn = server.connect();
+    let key = lp.attach(&conn);
+    let notify = lp.notifier();
+    let out: Cell<(i64, i64)> = Cell::default();
+    let o = out.clone();
+    let c = conn.clone();
+    let worker = thread::spawn(move || {
+        let root = c.root().expect("root from another thread");
+        let a = root.call_method::<i64>("add", (2, 3)).unwrap();
+        let b = tether::async_(&root).call_method("add", (4, 5)).value_as::<i64>().unwrap();
+        o.put((a, b));
+        notify();
+    });
+    run_until(&mut lp, "the other thread's calls", |_| out.is_set());
+    worker.join().unwrap();
+    assert_eq!(out.get(), Some((5, 9)));
+    lp.detach(key);
+}
+
+/// A synchronous call made from inside a loop callback completes: it waits
+/// on the connection's own fd without re-entering the loop. Also nested: the
+/// peer calls our callback, which calls the peer synchronously.
+pub fn sync_call_inside_a_loop_callback<B: Backend>() {
+    let server = PeerServer::start();
+    let mut lp = B::new_loop();
+    let conn = server.connect();
+    let key = lp.attach(&conn);
+    let root = conn.root().unwrap();
+
+    let inner: Cell<i64> = Cell::default();
+    let i = inner.clone();
+    let root2 = root.clone();
+    tether::async_(&root).call_method("add", (1, 2)).add_callback(move |r| {
+        let x: i64 = r.value_as().unwrap();
+        i.put(root2.call_method::<i64>("add", (x, 10)).unwrap());
+    });
+
+    let root3 = root.clone();
+    let cb = tether::callback(move |x: i64| root3.call_method::<i64>("add", (x, 100)).unwrap_or(-1));
+    let nested: Cell<i64> = Cell::default();
+    let n = nested.clone();
+    tether::async_(&root).call_method("call_me", (cb, 1)).add_callback(move |r| n.put(r.value_as().unwrap()));
+
+    run_until(&mut lp, "the callbacks' sync calls", |_| inner.is_set() && nested.is_set());
+    assert_eq!(inner.get(), Some(13));
+    assert_eq!(nested.get(), Some(101));
+    lp.detach(key);
+    conn.close();
+}
+
+/// A peer that closes ends that connection only (pending calls fail, the
+/// backend lets go of it); the loop keeps serving the others.
+pub fn peer_disconnect_ends_only_that_connection<B: Backend>() {
+    let server = PeerServer::start();
+    let peer = Peer::new();
+    let (a, a_peer) = Builder::default().pair(peer.builder()).unwrap();
+    let bg = tether::BgServingThread::new(&a_peer);
+    let b = server.connect();
+    let mut lp = B::new_loop();
+    let ka = lp.attach(&a);
+    let kb = lp.attach(&b);
+    let a_root = a.root().unwrap();
+    let b_root = b.root().unwrap();
+
+    let pending = tether::async_(&a_root).call_method("block", ());
+    peer.wait_blocked();
+    let failed: Cell<String> = Cell::default();
+    let f = failed.clone();
+    pending.add_callback(move |r| f.put(r.value().map(|_| String::new()).unwrap_or_else(|e| e.to_string())));
+
+    a_peer.close();
+    run_until(&mut lp, "the loop to notice the peer closed", |lp| a.is_closed() && !lp.is_attached(ka));
+    assert!(failed.get().is_some_and(|e| !e.is_empty()), "the pending call failed: {:?}", failed.get());
+
+    let after: Cell<i64> = Cell::default();
+    let o = after.clone();
+    tether::async_(&b_root).call_method("add", (20, 22)).add_callback(move |r| o.put(r.value_as().unwrap()));
+    run_until(&mut lp, "the other connection", |_| after.is_set());
+    assert_eq!(after.get(), Some(42));
+    assert!(lp.is_attached(kb));
+
+    peer.release();
+    drop(bg);
+    lp.detach(kb);
+}
+
+/// Garbage from a peer ends that connection only; the loop keeps serving the
+/// others.
+pub fn garbage_input_ends_only_that_connection<B: Backend>() {
+    let server = PeerServer::start();
+    let (mut raw, sock) = UnixStream::pair().unwrap();
+    let a = Builder::default().over_stream(sock).unwrap();
+    let b = server.connect();
+    let mut lp = B::new_loop();
+    let ka = lp.attach(&a);
+    let kb = lp.attach(&b);
+    let b_root = b.root().unwrap();
+
+    raw.write_all(b"\x00\x00\x00\x08\xff\xfe\xfd garbage that is not a tether frame").unwrap();
+    run_until(&mut lp, "the garbage to end the connection", |lp| a.is_closed() && !lp.is_attached(ka));
+    assert!(a.close_reason().is_some());
+
+    let after: Cell<i64> = Cell::default();
+    let o = after.clone();
+    tether::async_(&b_root).call_method("add", (1, 1)).add_callback(move |r| o.put(r.value_as().unwrap()));
+    run_until(&mut lp, "the other connection", |_| after.is_set());
+    assert_eq!(after.get(), Some(2));
+    lp.detach(kb);
+}
+
+/// The backend's server ends a connection that sends garbage and notices one
+/// that goes away, and keeps serving the rest.
+pub fn server_survives_garbage_and_disconnects<B: Backend>() {
+    let peer = Peer::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = B::spawn_server(listener, peer.builder());
+
+    let good = Builder::default().connect_tcp(addr).unwrap();
+    let root = good.root().unwrap();
+    assert_eq!(root.call_method::<i64>("add", (1, 2)).unwrap(), 3);
+
+    let mut raw = TcpStream::connect(addr).unwrap();
+    raw.set_read_timeout(Some(PATIENCE)).unwrap();
+    raw.write_all(b"\xff\xff\xff\xff definitely not a frame").unwrap();
+    let mut sink = Vec::new();
+    // The server answers (its hello, maybe a close) and then closes.
+    raw.read_to_end(&mut sink).expect("the server closed the garbage connection");
+
+    let quitter = Builder::default().connect_tcp(addr).unwrap();
+    quitter.root().unwrap();
+    drop(quitter);
+
+    assert_eq!(root.call_method::<i64>("add", (2, 2)).unwrap(), 4);
+    let again = Builder::default().connect_tcp(addr).unwrap();
+    assert_eq!(again.root().unwrap().call_method::<i64>("add", (3, 3)).unwrap(), 6);
+    server.stop();
+}
+
+/// Detaching deregisters the fd: the connection can be attached again to the
+/// same loop and is served there; once detached any thread may serve it.
+pub fn detach_deregisters_cleanly<B: Backend>() {
+    let server = PeerServer::start();
+    let mut lp = B::new_loop();
+    let conn = server.connect();
+    let k1 = lp.attach(&conn);
+    lp.detach(k1);
+    assert!(!lp.is_attached(k1));
+    let k2 = lp.attach(&conn);
+    let root = conn.root().unwrap();
+    let out: Cell<i64> = Cell::default();
+    let o = out.clone();
+    tether::async_(&root).call_method("add", (5, 5)).add_callback(move |r| o.put(r.value_as().unwrap()));
+    run_until(&mut lp, "the re-attached connection", |_| out.is_set());
+    assert_eq!(out.get(), Some(10));
+    lp.detach(k2);
+    // Detached: a plain blocking call from another thread serves itself.
+    let c = conn.clone();
+    let v =
+        thread::spawn(move || c.root().unwrap().call_method::<i64>("add", (6, 6)).unwrap()).join().unwrap();
+    assert_eq!(v, 12);
+}
+
+/// A synchronous call made on the loop's thread outside any loop callback
+/// (a button handler, say) may read a peer request together with its reply;
+/// that request still runs promptly, although its bytes were already read
+/// (an edge-triggered loop would see no new event for them).
+pub fn no_request_stranded_after_a_sync_call_on_the_loop_thread<B: Backend>() {
+    let server = PeerServer::start();
+    let mut lp = B::new_loop();
+    // No timeout on sync calls: nothing about the call itself rings the loop.
+    let conn = Builder::default()
+        .config(Config::default().sync_request_timeout(None))
+        .connect_tcp(server.addr)
+        .unwrap();
+    let key = lp.attach(&conn);
+    let root = conn.root().unwrap();
+    for round in 0..20 {
+        let poked = Flag::default();
+        let p = poked.clone();
+        let cb = tether::callback(move |_: i64| p.set());
+        assert_eq!(root.call_method::<i64>("poke_then_return", (cb,)).unwrap(), 7);
+        run_until(&mut lp, &format!("the peer's request, round {round}"), |_| poked.get());
+    }
+    lp.detach(key);
+}
+
+/// An idle attached connection lets the loop sleep: no write watch stays
+/// armed once output is flushed (a level-triggered idle write watch would
+/// wake the loop continuously), and no timer fires without a deadline.
+pub fn idle_loop_sleeps<B: Backend>() {
+    let server = PeerServer::start();
+    let mut lp = B::new_loop();
+    let conn = server.connect();
+    let key = lp.attach(&conn);
+    let root = conn.root().unwrap();
+    let out: Cell<i64> = Cell::default();
+    let o = out.clone();
+    tether::async_(&root).call_method("add", (1, 1)).add_callback(move |r| o.put(r.value_as().unwrap()));
+    run_until(&mut lp, "a reply", |_| out.is_set());
+    // Let stragglers (a release, a wake-up already queued) pass.
+    for _ in 0..3 {
+        lp.turn(Duration::from_millis(10));
+    }
+    let start = Instant::now();
+    let mut turns = 0;
+    while start.elapsed() < Duration::from_millis(150) {
+        lp.turn(Duration::from_millis(50));
+        turns += 1;
+    }
+    assert!(turns <= 8, "the idle loop woke {turns} times in 150 ms");
+    assert!(!conn.wants_write());
+    lp.detach(key);
+}

@@ -1,0 +1,479 @@
+//! # tether-glib
+//!
+//! Runs [`tether`] connections on a GLib [`MainContext`] (the default one a
+//! GTK application iterates, or a private one): replies, callbacks, the
+//! peer's requests and expiries happen on the context's thread as data
+//! arrives, with no extra thread and no polling on a timer. It is the Rust
+//! form of PyGTK's `io_add_watch` over an RPyC connection.
+//!
+//! ```
+//! use glib::MainContext;
+//! use std::cell::Cell;
+//! use std::rc::Rc;
+//! use tether::{Builder, ObjectBuilder, Service};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A peer to talk to (here: a socketpair served by a thread).
+//! let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
+//! let (conn, peer) = Builder::default().pair(Builder::default().service(Service::object(calc)))?;
+//! std::thread::spawn(move || peer.serve_all());
+//!
+//! let ctx = MainContext::new(); // or MainContext::default() in a GTK program
+//! ctx.with_thread_default(|| -> Result<(), Box<dyn std::error::Error>> {
+//!     let attached = tether_glib::attach(&conn, &ctx)?;
+//!     let root = conn.root()?;
+//!
+//!     // A callback may capture !Send things (a GTK widget, an Rc): it runs
+//!     // on the context's thread.
+//!     let label = Rc::new(Cell::new(0i64));
+//!     let shown = label.clone();
+//!     let answer = tether::async_(&root).call_method("add", (40, 2));
+//!     answer.add_callback(tether_glib::local_callback(&ctx, move |r| {
+//!         shown.set(r.value_as::<i64>().unwrap());
+//!     }));
+//!     while label.get() == 0 {
+//!         ctx.iteration(true);
+//!     }
+//!     assert_eq!(label.get(), 42);
+//!     drop(attached); // destroys the watches, then detaches
+//!     Ok(())
+//! })??;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! How it maps onto GLib: a permanent `IN` watch on the connection's fd; an
+//! `OUT` watch that exists only while output is pending (GLib watches are
+//! level-triggered, so an idle `OUT` watch would spin); a timeout source for
+//! the connection's next deadline; and wake-ups from other threads as idle
+//! sources attached to the context. A synchronous call made inside a
+//! callback waits on the connection's own fd, without iterating the context.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use glib::{ControlFlow, IOCondition, MainContext, Priority, Source};
+use tether::{AsyncResult, Builder, Connection};
+
+pub use glib::thread_guard::ThreadGuard;
+
+type OnClose = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct Sources {
+    input: Option<Source>,
+    output: Option<Source>,
+    timer: Option<(Instant, Source)>,
+}
+
+struct Inner {
+    conn: Connection,
+    fd: RawFd,
+    ctx: MainContext,
+    sources: Mutex<Sources>,
+    wake_pending: AtomicBool,
+    detached: AtomicBool,
+    on_close: Mutex<Option<OnClose>>,
+}
+
+/// A connection attached to a [`MainContext`]. Dropping it (or
+/// [`detach`](Self::detach)) destroys its watches and detaches the
+/// connection; it also lets go by itself when the connection closes.
+pub struct GlibConnection {
+    inner: Arc<Inner>,
+}
+
+/// Attaches `conn` to `ctx`. Call on the thread that iterates `ctx` (for
+/// `MainContext::default()`, the GTK main thread): from then on that thread
+/// reads, writes and serves the connection.
+pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<GlibConnection> {
+    let fd = conn.raw_fd().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::Unsupported, "the connection's transport has no file descriptor")
+    })?;
+    let inner = Arc::new(Inner {
+        conn: conn.clone(),
+        fd,
+        ctx: ctx.clone(),
+        sources: Mutex::new(Sources::default()),
+        wake_pending: AtomicBool::new(false),
+        detached: AtomicBool::new(false),
+        on_close: Mutex::new(None),
+    });
+    let weak = Arc::downgrade(&inner);
+    conn.attach(move || {
+        if let Some(inner) = weak.upgrade() {
+            inner.wake();
+        }
+    });
+    let weak = Arc::downgrade(&inner);
+    let input = glib_unix::fd_source_new(
+        fd,
+        IOCondition::IN | IOCondition::HUP | IOCondition::ERR,
+        Some("tether input"),
+        Priority::DEFAULT,
+        move |_, _| match weak.upgrade() {
+            Some(inner) if !inner.detached.load(Ordering::Acquire) => {
+                inner.drive();
+                ControlFlow::Continue
+            }
+            _ => ControlFlow::Break,
+        },
+    );
+    input.attach(Some(ctx));
+    inner.lock().input = Some(input);
+    // The hello may still be queued, and data may already be buffered.
+    inner.drive();
+    Ok(GlibConnection { inner })
+}
+
+impl GlibConnection {
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        &self.inner.conn
+    }
+
+    /// True until detached or closed.
+    pub fn is_attached(&self) -> bool {
+        !self.inner.detached.load(Ordering::Acquire)
+    }
+
+    /// Destroys the watches and detaches the connection (any thread may then
+    /// serve it). Same as dropping.
+    pub fn detach(self) {}
+
+    fn on_close(&self, f: impl FnOnce() + Send + 'static) {
+        *self.inner.on_close.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
+    }
+}
+
+impl Drop for GlibConnection {
+    fn drop(&mut self) {
+        self.inner.teardown();
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sources> {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From any thread, possibly with the connection's state lock held: only
+    /// queue an idle source on the context.
+    fn wake(self: &Arc<Self>) {
+        if self.detached.load(Ordering::Acquire) || self.wake_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let idle = glib::idle_source_new(Some("tether wake"), Priority::DEFAULT, move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.wake_pending.store(false, Ordering::Release);
+                inner.drive();
+            }
+            ControlFlow::Break
+        });
+        idle.attach(Some(&self.ctx));
+    }
+
+    /// Reads and serves what arrived, flushes, re-arms the watches.
+    fn drive(self: &Arc<Self>) {
+        if self.detached.load(Ordering::Acquire) {
+            return;
+        }
+        // Errors of the connection show up as `is_closed`.
+        let _ = self.conn.poll_all();
+        let _ = self.conn.flush();
+        self.rearm();
+    }
+
+    fn rearm(self: &Arc<Self>) {
+        if self.conn.is_closed() {
+            self.teardown();
+            let hook = self.on_close.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(hook) = hook {
+                hook();
+            }
+            return;
+        }
+        let want_write = self.conn.wants_write();
+        let deadline = self.conn.next_deadline();
+        let mut s = self.lock();
+        if self.detached.load(Ordering::Acquire) {
+            return;
+        }
+        if want_write && s.output.is_none() {
+            let weak = Arc::downgrade(self);
+            let out = glib_unix::fd_source_new(
+                self.fd,
+                IOCondition::OUT | IOCondition::HUP | IOCondition::ERR,
+                Some("tether output"),
+                Priority::DEFAULT,
+                move |_, _| {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.drive(); // destroys this watch once output is done
+                    }
+                    ControlFlow::Continue
+                },
+            );
+            out.attach(Some(&self.ctx));
+            s.output = Some(out);
+        } else if !want_write {
+            if let Some(out) = s.output.take() {
+                out.destroy();
+            }
+        }
+        if s.timer.as_ref().map(|t| t.0) != deadline {
+            if let Some((_, old)) = s.timer.take() {
+                old.destroy();
+            }
+            if let Some(at) = deadline {
+                // GLib counts whole milliseconds: round up, never fire early.
+                let ms = at.saturating_duration_since(Instant::now()).as_nanos().div_ceil(1_000_000);
+                let weak = Arc::downgrade(self);
+                let timer = glib::timeout_source_new(
+                    Duration::from_millis(ms as u64),
+                    Some("tether deadline"),
+                    Priority::DEFAULT,
+                    move || {
+                        if let Some(inner) = weak.upgrade() {
+                            {
+                                let mut s = inner.lock();
+                                if s.timer.as_ref().is_some_and(|t| t.0 == at) {
+                                    s.timer = None; // this source ends by returning Break
+                                }
+                            }
+                            inner.conn.handle_timeout();
+                            inner.drive();
+                        }
+                        ControlFlow::Break
+                    },
+                );
+                timer.attach(Some(&self.ctx));
+                s.timer = Some((at, timer));
+            }
+        }
+    }
+
+    fn teardown(&self) {
+        if self.detached.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let s = std::mem::take(&mut *self.lock());
+        for source in [s.input, s.output, s.timer.map(|t| t.1)].into_iter().flatten() {
+            source.destroy();
+        }
+        self.conn.detach();
+    }
+}
+
+/// Wraps a callback that captures `!Send` values (GTK widgets, `Rc`s) so it
+/// can be passed to [`AsyncResult::add_callback`]. It runs on the thread that
+/// made it (the context's thread); if the result is delivered on another
+/// thread, the call is sent to `ctx` with [`MainContext::invoke`].
+///
+/// The captures are held in a [`ThreadGuard`]: a callback that is dropped
+/// without running (its result expired) must be dropped on the context's
+/// thread, which is where an attached connection expires its results.
+pub fn local_callback<F>(ctx: &MainContext, f: F) -> impl FnOnce(&AsyncResult) + Send + 'static
+where
+    F: FnOnce(&AsyncResult) + 'static,
+{
+    let guard = ThreadGuard::new(f);
+    let ctx = ctx.clone();
+    move |res: &AsyncResult| {
+        if guard.is_owner() {
+            (guard.into_inner())(res)
+        } else {
+            let res = res.clone();
+            ctx.invoke(move || (guard.into_inner())(&res));
+        }
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+struct ServerInner {
+    listener: Listener,
+    builder: Builder,
+    ctx: MainContext,
+    conns: Mutex<HashMap<u64, GlibConnection>>,
+    source: Mutex<Option<Source>>,
+    next: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// Accepts on a listener and serves every accepted connection on the
+/// thread that iterates the context. Cloning gives another handle to the
+/// same server; [`close`](Self::close) stops it.
+///
+/// ```no_run
+/// use glib::{MainContext, MainLoop};
+/// use tether::{Builder, ObjectBuilder, Service};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
+/// let listener = std::net::TcpListener::bind("127.0.0.1:18861")?;
+/// let ctx = MainContext::default();
+/// let _server = tether_glib::Server::tcp(listener, Builder::default().service(Service::object(calc)), &ctx)?;
+/// MainLoop::new(Some(&ctx), false).run();
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<ServerInner>,
+}
+
+impl Server {
+    /// Serves a bound TCP listener (made non-blocking here) on `ctx`. Call
+    /// on the thread that iterates `ctx`.
+    pub fn tcp(listener: TcpListener, builder: Builder, ctx: &MainContext) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        Server::new(Listener::Tcp(listener), builder, ctx)
+    }
+
+    /// Serves a bound Unix listener (made non-blocking here) on `ctx`.
+    pub fn unix(listener: UnixListener, builder: Builder, ctx: &MainContext) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        Server::new(Listener::Unix(listener), builder, ctx)
+    }
+
+    fn new(listener: Listener, builder: Builder, ctx: &MainContext) -> io::Result<Server> {
+        let inner = Arc::new(ServerInner {
+            listener,
+            builder,
+            ctx: ctx.clone(),
+            conns: Mutex::new(HashMap::new()),
+            source: Mutex::new(None),
+            next: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        });
+        ServerInner::watch(&inner);
+        Ok(Server { inner })
+    }
+
+    /// The TCP address listened on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.inner.listener {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(_) => None,
+        }
+    }
+
+    /// Connections currently served.
+    pub fn connection_count(&self) -> usize {
+        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Stops accepting and closes every connection. Call on the context's
+    /// thread.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        if let Some(s) = self.inner.source.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            s.destroy();
+        }
+        let conns = std::mem::take(&mut *self.inner.conns.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, c) in conns {
+            let conn = c.connection().clone();
+            drop(c);
+            conn.close();
+        }
+    }
+}
+
+impl ServerInner {
+    fn accept(this: &Arc<ServerInner>) {
+        loop {
+            let accepted = match &this.listener {
+                Listener::Tcp(l) => l.accept().and_then(|(s, _)| {
+                    this.builder.clone().over_stream(s).map_err(|e| io::Error::other(e.to_string()))
+                }),
+                Listener::Unix(l) => l.accept().and_then(|(s, _)| {
+                    this.builder.clone().over_stream(s).map_err(|e| io::Error::other(e.to_string()))
+                }),
+            };
+            let conn = match accepted {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Typically out of file descriptors. The watch is
+                    // level-triggered: pause it briefly instead of spinning.
+                    log::warn!("tether-glib server: accept failed ({e}); retrying shortly");
+                    ServerInner::pause(this);
+                    return;
+                }
+            };
+            let attached = match attach(&conn, &this.ctx) {
+                Ok(a) => a,
+                Err(e) => {
+                    log::warn!("tether-glib server: could not attach a connection: {e}");
+                    continue;
+                }
+            };
+            let key = this.next.fetch_add(1, Ordering::Relaxed);
+            let weak: Weak<ServerInner> = Arc::downgrade(this);
+            attached.on_close(move || {
+                if let Some(s) = weak.upgrade() {
+                    let gone = s.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                    drop(gone);
+                }
+            });
+            if attached.is_attached() {
+                this.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(key, attached);
+            }
+        }
+    }
+
+    /// Watches the listener for clients.
+    fn watch(this: &Arc<ServerInner>) {
+        let fd = match &this.listener {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l) => l.as_raw_fd(),
+        };
+        let weak = Arc::downgrade(this);
+        let source = glib_unix::fd_source_new(
+            fd,
+            IOCondition::IN,
+            Some("tether listener"),
+            Priority::DEFAULT,
+            move |_, _| match weak.upgrade() {
+                Some(inner) => {
+                    ServerInner::accept(&inner);
+                    ControlFlow::Continue
+                }
+                None => ControlFlow::Break,
+            },
+        );
+        source.attach(Some(&this.ctx));
+        if let Some(old) = this.source.lock().unwrap_or_else(|e| e.into_inner()).replace(source) {
+            old.destroy();
+        }
+    }
+
+    /// Stops watching the listener for a moment.
+    fn pause(this: &Arc<ServerInner>) {
+        if let Some(source) = this.source.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            source.destroy();
+        }
+        let weak = Arc::downgrade(this);
+        let retry =
+            glib::timeout_source_new(Duration::from_millis(100), None, Priority::DEFAULT, move || {
+                if let Some(inner) = weak.upgrade() {
+                    if !inner.closed.load(Ordering::Acquire) {
+                        ServerInner::watch(&inner);
+                    }
+                }
+                ControlFlow::Break
+            });
+        retry.attach(Some(&this.ctx));
+    }
+}

@@ -1,0 +1,107 @@
+//! The shared conformance suite, run against the glib backend. Each test
+//! runs under its own private thread-default `MainContext`, so tests run in
+//! parallel and need no display.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+use glib::{ControlFlow, MainContext, Priority};
+use tether::{Builder, Connection};
+use tether_conformance::{Backend, RunningServer, TestLoop};
+use tether_glib::{GlibConnection, Server};
+
+struct GlibLoop {
+    ctx: MainContext,
+    conns: HashMap<usize, GlibConnection>,
+    next: usize,
+}
+
+impl TestLoop for GlibLoop {
+    fn attach(&mut self, conn: &Connection) -> usize {
+        let key = self.next;
+        self.next += 1;
+        self.conns.insert(key, tether_glib::attach(conn, &self.ctx).unwrap());
+        key
+    }
+
+    fn is_attached(&self, key: usize) -> bool {
+        self.conns.get(&key).is_some_and(GlibConnection::is_attached)
+    }
+
+    fn detach(&mut self, key: usize) {
+        if let Some(c) = self.conns.remove(&key) {
+            c.detach();
+        }
+    }
+
+    fn turn(&mut self, max_wait: Duration) {
+        let limit = glib::timeout_source_new(max_wait, None, Priority::DEFAULT, || ControlFlow::Break);
+        limit.attach(Some(&self.ctx));
+        self.ctx.iteration(true);
+        limit.destroy();
+    }
+
+    fn notifier(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let ctx = self.ctx.clone();
+        Arc::new(move || ctx.wakeup())
+    }
+}
+
+struct Running {
+    server: Server,
+    ctx: MainContext,
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl RunningServer for Running {
+    fn connection_count(&self) -> usize {
+        self.server.connection_count()
+    }
+    fn stop(self: Box<Self>) {
+        self.stop.store(true, Ordering::Release);
+        self.ctx.wakeup();
+        self.thread.join().unwrap();
+    }
+}
+
+struct Glib;
+
+impl Backend for Glib {
+    type Loop = GlibLoop;
+
+    fn new_loop() -> GlibLoop {
+        let ctx = MainContext::thread_default().expect("run_test set a thread-default context");
+        GlibLoop { ctx, conns: HashMap::new(), next: 0 }
+    }
+
+    fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (tx, rx) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            let ctx = MainContext::new();
+            ctx.with_thread_default(|| {
+                let server = Server::tcp(listener, builder, &ctx).unwrap();
+                tx.send((server.clone(), ctx.clone())).unwrap();
+                while !flag.load(Ordering::Acquire) {
+                    ctx.iteration(true);
+                }
+                server.close();
+            })
+            .unwrap();
+        });
+        let (server, ctx) = rx.recv().unwrap();
+        Box::new(Running { server, ctx, stop, thread })
+    }
+
+    fn run_test(test: &dyn Fn()) {
+        MainContext::new().with_thread_default(test).unwrap();
+    }
+}
+
+tether_conformance::conformance_tests!(Glib);

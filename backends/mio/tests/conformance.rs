@@ -1,0 +1,106 @@
+//! The shared conformance suite, run against the mio backend.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use mio::{Events, Poll, Token};
+use tether::{Builder, Connection};
+use tether_conformance::{Backend, RunningServer, TestLoop};
+use tether_mio::{Doorbell, MioConnection, Server, ServerHandle};
+
+const DOORBELL: Token = Token(usize::MAX);
+
+struct MioLoop {
+    poll: Poll,
+    events: Events,
+    doorbell: Arc<Doorbell>,
+    conns: HashMap<usize, MioConnection>,
+    next: usize,
+}
+
+impl TestLoop for MioLoop {
+    fn attach(&mut self, conn: &Connection) -> usize {
+        let key = self.next;
+        self.next += 1;
+        let c = MioConnection::register(conn, self.poll.registry(), Token(key), &self.doorbell).unwrap();
+        self.conns.insert(key, c);
+        key
+    }
+
+    fn is_attached(&self, key: usize) -> bool {
+        self.conns.contains_key(&key)
+    }
+
+    fn detach(&mut self, key: usize) {
+        if let Some(c) = self.conns.remove(&key) {
+            c.deregister(self.poll.registry()).unwrap();
+        }
+    }
+
+    fn turn(&mut self, max_wait: Duration) {
+        let deadline = self.conns.values().filter_map(MioConnection::next_deadline).min();
+        let wait = tether_mio::timeout(deadline).map_or(max_wait, |d| d.min(max_wait));
+        self.poll.poll(&mut self.events, Some(wait)).unwrap();
+        let mut ready: Vec<usize> =
+            self.events.iter().map(|e| e.token().0).filter(|&k| k != DOORBELL.0).collect();
+        ready.extend(self.doorbell.take().into_iter().map(|t| t.0));
+        let registry = self.poll.registry();
+        for k in ready {
+            if let Some(c) = self.conns.get_mut(&k) {
+                if !c.on_ready(registry).unwrap() {
+                    self.conns.remove(&k);
+                }
+            }
+        }
+        let keys: Vec<usize> = self.conns.keys().copied().collect();
+        for k in keys {
+            if !self.conns.get_mut(&k).unwrap().on_timer(registry).unwrap() {
+                self.conns.remove(&k);
+            }
+        }
+    }
+
+    fn notifier(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let bell = self.doorbell.clone();
+        Arc::new(move || bell.wake())
+    }
+}
+
+struct Running {
+    handle: ServerHandle,
+    thread: thread::JoinHandle<()>,
+}
+
+impl RunningServer for Running {
+    fn connection_count(&self) -> usize {
+        self.handle.connection_count()
+    }
+    fn stop(self: Box<Self>) {
+        self.handle.close();
+        self.thread.join().unwrap();
+    }
+}
+
+struct Mio;
+
+impl Backend for Mio {
+    type Loop = MioLoop;
+
+    fn new_loop() -> MioLoop {
+        let poll = Poll::new().unwrap();
+        let doorbell = Doorbell::new(poll.registry(), DOORBELL).unwrap();
+        MioLoop { poll, events: Events::with_capacity(256), doorbell, conns: HashMap::new(), next: 0 }
+    }
+
+    fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer> {
+        let mut server = Server::from_tcp(listener, builder).unwrap();
+        let handle = server.handle();
+        let thread = thread::spawn(move || server.run().unwrap());
+        Box::new(Running { handle, thread })
+    }
+}
+
+tether_conformance::conformance_tests!(Mio);

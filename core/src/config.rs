@@ -1,0 +1,103 @@
+//! Limits and settings of one connection.
+
+use std::time::Duration;
+
+/// Every limit of a connection, each with a safe default.
+///
+/// | field | default | what happens past it |
+/// |---|---|---|
+/// | `max_frame_len` | 128 MiB | incoming: the connection ends with `LimitError::FrameTooLarge` (checked on the header, before buffering); outgoing: that call fails |
+/// | `max_depth` | 64 | incoming: the connection ends with `LimitError::TooDeep`; outgoing: that call fails |
+/// | `max_pending` | 100,000 | new calls fail with `LimitError::TooManyPending` |
+/// | `max_exported` | 1,000,000 | the call or reply that would export one more object fails |
+/// | `max_imported` | 1,000,000 | references past it are refused (that call or reply fails) |
+/// | `max_output_buffer` | 256 MiB | new calls fail with `LimitError::OutputBufferFull` (the peer is not reading) |
+/// | `sync_request_timeout` | 30 s | a synchronous call fails with `Error::Timeout` (RPyC's default) |
+/// | `idle_timeout` | none | a connection that receives nothing for this long is closed |
+/// | `include_traceback` | true | when false, remote errors carry no traceback (RPyC's `include_local_traceback`) |
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest frame, in bytes, sent or accepted.
+    pub max_frame_len: usize,
+    /// Deepest nesting of values sent or accepted.
+    pub max_depth: usize,
+    /// Most requests awaiting replies at once.
+    pub max_pending: usize,
+    /// Most local objects the peer may hold references to at once.
+    pub max_exported: usize,
+    /// Most distinct peer objects this side may hold proxies for at once.
+    pub max_imported: usize,
+    /// Most bytes of unsent output before new calls are refused.
+    pub max_output_buffer: usize,
+    /// Default timeout of synchronous calls; `None` waits forever.
+    pub sync_request_timeout: Option<Duration>,
+    /// Close the connection after this long without receiving anything.
+    pub idle_timeout: Option<Duration>,
+    /// Send tracebacks with errors raised while serving the peer.
+    pub include_traceback: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_len: 128 << 20,
+            max_depth: 64,
+            max_pending: 100_000,
+            max_exported: 1_000_000,
+            max_imported: 1_000_000,
+            max_output_buffer: 256 << 20,
+            sync_request_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: None,
+            include_traceback: true,
+        }
+    }
+}
+
+impl Config {
+    /// Sets `max_frame_len`.
+    pub fn max_frame_len(mut self, bytes: usize) -> Self {
+        self.max_frame_len = bytes;
+        self
+    }
+    /// Sets `max_depth`.
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+    /// Sets `max_pending`.
+    pub fn max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n;
+        self
+    }
+    /// Sets `max_exported`.
+    pub fn max_exported(mut self, n: usize) -> Self {
+        self.max_exported = n;
+        self
+    }
+    /// Sets `max_imported`.
+    pub fn max_imported(mut self, n: usize) -> Self {
+        self.max_imported = n;
+        self
+    }
+    /// Sets `max_output_buffer`.
+    pub fn max_output_buffer(mut self, bytes: usize) -> Self {
+        self.max_output_buffer = bytes;
+        self
+    }
+    /// Sets `sync_request_timeout`.
+    pub fn sync_request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.sync_request_timeout = timeout;
+        self
+    }
+    /// Sets `idle_timeout`.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+    /// Sets `include_traceback`.
+    pub fn include_traceback(mut self, include: bool) -> Self {
+        self.include_traceback = include;
+        self
+    }
+}

@@ -1,0 +1,1107 @@
+//! Connections: the protocol core driven over a transport, with blocking
+//! synchronous calls, `AsyncResult`s, serving, and event-loop entry points.
+//!
+//! # How serving works
+//!
+//! One thread at a time is the *driver*: it waits on the transport, reads,
+//! feeds the protocol and delivers replies to whichever thread waits for
+//! them. Every thread that waits for something (a synchronous call, `value()`,
+//! `serve`, a [`BgServingThread`]) either becomes the driver or sleeps on a
+//! condition variable until the driver delivers its reply or steps down. So
+//! replies are never lost between threads and each is delivered exactly once.
+//!
+//! Requests from the peer are queued in arrival order and run by whichever
+//! serving thread takes them next, with no lock held, so a method may call
+//! back into the peer (nested callbacks work at any depth). **When one thread
+//! serves a connection, its requests run in the order they arrived**; with
+//! several serving threads they may overlap.
+//!
+//! A connection *attached* to an event loop ([`Connection::attach`]) is only
+//! driven and served by the loop's thread: other threads' calls queue their
+//! request, wake the loop, and sleep until the loop delivers the reply.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::RawFd;
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use crate::async_result::{AsyncResult, Driver, Slot};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::error::{Error, RemoteError, Result};
+use crate::object::LocalObject;
+use crate::protocol::{Call, Event, Protocol, Request};
+use crate::remote::{RemoteObject, Session};
+use crate::transport::{SocketTransport, Stream, Transport};
+use crate::value::{to_value, Value};
+
+type Hook = Arc<dyn Fn(&Connection) + Send + Sync>;
+type RootFactory = Arc<dyn Fn(&Connection) -> LocalObject + Send + Sync>;
+
+/// What one side exposes: a root object made per connection, and lifecycle
+/// hooks (RPyC's `Service` with `on_connect` / `on_disconnect`).
+#[derive(Clone, Default)]
+pub struct Service {
+    root: Option<RootFactory>,
+    on_connect: Option<Hook>,
+    before_close: Option<Hook>,
+    on_disconnect: Option<Hook>,
+}
+
+impl Service {
+    /// A service whose root object is made by `root` for each new connection.
+    /// To call the peer from the root's methods, capture a
+    /// [`WeakConnection`] (a strong one would keep the connection open).
+    pub fn new(root: impl Fn(&Connection) -> LocalObject + Send + Sync + 'static) -> Self {
+        Service { root: Some(Arc::new(root)), ..Default::default() }
+    }
+
+    /// A service whose every connection shares one root object.
+    pub fn object(root: LocalObject) -> Self {
+        Service::new(move |_| root.clone())
+    }
+
+    /// Exposes nothing (RPyC's `VoidService`); the peer's `root()` fails.
+    pub fn none() -> Self {
+        Service::default()
+    }
+
+    /// Runs when the connection is set up, before any request is served.
+    pub fn on_connect(mut self, f: impl Fn(&Connection) + Send + Sync + 'static) -> Self {
+        self.on_connect = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs when this side closes the connection, before the peer is told: it
+    /// may still call the peer.
+    pub fn before_close(mut self, f: impl Fn(&Connection) + Send + Sync + 'static) -> Self {
+        self.before_close = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs once after the connection has closed, whichever side closed it.
+    pub fn on_disconnect(mut self, f: impl Fn(&Connection) + Send + Sync + 'static) -> Self {
+        self.on_disconnect = Some(Arc::new(f));
+        self
+    }
+}
+
+/// Sets up connections: the service exposed, the limits, the clock.
+#[derive(Clone)]
+pub struct Builder {
+    service: Service,
+    config: Config,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder { service: Service::none(), config: Config::default(), clock: Arc::new(SystemClock) }
+    }
+}
+
+impl Builder {
+    /// The service this side exposes (default: none).
+    pub fn service(mut self, service: Service) -> Self {
+        self.service = service;
+        self
+    }
+
+    /// The limits (default: [`Config::default`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Connects over TCP (RPyC's `rpyc.connect(host, port)`).
+    pub fn connect_tcp(self, addr: impl ToSocketAddrs) -> Result<Connection> {
+        self.over_stream(TcpStream::connect(addr)?)
+    }
+
+    /// Connects to a Unix socket.
+    pub fn connect_unix(self, path: impl AsRef<Path>) -> Result<Connection> {
+        self.over_stream(UnixStream::connect(path)?)
+    }
+
+    /// Runs a connection over an already connected stream.
+    pub fn over_stream(self, stream: impl Into<Stream>) -> Result<Connection> {
+        Ok(self.over_transport(SocketTransport::new(stream)?))
+    }
+
+    /// Runs a connection over any transport.
+    pub fn over_transport(self, transport: impl Transport) -> Connection {
+        Connection::start(self, Box::new(transport))
+    }
+
+    /// Two connected connections in one process over a socketpair: `self`'s
+    /// service on the first, `other`'s on the second.
+    pub fn pair(self, other: Builder) -> Result<(Connection, Connection)> {
+        let (a, b) = UnixStream::pair()?;
+        Ok((self.over_stream(a)?, other.over_stream(b)?))
+    }
+}
+
+/// Connects over TCP with default settings and no service of our own.
+pub fn connect(addr: impl ToSocketAddrs) -> Result<Connection> {
+    Builder::default().connect_tcp(addr)
+}
+
+thread_local! {
+    /// How many connection state locks this thread holds.
+    static LOCKS_HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Connections whose last handle dropped while this thread held a state
+    /// lock: closing them then could deadlock, so they close on release.
+    static DEFERRED_CLOSES: std::cell::RefCell<Vec<Arc<Shared>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The state lock, held. Tracks holding per thread so that a handle dropped
+/// under the lock (a proxy inside a discarded message, say) defers the close
+/// it triggers until the lock is released.
+struct StateGuard<'a> {
+    guard: Option<MutexGuard<'a, State>>,
+    shared: &'a Shared,
+}
+
+impl<'a> StateGuard<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let guard = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        LOCKS_HELD.with(|n| n.set(n.get() + 1));
+        StateGuard { guard: Some(guard), shared }
+    }
+
+    /// Waits on the connection's condition variable, releasing the lock meanwhile.
+    fn wait(mut self, timeout: Option<Duration>) -> Self {
+        let guard = self.guard.take().expect("held");
+        LOCKS_HELD.with(|n| n.set(n.get() - 1));
+        let guard = match timeout {
+            Some(d) => self.shared.cond.wait_timeout(guard, d).unwrap_or_else(|e| e.into_inner()).0,
+            None => self.shared.cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
+        };
+        LOCKS_HELD.with(|n| n.set(n.get() + 1));
+        self.guard = Some(guard);
+        self
+    }
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.guard.as_ref().expect("held")
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.guard.as_mut().expect("held")
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if self.guard.take().is_none() {
+            return;
+        }
+        let now_free = LOCKS_HELD.with(|n| {
+            n.set(n.get() - 1);
+            n.get() == 0
+        });
+        if now_free {
+            let deferred = DEFERRED_CLOSES.with(|d| std::mem::take(&mut *d.borrow_mut()));
+            for shared in deferred {
+                shared.close_now("every handle to the connection was dropped");
+            }
+        }
+    }
+}
+
+/// One queued piece of work to do once the state lock is released.
+enum After {
+    Complete(Arc<Slot>, Result<Value>),
+    Expire(Arc<Slot>),
+    Disconnected,
+    Drop(#[allow(dead_code)] Vec<LocalObject>),
+}
+
+struct State {
+    proto: Protocol,
+    slots: HashMap<u64, Arc<Slot>>,
+    inbox: VecDeque<(u64, Request)>,
+    /// The driving thread and how deeply it re-entered (in-memory pairs).
+    driver: Option<(ThreadId, u32)>,
+    /// In attached mode, the only thread that drives and serves.
+    loop_thread: Option<ThreadId>,
+    closed: Option<Error>,
+    /// The peer's root, cached weakly: a proxy keeps the connection open, and
+    /// the connection must not keep itself open.
+    root: Weak<crate::remote::ProxyInner>,
+    /// Bumped whenever anything is received or served (for `serve`).
+    progress: u64,
+}
+
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    cond: Condvar,
+    transport: Box<dyn Transport>,
+    /// The attached event loop's wake-up, kept outside `state` so that it can
+    /// be rung from anywhere, even with the state lock held.
+    loop_waker: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    read_buf: Mutex<Vec<u8>>,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    service: Service,
+    label: String,
+    handles: AtomicUsize,
+    closing: AtomicBool,
+    me: Weak<Shared>,
+}
+
+/// A connection to a peer. Cheap to clone, `Send + Sync`: threads may share
+/// one and call through it at once.
+///
+/// The connection stays open while any clone of it or any proxy
+/// ([`RemoteObject`]) from it lives, so `tether::connect(addr)?.root()?`
+/// works as in RPyC; it closes when the last of those drops, on
+/// [`close`](Self::close), or when the peer goes. An object this side
+/// exports that itself holds a proxy from the same connection keeps it open
+/// until one of the latter: close such connections explicitly.
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+/// A handle that does not keep the connection open.
+#[derive(Clone)]
+pub struct WeakConnection {
+    shared: Weak<Shared>,
+}
+
+impl WeakConnection {
+    /// The connection, if it is still open somewhere.
+    pub fn upgrade(&self) -> Option<Connection> {
+        let shared = self.shared.upgrade()?;
+        // Only resurrect a connection someone still holds open.
+        let mut n = shared.handles.load(Ordering::Acquire);
+        loop {
+            if n == 0 {
+                return None;
+            }
+            match shared.handles.compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(Connection { shared }),
+                Err(actual) => n = actual,
+            }
+        }
+    }
+}
+
+impl Clone for Connection {
+    fn clone(&self) -> Self {
+        self.shared.retain();
+        Connection { shared: self.shared.clone() }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.release();
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connection({})", self.shared.label)
+    }
+}
+
+impl Connection {
+    /// A builder for connections with a service, limits or a clock.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    fn start(b: Builder, transport: Box<dyn Transport>) -> Connection {
+        let now = b.clock.now();
+        let label = transport.describe();
+        let shared = Arc::new_cyclic(|me: &Weak<Shared>| {
+            let session: Weak<dyn Session> = me.clone();
+            Shared {
+                state: Mutex::new(State {
+                    proto: Protocol::with_session(b.config.clone(), None, now, session),
+                    slots: HashMap::new(),
+                    inbox: VecDeque::new(),
+                    driver: None,
+                    loop_thread: None,
+                    closed: None,
+                    root: Weak::new(),
+                    progress: 0,
+                }),
+                cond: Condvar::new(),
+                transport,
+                loop_waker: Mutex::new(None),
+                read_buf: Mutex::new(vec![0; 64 * 1024]),
+                clock: b.clock,
+                config: b.config,
+                service: b.service,
+                label,
+                handles: AtomicUsize::new(1),
+                closing: AtomicBool::new(false),
+                me: me.clone(),
+            }
+        });
+        let conn = Connection { shared };
+        if let Some(make_root) = &conn.shared.service.root {
+            let root = make_root(&conn);
+            conn.shared.lock().proto.set_root(root);
+        }
+        if let Some(hook) = conn.shared.service.on_connect.clone() {
+            hook(&conn);
+        }
+        // Send the hello now; a failure here surfaces on first use.
+        let after = {
+            let mut st = conn.shared.lock();
+            let mut after = Vec::new();
+            conn.shared.flush_locked(&mut st, &mut after);
+            after
+        };
+        conn.shared.finish(after);
+        log::debug!("tether connection to {} open", conn.shared.label);
+        conn
+    }
+
+    /// A handle that does not keep the connection open.
+    pub fn downgrade(&self) -> WeakConnection {
+        WeakConnection { shared: Arc::downgrade(&self.shared) }
+    }
+
+    /// The peer's root object (cached after the first call).
+    pub fn root(&self) -> Result<RemoteObject> {
+        if let Some(inner) = self.shared.lock().root.upgrade() {
+            return Ok(RemoteObject { inner });
+        }
+        let root: RemoteObject =
+            self.shared.submit(Call::Root, self.shared.config.sync_request_timeout).value_as()?;
+        self.shared.lock().root = Arc::downgrade(&root.inner);
+        Ok(root)
+    }
+
+    /// One round trip to the peer.
+    pub fn ping(&self) -> Result<()> {
+        let payload = Value::Bytes(b"tether ping".to_vec());
+        let echo = self
+            .shared
+            .submit(Call::Ping(payload.clone()), self.shared.config.sync_request_timeout)
+            .value()?;
+        if echo != payload {
+            return Err(Error::Protocol(crate::error::ProtocolError::Unexpected(
+                "ping echoed a different payload".into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Serves whatever arrives within `timeout` (RPyC's `serve`). Returns
+    /// whether anything was received or served.
+    pub fn serve(&self, timeout: Duration) -> Result<bool> {
+        let start = self.shared.lock().progress;
+        let deadline = self.shared.clock.now() + timeout;
+        self.shared.serve_until(&|st: &State| st.progress != start, Some(deadline), true)?;
+        Ok(self.shared.lock().progress != start)
+    }
+
+    /// Serves everything already received, without blocking (RPyC's
+    /// `poll_all`); also what an event loop calls when the connection's fd is
+    /// readable. Returns whether anything was received or served.
+    pub fn poll_all(&self) -> Result<bool> {
+        let start = self.shared.lock().progress;
+        self.shared.serve_until(&|_| false, None, false)?;
+        Ok(self.shared.lock().progress != start)
+    }
+
+    /// Serves until the connection closes (RPyC's `serve_all`). Returns `Ok`
+    /// after an orderly close, the error otherwise.
+    pub fn serve_all(&self) -> Result<()> {
+        match self.shared.serve_until(&|_| false, None, true) {
+            Err(Error::Closed(_)) | Ok(()) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Closes the connection: runs the service's `before_close` hook (which
+    /// may still call the peer), tells the peer, fails pending calls at once
+    /// with [`Error::Closed`], then runs `on_disconnect`.
+    pub fn close(&self) {
+        if let Some(hook) = self.shared.service.before_close.clone() {
+            if !self.shared.closing.swap(true, Ordering::AcqRel) && !self.is_closed() {
+                hook(self);
+            }
+        }
+        self.shared.close_now("closed by this side");
+    }
+
+    /// True once the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().closed.is_some()
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn close_reason(&self) -> Option<Error> {
+        self.shared.lock().closed.clone()
+    }
+
+    /// The peer's address or a description of the transport.
+    pub fn peer(&self) -> &str {
+        &self.shared.label
+    }
+
+    /// Local objects the peer currently holds references to.
+    pub fn exported_count(&self) -> usize {
+        self.shared.lock().proto.exported_count()
+    }
+
+    /// Peer objects this side currently holds proxies for.
+    pub fn imported_count(&self) -> usize {
+        self.shared.lock().proto.imported_count()
+    }
+
+    /// Requests awaiting replies.
+    pub fn pending_count(&self) -> usize {
+        self.shared.lock().slots.len()
+    }
+
+    /// The limits of this connection.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    // ---- event-loop entry points ------------------------------------------------
+
+    /// The file descriptor an event loop should watch, if the transport has one.
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        self.shared.transport.raw_fd()
+    }
+
+    /// Hands the connection to the calling thread's event loop. From now on
+    /// only this thread reads, writes and serves; calls from other threads
+    /// queue their request and call `wake`, which must make the loop call
+    /// [`flush`](Self::flush), re-arm write interest and the timer soon.
+    pub fn attach(&self, wake: impl Fn() + Send + Sync + 'static) {
+        *self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(wake));
+        self.shared.lock().loop_thread = Some(thread::current().id());
+    }
+
+    /// Undoes [`attach`](Self::attach): any thread may serve again.
+    pub fn detach(&self) {
+        self.shared.lock().loop_thread = None;
+        *self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.shared.cond.notify_all();
+    }
+
+    /// Writes queued output until the transport would block.
+    pub fn flush(&self) -> Result<()> {
+        let mut after = Vec::new();
+        let result = {
+            let mut st = self.shared.lock();
+            self.shared.flush_locked(&mut st, &mut after);
+            st.closed.clone()
+        };
+        self.shared.finish(after);
+        match result {
+            Some(e) if !matches!(e, Error::Closed(_)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// True while output is queued: the loop should watch for writability.
+    pub fn wants_write(&self) -> bool {
+        let st = self.shared.lock();
+        st.closed.is_none() && st.proto.wants_write()
+    }
+
+    /// When the loop's timer should next fire for this connection.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.shared.lock().proto.poll_timeout()
+    }
+
+    /// Fires every deadline that has passed (expiring results, sending
+    /// cancels, closing an idle connection). Call when the timer fires.
+    pub fn handle_timeout(&self) {
+        let mut after = Vec::new();
+        {
+            let mut st = self.shared.lock();
+            self.shared.timeouts_locked(&mut st, &mut after);
+            self.shared.flush_locked(&mut st, &mut after);
+        }
+        self.shared.finish(after);
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> StateGuard<'_> {
+        StateGuard::new(self)
+    }
+
+    /// One more handle (a `Connection` or a proxy) keeps the connection open.
+    fn retain(&self) {
+        self.handles.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A handle went away; the last one closes the connection (later, if
+    /// this thread holds a state lock now).
+    fn release(&self) {
+        if self.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        if LOCKS_HELD.with(|n| n.get()) > 0 {
+            DEFERRED_CLOSES.with(|d| d.borrow_mut().push(self.arc()));
+        } else {
+            self.close_now("every handle to the connection was dropped");
+        }
+    }
+
+    fn arc(&self) -> Arc<Shared> {
+        self.me.upgrade().expect("a method runs on a live connection")
+    }
+
+    fn may_serve(st: &State, me: ThreadId) -> bool {
+        st.loop_thread.is_none_or(|t| t == me)
+    }
+
+    /// Wakes whoever drives the connection so it notices new output or a
+    /// nearer deadline.
+    fn wake_driver(&self, st: &State) {
+        if self.ring_loop() {
+            return;
+        }
+        if let Some((t, _)) = st.driver {
+            if t != thread::current().id() {
+                self.transport.wake();
+            }
+        }
+    }
+
+    /// On an attached connection, requests read along with what a wait was
+    /// waiting for (a synchronous call on the loop's thread outside the
+    /// loop's own callbacks) are already off the socket, so the loop's fd
+    /// may never signal for them again: ring the loop so that it serves them.
+    fn hand_leftovers_to_loop(&self, st: &State) {
+        if st.loop_thread.is_some() && !st.inbox.is_empty() {
+            self.ring_loop();
+        }
+    }
+
+    /// Calls the attached loop's waker; false when not attached.
+    fn ring_loop(&self) -> bool {
+        let waker = self.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match waker {
+            Some(w) => {
+                w();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn submit(&self, call: Call, timeout: Option<Duration>) -> AsyncResult {
+        let now = self.clock.now();
+        let expiry = timeout.map(|d| (now + d, d));
+        let mut after = Vec::new();
+        let slot = {
+            let mut st = self.lock();
+            if let Some(e) = &st.closed {
+                return AsyncResult::failed(e.clone());
+            }
+            let seq = match st.proto.send_request(call, expiry.map(|e| e.0)) {
+                Ok(seq) => seq,
+                Err(e) => return AsyncResult::failed(e),
+            };
+            let slot = Slot::new(seq, expiry);
+            st.slots.insert(seq, slot.clone());
+            self.flush_locked(&mut st, &mut after);
+            if st.proto.wants_write() || expiry.is_some() {
+                self.wake_driver(&st);
+            }
+            slot
+        };
+        self.finish(after);
+        AsyncResult::new(slot, self.arc())
+    }
+
+    /// Writes output until the transport would block; a write error ends the
+    /// connection.
+    fn flush_locked(&self, st: &mut State, after: &mut Vec<After>) {
+        loop {
+            let out = st.proto.pending_output();
+            if out.is_empty() {
+                break;
+            }
+            match self.transport.write(out) {
+                Ok(0) => {
+                    st.proto.handle_transport_error(Error::Closed("the peer stopped accepting data".into()));
+                    break;
+                }
+                Ok(n) => st.proto.consume_output(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    st.proto.handle_transport_error(lost(e));
+                    break;
+                }
+            }
+        }
+        self.process_events(st, after);
+    }
+
+    fn timeouts_locked(&self, st: &mut State, after: &mut Vec<After>) {
+        let now = self.clock.now();
+        if st.proto.poll_timeout().is_some_and(|t| t <= now) {
+            st.proto.handle_timeout(now);
+            self.process_events(st, after);
+        }
+    }
+
+    /// Moves protocol events into the connection's state; work that runs user
+    /// code is queued in `after`.
+    fn process_events(&self, st: &mut State, after: &mut Vec<After>) {
+        let mut changed = false;
+        while let Some(event) = st.proto.poll_event() {
+            changed = true;
+            st.progress += 1;
+            match event {
+                Event::Request { seq, request } => st.inbox.push_back((seq, request)),
+                Event::Reply { seq, result } => {
+                    if let Some(slot) = st.slots.remove(&seq) {
+                        after.push(After::Complete(slot, result.map_err(Error::Remote)));
+                    }
+                }
+                Event::Expired { seq } => {
+                    if let Some(slot) = st.slots.remove(&seq) {
+                        after.push(After::Expire(slot));
+                    }
+                }
+                Event::Cancelled { seq } => {
+                    if let Some(pos) = st.inbox.iter().position(|(s, _)| *s == seq) {
+                        st.inbox.remove(pos);
+                        st.proto.send_reply(
+                            seq,
+                            Err(RemoteError::new("Cancelled", "the caller gave up waiting")),
+                        );
+                    }
+                }
+                Event::Closed { error } => {
+                    log::debug!("tether connection to {} closed: {error}", self.label);
+                    self.fail_all(st, error, after);
+                    after.push(After::Disconnected);
+                }
+            }
+        }
+        let dead = st.proto.take_released_objects();
+        if !dead.is_empty() {
+            after.push(After::Drop(dead));
+        }
+        if changed {
+            self.cond.notify_all();
+        }
+    }
+
+    fn fail_all(&self, st: &mut State, error: Error, after: &mut Vec<After>) {
+        if st.closed.is_some() {
+            return;
+        }
+        let error = match error {
+            Error::Protocol(_) | Error::Decode(_) | Error::Limit(_) => {
+                log::warn!("tether connection to {} ended by bad input: {error}", self.label);
+                error
+            }
+            e => e,
+        };
+        st.closed = Some(error.clone());
+        for (_, slot) in st.slots.drain() {
+            after.push(After::Complete(slot, Err(error.clone())));
+        }
+        st.inbox.clear();
+        self.transport.shutdown();
+        self.cond.notify_all();
+    }
+
+    /// Runs queued work with no lock held.
+    fn finish(&self, after: Vec<After>) {
+        for a in after {
+            match a {
+                After::Complete(slot, outcome) => {
+                    slot.complete(outcome, Some(self.arc()));
+                    self.settled();
+                }
+                After::Expire(slot) => {
+                    slot.expire();
+                    self.settled();
+                }
+                After::Drop(objects) => drop(objects),
+                After::Disconnected => {
+                    if let Some(hook) = self.service.on_disconnect.clone() {
+                        self.handles.fetch_add(1, Ordering::AcqRel);
+                        let conn = Connection { shared: self.arc() };
+                        hook(&conn);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wakes threads waiting for a result after it settled. The driver's
+    /// `notify_all` in `process_events` runs before the result is stored (in
+    /// `finish`, without the lock), so a waiter woken by it can find the
+    /// result still pending and sleep again: without this second notify it
+    /// would miss the reply (a cross-thread call on an attached connection
+    /// hung until its timeout).
+    fn settled(&self) {
+        let _st = self.lock();
+        self.cond.notify_all();
+    }
+
+    fn close_now(&self, reason: &str) {
+        let mut after = Vec::new();
+        {
+            let mut st = self.lock();
+            if st.closed.is_some() {
+                return;
+            }
+            st.proto.close(reason);
+            self.flush_locked(&mut st, &mut after);
+            if st.proto.wants_write() {
+                // Give the close message a moment to leave; never block long.
+                let deadline = Instant::now() + Duration::from_millis(100);
+                while st.proto.wants_write() && Instant::now() < deadline {
+                    let _ = self.transport.wait(true, Some(Duration::from_millis(10)));
+                    self.flush_locked(&mut st, &mut after);
+                }
+            }
+            let dead = st.proto.take_released_objects();
+            after.push(After::Drop(dead));
+            self.fail_all(&mut st, Error::Closed(reason.to_string()), &mut after);
+            after.push(After::Disconnected);
+            self.wake_driver(&st);
+        }
+        self.finish(after);
+    }
+
+    /// Runs one queued request (no lock held) and sends its reply.
+    fn dispatch(&self, seq: u64, request: Request) {
+        let (what, result) = run_request(request);
+        let result = result.map_err(|mut e| {
+            if self.config.include_traceback {
+                e.traceback.push(format!(
+                    "Traceback (most recent call last):\n  in {what} (served to {})\n{}: {}",
+                    self.label, e.type_name, e.message
+                ));
+            }
+            e
+        });
+        let mut after = Vec::new();
+        {
+            let mut st = self.lock();
+            st.progress += 1;
+            st.proto.send_reply(seq, result);
+            self.flush_locked(&mut st, &mut after);
+            if st.proto.wants_write() {
+                self.wake_driver(&st);
+            }
+        }
+        self.finish(after);
+    }
+
+    /// The serving loop behind every wait: dispatch queued requests, drive the
+    /// transport when nobody else does, otherwise sleep until woken. Returns
+    /// when `done` holds, the deadline passes, or (when `block` is false)
+    /// nothing more is ready.
+    fn serve_until(
+        &self,
+        done: &dyn Fn(&State) -> bool,
+        deadline: Option<Instant>,
+        block: bool,
+    ) -> Result<()> {
+        let me = thread::current().id();
+        let mut drove_once = false;
+        let mut st = self.lock();
+        loop {
+            if done(&st) {
+                self.hand_leftovers_to_loop(&st);
+                return Ok(());
+            }
+            let may_serve = Self::may_serve(&st, me);
+            if may_serve {
+                if let Some((seq, request)) = st.inbox.pop_front() {
+                    drop(st);
+                    self.dispatch(seq, request);
+                    st = self.lock();
+                    continue;
+                }
+            }
+            if let Some(e) = &st.closed {
+                return Err(e.clone());
+            }
+            let now = self.clock.now();
+            if deadline.is_some_and(|d| now >= d) {
+                self.hand_leftovers_to_loop(&st);
+                return Ok(());
+            }
+            let mut after = Vec::new();
+            self.timeouts_locked(&mut st, &mut after);
+            if !after.is_empty() {
+                drop(st);
+                self.finish(after);
+                st = self.lock();
+                continue;
+            }
+            if !block && drove_once {
+                return Ok(());
+            }
+            let can_drive = may_serve && st.driver.is_none_or(|(t, _)| t == me);
+            if !can_drive {
+                if !block {
+                    return Ok(());
+                }
+                let wait =
+                    earliest(deadline, st.proto.poll_timeout()).map(|t| t.saturating_duration_since(now));
+                st = match wait {
+                    Some(d) => st.wait(Some(d)),
+                    None => st.wait(None),
+                };
+                continue;
+            }
+            // Drive: wait on the transport without the lock, then read.
+            st.driver = Some(match st.driver {
+                Some((t, depth)) => (t, depth + 1),
+                None => (me, 1),
+            });
+            self.flush_locked(&mut st, &mut after);
+            let want_write = st.proto.wants_write();
+            let wait = if block {
+                Some(earliest(deadline, st.proto.poll_timeout()).map(|t| t.saturating_duration_since(now)))
+            } else {
+                None
+            };
+            drop(st);
+            self.finish(std::mem::take(&mut after));
+            let waited = match wait {
+                Some(timeout) => self.transport.wait(want_write, timeout),
+                None => Ok(()),
+            };
+            let read = self.read_available();
+            st = self.lock();
+            st.driver = match st.driver {
+                Some((t, depth)) if depth > 1 => Some((t, depth - 1)),
+                _ => None,
+            };
+            drove_once = true;
+            match read {
+                Ok(chunks) => {
+                    let now = self.clock.now();
+                    for chunk in chunks {
+                        match chunk {
+                            Some(bytes) => {
+                                let _ = st.proto.handle_bytes(&bytes, now);
+                            }
+                            None => st.proto.handle_eof(),
+                        }
+                    }
+                }
+                Err(e) => st.proto.handle_transport_error(lost(e)),
+            }
+            self.flush_locked(&mut st, &mut after);
+            self.cond.notify_all();
+            if !after.is_empty() {
+                drop(st);
+                self.finish(after);
+                st = self.lock();
+            }
+            if let Err(e) = waited {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    // An in-memory pair found nothing that could ever progress.
+                    return Err(Error::Misuse(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Reads until the transport would block. `None` marks end of stream.
+    fn read_available(&self) -> io::Result<Vec<Option<Vec<u8>>>> {
+        let mut buf = self.read_buf.lock().unwrap_or_else(|e| e.into_inner());
+        let mut chunks = Vec::new();
+        loop {
+            match self.transport.read(&mut buf) {
+                Ok(0) => {
+                    chunks.push(None);
+                    return Ok(chunks);
+                }
+                Ok(n) => chunks.push(Some(buf[..n].to_vec())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(chunks),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if chunks.is_empty() => return Err(e),
+                Err(_) => return Ok(chunks),
+            }
+        }
+    }
+}
+
+fn lost(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
+            Error::Closed(format!("connection lost: {e}"))
+        }
+        _ => Error::from(e),
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn run_request(request: Request) -> (String, Result<Value, RemoteError>) {
+    let (what, run): (String, Box<dyn FnOnce() -> Result<Value, RemoteError>>) = match request {
+        Request::Call { target, args } => {
+            (format!("{}()", target.type_name()), Box::new(move || target.object().call(args)))
+        }
+        Request::CallMethod { target, name, args } => (
+            format!("{}.{}()", target.type_name(), name),
+            Box::new(move || target.object().call_method(&name, args)),
+        ),
+        Request::GetAttr { target, name } => {
+            (format!("{}.{}", target.type_name(), name), Box::new(move || target.object().get_attr(&name)))
+        }
+        Request::Dir { target } => (
+            format!("dir({})", target.type_name()),
+            Box::new(move || to_value(&target.object().dir()).map_err(|e| e.into_remote())),
+        ),
+        Request::Invalid(e) => ("request".to_string(), Box::new(move || Err(e))),
+    };
+    let result = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a method panicked".into());
+        Err(RemoteError::new("Panic", msg))
+    });
+    (what, result)
+}
+
+impl Session for Shared {
+    fn submit(&self, call: Call, timeout: Option<Duration>) -> AsyncResult {
+        Shared::submit(self, call, timeout)
+    }
+    fn sync_timeout(&self) -> Option<Duration> {
+        self.config.sync_request_timeout
+    }
+    fn retain_handle(&self) {
+        self.retain();
+    }
+    fn release_handle(&self) {
+        self.release();
+    }
+    fn release_queued(&self) {
+        if !self.ring_loop() {
+            // Wakes a driver blocked in `wait`; with none, the release leaves
+            // with the next output.
+            self.transport.wake();
+        }
+    }
+}
+
+impl Driver for Shared {
+    fn poll(&self) {
+        let _ = self.serve_until(&|_| false, None, false);
+    }
+
+    fn wait_for(&self, slot: &Arc<Slot>) -> Result<()> {
+        match self.serve_until(&|_| slot.is_settled(), None, true) {
+            // A closed connection has already settled the slot with the error.
+            Err(Error::Closed(_) | Error::Io(..)) if slot.is_settled() => Ok(()),
+            Err(e) if slot.is_settled() => {
+                let _ = e;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    fn set_deadline(&self, seq: u64, deadline: Instant) {
+        let st = &mut *self.lock();
+        st.proto.set_deadline(seq, Some(deadline));
+        self.wake_driver(st);
+        self.cond.notify_all();
+    }
+}
+
+/// Serves a connection from a background thread (RPyC's `BgServingThread`),
+/// so events from the peer run while the caller's thread does other things.
+///
+/// Each event is served as it arrives; there is no polling interval.
+/// [`stop`](Self::stop) returns promptly: it wakes the thread rather than
+/// waiting for a timeout.
+pub struct BgServingThread {
+    conn: Connection,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<Result<()>>>,
+}
+
+impl BgServingThread {
+    /// Starts serving `conn` in a new thread.
+    pub fn new(conn: &Connection) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = conn.clone();
+        let flag = stop.clone();
+        let thread = thread::Builder::new()
+            .name("tether-bg-serving".into())
+            .spawn(move || {
+                let stopped = |_: &State| flag.load(Ordering::Acquire);
+                match worker.shared.serve_until(&stopped, None, true) {
+                    Err(Error::Closed(_)) => Ok(()),
+                    other => other,
+                }
+            })
+            .expect("spawning a thread");
+        BgServingThread { conn: conn.clone(), stop, thread: Some(thread) }
+    }
+
+    /// Stops the thread and waits for it; returns how it ended.
+    pub fn stop(mut self) -> Result<()> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Release);
+        {
+            let _st = self.conn.shared.lock();
+            self.conn.shared.cond.notify_all();
+        }
+        self.conn.shared.transport.wake();
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| Err(Error::Misuse("the serving thread panicked".into()))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BgServingThread {
+    fn drop(&mut self) {
+        let _ = self.halt();
+    }
+}

@@ -1,0 +1,78 @@
+//! # tether
+//!
+//! RPyC's model of remote objects for Rust programs that run an event loop.
+//! Two processes hold a connection; each side exposes a service; either side
+//! calls the other's objects synchronously or asynchronously, and passes its
+//! own objects and closures as arguments so the peer can call back (events).
+//!
+//! ## Layers, inside out
+//!
+//! | module | job |
+//! |---|---|
+//! | [`value`], [`object`] | what crosses the wire: [`Value`] (plain data, any serde type, plus object references) and the local [`Object`]s a side exposes |
+//! | [`wire`] | frames (4-byte length + one CBOR item) and message shapes, with hard limits |
+//! | [`protocol`] | the sans-IO state machine: bytes in, [`Event`](protocol::Event)s out; sequence numbers, pending table, object tables, deadlines as data |
+//! | [`connection`] | [`Connection`]: the protocol driven over a [`Transport`]; synchronous calls, [`AsyncResult`], serving, [`BgServingThread`], event-loop entry points |
+//! | [`server`] | [`ThreadedServer`] and [`OneShotServer`] |
+//! | [`testing`] | a deterministic in-memory [`Pair`](testing::Pair) on a virtual clock |
+//!
+//! Data flows one way: a transport hands bytes to the connection, the
+//! connection feeds the protocol, the protocol yields events, the connection
+//! dispatches each one (runs a local method and queues the reply, or
+//! completes an `AsyncResult` and runs its callbacks). Nothing below
+//! `connection` knows about threads, sockets or clocks.
+//!
+//! ## Example
+//!
+//! A server exposes a calculator; the client calls it synchronously, then
+//! asynchronously, and sees a remote error the way RPyC prints one.
+//!
+//! ```
+//! use tether::testing::Pair;
+//! use tether::{ObjectBuilder, Service};
+//!
+//! let calc = ObjectBuilder::new("Calculator")
+//!     .method("add", |a: i64, b: i64| a + b)
+//!     .try_method("int", |s: String| s.parse::<i64>())
+//!     .build();
+//! let pair = Pair::new(Service::none(), Service::object(calc));
+//! let root = pair.client.root()?;
+//!
+//! let sum: i64 = root.call_method("add", (1, 2))?;
+//! assert_eq!(sum, 3);
+//!
+//! let res = tether::async_(&root).call_method("int", ("8",));
+//! assert_eq!(res.value_as::<i64>()?, 8);
+//!
+//! let bad = tether::async_(&root).call_method("int", ("this is not a valid number",));
+//! bad.wait()?; // the reply (an error) has arrived
+//! assert!(bad.ready() && bad.error());
+//! let err = bad.value().unwrap_err();
+//! assert!(err.to_string().starts_with("ParseIntError: invalid digit found in string"));
+//! # Ok::<(), tether::Error>(())
+//! ```
+
+pub mod async_result;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod object;
+pub mod protocol;
+pub mod remote;
+pub mod server;
+pub mod testing;
+pub mod transport;
+pub mod value;
+pub mod wire;
+
+pub use async_result::AsyncResult;
+pub use clock::{Clock, SystemClock, VirtualClock};
+pub use config::Config;
+pub use connection::{connect, BgServingThread, Builder, Connection, Service, WeakConnection};
+pub use error::{Error, RemoteError, Result};
+pub use object::{callback, LocalObject, Object, ObjectBuilder};
+pub use remote::{async_, timed, Async, IntoArgs, RemoteObject};
+pub use server::{OneShotServer, ThreadedServer};
+pub use transport::{SocketTransport, Stream, Transport};
+pub use value::{from_value, to_value, ObjectRef, Value};

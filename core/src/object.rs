@@ -1,0 +1,349 @@
+//! Local objects: what this side exposes to the peer.
+//!
+//! Only what an object explicitly exposes is reachable; there is no
+//! reflection. Most objects are built with [`ObjectBuilder`] from typed
+//! closures whose arguments and results are serde types (or object
+//! references); anything more dynamic implements [`Object`] directly.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::RemoteError;
+use crate::value::{from_value, to_value, Value};
+
+/// Result of serving one request on a local object.
+pub type CallResult = Result<Value, RemoteError>;
+
+/// Something this side exposes to the peer.
+///
+/// Every method has a default that refuses with RPyC's errors, so an object
+/// implements only what it exposes.
+pub trait Object: Send + Sync + 'static {
+    /// A name for error messages and `repr`-like output.
+    fn type_name(&self) -> &str;
+
+    /// Calls the exposed method `name`. The default refuses with an attribute error.
+    fn call_method(&self, name: &str, args: Vec<Value>) -> CallResult {
+        let _ = args;
+        Err(RemoteError::attribute(self.type_name(), name))
+    }
+
+    /// Reads the exposed attribute `name`. The default refuses with an attribute error.
+    fn get_attr(&self, name: &str) -> CallResult {
+        Err(RemoteError::attribute(self.type_name(), name))
+    }
+
+    /// Calls the object itself. The default refuses with a type error.
+    fn call(&self, args: Vec<Value>) -> CallResult {
+        let _ = args;
+        Err(RemoteError::type_error(format!("'{}' object is not callable", self.type_name())))
+    }
+
+    /// The exposed names (RPyC's `dir()`).
+    fn dir(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A shared handle to a local object. Cloning is cheap; two clones are the
+/// same object ([`same_as`](Self::same_as)). Passing one to the peer hands it
+/// a proxy; a proxy handed back arrives as the same `LocalObject`.
+#[derive(Clone)]
+pub struct LocalObject(pub(crate) Arc<dyn Object>);
+
+impl LocalObject {
+    /// Wraps an object.
+    pub fn new(object: impl Object) -> Self {
+        LocalObject(Arc::new(object))
+    }
+
+    /// Wraps an already shared object.
+    pub fn from_arc(object: Arc<dyn Object>) -> Self {
+        LocalObject(object)
+    }
+
+    /// The object's type name.
+    pub fn type_name(&self) -> &str {
+        self.0.type_name()
+    }
+
+    /// True when both handles refer to the same object.
+    pub fn same_as(&self, other: &LocalObject) -> bool {
+        self.addr() == other.addr()
+    }
+
+    /// Identity of the object (its address), stable while any handle lives.
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
+    }
+
+    /// The object itself.
+    pub fn object(&self) -> &dyn Object {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for LocalObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LocalObject({} @ {:#x})", self.type_name(), self.addr())
+    }
+}
+
+type Handler = Arc<dyn Fn(Vec<Value>) -> CallResult + Send + Sync>;
+
+enum Attr {
+    Fixed(Value),
+    Getter(Arc<dyn Fn() -> CallResult + Send + Sync>),
+}
+
+/// Builds an object from typed closures.
+///
+/// ```
+/// use tether::ObjectBuilder;
+///
+/// let calc = ObjectBuilder::new("Calculator")
+///     .method("add", |a: i64, b: i64| a + b)
+///     .try_method("parse", |s: String| s.parse::<i64>())
+///     .attr("version", "1.0")
+///     .build();
+/// # let _ = calc;
+/// ```
+pub struct ObjectBuilder {
+    type_name: String,
+    methods: HashMap<String, Handler>,
+    attrs: HashMap<String, Attr>,
+    call: Option<Handler>,
+}
+
+impl ObjectBuilder {
+    /// Starts an object whose errors and listings call it `type_name`.
+    pub fn new(type_name: impl Into<String>) -> Self {
+        ObjectBuilder {
+            type_name: type_name.into(),
+            methods: HashMap::new(),
+            attrs: HashMap::new(),
+            call: None,
+        }
+    }
+
+    /// Exposes a method that cannot fail. Arguments and the result are any
+    /// serde types, [`RemoteObject`](crate::RemoteObject)s (callbacks),
+    /// [`LocalObject`]s or [`Value`]s.
+    pub fn method<Args, F: Method<Args>>(mut self, name: &str, f: F) -> Self
+    where
+        F::Output: Serialize,
+    {
+        let f = Arc::new(f);
+        self.methods.insert(name.to_owned(), Arc::new(move |args| returned(f.invoke(args)?)));
+        self
+    }
+
+    /// Exposes a method returning `Result<T, E>`; an `Err` reaches the peer as
+    /// a remote error named after `E` (a [`tether::Error`](crate::Error) from a
+    /// nested call keeps its original remote type and traceback).
+    pub fn try_method<Args, F, T, E>(mut self, name: &str, f: F) -> Self
+    where
+        F: Method<Args, Output = Result<T, E>>,
+        T: Serialize,
+        E: fmt::Display + 'static,
+    {
+        let f = Arc::new(f);
+        self.methods.insert(
+            name.to_owned(),
+            Arc::new(move |args| match f.invoke(args)? {
+                Ok(t) => returned(t),
+                Err(e) => Err(RemoteError::from_error(&e)),
+            }),
+        );
+        self
+    }
+
+    /// Exposes a fixed attribute.
+    pub fn attr(mut self, name: &str, value: impl Serialize) -> Self {
+        let attr = match to_value(&value) {
+            Ok(v) => Attr::Fixed(v),
+            Err(e) => {
+                let e = RemoteError::from_error(&e);
+                Attr::Getter(Arc::new(move || Err(e.clone())))
+            }
+        };
+        self.attrs.insert(name.to_owned(), attr);
+        self
+    }
+
+    /// Exposes an attribute computed on each read.
+    pub fn getter<T: Serialize>(mut self, name: &str, f: impl Fn() -> T + Send + Sync + 'static) -> Self {
+        self.attrs.insert(name.to_owned(), Attr::Getter(Arc::new(move || returned(f()))));
+        self
+    }
+
+    /// Makes the object itself callable.
+    pub fn callable<Args, F: Method<Args>>(mut self, f: F) -> Self
+    where
+        F::Output: Serialize,
+    {
+        let f = Arc::new(f);
+        self.call = Some(Arc::new(move |args| returned(f.invoke(args)?)));
+        self
+    }
+
+    /// Makes the object itself callable with a fallible closure.
+    pub fn try_callable<Args, F, T, E>(mut self, f: F) -> Self
+    where
+        F: Method<Args, Output = Result<T, E>>,
+        T: Serialize,
+        E: fmt::Display + 'static,
+    {
+        let f = Arc::new(f);
+        self.call = Some(Arc::new(move |args| match f.invoke(args)? {
+            Ok(t) => returned(t),
+            Err(e) => Err(RemoteError::from_error(&e)),
+        }));
+        self
+    }
+
+    /// Finishes the object.
+    pub fn build(self) -> LocalObject {
+        LocalObject::new(Built {
+            type_name: self.type_name,
+            methods: self.methods,
+            attrs: self.attrs,
+            call: self.call,
+        })
+    }
+}
+
+/// A callable local object from a closure: what to pass where the peer
+/// expects a callback.
+///
+/// ```
+/// let on_change = tether::callback(|old: u64, new: u64| println!("{old} -> {new}"));
+/// # let _ = on_change;
+/// ```
+pub fn callback<Args, F: Method<Args>>(f: F) -> LocalObject
+where
+    F::Output: Serialize,
+{
+    ObjectBuilder::new("callback").callable(f).build()
+}
+
+fn returned<T: Serialize>(t: T) -> CallResult {
+    to_value(&t).map_err(|e| RemoteError::type_error(format!("cannot convert the result: {e}")))
+}
+
+struct Built {
+    type_name: String,
+    methods: HashMap<String, Handler>,
+    attrs: HashMap<String, Attr>,
+    call: Option<Handler>,
+}
+
+impl Object for Built {
+    fn type_name(&self) -> &str {
+        &self.type_name
+    }
+
+    fn call_method(&self, name: &str, args: Vec<Value>) -> CallResult {
+        match self.methods.get(name) {
+            Some(m) => m(args),
+            None => Err(RemoteError::attribute(&self.type_name, name)),
+        }
+    }
+
+    fn get_attr(&self, name: &str) -> CallResult {
+        if let Some(attr) = self.attrs.get(name) {
+            return match attr {
+                Attr::Fixed(v) => Ok(v.clone()),
+                Attr::Getter(g) => g(),
+            };
+        }
+        // A method read as an attribute is a bound method, as in Python.
+        if let Some(m) = self.methods.get(name) {
+            return Ok(Value::from(LocalObject::new(BoundMethod {
+                name: format!("{}.{}", self.type_name, name),
+                handler: m.clone(),
+            })));
+        }
+        Err(RemoteError::attribute(&self.type_name, name))
+    }
+
+    fn call(&self, args: Vec<Value>) -> CallResult {
+        match &self.call {
+            Some(c) => c(args),
+            None => Err(RemoteError::type_error(format!("'{}' object is not callable", self.type_name))),
+        }
+    }
+
+    fn dir(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.methods.keys().chain(self.attrs.keys()).cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+struct BoundMethod {
+    name: String,
+    handler: Handler,
+}
+
+impl Object for BoundMethod {
+    fn type_name(&self) -> &str {
+        &self.name
+    }
+    fn call(&self, args: Vec<Value>) -> CallResult {
+        (self.handler)(args)
+    }
+}
+
+/// A closure usable as an exposed method: `Fn(A1, ..., An) -> R` for up to
+/// eight arguments, each deserializable from a [`Value`].
+///
+/// `Args` is a marker (the argument tuple) that lets one closure type
+/// implement this for exactly one arity.
+pub trait Method<Args>: Send + Sync + 'static {
+    /// What the closure returns.
+    type Output;
+    /// Checks the arity, converts the arguments and calls the closure.
+    fn invoke(&self, args: Vec<Value>) -> Result<Self::Output, RemoteError>;
+}
+
+fn arg<T: DeserializeOwned>(v: Value, index: usize) -> Result<T, RemoteError> {
+    from_value(v).map_err(|e| RemoteError::type_error(format!("argument {}: {e}", index + 1)))
+}
+
+macro_rules! impl_method {
+    ($n:expr; $($a:ident),*) => {
+        impl<F, R, $($a),*> Method<($($a,)*)> for F
+        where
+            F: Fn($($a),*) -> R + Send + Sync + 'static,
+            $($a: DeserializeOwned,)*
+        {
+            type Output = R;
+            #[allow(unused_variables, unused_mut, non_snake_case)]
+            fn invoke(&self, args: Vec<Value>) -> Result<R, RemoteError> {
+                if args.len() != $n {
+                    return Err(RemoteError::type_error(format!(
+                        "takes {} argument{} but {} were given", $n, if $n == 1 { "" } else { "s" }, args.len()
+                    )));
+                }
+                let mut it = args.into_iter().enumerate();
+                $(let $a = { let (i, v) = it.next().expect("arity checked"); arg::<$a>(v, i)? };)*
+                Ok(self($($a),*))
+            }
+        }
+    };
+}
+
+impl_method!(0;);
+impl_method!(1; A1);
+impl_method!(2; A1, A2);
+impl_method!(3; A1, A2, A3);
+impl_method!(4; A1, A2, A3, A4);
+impl_method!(5; A1, A2, A3, A4, A5);
+impl_method!(6; A1, A2, A3, A4, A5, A6);
+impl_method!(7; A1, A2, A3, A4, A5, A6, A7);
+impl_method!(8; A1, A2, A3, A4, A5, A6, A7, A8);

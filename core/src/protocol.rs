@@ -1,0 +1,895 @@
+//! The sans-IO protocol state machine: bytes in, events out.
+//!
+//! [`Protocol`] owns everything one side of a connection knows: the handshake
+//! state, sequence numbers, the table of requests awaiting replies (with
+//! deadlines), the objects exported to the peer and the proxies imported from
+//! it. It never touches a socket, a thread or a clock: bytes and the current
+//! time are arguments, and output accumulates in a buffer the caller drains.
+//!
+//! # Call order
+//!
+//! After creating a protocol, and after *every* input, drain the outputs:
+//!
+//! 1. Feed received bytes with [`handle_bytes`](Protocol::handle_bytes) (any
+//!    split, one byte at a time included) or the end of the stream with
+//!    [`handle_eof`](Protocol::handle_eof).
+//! 2. When the clock passes [`poll_timeout`](Protocol::poll_timeout), call
+//!    [`handle_timeout`](Protocol::handle_timeout).
+//! 3. Take every [`Event`] from [`poll_event`](Protocol::poll_event); answer
+//!    each [`Event::Request`] with [`send_reply`](Protocol::send_reply) (now
+//!    or later, in any order).
+//! 4. Write [`pending_output`](Protocol::pending_output) to the peer and
+//!    report what was written with [`consume_output`](Protocol::consume_output).
+//!
+//! Calls ([`send_request`](Protocol::send_request)) may be made at any time;
+//! they only add output.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use ciborium::value::Value as Cbor;
+
+use crate::config::Config;
+use crate::error::{DecodeError, Error, LimitError, ProtocolError, RemoteError, Result};
+use crate::object::LocalObject;
+use crate::remote::{ProxyInner, ReleaseQueue, RemoteObject, Session};
+use crate::value::{ObjectRef, Value};
+use crate::wire::{self, Message, WireRequest, TAG_RECEIVER_OBJECT, TAG_SENDER_OBJECT};
+
+static NEXT_PROTOCOL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What a protocol reports to its driver.
+#[derive(Debug)]
+pub enum Event {
+    /// The peer asks something of a local object; answer with
+    /// [`Protocol::send_reply`] using `seq`.
+    Request {
+        /// Sequence number to reply to.
+        seq: u64,
+        /// What is asked.
+        request: Request,
+    },
+    /// The reply to one of our requests.
+    Reply {
+        /// Our request's sequence number.
+        seq: u64,
+        /// The value, or the error the peer raised.
+        result: Result<Value, RemoteError>,
+    },
+    /// Our request `seq` passed its deadline: the reply will be dropped and
+    /// the peer was sent a cancel.
+    Expired {
+        /// Our request's sequence number.
+        seq: u64,
+    },
+    /// The peer no longer wants the reply to its request `seq` (it expired
+    /// there). A reply is still owed; one that has not started may be answered
+    /// with an error at once.
+    Cancelled {
+        /// The peer's request's sequence number.
+        seq: u64,
+    },
+    /// The connection ended; every request awaiting a reply has failed with
+    /// this error ([`Error::Closed`] for an orderly close).
+    Closed {
+        /// Why it ended.
+        error: Error,
+    },
+}
+
+/// A request from the peer, its object references resolved.
+#[derive(Debug)]
+pub enum Request {
+    /// Call `target` itself.
+    Call {
+        /// The local object.
+        target: LocalObject,
+        /// The arguments.
+        args: Vec<Value>,
+    },
+    /// Call the method `name` of `target`.
+    CallMethod {
+        /// The local object.
+        target: LocalObject,
+        /// The method name.
+        name: String,
+        /// The arguments.
+        args: Vec<Value>,
+    },
+    /// Read the attribute `name` of `target`.
+    GetAttr {
+        /// The local object.
+        target: LocalObject,
+        /// The attribute name.
+        name: String,
+    },
+    /// List `target`'s exposed names.
+    Dir {
+        /// The local object.
+        target: LocalObject,
+    },
+    /// A request that cannot be served (it names an unknown object, holds a
+    /// bad reference, or is of an unknown kind); reply with this error.
+    Invalid(RemoteError),
+}
+
+/// A request this side sends.
+#[derive(Debug, Clone)]
+pub enum Call {
+    /// Get the peer's root object.
+    Root,
+    /// Call a remote object.
+    Call {
+        /// The proxy.
+        target: RemoteObject,
+        /// The arguments.
+        args: Vec<Value>,
+    },
+    /// Call a remote object's method by name.
+    CallMethod {
+        /// The proxy.
+        target: RemoteObject,
+        /// The method name.
+        name: String,
+        /// The arguments.
+        args: Vec<Value>,
+    },
+    /// Read a remote attribute.
+    GetAttr {
+        /// The proxy.
+        target: RemoteObject,
+        /// The attribute name.
+        name: String,
+    },
+    /// List a remote object's exposed names.
+    Dir {
+        /// The proxy.
+        target: RemoteObject,
+    },
+    /// Round trip with a payload.
+    Ping(Value),
+}
+
+/// Where the connection is in its life, named for what it expects next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Our hello is queued; waiting for the peer's.
+    ExpectHello,
+    /// Handshake done; requests and replies flow.
+    Open,
+    /// Ended; nothing more is accepted or sent.
+    Closed,
+}
+
+struct Export {
+    object: LocalObject,
+    /// References handed to the peer and not yet released.
+    sent: u64,
+}
+
+struct Import {
+    /// References received and not yet released.
+    received: u64,
+    proxy: Weak<ProxyInner>,
+}
+
+/// One side of a tether connection, without I/O. See the module docs for the
+/// call order.
+pub struct Protocol {
+    id: u64,
+    config: Config,
+    phase: Phase,
+    decoder: wire::FrameDecoder,
+    out: Vec<u8>,
+    out_start: usize,
+    next_seq: u64,
+    pending: HashMap<u64, Option<Instant>>,
+    deadlines: BTreeSet<(Instant, u64)>,
+    expired: HashSet<u64>,
+    exports: HashMap<u64, Export>,
+    export_ids: HashMap<usize, u64>,
+    next_export: u64,
+    imports: HashMap<u64, Import>,
+    releases: Arc<ReleaseQueue>,
+    events: VecDeque<Event>,
+    session: Weak<dyn Session>,
+    root: Option<LocalObject>,
+    /// Objects no longer exported, kept until the driver takes them so that
+    /// user code in their `Drop` never runs inside the driver's lock.
+    released: Vec<LocalObject>,
+    last_input: Instant,
+}
+
+struct NoSession;
+impl Session for NoSession {
+    fn submit(&self, _: Call, _: Option<std::time::Duration>) -> crate::AsyncResult {
+        crate::AsyncResult::failed(Error::Closed("proxy has no connection".into()))
+    }
+}
+
+impl Protocol {
+    /// A protocol that serves `root` (if any) to the peer. Queues the hello.
+    pub fn new(config: Config, root: Option<LocalObject>, now: Instant) -> Self {
+        Self::with_session(config, root, now, Weak::<NoSession>::new())
+    }
+
+    /// Like [`new`](Self::new), with the session that proxies created by this
+    /// protocol will use for their calls.
+    pub(crate) fn with_session(
+        config: Config,
+        root: Option<LocalObject>,
+        now: Instant,
+        session: Weak<dyn Session>,
+    ) -> Self {
+        let mut p = Protocol {
+            id: NEXT_PROTOCOL_ID.fetch_add(1, Ordering::Relaxed),
+            config,
+            phase: Phase::ExpectHello,
+            decoder: wire::FrameDecoder::new(),
+            out: Vec::new(),
+            out_start: 0,
+            next_seq: 1,
+            pending: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            expired: HashSet::new(),
+            exports: HashMap::new(),
+            export_ids: HashMap::new(),
+            next_export: 1,
+            imports: HashMap::new(),
+            releases: Arc::new(ReleaseQueue::default()),
+            events: VecDeque::new(),
+            session,
+            root,
+            released: Vec::new(),
+            last_input: now,
+        };
+        let hello = Message::Hello { version: wire::VERSION, features: wire::FEATURES };
+        wire::encode_frame(&hello.to_cbor(), &mut p.out, usize::MAX).expect("hello encodes");
+        p
+    }
+
+    /// The connection's lifecycle phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// True once the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// The limits this protocol enforces.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Requests awaiting replies.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Local objects the peer holds references to.
+    pub fn exported_count(&self) -> usize {
+        self.exports.len()
+    }
+
+    /// Peer objects this side holds proxies for (including ones whose release
+    /// is not yet sent).
+    pub fn imported_count(&self) -> usize {
+        self.imports.len()
+    }
+
+    // ---- input -------------------------------------------------------------
+
+    /// Feeds bytes received from the peer. An error ends the connection (an
+    /// [`Event::Closed`] is queued too); later input is ignored.
+    pub fn handle_bytes(&mut self, bytes: &[u8], now: Instant) -> Result<()> {
+        if self.phase == Phase::Closed {
+            return Ok(());
+        }
+        if !bytes.is_empty() {
+            self.last_input = now;
+        }
+        self.decoder.push(bytes);
+        loop {
+            let max = self.config.max_frame_len;
+            let max_depth = self.config.max_depth;
+            let item = match self.decoder.next_frame(max) {
+                Ok(None) => return Ok(()),
+                // The decoder's limit leaves room for the message's own
+                // nesting; the error names the configured limit.
+                Ok(Some(body)) => wire::decode_cbor(body, max_depth + 8).map_err(|e| match e {
+                    Error::Limit(LimitError::TooDeep { .. }) => LimitError::TooDeep { max: max_depth }.into(),
+                    other => other,
+                }),
+                Err(e) => Err(e),
+            };
+            let result = item.and_then(|item| {
+                let seq = request_seq(&item);
+                match Message::from_cbor(item) {
+                    Ok(msg) => self.handle_message(msg),
+                    // A request of a kind we do not know, from a newer peer:
+                    // answer it with an error; the connection goes on.
+                    Err(DecodeError::UnknownRequest(code)) if seq.is_some() && self.phase == Phase::Open => {
+                        let error = RemoteError::new(
+                            "NotImplementedError",
+                            format!(
+                                "unknown request kind {code} (this peer speaks tether protocol version {})",
+                                wire::VERSION
+                            ),
+                        );
+                        let seq = seq.expect("checked");
+                        self.events.push_back(Event::Request { seq, request: Request::Invalid(error) });
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            });
+            if let Err(e) = result {
+                self.fail(e.clone());
+                return Err(e);
+            }
+        }
+    }
+
+    /// The peer closed its end of the stream.
+    pub fn handle_eof(&mut self) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        match self.decoder.finish() {
+            Err(e) => self.fail(e),
+            Ok(()) => self.fail(Error::Closed("the peer closed the connection".into())),
+        }
+    }
+
+    /// Ends the connection because its transport failed.
+    pub fn handle_transport_error(&mut self, error: Error) {
+        if self.phase != Phase::Closed {
+            self.fail(error);
+        }
+    }
+
+    /// Instant of the next deadline (a request's expiry or the idle timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        let idle = self.config.idle_timeout.map(|d| self.last_input + d);
+        let expiry = self.deadlines.first().map(|(t, _)| *t);
+        match (idle, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Expires every request whose deadline is at or before `now` (queuing
+    /// [`Event::Expired`] and a cancel to the peer), and closes an idle
+    /// connection.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(t, seq)) = self.deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.pending.remove(&seq);
+            self.expired.insert(seq);
+            self.events.push_back(Event::Expired { seq });
+            let _ = self.send(&Message::Request { seq: 0, request: WireRequest::Cancel(seq) });
+        }
+        if let Some(idle) = self.config.idle_timeout {
+            if self.phase != Phase::Closed && now >= self.last_input + idle {
+                let bye = Message::Request { seq: 0, request: WireRequest::Close("idle timeout".into()) };
+                let _ = self.send(&bye);
+                self.fail(Error::Closed(format!("nothing received for {idle:?} (idle_timeout)")));
+            }
+        }
+    }
+
+    // ---- commands ------------------------------------------------------------
+
+    /// Sends a request; the reply comes as an [`Event::Reply`] with the
+    /// returned sequence number, or an [`Event::Expired`] after `deadline`.
+    pub fn send_request(&mut self, call: Call, deadline: Option<Instant>) -> Result<u64> {
+        if self.phase == Phase::Closed {
+            return Err(Error::Closed("the connection is closed".into()));
+        }
+        if self.pending.len() >= self.config.max_pending {
+            return Err(LimitError::TooManyPending { max: self.config.max_pending }.into());
+        }
+        let queued = self.out.len() - self.out_start;
+        if queued > self.config.max_output_buffer {
+            return Err(LimitError::OutputBufferFull { queued, max: self.config.max_output_buffer }.into());
+        }
+        self.flush_releases();
+        let seq = self.next_seq;
+        let mut exported = Vec::new();
+        let request = match &call {
+            Call::Root => WireRequest::Root,
+            Call::Call { target, args } => WireRequest::Call {
+                target: self.target_id(target)?,
+                args: self.encode_args(args, &mut exported)?,
+            },
+            Call::CallMethod { target, name, args } => WireRequest::CallMethod {
+                target: self.target_id(target)?,
+                name: name.clone(),
+                args: self.encode_args(args, &mut exported)?,
+            },
+            Call::GetAttr { target, name } => {
+                WireRequest::GetAttr { target: self.target_id(target)?, name: name.clone() }
+            }
+            Call::Dir { target } => WireRequest::Dir { target: self.target_id(target)? },
+            Call::Ping(v) => WireRequest::Ping(self.encode_value(v, &mut exported)?),
+        };
+        self.send_exporting(&Message::Request { seq, request }, exported)?;
+        self.next_seq += 1;
+        self.pending.insert(seq, deadline);
+        if let Some(t) = deadline {
+            self.deadlines.insert((t, seq));
+        }
+        Ok(seq)
+    }
+
+    /// Changes (or removes) the deadline of a request still awaiting its reply.
+    pub fn set_deadline(&mut self, seq: u64, deadline: Option<Instant>) {
+        if let Some(slot) = self.pending.get_mut(&seq) {
+            if let Some(old) = slot.take() {
+                self.deadlines.remove(&(old, seq));
+            }
+            *slot = deadline;
+            if let Some(t) = deadline {
+                self.deadlines.insert((t, seq));
+            }
+        }
+    }
+
+    /// Answers the peer's request `seq`. A value that cannot be sent (too
+    /// large, too deep) is answered with an error naming why instead.
+    pub fn send_reply(&mut self, seq: u64, result: Result<Value, RemoteError>) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.flush_releases();
+        let sent = match result {
+            Ok(value) => {
+                let mut exported = Vec::new();
+                match self.encode_value(&value, &mut exported) {
+                    Ok(v) => self.send_exporting(&Message::Reply { seq, value: v }, exported),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(mut error) => {
+                if !self.config.include_traceback {
+                    error.traceback.clear();
+                }
+                self.send(&Message::Error { seq, error })
+            }
+        };
+        if let Err(e) = sent {
+            let error = RemoteError::new("ReplyError", format!("the reply could not be sent: {e}"));
+            if let Err(e) = self.send(&Message::Error { seq, error }) {
+                self.fail(e);
+            }
+        }
+    }
+
+    /// Sends an orderly close to the peer and ends the connection locally.
+    /// Requests awaiting replies are not failed here: the caller owns them.
+    pub fn close(&mut self, reason: &str) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.flush_releases();
+        let _ = self.send(&Message::Request { seq: 0, request: WireRequest::Close(reason.into()) });
+        self.phase = Phase::Closed;
+        self.forget_everything();
+    }
+
+    // ---- output --------------------------------------------------------------
+
+    /// Bytes waiting to be written to the peer (sends pending releases first).
+    pub fn pending_output(&mut self) -> &[u8] {
+        self.flush_releases();
+        &self.out[self.out_start..]
+    }
+
+    /// True when output is waiting (the transport wants write readiness).
+    pub fn wants_write(&self) -> bool {
+        self.out_start < self.out.len() || !self.releases.is_empty()
+    }
+
+    /// Reports that the first `n` bytes of [`pending_output`](Self::pending_output) were written.
+    pub fn consume_output(&mut self, n: usize) {
+        self.out_start += n;
+        debug_assert!(self.out_start <= self.out.len());
+        if self.out_start == self.out.len() {
+            self.out.clear();
+            self.out_start = 0;
+        } else if self.out_start > (1 << 20) && self.out_start * 2 > self.out.len() {
+            self.out.drain(..self.out_start);
+            self.out_start = 0;
+        }
+    }
+
+    /// Sets (or replaces) the root object the peer gets from its root request.
+    pub fn set_root(&mut self, root: LocalObject) {
+        if let Some(old) = self.root.replace(root) {
+            self.released.push(old);
+        }
+    }
+
+    /// Takes the local objects the peer no longer references, so the caller
+    /// can drop them where running their destructors is safe.
+    pub fn take_released_objects(&mut self) -> Vec<LocalObject> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- internals -------------------------------------------------------------
+
+    fn fail(&mut self, error: Error) {
+        if self.phase == Phase::Closed {
+            // An orderly local close already happened; report nothing new.
+            return;
+        }
+        log::debug!("tether connection {} ends: {error}", self.id);
+        self.phase = Phase::Closed;
+        self.forget_everything();
+        self.events.push_back(Event::Closed { error });
+    }
+
+    fn forget_everything(&mut self) {
+        self.pending.clear();
+        self.deadlines.clear();
+        self.expired.clear();
+        self.released.extend(self.exports.drain().map(|(_, e)| e.object));
+        self.released.extend(self.root.take());
+        self.export_ids.clear();
+        self.imports.clear();
+    }
+
+    fn send(&mut self, msg: &Message) -> Result<()> {
+        wire::encode_frame(&msg.to_cbor(), &mut self.out, self.config.max_frame_len)
+    }
+
+    /// Sends a message whose encoding exported `exported` objects: their
+    /// counts rise only if the message is actually queued.
+    fn send_exporting(&mut self, msg: &Message, exported: Vec<u64>) -> Result<()> {
+        match self.send(msg) {
+            Ok(()) => {
+                for id in exported {
+                    if let Some(e) = self.exports.get_mut(&id) {
+                        e.sent += 1;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback_exports(&exported);
+                Err(e)
+            }
+        }
+    }
+
+    fn rollback_exports(&mut self, exported: &[u64]) {
+        for id in exported {
+            if self.exports.get(id).is_some_and(|e| e.sent == 0) {
+                let e = self.exports.remove(id).expect("checked");
+                self.export_ids.remove(&e.object.addr());
+                self.released.push(e.object);
+            }
+        }
+    }
+
+    fn target_id(&self, target: &RemoteObject) -> Result<u64> {
+        if target.inner.protocol_id != self.id {
+            return Err(Error::Misuse(format!(
+                "remote object {} belongs to another connection",
+                target.id()
+            )));
+        }
+        Ok(target.id())
+    }
+
+    fn encode_args(&mut self, args: &[Value], exported: &mut Vec<u64>) -> Result<Cbor> {
+        let mut out = Vec::with_capacity(args.len());
+        for a in args {
+            match self.encode_value(a, exported) {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    self.rollback_exports(exported);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Cbor::Array(out))
+    }
+
+    fn encode_value(&mut self, value: &Value, exported: &mut Vec<u64>) -> Result<Cbor> {
+        let max_depth = self.config.max_depth;
+        let result = value.to_cbor(max_depth, &mut |o| match o {
+            ObjectRef::Local(l) => {
+                let id = self.export(l)?;
+                exported.push(id);
+                Ok(Cbor::Tag(TAG_SENDER_OBJECT, Box::new(Cbor::Integer(id.into()))))
+            }
+            ObjectRef::Remote(r) => {
+                let id = self.target_id(r)?;
+                Ok(Cbor::Tag(TAG_RECEIVER_OBJECT, Box::new(Cbor::Integer(id.into()))))
+            }
+        });
+        if result.is_err() {
+            self.rollback_exports(exported);
+        }
+        result
+    }
+
+    /// The id under which `object` is exported, adding it (with no references
+    /// yet) if it is new. The same object always gets the same id while the
+    /// peer holds it.
+    fn export(&mut self, object: &LocalObject) -> Result<u64> {
+        if let Some(&id) = self.export_ids.get(&object.addr()) {
+            return Ok(id);
+        }
+        if self.exports.len() >= self.config.max_exported {
+            return Err(LimitError::TooManyExported { max: self.config.max_exported }.into());
+        }
+        let id = self.next_export;
+        self.next_export += 1;
+        self.export_ids.insert(object.addr(), id);
+        self.exports.insert(id, Export { object: object.clone(), sent: 0 });
+        Ok(id)
+    }
+
+    /// Turns the peer's released proxies into one batched release message.
+    /// A proxy re-imported after its drop was queued is alive again and is
+    /// skipped; its count keeps growing until it, too, is dropped.
+    fn flush_releases(&mut self) {
+        let dropped = self.releases.take();
+        if dropped.is_empty() || self.phase == Phase::Closed {
+            return;
+        }
+        let mut batch = Vec::new();
+        for id in dropped {
+            if let Some(import) = self.imports.get(&id) {
+                if import.proxy.strong_count() == 0 {
+                    batch.push((id, import.received));
+                    self.imports.remove(&id);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let msg = Message::Request { seq: 0, request: WireRequest::Release(batch) };
+            if let Err(e) = self.send(&msg) {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn decode_value(&mut self, cbor: Cbor) -> Result<Value> {
+        let max = self.config.max_depth;
+        Value::from_cbor(cbor, max, &mut |tag, inner| {
+            if tag != TAG_SENDER_OBJECT && tag != TAG_RECEIVER_OBJECT {
+                return Err(DecodeError::UnknownTag(tag).into());
+            }
+            let id = inner.as_integer().and_then(|i| u64::try_from(i).ok()).ok_or_else(|| {
+                Error::Decode(DecodeError::Malformed(format!("tag {tag} must wrap an object id")))
+            })?;
+            match tag {
+                TAG_SENDER_OBJECT => self.import(id).map(|r| Value::Object(ObjectRef::Remote(r))),
+                _ => self
+                    .exports
+                    .get(&id)
+                    .map(|e| Value::Object(ObjectRef::Local(e.object.clone())))
+                    .ok_or_else(|| ProtocolError::UnknownObject(id).into()),
+            }
+        })
+    }
+
+    /// Each argument may nest `max_depth` levels, as when it was encoded
+    /// (the array around the arguments does not count).
+    fn decode_args(&mut self, args: Cbor) -> Result<Vec<Value>> {
+        match args {
+            Cbor::Array(items) => items.into_iter().map(|a| self.decode_value(a)).collect(),
+            _ => Err(DecodeError::Malformed("arguments must be an array".into()).into()),
+        }
+    }
+
+    /// Records one more reference to the peer's object `id`; the same id maps
+    /// to the same proxy while any clone of it lives.
+    fn import(&mut self, id: u64) -> Result<RemoteObject> {
+        if let Some(import) = self.imports.get_mut(&id) {
+            import.received += 1;
+            if let Some(inner) = import.proxy.upgrade() {
+                return Ok(RemoteObject { inner });
+            }
+            let proxy = self.new_proxy(id);
+            self.imports.get_mut(&id).expect("present").proxy = Arc::downgrade(&proxy.inner);
+            return Ok(proxy);
+        }
+        if self.imports.len() >= self.config.max_imported {
+            return Err(LimitError::TooManyImported { max: self.config.max_imported }.into());
+        }
+        let proxy = self.new_proxy(id);
+        self.imports.insert(id, Import { received: 1, proxy: Arc::downgrade(&proxy.inner) });
+        Ok(proxy)
+    }
+
+    fn new_proxy(&self, id: u64) -> RemoteObject {
+        RemoteObject {
+            inner: Arc::new(ProxyInner::new(
+                id,
+                self.id,
+                self.session.upgrade(),
+                Arc::downgrade(&self.releases),
+            )),
+        }
+    }
+
+    fn local_target(&self, id: u64) -> std::result::Result<LocalObject, RemoteError> {
+        self.exports.get(&id).map(|e| e.object.clone()).ok_or_else(|| {
+            RemoteError::new(
+                "ReferenceError",
+                format!(
+                    "no object with id {id} was handed to this peer (never exported, or already released)"
+                ),
+            )
+        })
+    }
+
+    fn handle_message(&mut self, msg: Message) -> Result<()> {
+        if self.phase == Phase::ExpectHello {
+            return match msg {
+                Message::Hello { version, features } => {
+                    if version != wire::VERSION {
+                        return Err(ProtocolError::Handshake(format!(
+                            "peer speaks tether protocol version {version}, this side speaks {}",
+                            wire::VERSION
+                        ))
+                        .into());
+                    }
+                    let _shared_features = features & wire::FEATURES;
+                    self.phase = Phase::Open;
+                    Ok(())
+                }
+                other => Err(ProtocolError::Handshake(format!(
+                    "expected the peer's hello first, got {}",
+                    describe(&other)
+                ))
+                .into()),
+            };
+        }
+        match msg {
+            Message::Hello { .. } => Err(ProtocolError::Unexpected("a second hello".into()).into()),
+            Message::Request { seq, request } => self.handle_request(seq, request),
+            Message::Reply { seq, value } => {
+                let result = self.decode_value(value).map_err(|e| {
+                    RemoteError::new("InvalidReply", format!("the peer's reply could not be decoded: {e}"))
+                });
+                self.handle_answer(seq, result)
+            }
+            Message::Error { seq, error } => self.handle_answer(seq, Err(error)),
+        }
+    }
+
+    fn handle_answer(&mut self, seq: u64, result: Result<Value, RemoteError>) -> Result<()> {
+        if self.pending.remove(&seq).is_some() {
+            self.deadlines.retain(|&(_, s)| s != seq);
+            self.events.push_back(Event::Reply { seq, result });
+            Ok(())
+        } else if self.expired.remove(&seq) {
+            // Too late: the caller gave up. Any proxies in `result` drop here
+            // and are released.
+            Ok(())
+        } else {
+            Err(ProtocolError::UnknownSequence(seq).into())
+        }
+    }
+
+    fn handle_request(&mut self, seq: u64, request: WireRequest) -> Result<()> {
+        let resolved = match request {
+            WireRequest::Root => {
+                let reply = match self.root.clone() {
+                    Some(root) => Ok(Value::Object(ObjectRef::Local(root))),
+                    None => Err(RemoteError::new("AttributeError", "the peer exposes no service")),
+                };
+                self.send_reply(seq, reply);
+                return Ok(());
+            }
+            WireRequest::Ping(payload) => {
+                let reply = self.decode_value(payload).map_err(|e| RemoteError::value_error(e.to_string()));
+                self.send_reply(seq, reply);
+                return Ok(());
+            }
+            WireRequest::Release(items) => {
+                for (id, count) in items {
+                    self.release(id, count)?;
+                }
+                return Ok(());
+            }
+            WireRequest::Cancel(cancelled) => {
+                self.events.push_back(Event::Cancelled { seq: cancelled });
+                return Ok(());
+            }
+            WireRequest::Close(reason) => {
+                log::debug!("tether connection {}: peer closes ({reason})", self.id);
+                self.fail(Error::Closed(format!("the peer closed the connection ({reason})")));
+                return Ok(());
+            }
+            WireRequest::Call { target, args } => self.local_target(target).and_then(|target| {
+                Ok(Request::Call { target, args: self.decode_args(args).map_err(bad_args)? })
+            }),
+            WireRequest::CallMethod { target, name, args } => self.local_target(target).and_then(|target| {
+                Ok(Request::CallMethod { target, name, args: self.decode_args(args).map_err(bad_args)? })
+            }),
+            WireRequest::GetAttr { target, name } => {
+                self.local_target(target).map(|target| Request::GetAttr { target, name })
+            }
+            WireRequest::Dir { target } => self.local_target(target).map(|target| Request::Dir { target }),
+        };
+        let request = resolved.unwrap_or_else(Request::Invalid);
+        self.events.push_back(Event::Request { seq, request });
+        Ok(())
+    }
+
+    fn release(&mut self, id: u64, count: u64) -> Result<()> {
+        let Some(export) = self.exports.get_mut(&id) else {
+            return Err(ProtocolError::UnknownObject(id).into());
+        };
+        if count > export.sent || count == 0 {
+            return Err(ProtocolError::OverRelease { id, released: count, held: export.sent }.into());
+        }
+        export.sent -= count;
+        if export.sent == 0 {
+            let e = self.exports.remove(&id).expect("present");
+            self.export_ids.remove(&e.object.addr());
+            self.released.push(e.object);
+        }
+        Ok(())
+    }
+}
+
+/// The sequence number of `[1, seq, ...]` (a request) when it is not zero:
+/// where to send the error for a request that cannot be read.
+fn request_seq(item: &Cbor) -> Option<u64> {
+    let Cbor::Array(items) = item else { return None };
+    let uint = |v: Option<&Cbor>| v.and_then(Cbor::as_integer).and_then(|i| u64::try_from(i).ok());
+    (uint(items.first()) == Some(1)).then(|| uint(items.get(1))).flatten().filter(|&seq| seq != 0)
+}
+
+fn bad_args(e: Error) -> RemoteError {
+    match e {
+        Error::Protocol(ProtocolError::UnknownObject(id)) => RemoteError::new(
+            "ReferenceError",
+            format!("argument refers to object id {id}, which was never handed to this peer or was released"),
+        ),
+        other => RemoteError::type_error(format!("invalid arguments: {other}")),
+    }
+}
+
+fn describe(msg: &Message) -> &'static str {
+    match msg {
+        Message::Hello { .. } => "a hello",
+        Message::Request { .. } => "a request",
+        Message::Reply { .. } => "a reply",
+        Message::Error { .. } => "an error",
+    }
+}
+
+impl std::fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protocol")
+            .field("id", &self.id)
+            .field("phase", &self.phase)
+            .field("pending", &self.pending.len())
+            .field("exported", &self.exports.len())
+            .field("imported", &self.imports.len())
+            .finish_non_exhaustive()
+    }
+}

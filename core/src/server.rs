@@ -1,0 +1,295 @@
+//! Servers that accept connections and serve each on its own thread
+//! (RPyC's `ThreadedServer` and `OneShotServer`).
+//!
+//! ```no_run
+//! use tether::{Builder, ObjectBuilder, Service, ThreadedServer};
+//!
+//! let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
+//! let server = ThreadedServer::bind_tcp("127.0.0.1:18861", Builder::default().service(Service::object(calc)))?;
+//! server.start(); // blocks until server.close() is called from another thread
+//! # Ok::<(), tether::Error>(())
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::connection::{Builder, WeakConnection};
+use crate::error::Result;
+use crate::transport::Stream;
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    fn fd(&self) -> RawFd {
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l, _) => l.as_raw_fd(),
+        }
+    }
+
+    fn accept(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Listener::Tcp(l) => Stream::Tcp(l.accept()?.0),
+            Listener::Unix(l, _) => Stream::Unix(l.accept()?.0),
+        })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A listener that a `close()` from another thread can interrupt.
+struct Acceptor {
+    listener: Mutex<Option<Listener>>,
+    fd: RawFd,
+    wake_rx: UnixStream,
+    wake_tx: UnixStream,
+    stopped: AtomicBool,
+}
+
+impl Acceptor {
+    fn new(listener: Listener) -> Result<Acceptor> {
+        let (wake_rx, wake_tx) = UnixStream::pair()?;
+        wake_rx.set_nonblocking(true)?;
+        wake_tx.set_nonblocking(true)?;
+        match &listener {
+            Listener::Tcp(l) => l.set_nonblocking(true)?,
+            Listener::Unix(l, _) => l.set_nonblocking(true)?,
+        }
+        let fd = listener.fd();
+        Ok(Acceptor {
+            listener: Mutex::new(Some(listener)),
+            fd,
+            wake_rx,
+            wake_tx,
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// The next connection, or `None` once stopped.
+    fn next(&self) -> Option<Stream> {
+        loop {
+            if self.stopped.load(Ordering::Acquire) {
+                return None;
+            }
+            let mut fds = [
+                libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfd structs for the whole call.
+            unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if self.stopped.load(Ordering::Acquire) {
+                return None;
+            }
+            let guard = self.listener.lock().unwrap_or_else(|e| e.into_inner());
+            let listener = guard.as_ref()?;
+            match listener.accept() {
+                Ok(stream) => return Some(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                }
+                Err(e) => {
+                    // Typically EMFILE/ENFILE: the process is out of file
+                    // descriptors. Keep serving existing connections and try
+                    // again shortly rather than spinning or giving up.
+                    log::warn!("tether server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
+                    drop(guard);
+                    let mut sink = [0u8; 1];
+                    let mut fds =
+                        [libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+                    // SAFETY: as above, one valid pollfd.
+                    unsafe { libc::poll(fds.as_mut_ptr(), 1, ACCEPT_BACKOFF.as_millis() as i32) };
+                    let _ = (&self.wake_rx).read(&mut sink);
+                }
+            }
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        let _ = (&self.wake_tx).write(&[1]);
+        // Closing the listener refuses further clients at once.
+        self.listener.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+struct Inner {
+    acceptor: Acceptor,
+    builder: Builder,
+    local_addr: Option<SocketAddr>,
+    conns: Mutex<Vec<WeakConnection>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn bind(listener: Listener, builder: Builder) -> Result<Arc<Inner>> {
+    let local_addr = match &listener {
+        Listener::Tcp(l) => l.local_addr().ok(),
+        Listener::Unix(..) => None,
+    };
+    Ok(Arc::new(Inner {
+        acceptor: Acceptor::new(listener)?,
+        builder,
+        local_addr,
+        conns: Mutex::new(Vec::new()),
+        threads: Mutex::new(Vec::new()),
+    }))
+}
+
+fn tcp(addr: impl ToSocketAddrs) -> Result<Listener> {
+    Ok(Listener::Tcp(TcpListener::bind(addr)?))
+}
+
+fn unix(path: &Path) -> Result<Listener> {
+    Ok(Listener::Unix(UnixListener::bind(path)?, path.to_owned()))
+}
+
+impl Inner {
+    fn serve_one(self: &Arc<Self>, stream: Stream) {
+        let conn = match self.builder.clone().over_stream(stream) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("tether server: could not set up a connection: {e}");
+                return;
+            }
+        };
+        {
+            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            conns.retain(|c| c.upgrade().is_some_and(|c| !c.is_closed()));
+            conns.push(conn.downgrade());
+        }
+        let inner = self.clone();
+        let spawned = thread::Builder::new().name("tether-conn".into()).spawn(move || {
+            if let Err(e) = conn.serve_all() {
+                log::info!("tether server: connection from {} ended: {e}", conn.peer());
+            }
+            drop(conn);
+            drop(inner);
+        });
+        match spawned {
+            Ok(t) => {
+                let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+                threads.retain(|t| !t.is_finished());
+                threads.push(t);
+            }
+            Err(e) => log::warn!("tether server: could not spawn a thread: {e}"),
+        }
+    }
+
+    fn close(&self) {
+        self.acceptor.stop();
+        let conns = std::mem::take(&mut *self.conns.lock().unwrap_or_else(|e| e.into_inner()));
+        for c in conns.iter().filter_map(WeakConnection::upgrade) {
+            c.close();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let me = thread::current().id();
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Accepts connections and serves each on its own thread.
+///
+/// Cloning gives another handle to the same server, e.g. to
+/// [`close`](Self::close) it from another thread.
+#[derive(Clone)]
+pub struct ThreadedServer {
+    inner: Arc<Inner>,
+}
+
+impl ThreadedServer {
+    /// Listens on a TCP address (port 0 picks a free port; see
+    /// [`local_addr`](Self::local_addr)).
+    pub fn bind_tcp(addr: impl ToSocketAddrs, builder: Builder) -> Result<Self> {
+        Ok(ThreadedServer { inner: bind(tcp(addr)?, builder)? })
+    }
+
+    /// Listens on a Unix socket path (removed again when the server is dropped).
+    pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> Result<Self> {
+        Ok(ThreadedServer { inner: bind(unix(path.as_ref())?, builder)? })
+    }
+
+    /// The TCP address listened on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local_addr
+    }
+
+    /// Accepts and serves connections until [`close`](Self::close) (RPyC's
+    /// `start`, which blocks too).
+    pub fn start(&self) {
+        while let Some(stream) = self.inner.acceptor.next() {
+            self.inner.serve_one(stream);
+        }
+    }
+
+    /// Runs [`start`](Self::start) on a new thread.
+    pub fn spawn(&self) -> JoinHandle<()> {
+        let me = self.clone();
+        thread::Builder::new()
+            .name("tether-accept".into())
+            .spawn(move || me.start())
+            .expect("spawning a thread")
+    }
+
+    /// Stops accepting, closes every connection and waits for their threads.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Connections currently open.
+    pub fn connection_count(&self) -> usize {
+        let conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.iter().filter_map(WeakConnection::upgrade).filter(|c| !c.is_closed()).count()
+    }
+}
+
+/// Accepts one connection, stops listening, and serves it until it closes.
+pub struct OneShotServer {
+    inner: Arc<Inner>,
+}
+
+impl OneShotServer {
+    /// Listens on a TCP address.
+    pub fn bind_tcp(addr: impl ToSocketAddrs, builder: Builder) -> Result<Self> {
+        Ok(OneShotServer { inner: bind(tcp(addr)?, builder)? })
+    }
+
+    /// Listens on a Unix socket path.
+    pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> Result<Self> {
+        Ok(OneShotServer { inner: bind(unix(path.as_ref())?, builder)? })
+    }
+
+    /// The TCP address listened on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local_addr
+    }
+
+    /// Waits for one client, closes the listener, and serves the client until
+    /// the connection closes. Returns how it ended.
+    pub fn start(self) -> Result<()> {
+        let Some(stream) = self.inner.acceptor.next() else { return Ok(()) };
+        self.inner.acceptor.stop();
+        let conn = self.inner.builder.clone().over_stream(stream)?;
+        conn.serve_all()
+    }
+}
+
+/// How long [`ThreadedServer`] waits before retrying a failed accept.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

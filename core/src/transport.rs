@@ -1,0 +1,167 @@
+//! Byte transports under a connection: non-blocking reads and writes, plus a
+//! blocking wait that another thread can interrupt.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// What a connection needs from the bytes underneath it.
+///
+/// `read` and `write` never block (they return `WouldBlock`); `wait` blocks
+/// until the transport is readable, writable (when `want_write`), woken by
+/// [`wake`](Self::wake) from another thread, or the timeout passes.
+pub trait Transport: Send + Sync + 'static {
+    /// Reads what is available; `Ok(0)` is end of stream.
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes what fits.
+    fn write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Blocks until something may have changed (spurious returns are fine).
+    fn wait(&self, want_write: bool, timeout: Option<Duration>) -> io::Result<()>;
+    /// Makes a `wait` in progress on another thread return.
+    fn wake(&self);
+    /// Shuts the transport down in both directions; waits return.
+    fn shutdown(&self);
+    /// The file descriptor an event loop can watch, if there is one.
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
+    /// A short description for logs and tracebacks (peer address).
+    fn describe(&self) -> String;
+}
+
+/// A connected stream socket: TCP or Unix.
+#[derive(Debug)]
+pub enum Stream {
+    /// A TCP stream.
+    Tcp(TcpStream),
+    /// A Unix stream.
+    Unix(UnixStream),
+}
+
+impl From<TcpStream> for Stream {
+    fn from(s: TcpStream) -> Self {
+        Stream::Tcp(s)
+    }
+}
+impl From<UnixStream> for Stream {
+    fn from(s: UnixStream) -> Self {
+        Stream::Unix(s)
+    }
+}
+
+impl Stream {
+    fn fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// A socket plus a wake-up pipe, waited on with `poll(2)`.
+#[derive(Debug)]
+pub struct SocketTransport {
+    stream: Stream,
+    wake_rx: UnixStream,
+    wake_tx: UnixStream,
+    label: String,
+}
+
+impl SocketTransport {
+    /// Wraps a connected stream, making it non-blocking (and TCP_NODELAY).
+    pub fn new(stream: impl Into<Stream>) -> io::Result<Self> {
+        let stream = stream.into();
+        let label = match &stream {
+            Stream::Tcp(s) => {
+                s.set_nodelay(true)?;
+                s.set_nonblocking(true)?;
+                s.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "tcp".into())
+            }
+            Stream::Unix(s) => {
+                s.set_nonblocking(true)?;
+                match s.peer_addr() {
+                    Ok(a) => match a.as_pathname() {
+                        Some(p) => format!("unix:{}", p.display()),
+                        None => "unix".into(),
+                    },
+                    Err(_) => "unix".into(),
+                }
+            }
+        };
+        let (wake_rx, wake_tx) = UnixStream::pair()?;
+        wake_rx.set_nonblocking(true)?;
+        wake_tx.set_nonblocking(true)?;
+        Ok(SocketTransport { stream, wake_rx, wake_tx, label })
+    }
+
+    /// The underlying stream.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+}
+
+impl Transport for SocketTransport {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.stream {
+            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => (&*s).read(buf),
+        }
+    }
+
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        match &self.stream {
+            Stream::Tcp(s) => (&*s).write(buf),
+            Stream::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn wait(&self, want_write: bool, timeout: Option<Duration>) -> io::Result<()> {
+        let mut events = libc::POLLIN;
+        if want_write {
+            events |= libc::POLLOUT;
+        }
+        let mut fds = [
+            libc::pollfd { fd: self.stream.fd(), events, revents: 0 },
+            libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        let ms = match timeout {
+            None => -1,
+            // Round up so a wait never ends just before its deadline.
+            Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
+        };
+        // SAFETY: `fds` is a valid array of two pollfd structs for the whole call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
+        }
+        if fds[1].revents != 0 {
+            let mut sink = [0u8; 64];
+            while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
+        }
+        Ok(())
+    }
+
+    fn wake(&self) {
+        // A full pipe already guarantees a wake-up; the error is irrelevant.
+        let _ = (&self.wake_tx).write(&[1]);
+    }
+
+    fn shutdown(&self) {
+        let _ = match &self.stream {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+        self.wake();
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.stream.fd())
+    }
+
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+}

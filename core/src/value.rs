@@ -1,0 +1,477 @@
+//! The values that cross the wire: plain data plus object references.
+//!
+//! [`Value`] is the dynamic form. Any serde type converts to and from it with
+//! [`to_value`] and [`from_value`]; object references ([`RemoteObject`],
+//! [`LocalObject`], [`ObjectRef`]) may sit anywhere inside such a type.
+//!
+//! Object references cannot be expressed in serde's data model, so during a
+//! conversion they are parked in a thread-local *stash* and represented by a
+//! private CBOR tag holding their stash index. After deserializing, every
+//! parked reference must have been claimed: a target type that would silently
+//! ignore the tag (ciborium drops tags for types that are not tag-aware) makes
+//! the conversion fail instead of losing the reference.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use ciborium::value::Value as Cbor;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, LimitError, Result};
+use crate::object::LocalObject;
+use crate::remote::RemoteObject;
+
+/// A dynamically typed value: what one argument or result is on the wire.
+#[derive(Clone, Debug, Default)]
+pub enum Value {
+    /// Nothing (`None`, `()`, CBOR null).
+    #[default]
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer in CBOR's range (-2^64 ..= 2^64-1).
+    Integer(i128),
+    /// A floating point number.
+    Float(f64),
+    /// A byte string.
+    Bytes(Vec<u8>),
+    /// A text string.
+    Text(String),
+    /// A list.
+    Array(Vec<Value>),
+    /// A map, in the order the entries were written.
+    Map(Vec<(Value, Value)>),
+    /// A reference to an object: ours or the peer's.
+    Object(ObjectRef),
+}
+
+/// A reference to an object that one side exposes to the other.
+#[derive(Clone, Debug)]
+pub enum ObjectRef {
+    /// An object that lives in this process.
+    Local(LocalObject),
+    /// A proxy for an object that lives at the peer (RPyC's netref).
+    Remote(RemoteObject),
+}
+
+impl ObjectRef {
+    /// True when both refer to the same object.
+    pub fn same_as(&self, other: &ObjectRef) -> bool {
+        match (self, other) {
+            (ObjectRef::Local(a), ObjectRef::Local(b)) => a.same_as(b),
+            (ObjectRef::Remote(a), ObjectRef::Remote(b)) => a.same_as(b),
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        use Value::*;
+        match (self, other) {
+            (Null, Null) => true,
+            (Bool(a), Bool(b)) => a == b,
+            (Integer(a), Integer(b)) => a == b,
+            (Float(a), Float(b)) => a == b || (a.is_nan() && b.is_nan()),
+            (Bytes(a), Bytes(b)) => a == b,
+            (Text(a), Text(b)) => a == b,
+            (Array(a), Array(b)) => a == b,
+            (Map(a), Map(b)) => a == b,
+            (Object(a), Object(b)) => a.same_as(b),
+            _ => false,
+        }
+    }
+}
+
+impl Value {
+    /// The text, if this is a text value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The integer, if this is an integer that fits an `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Integer(i) => i64::try_from(*i).ok(),
+            _ => None,
+        }
+    }
+
+    /// The object reference, if this is one.
+    pub fn as_object(&self) -> Option<&ObjectRef> {
+        match self {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The remote object, if this is a proxy for one of the peer's objects.
+    pub fn as_remote(&self) -> Option<&RemoteObject> {
+        match self {
+            Value::Object(ObjectRef::Remote(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Converts this value into a Rust type (see [`from_value`]).
+    pub fn deserialize_into<T: DeserializeOwned>(self) -> Result<T> {
+        from_value(self)
+    }
+
+    /// Walks the value into a CBOR tree; object references go through
+    /// `on_object`. Fails past `max_depth` levels of nesting.
+    pub(crate) fn to_cbor(
+        &self,
+        max_depth: usize,
+        on_object: &mut dyn FnMut(&ObjectRef) -> Result<Cbor>,
+    ) -> Result<Cbor> {
+        self.to_cbor_at(0, max_depth, on_object)
+    }
+
+    fn to_cbor_at(
+        &self,
+        depth: usize,
+        max: usize,
+        on_object: &mut dyn FnMut(&ObjectRef) -> Result<Cbor>,
+    ) -> Result<Cbor> {
+        if depth > max {
+            return Err(LimitError::TooDeep { max }.into());
+        }
+        Ok(match self {
+            Value::Null => Cbor::Null,
+            Value::Bool(b) => Cbor::Bool(*b),
+            Value::Integer(i) => Cbor::Integer(
+                ciborium::value::Integer::try_from(*i)
+                    .map_err(|_| Error::Convert(format!("integer {i} is outside CBOR's range")))?,
+            ),
+            Value::Float(x) => Cbor::Float(*x),
+            Value::Bytes(b) => Cbor::Bytes(b.clone()),
+            Value::Text(s) => Cbor::Text(s.clone()),
+            Value::Array(items) => Cbor::Array(
+                items.iter().map(|v| v.to_cbor_at(depth + 1, max, on_object)).collect::<Result<_>>()?,
+            ),
+            Value::Map(entries) => Cbor::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            k.to_cbor_at(depth + 1, max, on_object)?,
+                            v.to_cbor_at(depth + 1, max, on_object)?,
+                        ))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            Value::Object(o) => on_object(o)?,
+        })
+    }
+
+    /// Builds a value from a CBOR tree; tags go through `on_tag`, which
+    /// decides what they mean. Fails past `max_depth` levels of nesting.
+    pub(crate) fn from_cbor(
+        cbor: Cbor,
+        max_depth: usize,
+        on_tag: &mut dyn FnMut(u64, Cbor) -> Result<Value>,
+    ) -> Result<Value> {
+        Self::from_cbor_at(cbor, 0, max_depth, on_tag)
+    }
+
+    fn from_cbor_at(
+        cbor: Cbor,
+        depth: usize,
+        max: usize,
+        on_tag: &mut dyn FnMut(u64, Cbor) -> Result<Value>,
+    ) -> Result<Value> {
+        if depth > max {
+            return Err(LimitError::TooDeep { max }.into());
+        }
+        Ok(match cbor {
+            Cbor::Null => Value::Null,
+            Cbor::Bool(b) => Value::Bool(b),
+            Cbor::Integer(i) => Value::Integer(i128::from(i)),
+            Cbor::Float(x) => Value::Float(x),
+            Cbor::Bytes(b) => Value::Bytes(b),
+            Cbor::Text(s) => Value::Text(s),
+            Cbor::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|v| Self::from_cbor_at(v, depth + 1, max, on_tag))
+                    .collect::<Result<_>>()?,
+            ),
+            Cbor::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            Self::from_cbor_at(k, depth + 1, max, on_tag)?,
+                            Self::from_cbor_at(v, depth + 1, max, on_tag)?,
+                        ))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            Cbor::Tag(tag, inner) => on_tag(tag, *inner)?,
+            other => {
+                return Err(Error::Convert(format!("unsupported CBOR value {other:?}")));
+            }
+        })
+    }
+}
+
+/// Nesting allowed in conversions between Rust types and [`Value`] (the wire
+/// applies the connection's own, usually smaller, `max_depth`).
+const CONVERT_MAX_DEPTH: usize = 128;
+
+/// The private tag that stands for a parked object reference during a
+/// conversion. It never appears on the wire: the protocol rejects it.
+pub(crate) const STASH_TAG: u64 = 0x7465_7468; // "teth"
+
+thread_local! {
+    static STASH: RefCell<Option<Vec<Option<ObjectRef>>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with a fresh stash, restoring the previous one afterwards so that
+/// conversions may nest (a `Serialize` impl may call `to_value`).
+fn with_stash<R>(initial: Vec<Option<ObjectRef>>, f: impl FnOnce() -> R) -> (R, Vec<Option<ObjectRef>>) {
+    let saved = STASH.with(|s| s.replace(Some(initial)));
+    struct Restore(Option<Option<Vec<Option<ObjectRef>>>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let saved = self.0.take().unwrap_or(None);
+            STASH.with(|s| *s.borrow_mut() = saved);
+        }
+    }
+    let mut restore = Restore(Some(saved));
+    let r = f();
+    let saved = restore.0.take().unwrap_or(None);
+    let stash = STASH.with(|s| s.replace(saved)).unwrap_or_default();
+    (r, stash)
+}
+
+fn park(o: ObjectRef) -> Option<u64> {
+    STASH.with(|s| {
+        s.borrow_mut().as_mut().map(|v| {
+            v.push(Some(o));
+            (v.len() - 1) as u64
+        })
+    })
+}
+
+fn claim(index: u64) -> std::result::Result<ObjectRef, String> {
+    STASH.with(|s| {
+        let mut s = s.borrow_mut();
+        let stash = s.as_mut().ok_or("object references deserialize only through tether::from_value")?;
+        stash
+            .get_mut(index as usize)
+            .and_then(Option::take)
+            .ok_or_else(|| format!("object reference #{index} claimed twice or never parked"))
+    })
+}
+
+/// Converts any serializable Rust value into a [`Value`].
+///
+/// Object references inside `value` ([`RemoteObject`], [`LocalObject`],
+/// [`ObjectRef`], nested [`Value`]s) are kept as references.
+pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+    let (cbor, mut stash) = with_stash(Vec::new(), || Cbor::serialized(value));
+    let cbor = cbor.map_err(|e| Error::Convert(e.to_string()))?;
+    Value::from_cbor(cbor, CONVERT_MAX_DEPTH, &mut |tag, inner| unstash(tag, inner, &mut stash))
+}
+
+fn unstash(tag: u64, inner: Cbor, stash: &mut [Option<ObjectRef>]) -> Result<Value> {
+    if tag != STASH_TAG {
+        return Err(Error::Convert(format!("CBOR tag {tag} is not supported in tether values")));
+    }
+    let index = inner
+        .as_integer()
+        .and_then(|i| usize::try_from(i128::from(i)).ok())
+        .ok_or_else(|| Error::Convert("malformed object placeholder".into()))?;
+    stash
+        .get_mut(index)
+        .and_then(Option::take)
+        .map(Value::Object)
+        .ok_or_else(|| Error::Convert(format!("object placeholder #{index} used twice")))
+}
+
+/// Converts a [`Value`] into any deserializable Rust type.
+///
+/// Fails, rather than losing the reference, when `value` holds an object
+/// reference at a place where `T` has no field that can take one.
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T> {
+    let mut parked = Vec::new();
+    let cbor = value.to_cbor(CONVERT_MAX_DEPTH, &mut |o| {
+        parked.push(Some(o.clone()));
+        Ok(Cbor::Tag(STASH_TAG, Box::new(Cbor::Integer((parked.len() as u64 - 1).into()))))
+    })?;
+    let (result, left) = with_stash(parked, || cbor.deserialized::<T>());
+    let t = result.map_err(|e| Error::Convert(e.to_string()))?;
+    if left.iter().any(Option::is_some) {
+        return Err(Error::Convert(format!(
+            "an object reference would be dropped: `{}` has no RemoteObject, LocalObject, ObjectRef or Value where the value holds an object",
+            crate::error::short_type_name::<T>()
+        )));
+    }
+    Ok(t)
+}
+
+type Placeholder = ciborium::tag::Required<u64, STASH_TAG>;
+
+impl Serialize for ObjectRef {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match park(self.clone()) {
+            Some(index) => Placeholder::from(ciborium::tag::Required(index)).serialize(s),
+            None => Err(S::Error::custom("object references serialize only through tether::to_value")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let ciborium::tag::Required(index) = Placeholder::deserialize(d)?;
+        claim(index).map_err(D::Error::custom)
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let cbor = self
+            .to_cbor(CONVERT_MAX_DEPTH, &mut |o| match park(o.clone()) {
+                Some(i) => Ok(Cbor::Tag(STASH_TAG, Box::new(Cbor::Integer(i.into())))),
+                None => {
+                    Err(Error::Convert("object references serialize only through tether::to_value".into()))
+                }
+            })
+            .map_err(S::Error::custom)?;
+        cbor.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let cbor = Cbor::deserialize(d)?;
+        Value::from_cbor(cbor, CONVERT_MAX_DEPTH, &mut |tag, inner| {
+            if tag != STASH_TAG {
+                return Err(Error::Convert(format!("CBOR tag {tag} is not supported in tether values")));
+            }
+            let index = inner
+                .as_integer()
+                .and_then(|i| u64::try_from(i128::from(i)).ok())
+                .ok_or_else(|| Error::Convert("malformed object placeholder".into()))?;
+            claim(index).map(Value::Object).map_err(Error::Convert)
+        })
+        .map_err(D::Error::custom)
+    }
+}
+
+impl Serialize for RemoteObject {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        ObjectRef::Remote(self.clone()).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RemoteObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match ObjectRef::deserialize(d)? {
+            ObjectRef::Remote(r) => Ok(r),
+            ObjectRef::Local(l) => Err(D::Error::custom(format!(
+                "expected a remote object, got this side's own `{}` handed back (take LocalObject or ObjectRef)",
+                l.type_name()
+            ))),
+        }
+    }
+}
+
+impl Serialize for LocalObject {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        ObjectRef::Local(self.clone()).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LocalObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match ObjectRef::deserialize(d)? {
+            ObjectRef::Local(l) => Ok(l),
+            ObjectRef::Remote(r) => Err(D::Error::custom(format!(
+                "expected one of this side's objects handed back, got a proxy for remote object {}",
+                r.id()
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Integer(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Bytes(b) => write!(f, "b<{} bytes>", b.len()),
+            Value::Text(s) => write!(f, "{s:?}"),
+            Value::Array(items) => {
+                f.write_str("[")?;
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Map(entries) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
+                }
+                f.write_str("}")
+            }
+            Value::Object(ObjectRef::Local(l)) => write!(f, "<local {}>", l.type_name()),
+            Value::Object(ObjectRef::Remote(r)) => write!(f, "<netref #{}>", r.id()),
+        }
+    }
+}
+
+macro_rules! value_from {
+    ($($t:ty => $variant:ident via $conv:expr),* $(,)?) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Value { Value::$variant($conv(v)) }
+        }
+    )*};
+}
+
+value_from! {
+    bool => Bool via |v| v,
+    i8 => Integer via i128::from, i16 => Integer via i128::from, i32 => Integer via i128::from,
+    i64 => Integer via i128::from, u8 => Integer via i128::from, u16 => Integer via i128::from,
+    u32 => Integer via i128::from, u64 => Integer via i128::from,
+    f32 => Float via f64::from, f64 => Float via |v| v,
+    String => Text via |v| v, &str => Text via String::from,
+    Vec<Value> => Array via |v| v,
+}
+
+impl From<()> for Value {
+    fn from(_: ()) -> Value {
+        Value::Null
+    }
+}
+impl From<RemoteObject> for Value {
+    fn from(r: RemoteObject) -> Value {
+        Value::Object(ObjectRef::Remote(r))
+    }
+}
+impl From<LocalObject> for Value {
+    fn from(l: LocalObject) -> Value {
+        Value::Object(ObjectRef::Local(l))
+    }
+}
+impl From<ObjectRef> for Value {
+    fn from(o: ObjectRef) -> Value {
+        Value::Object(o)
+    }
+}

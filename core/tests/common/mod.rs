@@ -1,0 +1,145 @@
+//! A test service in the spirit of RPyC's own test suite, and helpers to
+//! serve it over real sockets.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tether::{Builder, Connection, LocalObject, ObjectBuilder, RemoteObject, Service, ThreadedServer, Value};
+
+/// One common factor for the durations of RPyC's scenarios: its seconds are
+/// our tenths of a second.
+pub const SCALE: Duration = Duration::from_millis(100);
+
+pub fn secs(n: f64) -> Duration {
+    SCALE.mul_f64(n)
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub x: f64,
+    pub y: f64,
+}
+
+/// Counts drops of the objects the service hands out.
+#[derive(Default)]
+pub struct DropCounter {
+    pub dropped: Mutex<Vec<String>>,
+}
+
+struct Tracked {
+    name: String,
+    counter: Arc<DropCounter>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.counter.dropped.lock().unwrap().push(self.name.clone());
+    }
+}
+
+/// The root object of the test service.
+pub fn test_root(drops: Arc<DropCounter>, notes: Arc<Mutex<Vec<String>>>) -> LocalObject {
+    ObjectBuilder::new("TestService")
+        .method("add", |a: i64, b: i64| a + b)
+        .method("sleep", |tenths: f64| thread::sleep(secs(tenths)))
+        .try_method("int", |s: String| s.parse::<i64>())
+        .method("distance", |a: Point, b: Point| ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt())
+        .method("echo", |v: Value| v)
+        .method("note", move |s: String| notes.lock().unwrap().push(s))
+        .method("make", move |name: String| {
+            let tracked = Tracked { name: name.clone(), counter: drops.clone() };
+            ObjectBuilder::new("Thing")
+                .method("name", move || tracked.name.clone())
+                .method("double", |x: i64| x * 2)
+                .build()
+        })
+        .try_method("call_me", |cb: RemoteObject, x: i64| cb.call::<i64>((x,)))
+        .try_method("bounce", |n: i64, cb: RemoteObject| -> tether::Result<i64> {
+            if n == 0 {
+                Ok(0)
+            } else {
+                Ok(cb.call::<i64>((n - 1,))? + 1)
+            }
+        })
+        .method("ticker", |cb: RemoteObject, period_tenths: f64| {
+            // Calls `cb` asynchronously from its own thread until the client
+            // drops its handle (the callback then fails and the thread ends).
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stop.clone();
+            thread::spawn(move || {
+                let mut n = 0i64;
+                while !flag.load(Ordering::Acquire) {
+                    thread::sleep(secs(period_tenths));
+                    n += 1;
+                    let _ = tether::async_(&cb).call((n,));
+                }
+            });
+            ObjectBuilder::new("Ticker").method("stop", move || stop.store(true, Ordering::Release)).build()
+        })
+        .attr("version", "1.0")
+        .getter("answer", || 42)
+        .build()
+}
+
+pub struct TestServer {
+    pub server: ThreadedServer,
+    pub drops: Arc<DropCounter>,
+    pub notes: Arc<Mutex<Vec<String>>>,
+    pub connects: Arc<AtomicUsize>,
+    pub disconnects: Arc<AtomicUsize>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn tcp() -> TestServer {
+        Self::with(|b| b, |s| ThreadedServer::bind_tcp("127.0.0.1:0", s).unwrap())
+    }
+
+    pub fn with(
+        tweak: impl FnOnce(Builder) -> Builder,
+        bind: impl FnOnce(Builder) -> ThreadedServer,
+    ) -> TestServer {
+        let drops = Arc::new(DropCounter::default());
+        let notes = Arc::new(Mutex::new(Vec::new()));
+        let connects = Arc::new(AtomicUsize::new(0));
+        let disconnects = Arc::new(AtomicUsize::new(0));
+        let (d, n, c, dc) = (drops.clone(), notes.clone(), connects.clone(), disconnects.clone());
+        let service = Service::new(move |_| test_root(d.clone(), n.clone()))
+            .on_connect(move |_| {
+                c.fetch_add(1, Ordering::SeqCst);
+            })
+            .on_disconnect(move |_| {
+                dc.fetch_add(1, Ordering::SeqCst);
+            });
+        let server = bind(tweak(Builder::default().service(service)));
+        let thread = Some(server.spawn());
+        TestServer { server, drops, notes, connects, disconnects, thread }
+    }
+
+    pub fn connect(&self) -> Connection {
+        tether::connect(self.server.local_addr().unwrap()).unwrap()
+    }
+
+    pub fn connect_with(&self, b: Builder) -> Connection {
+        b.connect_tcp(self.server.local_addr().unwrap()).unwrap()
+    }
+
+    pub fn dropped(&self) -> Vec<String> {
+        let mut v = self.drops.dropped.lock().unwrap().clone();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.server.close();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}

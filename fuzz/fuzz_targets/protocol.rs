@@ -1,0 +1,337 @@
+//! Two protocols, A and B, in memory on a virtual clock, driven by a fuzzed
+//! sequence of operations: calls (with objects and deadlines), replies,
+//! proxy drops, partial deliveries, timeouts, closes, and raw garbage fed to
+//! A. Nothing may panic. While no garbage or EOF was injected, neither side
+//! may see a protocol error, and once every proxy is dropped and all traffic
+//! has settled no object may stay exported.
+#![no_main]
+
+use std::time::{Duration, Instant};
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use tether::protocol::{Call, Event, Protocol, Request};
+use tether::{Config, Error, LocalObject, ObjectBuilder, ObjectRef, RemoteError, RemoteObject, Value};
+
+#[derive(Arbitrary, Debug, Clone)]
+enum Arg {
+    Null,
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+    Local(u8),
+    Remote(u8),
+    Nested(u8, Box<Arg>),
+    List(Vec<Arg>),
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Who {
+    A,
+    B,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Target {
+    Root,
+    Proxy(u8),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Call { who: Who, target: Target, method: bool, args: Vec<Arg>, deadline_ms: Option<u16> },
+    GetAttr { who: Who, target: u8 },
+    Ping { who: Who, arg: Arg, deadline_ms: Option<u16> },
+    Serve { who: Who, pick: u8, reply: Reply },
+    Deliver { who: Who, max: u16 },
+    DropProxy { who: Who, pick: u8 },
+    SetDeadline { who: Who, pick: u8, ms: Option<u16> },
+    Advance { ms: u16 },
+    Close { who: Who },
+    Eof { who: Who },
+    Garbage(Vec<u8>),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Reply {
+    EchoArgs,
+    Value(Arg),
+    Error(String),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    ops: Vec<Op>,
+}
+
+struct Side {
+    p: Protocol,
+    locals: Vec<LocalObject>,
+    proxies: Vec<RemoteObject>,
+    held: Vec<(u64, Request)>,
+    pending: Vec<u64>,
+    error: Option<Error>,
+}
+
+fn config() -> Config {
+    Config::default().max_pending(8).max_exported(8).max_imported(8).max_frame_len(4096).max_depth(8)
+}
+
+impl Side {
+    fn new(now: Instant, tag: &str) -> Side {
+        let locals: Vec<LocalObject> =
+            (0..4).map(|i| ObjectBuilder::new(format!("{tag}{i}")).build()).collect();
+        let p = Protocol::new(config(), Some(locals[0].clone()), now);
+        Side { p, locals, proxies: Vec::new(), held: Vec::new(), pending: Vec::new(), error: None }
+    }
+
+    fn value(&self, arg: &Arg, depth: u32) -> Value {
+        if depth > 12 {
+            return Value::Null;
+        }
+        match arg {
+            Arg::Null => Value::Null,
+            Arg::Int(i) => Value::from(*i),
+            Arg::Text(s) => Value::Text(s.clone()),
+            Arg::Bytes(b) => Value::Bytes(b.clone()),
+            Arg::Local(i) => Value::from(self.locals[usize::from(*i) % self.locals.len()].clone()),
+            Arg::Remote(i) if !self.proxies.is_empty() => {
+                Value::from(self.proxies[usize::from(*i) % self.proxies.len()].clone())
+            }
+            Arg::Remote(_) => Value::Null,
+            Arg::Nested(n, inner) => {
+                let mut v = self.value(inner, depth + 1);
+                for _ in 0..(n % 12) {
+                    v = Value::Array(vec![v]);
+                }
+                v
+            }
+            Arg::List(items) => {
+                Value::Array(items.iter().take(8).map(|a| self.value(a, depth + 1)).collect())
+            }
+        }
+    }
+
+    fn keep_proxies(&mut self, v: &Value) {
+        match v {
+            Value::Object(ObjectRef::Remote(r)) => self.proxies.push(r.clone()),
+            Value::Array(items) => items.iter().for_each(|i| self.keep_proxies(i)),
+            Value::Map(entries) => entries.iter().for_each(|(k, v)| {
+                self.keep_proxies(k);
+                self.keep_proxies(v)
+            }),
+            _ => {}
+        }
+    }
+
+    fn process(&mut self) {
+        while let Some(ev) = self.p.poll_event() {
+            match ev {
+                Event::Request { seq, request } => {
+                    if let Request::Call { args, .. } | Request::CallMethod { args, .. } = &request {
+                        if args.len() % 2 == 1 {
+                            // Keep some of the peer's objects for later.
+                            args.iter().for_each(|a| self.keep_proxies(a));
+                        }
+                    }
+                    self.held.push((seq, request));
+                }
+                Event::Reply { seq, result } => {
+                    assert!(self.pending.contains(&seq), "reply to {seq}, not pending");
+                    self.pending.retain(|&s| s != seq);
+                    if let Ok(v) = result {
+                        self.keep_proxies(&v);
+                    }
+                }
+                Event::Expired { seq } => {
+                    assert!(self.pending.contains(&seq), "expired {seq}, not pending");
+                    self.pending.retain(|&s| s != seq);
+                }
+                Event::Cancelled { .. } => {}
+                Event::Closed { error } => {
+                    assert!(self.error.is_none(), "closed twice");
+                    self.error = Some(error);
+                    self.pending.clear();
+                }
+            }
+        }
+        self.proxies.truncate(64);
+        self.check();
+    }
+
+    fn check(&self) {
+        let c = self.p.config();
+        assert!(self.p.pending_count() <= c.max_pending);
+        assert!(self.p.exported_count() <= c.max_exported);
+        assert_eq!(self.p.pending_count(), self.pending.len());
+        if self.p.is_closed() {
+            assert_eq!(self.p.pending_count(), 0);
+            assert_eq!(self.p.exported_count(), 0);
+            assert_eq!(self.p.imported_count(), 0);
+            assert!(self.p.poll_timeout().is_none());
+        }
+    }
+
+    fn send(&mut self, call: Call, deadline: Option<Instant>) {
+        if let Ok(seq) = self.p.send_request(call, deadline) {
+            self.pending.push(seq);
+        }
+    }
+
+    fn serve(&mut self, pick: u8, reply: &Reply) {
+        if self.held.is_empty() {
+            return;
+        }
+        let (seq, request) = self.held.remove(usize::from(pick) % self.held.len());
+        let result = match (reply, request) {
+            (_, Request::Invalid(e)) => Err(e),
+            (Reply::EchoArgs, Request::Call { args, .. } | Request::CallMethod { args, .. }) => {
+                Ok(Value::Array(args))
+            }
+            (Reply::EchoArgs, Request::GetAttr { target, .. } | Request::Dir { target }) => {
+                Ok(Value::from(target))
+            }
+            (Reply::Value(arg), _) => Ok(self.value(arg, 0)),
+            (Reply::Error(m), _) => Err(RemoteError::new("FuzzError", m.clone())),
+        };
+        self.p.send_reply(seq, result);
+    }
+}
+
+/// Delivers up to `max` bytes (all when `None`) from one side to the other.
+fn deliver(from: &mut Side, to: &mut Side, max: Option<usize>, now: Instant) -> bool {
+    let out = from.p.pending_output();
+    let n = max.map_or(out.len(), |m| m.min(out.len()));
+    if n == 0 {
+        return false;
+    }
+    let chunk = out[..n].to_vec();
+    from.p.consume_output(n);
+    let _ = to.p.handle_bytes(&chunk, now);
+    true
+}
+
+fn pair<'a>(who: Who, a: &'a mut Side, b: &'a mut Side) -> (&'a mut Side, &'a mut Side) {
+    match who {
+        Who::A => (a, b),
+        Who::B => (b, a),
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Side::new(now, "a");
+    let mut b = Side::new(now, "b");
+    let mut tainted = false;
+    let ms = |m: u16| Duration::from_millis(u64::from(m));
+
+    for op in input.ops.iter().take(256) {
+        match op {
+            Op::Call { who, target, method, args, deadline_ms } => {
+                let (s, _) = pair(*who, &mut a, &mut b);
+                let call = match target {
+                    Target::Proxy(i) if !s.proxies.is_empty() => {
+                        let target = s.proxies[usize::from(*i) % s.proxies.len()].clone();
+                        let args = args.iter().take(8).map(|x| s.value(x, 0)).collect();
+                        if *method {
+                            Call::CallMethod { target, name: "m".into(), args }
+                        } else {
+                            Call::Call { target, args }
+                        }
+                    }
+                    _ => Call::Root,
+                };
+                s.send(call, deadline_ms.map(|d| now + ms(d)));
+            }
+            Op::GetAttr { who, target } => {
+                let (s, _) = pair(*who, &mut a, &mut b);
+                if !s.proxies.is_empty() {
+                    let target = s.proxies[usize::from(*target) % s.proxies.len()].clone();
+                    s.send(Call::GetAttr { target, name: "x".into() }, None);
+                }
+            }
+            Op::Ping { who, arg, deadline_ms } => {
+                let (s, _) = pair(*who, &mut a, &mut b);
+                let v = s.value(arg, 0);
+                s.send(Call::Ping(v), deadline_ms.map(|d| now + ms(d)));
+            }
+            Op::Serve { who, pick, reply } => pair(*who, &mut a, &mut b).0.serve(*pick, reply),
+            Op::Deliver { who, max } => {
+                let (s, o) = pair(*who, &mut a, &mut b);
+                deliver(s, o, Some(usize::from(*max)), now);
+            }
+            Op::DropProxy { who, pick } => {
+                let s = pair(*who, &mut a, &mut b).0;
+                if !s.proxies.is_empty() {
+                    let i = usize::from(*pick) % s.proxies.len();
+                    s.proxies.swap_remove(i);
+                }
+            }
+            Op::SetDeadline { who, pick, ms: d } => {
+                let s = pair(*who, &mut a, &mut b).0;
+                if !s.pending.is_empty() {
+                    let seq = s.pending[usize::from(*pick) % s.pending.len()];
+                    s.p.set_deadline(seq, d.map(|d| now + ms(d)));
+                }
+            }
+            Op::Advance { ms: d } => {
+                now += ms(*d);
+                a.p.handle_timeout(now);
+                b.p.handle_timeout(now);
+            }
+            Op::Close { who } => {
+                // A local close fails nothing: the caller owns its requests.
+                let s = pair(*who, &mut a, &mut b).0;
+                s.p.close("fuzz");
+                s.pending.clear();
+            }
+            Op::Eof { who } => {
+                tainted = true;
+                pair(*who, &mut a, &mut b).0.p.handle_eof();
+            }
+            Op::Garbage(bytes) => {
+                tainted = true;
+                let _ = a.p.handle_bytes(bytes, now);
+            }
+        }
+        a.process();
+        b.process();
+    }
+
+    // Settle: answer everything, drop every proxy, deliver until quiet.
+    for _ in 0..64 {
+        a.process();
+        b.process();
+        while !a.held.is_empty() {
+            a.serve(0, &Reply::Value(Arg::Null));
+        }
+        while !b.held.is_empty() {
+            b.serve(0, &Reply::Value(Arg::Null));
+        }
+        a.proxies.clear();
+        b.proxies.clear();
+        let moved_ab = deliver(&mut a, &mut b, None, now);
+        let moved_ba = deliver(&mut b, &mut a, None, now);
+        if !moved_ab && !moved_ba && a.held.is_empty() && b.held.is_empty() {
+            break;
+        }
+    }
+    a.process();
+    b.process();
+    if tainted {
+        return;
+    }
+    for s in [&a, &b] {
+        if let Some(e) = &s.error {
+            assert!(matches!(e, Error::Closed(_)), "well-behaved peers failed: {e}");
+        }
+    }
+    if !a.p.is_closed() && !b.p.is_closed() {
+        assert!(a.held.is_empty() && b.held.is_empty());
+        assert_eq!(a.p.imported_count(), 0, "A still imports objects");
+        assert_eq!(b.p.imported_count(), 0, "B still imports objects");
+        assert_eq!(a.p.exported_count(), 0, "A still exports objects");
+        assert_eq!(b.p.exported_count(), 0, "B still exports objects");
+    }
+});
