@@ -386,8 +386,14 @@ impl Connection {
 
     /// The peer's root object (cached after the first call).
     pub fn root(&self) -> Result<RemoteObject> {
-        if let Some(inner) = self.shared.lock().root.upgrade() {
-            return Ok(RemoteObject { inner });
+        {
+            let st = self.shared.lock();
+            if let Some(e) = &st.closed {
+                return Err(e.clone());
+            }
+            if let Some(inner) = st.root.upgrade() {
+                return Ok(RemoteObject { inner });
+            }
         }
         let root: RemoteObject =
             self.shared.submit(Call::Root, self.shared.config.sync_request_timeout).value_as()?;
@@ -764,9 +770,18 @@ impl Shared {
     /// result still pending and sleep again: without this second notify it
     /// would miss the reply (a cross-thread call on an attached connection
     /// hung until its timeout).
+    ///
+    /// The thread driving the transport may be the waiter itself: it checked
+    /// its slot before this result was stored and now sleeps in the
+    /// transport's `wait`, where a condvar cannot reach it. Wake it too.
     fn settled(&self) {
-        let _st = self.lock();
+        let st = self.lock();
         self.cond.notify_all();
+        if let Some((driver, _)) = st.driver {
+            if driver != thread::current().id() {
+                self.transport.wake();
+            }
+        }
     }
 
     fn close_now(&self, reason: &str) {
@@ -918,8 +933,17 @@ impl Shared {
                 }
                 Err(e) => st.proto.handle_transport_error(lost(e)),
             }
-            self.flush_locked(&mut st, &mut after);
+            // Objects the peer released die before anything else leaves:
+            // the protocol answers pings inline, and a reply overtaking the
+            // drop would let the peer observe a released object still alive.
+            self.process_events(&mut st, &mut after);
             self.cond.notify_all();
+            if !after.is_empty() {
+                drop(st);
+                self.finish(std::mem::take(&mut after));
+                st = self.lock();
+            }
+            self.flush_locked(&mut st, &mut after);
             if !after.is_empty() {
                 drop(st);
                 self.finish(after);

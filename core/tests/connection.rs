@@ -434,18 +434,16 @@ fn pull_model_events_processed_on_next_interaction() {
     let conn = srv.connect();
     let root = conn.root().unwrap();
     let (tx, rx) = mpsc::channel();
-    let ticker: RemoteObject =
-        root.call_method("ticker", (callback(move |n: i64| tx.send(n).unwrap()), 0.2)).unwrap();
-    // Wait, without serving, until the server has certainly sent events: the
-    // server acknowledges sleeping 2 ticks by replying to this async call,
-    // which we do not read yet.
-    let marker = async_(&root).call_method("sleep", (1.0,));
-    thread::sleep(secs(1.5)); // remote work time, not synchronisation: see below
+    let cb = callback(move |n: i64| tx.send(n).unwrap());
+    // Sent without waiting; the server signals (in-process) once its three
+    // events are on their way.
+    let burst = async_(&root).call_method("burst", (cb, 3));
+    srv.wait_bursts(1);
     assert!(rx.try_recv().is_err(), "nothing is processed while nobody serves");
-    // The interaction: everything queued is served.
-    marker.wait().unwrap();
-    let _: () = ticker.call_method("stop", ()).unwrap();
-    assert!(rx.try_recv().is_ok(), "events were processed by the next interaction");
+    // The interaction: everything that arrived before the ping's reply is served.
+    conn.ping().unwrap();
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1, 2, 3], "events were processed by the next interaction");
+    assert!(burst.ready());
 }
 
 #[test]
@@ -453,7 +451,8 @@ fn serve_and_poll_all() {
     let srv = TestServer::tcp();
     let conn = srv.connect();
     let root = conn.root().unwrap();
-    assert!(!conn.poll_all().unwrap() || true);
+    // Only the reply to root() has been seen so far: nothing to serve.
+    assert!(!conn.poll_all().unwrap());
     let (tx, rx) = mpsc::channel();
     let ticker: RemoteObject =
         root.call_method("ticker", (callback(move |n: i64| tx.send(n).unwrap()), 0.1)).unwrap();

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -12,22 +12,22 @@ use tether::{Builder, Connection, LocalObject, ObjectBuilder, RemoteObject, Serv
 
 /// One common factor for the durations of RPyC's scenarios: its seconds are
 /// our tenths of a second.
-pub const SCALE: Duration = Duration::from_millis(100);
+pub(crate) const SCALE: Duration = Duration::from_millis(100);
 
-pub fn secs(n: f64) -> Duration {
+pub(crate) fn secs(n: f64) -> Duration {
     SCALE.mul_f64(n)
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
-pub struct Point {
-    pub x: f64,
-    pub y: f64,
+pub(crate) struct Point {
+    pub(crate) x: f64,
+    pub(crate) y: f64,
 }
 
 /// Counts drops of the objects the service hands out.
 #[derive(Default)]
-pub struct DropCounter {
-    pub dropped: Mutex<Vec<String>>,
+pub(crate) struct DropCounter {
+    pub(crate) dropped: Mutex<Vec<String>>,
 }
 
 struct Tracked {
@@ -42,7 +42,14 @@ impl Drop for Tracked {
 }
 
 /// The root object of the test service.
-pub fn test_root(drops: Arc<DropCounter>, notes: Arc<Mutex<Vec<String>>>) -> LocalObject {
+/// Counts finished `burst` calls, for tests to wait on.
+pub(crate) type Bursts = Arc<(Mutex<usize>, Condvar)>;
+
+pub(crate) fn test_root(
+    drops: Arc<DropCounter>,
+    notes: Arc<Mutex<Vec<String>>>,
+    bursts: Bursts,
+) -> LocalObject {
     ObjectBuilder::new("TestService")
         .method("add", |a: i64, b: i64| a + b)
         .method("sleep", |tenths: f64| thread::sleep(secs(tenths)))
@@ -75,31 +82,42 @@ pub fn test_root(drops: Arc<DropCounter>, notes: Arc<Mutex<Vec<String>>>) -> Loc
                 while !flag.load(Ordering::Acquire) {
                     thread::sleep(secs(period_tenths));
                     n += 1;
-                    let _ = tether::async_(&cb).call((n,));
+                    drop(tether::async_(&cb).call((n,)));
                 }
             });
             ObjectBuilder::new("Ticker").method("stop", move || stop.store(true, Ordering::Release)).build()
+        })
+        .method("burst", move |cb: RemoteObject, n: i64| {
+            // Sends `n` events without waiting for them, then tells the test
+            // (in-process) that they are on their way.
+            for i in 1..=n {
+                drop(tether::async_(&cb).call((i,)));
+            }
+            let (lock, cvar) = &*bursts;
+            *lock.lock().unwrap() += 1;
+            cvar.notify_all();
         })
         .attr("version", "1.0")
         .getter("answer", || 42)
         .build()
 }
 
-pub struct TestServer {
-    pub server: ThreadedServer,
-    pub drops: Arc<DropCounter>,
-    pub notes: Arc<Mutex<Vec<String>>>,
-    pub connects: Arc<AtomicUsize>,
-    pub disconnects: Arc<AtomicUsize>,
+pub(crate) struct TestServer {
+    pub(crate) server: ThreadedServer,
+    pub(crate) drops: Arc<DropCounter>,
+    pub(crate) notes: Arc<Mutex<Vec<String>>>,
+    pub(crate) connects: Arc<AtomicUsize>,
+    pub(crate) disconnects: Arc<AtomicUsize>,
+    pub(crate) bursts: Bursts,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl TestServer {
-    pub fn tcp() -> TestServer {
+    pub(crate) fn tcp() -> TestServer {
         Self::with(|b| b, |s| ThreadedServer::bind_tcp("127.0.0.1:0", s).unwrap())
     }
 
-    pub fn with(
+    pub(crate) fn with(
         tweak: impl FnOnce(Builder) -> Builder,
         bind: impl FnOnce(Builder) -> ThreadedServer,
     ) -> TestServer {
@@ -107,8 +125,10 @@ impl TestServer {
         let notes = Arc::new(Mutex::new(Vec::new()));
         let connects = Arc::new(AtomicUsize::new(0));
         let disconnects = Arc::new(AtomicUsize::new(0));
-        let (d, n, c, dc) = (drops.clone(), notes.clone(), connects.clone(), disconnects.clone());
-        let service = Service::new(move |_| test_root(d.clone(), n.clone()))
+        let bursts = Bursts::default();
+        let (d, n, c, dc, b) =
+            (drops.clone(), notes.clone(), connects.clone(), disconnects.clone(), bursts.clone());
+        let service = Service::new(move |_| test_root(d.clone(), n.clone(), b.clone()))
             .on_connect(move |_| {
                 c.fetch_add(1, Ordering::SeqCst);
             })
@@ -117,18 +137,27 @@ impl TestServer {
             });
         let server = bind(tweak(Builder::default().service(service)));
         let thread = Some(server.spawn());
-        TestServer { server, drops, notes, connects, disconnects, thread }
+        TestServer { server, drops, notes, connects, disconnects, bursts, thread }
     }
 
-    pub fn connect(&self) -> Connection {
+    pub(crate) fn connect(&self) -> Connection {
         tether::connect(self.server.local_addr().unwrap()).unwrap()
     }
 
-    pub fn connect_with(&self, b: Builder) -> Connection {
+    pub(crate) fn connect_with(&self, b: Builder) -> Connection {
         b.connect_tcp(self.server.local_addr().unwrap()).unwrap()
     }
 
-    pub fn dropped(&self) -> Vec<String> {
+    /// Blocks until `count` calls of `burst` have finished on the server.
+    pub(crate) fn wait_bursts(&self, count: usize) {
+        let (lock, cvar) = &*self.bursts;
+        let mut done = lock.lock().unwrap();
+        while *done < count {
+            done = cvar.wait(done).unwrap();
+        }
+    }
+
+    pub(crate) fn dropped(&self) -> Vec<String> {
         let mut v = self.drops.dropped.lock().unwrap().clone();
         v.sort();
         v
