@@ -76,3 +76,8 @@ pub use remote::{async_, timed, Async, IntoArgs, RemoteObject};
 pub use server::{OneShotServer, ThreadedServer};
 pub use transport::{SocketTransport, Stream, Transport};
 pub use value::{from_value, to_value, ObjectRef, Value};
+
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
