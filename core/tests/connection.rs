@@ -528,6 +528,27 @@ fn many_threads_share_one_connection_every_reply_once() {
 }
 
 #[test]
+fn requests_served_from_one_thread_run_in_arrival_order() {
+    // The server serves each connection from one thread: 300 asynchronous
+    // notes, sent without waiting, are recorded in the order they were sent.
+    let srv = TestServer::tcp();
+    let conn = srv.connect();
+    let root = conn.root().unwrap();
+    let results: Vec<_> = (0..300).map(|i| async_(&root).call_method("note", (format!("{i}"),))).collect();
+    for r in &results {
+        r.wait().unwrap();
+    }
+    let expected: Vec<String> = (0..300).map(|i| format!("{i}")).collect();
+    assert_eq!(*srv.notes.lock().unwrap(), expected);
+    // And the client side: events pushed by the server run in the order sent.
+    let (tx, rx) = mpsc::channel();
+    let cb = callback(move |n: i64| tx.send(n).unwrap());
+    let _: () = root.call_method("burst", (cb, 100)).unwrap();
+    conn.ping().unwrap();
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), (1..=100).collect::<Vec<i64>>());
+}
+
+#[test]
 fn async_result_is_a_future() {
     let srv = TestServer::tcp();
     let conn = srv.connect();
