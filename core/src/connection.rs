@@ -33,6 +33,7 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use crate::async_result::{AsyncResult, Driver, Slot};
+use crate::auth::{Authenticator, Credentials, Secret};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, RemoteError, Result};
@@ -93,19 +94,33 @@ impl Service {
     }
 }
 
-/// Sets up connections: the service exposed, the limits, the clock.
+/// Sets up connections: the service exposed, the limits, the clock, and
+/// authentication.
 #[derive(Clone)]
 pub struct Builder {
     service: Service,
     config: Config,
     clock: Arc<dyn Clock>,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    secret: Option<Secret>,
+    auth_timeout: Duration,
 }
 
 impl Default for Builder {
     fn default() -> Self {
-        Builder { service: Service::none(), config: Config::default(), clock: Arc::new(SystemClock) }
+        Builder {
+            service: Service::none(),
+            config: Config::default(),
+            clock: Arc::new(SystemClock),
+            authenticator: None,
+            secret: None,
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
+        }
     }
 }
+
+/// How long authentication may take by default (see [`Builder::auth_timeout`]).
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Builder {
     /// The service this side exposes (default: none).
@@ -126,6 +141,58 @@ impl Builder {
         self
     }
 
+    /// Checks the peer of every stream this builder starts a connection
+    /// over, before the handshake (see [`auth`](crate::auth)); the result is
+    /// [`Connection::credentials`]. A refused peer's stream is closed and
+    /// the connection is not made ([`Error::Auth`]). Servers usually set it
+    /// with their own `authenticator` method.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// Answers a server's [`SharedSecret`](crate::auth::SharedSecret)
+    /// challenge with `secret` before the handshake, and checks that the
+    /// server knows it too. The secret never crosses the wire.
+    pub fn shared_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.secret = Some(Secret::new(secret.into()));
+        self
+    }
+
+    /// How long authentication may block on the peer (default: 10 s); past
+    /// it the peer is refused with a timeout error.
+    pub fn auth_timeout(mut self, timeout: Duration) -> Self {
+        self.auth_timeout = timeout;
+        self
+    }
+
+    /// True when starting a connection with this builder may wait for the
+    /// peer (a non-[instant](Authenticator::is_instant) authenticator or a
+    /// shared secret): single-threaded event-loop servers refuse such
+    /// builders rather than stall their loop.
+    pub fn auth_may_block(&self) -> bool {
+        self.secret.is_some() || self.authenticator.as_ref().is_some_and(|a| !a.is_instant())
+    }
+
+    /// Runs this builder's authentication on `stream` (blocking, within
+    /// `auth_timeout`). `None` when nothing is configured.
+    fn authenticate(&self, stream: &mut Stream) -> Result<Option<Credentials>> {
+        if self.authenticator.is_none() && self.secret.is_none() {
+            return Ok(None);
+        }
+        stream.set_timeouts(Some(self.auth_timeout))?;
+        let mut credentials = None;
+        if let Some(auth) = &self.authenticator {
+            credentials = Some(auth.authenticate(stream)?);
+        }
+        if let Some(secret) = &self.secret {
+            let proved = crate::auth::answer_challenge(stream, secret)?;
+            credentials.get_or_insert(proved);
+        }
+        stream.set_timeouts(None)?;
+        Ok(credentials)
+    }
+
     /// Connects over TCP (RPyC's `rpyc.connect(host, port)`).
     pub fn connect_tcp(self, addr: impl ToSocketAddrs) -> Result<Connection> {
         self.over_stream(TcpStream::connect(addr)?)
@@ -136,21 +203,32 @@ impl Builder {
         self.over_stream(UnixStream::connect(path)?)
     }
 
-    /// Runs a connection over an already connected stream.
+    /// Runs a connection over an already connected stream, after this
+    /// builder's authentication (if any) succeeded on it.
     pub fn over_stream(self, stream: impl Into<Stream>) -> Result<Connection> {
-        Ok(self.over_transport(SocketTransport::new(stream)?))
+        let mut stream = stream.into();
+        let credentials = self.authenticate(&mut stream)?;
+        Ok(Connection::start(self, Box::new(SocketTransport::new(stream)?), credentials))
     }
 
-    /// Runs a connection over any transport.
+    /// Runs a connection over any transport. Authentication does not apply
+    /// here (it needs a [`Stream`]): authenticate the transport's bytes
+    /// yourself before.
     pub fn over_transport(self, transport: impl Transport) -> Connection {
-        Connection::start(self, Box::new(transport))
+        if self.authenticator.is_some() || self.secret.is_some() {
+            log::warn!("tether: over_transport() skips the builder's authentication");
+        }
+        Connection::start(self, Box::new(transport), None)
     }
 
     /// Two connected connections in one process over a socketpair: `self`'s
-    /// service on the first, `other`'s on the second.
+    /// service on the first, `other`'s on the second. Authentication does
+    /// not apply (both ends are this process).
     pub fn pair(self, other: Builder) -> Result<(Connection, Connection)> {
         let (a, b) = UnixStream::pair()?;
-        Ok((self.over_stream(a)?, other.over_stream(b)?))
+        let a = Box::new(SocketTransport::new(a)?);
+        let b = Box::new(SocketTransport::new(b)?);
+        Ok((Connection::start(self, a, None), Connection::start(other, b, None)))
     }
 }
 
@@ -260,6 +338,7 @@ pub(crate) struct Shared {
     loop_waker: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
     read_buf: Mutex<Vec<u8>>,
     clock: Arc<dyn Clock>,
+    credentials: Option<Credentials>,
     config: Config,
     service: Service,
     label: String,
@@ -330,7 +409,7 @@ impl Connection {
         Builder::default()
     }
 
-    fn start(b: Builder, transport: Box<dyn Transport>) -> Connection {
+    fn start(b: Builder, transport: Box<dyn Transport>, credentials: Option<Credentials>) -> Connection {
         let now = b.clock.now();
         let label = transport.describe();
         let shared = Arc::new_cyclic(|me: &Weak<Shared>| {
@@ -351,6 +430,7 @@ impl Connection {
                 loop_waker: Mutex::new(None),
                 read_buf: Mutex::new(vec![0; 64 * 1024]),
                 clock: b.clock,
+                credentials,
                 config: b.config,
                 service: b.service,
                 label,
@@ -468,6 +548,14 @@ impl Connection {
     /// The peer's address or a description of the transport.
     pub fn peer(&self) -> &str {
         &self.shared.label
+    }
+
+    /// What the builder's [authenticator](Builder::authenticator) (or the
+    /// shared-secret exchange) established about the peer; `None` for an
+    /// unauthenticated connection. Already set when the service's root
+    /// factory and `on_connect` run.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.shared.credentials.as_ref()
     }
 
     /// Local objects the peer currently holds references to.
@@ -707,6 +795,8 @@ impl Shared {
                 Event::Closed { error } => {
                     log::debug!("tether connection to {} closed: {error}", self.label);
                     self.fail_all(st, error, after);
+                    // Exported objects die before `on_disconnect` runs.
+                    after.push(After::Drop(st.proto.take_released_objects()));
                     after.push(After::Disconnected);
                 }
             }

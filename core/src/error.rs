@@ -34,6 +34,9 @@ pub enum Error {
     Closed(String),
     /// An I/O error on the transport (kind and message).
     Io(std::io::ErrorKind, String),
+    /// Authentication failed before the connection started (see
+    /// [`auth`](crate::auth)); the string says why.
+    Auth(String),
 }
 
 impl Error {
@@ -75,6 +78,7 @@ impl Error {
             Error::Timeout(_) => "AsyncResultTimeout",
             Error::Closed(_) => "EOFError",
             Error::Io(..) => "IOError",
+            Error::Auth(_) => "AuthenticationError",
         }
     }
 }
@@ -91,6 +95,7 @@ impl fmt::Display for Error {
             Error::Timeout(d) => write!(f, "result expired after {d:?} (AsyncResultTimeout)"),
             Error::Closed(why) => write!(f, "connection closed: {why}"),
             Error::Io(kind, m) => write!(f, "I/O error ({kind:?}): {m}"),
+            Error::Auth(why) => write!(f, "authentication failed: {why}"),
         }
     }
 }

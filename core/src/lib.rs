@@ -14,6 +14,7 @@
 //! | [`protocol`] | the sans-IO state machine: bytes in, [`Event`](protocol::Event)s out; sequence numbers, pending table, object tables, deadlines as data |
 //! | [`connection`] | [`Connection`]: the protocol driven over a [`Transport`]; synchronous calls, [`AsyncResult`], serving, [`BgServingThread`], event-loop entry points |
 //! | [`server`] | [`ThreadedServer`] and [`OneShotServer`] |
+//! | [`auth`] | authenticators run before the handshake: Unix peer credentials, a shared-secret challenge-response |
 //! | [`testing`] | a deterministic in-memory [`Pair`](testing::Pair) on a virtual clock |
 //!
 //! Data flows one way: a transport hands bytes to the connection, the
@@ -53,6 +54,7 @@
 //! ```
 
 pub mod async_result;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod connection;
@@ -67,6 +69,7 @@ pub mod value;
 pub mod wire;
 
 pub use async_result::AsyncResult;
+pub use auth::{Authenticator, Credentials};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
 pub use connection::{connect, BgServingThread, Builder, Connection, Service, WeakConnection};

@@ -447,8 +447,17 @@ impl Protocol {
 
     /// Answers the peer's request `seq`. A value that cannot be sent (too
     /// large, too deep) is answered with an error naming why instead.
+    ///
+    /// When more than `max_output_buffer` bytes are already waiting, the peer
+    /// keeps asking without reading the answers: the connection ends with
+    /// [`LimitError::OutputBufferFull`] rather than buffer without bound.
     pub fn send_reply(&mut self, seq: u64, result: Result<Value, RemoteError>) {
         if self.phase == Phase::Closed {
+            return;
+        }
+        let queued = self.out.len() - self.out_start;
+        if queued > self.config.max_output_buffer {
+            self.fail(LimitError::OutputBufferFull { queued, max: self.config.max_output_buffer }.into());
             return;
         }
         self.flush_releases();

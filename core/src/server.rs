@@ -9,19 +9,26 @@
 //! server.start(); // blocks until server.close() is called from another thread
 //! # Ok::<(), tether::Error>(())
 //! ```
+//!
+//! Each accepted connection gets its own thread at once; authentication
+//! (see [`ThreadedServer::authenticator`]) runs there, so a slow or hostile
+//! client never holds up the accept loop. When the process runs out of file
+//! descriptors (or threads), the server logs a warning, backs off for
+//! [`ACCEPT_BACKOFF`] and tries again, serving the connections it has.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use crate::auth::Authenticator;
 use crate::connection::{Builder, WeakConnection};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::transport::Stream;
 
 enum Listener {
@@ -60,6 +67,9 @@ struct Acceptor {
     wake_rx: UnixStream,
     wake_tx: UnixStream,
     stopped: AtomicBool,
+    /// Set when setting up a connection ran out of resources: the next
+    /// accept waits [`ACCEPT_BACKOFF`] first.
+    backoff: AtomicBool,
 }
 
 impl Acceptor {
@@ -78,6 +88,7 @@ impl Acceptor {
             wake_rx,
             wake_tx,
             stopped: AtomicBool::new(false),
+            backoff: AtomicBool::new(false),
         })
     }
 
@@ -86,6 +97,10 @@ impl Acceptor {
         loop {
             if self.stopped.load(Ordering::Acquire) {
                 return None;
+            }
+            if self.backoff.swap(false, Ordering::AcqRel) {
+                self.pause();
+                continue;
             }
             let mut fds = [
                 libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 },
@@ -108,15 +123,28 @@ impl Acceptor {
                     // again shortly rather than spinning or giving up.
                     log::warn!("tether server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
                     drop(guard);
-                    let mut sink = [0u8; 1];
-                    let mut fds =
-                        [libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-                    // SAFETY: as above, one valid pollfd.
-                    unsafe { libc::poll(fds.as_mut_ptr(), 1, ACCEPT_BACKOFF.as_millis() as i32) };
-                    let _ = (&self.wake_rx).read(&mut sink);
+                    self.pause();
                 }
             }
         }
+    }
+
+    /// Waits [`ACCEPT_BACKOFF`], or less if [`stop`](Self::stop) wakes us.
+    fn pause(&self) {
+        let mut sink = [0u8; 1];
+        let mut fds = [libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        // SAFETY: one valid pollfd for the whole call.
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, ACCEPT_BACKOFF.as_millis() as i32) };
+        let _ = (&self.wake_rx).read(&mut sink);
+    }
+
+    /// Makes the next accept wait [`ACCEPT_BACKOFF`] first.
+    fn back_off(&self) {
+        self.backoff.store(true, Ordering::Release);
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
     }
 
     fn stop(&self) {
@@ -129,9 +157,12 @@ impl Acceptor {
 
 struct Inner {
     acceptor: Acceptor,
-    builder: Builder,
+    builder: Mutex<Builder>,
     local_addr: Option<SocketAddr>,
     conns: Mutex<Vec<WeakConnection>>,
+    /// Handles to streams being authenticated, so `close` can interrupt them.
+    authenticating: Mutex<Vec<(u64, Stream)>>,
+    next_id: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -142,9 +173,11 @@ fn bind(listener: Listener, builder: Builder) -> Result<Arc<Inner>> {
     };
     Ok(Arc::new(Inner {
         acceptor: Acceptor::new(listener)?,
-        builder,
+        builder: Mutex::new(builder),
         local_addr,
         conns: Mutex::new(Vec::new()),
+        authenticating: Mutex::new(Vec::new()),
+        next_id: AtomicU64::new(0),
         threads: Mutex::new(Vec::new()),
     }))
 }
@@ -158,26 +191,20 @@ fn unix(path: &Path) -> Result<Listener> {
 }
 
 impl Inner {
+    fn builder(&self) -> Builder {
+        self.builder.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_builder(&self, f: impl FnOnce(Builder) -> Builder) {
+        let mut b = self.builder.lock().unwrap_or_else(|e| e.into_inner());
+        *b = f(b.clone());
+    }
+
+    /// Serves `stream` on a new thread.
     fn serve_one(self: &Arc<Self>, stream: Stream) {
-        let conn = match self.builder.clone().over_stream(stream) {
-            Ok(c) => c,
-            Err(e) => {
-                log::warn!("tether server: could not set up a connection: {e}");
-                return;
-            }
-        };
-        {
-            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            conns.retain(|c| c.upgrade().is_some_and(|c| !c.is_closed()));
-            conns.push(conn.downgrade());
-        }
         let inner = self.clone();
         let spawned = thread::Builder::new().name("tether-conn".into()).spawn(move || {
-            if let Err(e) = conn.serve_all() {
-                log::info!("tether server: connection from {} ended: {e}", conn.peer());
-            }
-            drop(conn);
-            drop(inner);
+            inner.run_connection(stream);
         });
         match spawned {
             Ok(t) => {
@@ -185,12 +212,78 @@ impl Inner {
                 threads.retain(|t| !t.is_finished());
                 threads.push(t);
             }
-            Err(e) => log::warn!("tether server: could not spawn a thread: {e}"),
+            Err(e) => {
+                log::warn!("tether server: could not spawn a thread ({e}); retrying in {ACCEPT_BACKOFF:?}");
+                self.acceptor.back_off();
+            }
+        }
+    }
+
+    /// On the connection's own thread: authenticate, set up, serve.
+    fn run_connection(self: &Arc<Self>, stream: Stream) {
+        let peer = stream.describe_peer();
+        let builder = self.builder();
+        // A handle to the socket lets `close` interrupt a slow authentication.
+        let mut guard = None;
+        if builder.auth_may_block() {
+            let handle = match stream.try_clone() {
+                Ok(h) => h,
+                Err(e) => {
+                    log::warn!("tether server: could not set up a connection from {peer}: {e}");
+                    self.acceptor.back_off();
+                    return;
+                }
+            };
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let mut pending = self.authenticating.lock().unwrap_or_else(|e| e.into_inner());
+            if self.acceptor.is_stopped() {
+                return;
+            }
+            pending.push((id, handle));
+            guard = Some(id);
+        }
+        let result = builder.over_stream(stream);
+        if let Some(id) = guard {
+            self.authenticating.lock().unwrap_or_else(|e| e.into_inner()).retain(|(i, _)| *i != id);
+        }
+        let conn = match result {
+            Ok(c) => c,
+            Err(Error::Auth(why)) => {
+                log::warn!("tether server: refused {peer}: {why}");
+                return;
+            }
+            Err(e) => {
+                // Typically out of file descriptors: drop this client and
+                // let the accept loop back off.
+                log::warn!(
+                    "tether server: could not set up a connection from {peer} ({e}); \
+                     retrying accepts in {ACCEPT_BACKOFF:?}"
+                );
+                self.acceptor.back_off();
+                return;
+            }
+        };
+        {
+            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            if self.acceptor.is_stopped() {
+                // `close` already went through the list.
+                drop(conns);
+                conn.close();
+                return;
+            }
+            conns.retain(|c| c.upgrade().is_some_and(|c| !c.is_closed()));
+            conns.push(conn.downgrade());
+        }
+        if let Err(e) = conn.serve_all() {
+            log::info!("tether server: connection from {} ended: {e}", conn.peer());
         }
     }
 
     fn close(&self) {
         self.acceptor.stop();
+        for (_, stream) in self.authenticating.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = stream.shutdown();
+        }
         let conns = std::mem::take(&mut *self.conns.lock().unwrap_or_else(|e| e.into_inner()));
         for c in conns.iter().filter_map(WeakConnection::upgrade) {
             c.close();
@@ -224,6 +317,22 @@ impl ThreadedServer {
     /// Listens on a Unix socket path (removed again when the server is dropped).
     pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> Result<Self> {
         Ok(ThreadedServer { inner: bind(unix(path.as_ref())?, builder)? })
+    }
+
+    /// Authenticates every client with `authenticator` before the handshake,
+    /// on the client's own thread, within the builder's
+    /// [`auth_timeout`](Builder::auth_timeout). A refused client's socket is
+    /// closed and the reason logged (`warn`); the service reads what it
+    /// produced with [`Connection::credentials`](crate::Connection::credentials).
+    pub fn authenticator(self, authenticator: impl Authenticator) -> Self {
+        self.inner.set_builder(|b| b.authenticator(authenticator));
+        self
+    }
+
+    /// How long a client may take to authenticate (default 10 s).
+    pub fn auth_timeout(self, timeout: Duration) -> Self {
+        self.inner.set_builder(|b| b.auth_timeout(timeout));
+        self
     }
 
     /// The TCP address listened on.
@@ -276,6 +385,14 @@ impl OneShotServer {
         Ok(OneShotServer { inner: bind(unix(path.as_ref())?, builder)? })
     }
 
+    /// Authenticates the client before the handshake (see
+    /// [`ThreadedServer::authenticator`]); a refused client ends
+    /// [`start`](Self::start) with [`Error::Auth`].
+    pub fn authenticator(self, authenticator: impl Authenticator) -> Self {
+        self.inner.set_builder(|b| b.authenticator(authenticator));
+        self
+    }
+
     /// The TCP address listened on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.inner.local_addr
@@ -286,7 +403,12 @@ impl OneShotServer {
     pub fn start(self) -> Result<()> {
         let Some(stream) = self.inner.acceptor.next() else { return Ok(()) };
         self.inner.acceptor.stop();
-        let conn = self.inner.builder.clone().over_stream(stream)?;
+        let peer = stream.describe_peer();
+        let conn = self.inner.builder().over_stream(stream).inspect_err(|e| {
+            if let Error::Auth(why) = e {
+                log::warn!("tether server: refused {peer}: {why}");
+            }
+        })?;
         conn.serve_all()
     }
 }

@@ -1,0 +1,323 @@
+//! Authentication: checks run on a freshly accepted (or connected) stream
+//! before tether's handshake, producing the [`Credentials`] that the service
+//! reads with [`Connection::credentials`](crate::Connection::credentials)
+//! (RPyC's `authenticator(sock) -> (sock, credentials)`).
+//!
+//! An [`Authenticator`] is set on a [`Builder`](crate::Builder) (or with the
+//! servers' `authenticator` builder methods). It runs on the stream before
+//! the connection starts, in blocking mode with the builder's
+//! [`auth_timeout`](crate::Builder::auth_timeout); a failure closes the
+//! socket and is logged by servers with its reason. Two ship here:
+//!
+//! - [`UnixPeerCred`]: the peer process's pid/uid/gid from the kernel
+//!   (`SO_PEERCRED`), optionally allowing only some uids. Instant: it reads
+//!   nothing from the peer, so event-loop servers run it on their loop.
+//! - [`SharedSecret`]: a mutual challenge-response over any stream (meant
+//!   for TCP). Both sides prove they know the secret; the secret itself never
+//!   crosses the wire. The client answers with
+//!   [`Builder::shared_secret`](crate::Builder::shared_secret).
+//!
+//! ```no_run
+//! use tether::auth::{SharedSecret, UnixPeerCred};
+//! use tether::{Builder, ObjectBuilder, Service, ThreadedServer};
+//!
+//! let service = Service::new(|conn| {
+//!     let who = conn.credentials().and_then(|c| c.peer).map(|p| p.uid);
+//!     ObjectBuilder::new("Hello").method("whoami", move || who).build()
+//! });
+//! let local = ThreadedServer::bind_unix("/tmp/app.sock", Builder::default().service(service.clone()))?
+//!     .authenticator(UnixPeerCred::allow_uids([1000]));
+//! let remote = ThreadedServer::bind_tcp("127.0.0.1:18861", Builder::default().service(service))?
+//!     .authenticator(SharedSecret::new(b"correct horse battery staple".to_vec()));
+//! // Client side:
+//! let conn = Builder::default().shared_secret(b"correct horse battery staple".to_vec()).connect_tcp("127.0.0.1:18861")?;
+//! # Ok::<(), tether::Error>(())
+//! ```
+//!
+//! # The shared-secret exchange
+//!
+//! ```text
+//! server -> client   "tether-auth/1\n" || Ns            (Ns: 32 random bytes)
+//! client -> server   Nc || HMAC(secret, "tether-auth client" || Ns || Nc)
+//! server -> client   0x00 || HMAC(secret, "tether-auth server" || Nc || Ns)
+//!                    (or 0x01 and close: the client's answer was wrong)
+//! ```
+//!
+//! HMAC is HMAC-SHA256; nonces come from `/dev/urandom`; MACs are compared in
+//! constant time. The direction labels keep one side's answer from being
+//! replayed as the other's. The exchange authenticates the peer; it does not
+//! encrypt the connection that follows (use a tunnel for that).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::transport::Stream;
+
+mod sha256;
+
+/// What an [`Authenticator`] learned about the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Credentials {
+    /// Which check produced these, e.g. `"unix-peer-cred"` or `"shared-secret"`.
+    pub method: String,
+    /// The peer process, when the kernel told us (Unix sockets).
+    pub peer: Option<PeerCred>,
+    /// A name the peer proved, when the method has one.
+    pub identity: Option<String>,
+}
+
+impl Credentials {
+    /// Credentials from `method`, with no peer process and no identity.
+    pub fn new(method: impl Into<String>) -> Self {
+        Credentials { method: method.into(), peer: None, identity: None }
+    }
+
+    /// Sets the peer process.
+    pub fn with_peer(mut self, peer: PeerCred) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// Sets the identity.
+    pub fn with_identity(mut self, identity: impl Into<String>) -> Self {
+        self.identity = Some(identity.into());
+        self
+    }
+}
+
+/// A peer process as the kernel reports it (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    /// Process id.
+    pub pid: i32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// A check run on a stream before the connection starts.
+///
+/// `authenticate` may read and write the stream, which is in blocking mode
+/// with read and write timeouts set; it returns the peer's credentials or an
+/// error naming why the peer was refused (usually [`Error::Auth`]).
+pub trait Authenticator: Send + Sync + 'static {
+    /// Checks the peer on `stream`.
+    fn authenticate(&self, stream: &mut Stream) -> Result<Credentials>;
+
+    /// True when `authenticate` never waits for the peer (it only asks the
+    /// kernel), so a single-threaded event-loop server may run it inline.
+    fn is_instant(&self) -> bool {
+        false
+    }
+}
+
+impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
+    fn authenticate(&self, stream: &mut Stream) -> Result<Credentials> {
+        (**self).authenticate(stream)
+    }
+    fn is_instant(&self) -> bool {
+        (**self).is_instant()
+    }
+}
+
+// ---- SO_PEERCRED -------------------------------------------------------------
+
+/// Reads the peer process's credentials from the kernel (`SO_PEERCRED`).
+pub fn peer_cred(stream: &Stream) -> Result<PeerCred> {
+    let Stream::Unix(s) = stream else {
+        return Err(Error::Auth("peer credentials (SO_PEERCRED) need a Unix socket, not TCP".into()));
+    };
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a valid ucred and `len` its size, as SO_PEERCRED requires.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::Auth(format!("reading peer credentials failed: {}", io::Error::last_os_error())));
+    }
+    Ok(PeerCred { pid: cred.pid, uid: cred.uid, gid: cred.gid })
+}
+
+/// Authenticates Unix-socket peers by the kernel's record of their process
+/// (`SO_PEERCRED`): credentials carry pid, uid and gid; optionally only
+/// some uids are allowed. TCP peers are refused.
+#[derive(Debug, Clone)]
+pub struct UnixPeerCred {
+    allowed: Option<Vec<u32>>,
+}
+
+impl UnixPeerCred {
+    /// Allows any peer process, recording its credentials.
+    pub fn any() -> Self {
+        UnixPeerCred { allowed: None }
+    }
+
+    /// Allows only peer processes running as one of `uids`.
+    pub fn allow_uids(uids: impl IntoIterator<Item = u32>) -> Self {
+        UnixPeerCred { allowed: Some(uids.into_iter().collect()) }
+    }
+}
+
+impl Authenticator for UnixPeerCred {
+    fn authenticate(&self, stream: &mut Stream) -> Result<Credentials> {
+        let peer = peer_cred(stream)?;
+        if let Some(allowed) = &self.allowed {
+            if !allowed.contains(&peer.uid) {
+                return Err(Error::Auth(format!(
+                    "peer process {} runs as uid {}, which is not among the allowed uids {allowed:?}",
+                    peer.pid, peer.uid
+                )));
+            }
+        }
+        Ok(Credentials::new("unix-peer-cred").with_peer(peer))
+    }
+
+    fn is_instant(&self) -> bool {
+        true
+    }
+}
+
+// ---- shared secret -------------------------------------------------------------
+
+const MAGIC: &[u8] = b"tether-auth/1\n";
+const NONCE_LEN: usize = 32;
+const MAC_LEN: usize = 32;
+const CLIENT_LABEL: &[u8] = b"tether-auth client";
+const SERVER_LABEL: &[u8] = b"tether-auth server";
+const ACCEPTED: u8 = 0;
+const REJECTED: u8 = 1;
+
+/// A secret both sides know, never printed.
+#[derive(Clone)]
+pub(crate) struct Secret(Arc<[u8]>);
+
+impl Secret {
+    pub(crate) fn new(bytes: Vec<u8>) -> Self {
+        Secret(bytes.into())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The server side of a mutual shared-secret challenge-response (see the
+/// module docs for the exchange). Works over TCP and Unix sockets; clients
+/// answer with [`Builder::shared_secret`](crate::Builder::shared_secret).
+///
+/// It waits for the client's answer, so it is not [instant](Authenticator::is_instant):
+/// [`ThreadedServer`](crate::ThreadedServer) and
+/// [`OneShotServer`](crate::OneShotServer) run it on the connection's own
+/// thread; the event-loop backends' single-threaded servers refuse it.
+#[derive(Clone)]
+pub struct SharedSecret {
+    secret: Secret,
+}
+
+impl SharedSecret {
+    /// An authenticator accepting clients that know `secret`.
+    pub fn new(secret: impl Into<Vec<u8>>) -> Self {
+        SharedSecret { secret: Secret::new(secret.into()) }
+    }
+}
+
+impl fmt::Debug for SharedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedSecret(..)")
+    }
+}
+
+impl Authenticator for SharedSecret {
+    fn authenticate(&self, stream: &mut Stream) -> Result<Credentials> {
+        let server_nonce = random_nonce()?;
+        let mut hello = MAGIC.to_vec();
+        hello.extend_from_slice(&server_nonce);
+        stream.write_all(&hello).map_err(|e| io_auth("sending the challenge", e))?;
+        let mut answer = [0u8; NONCE_LEN + MAC_LEN];
+        stream.read_exact(&mut answer).map_err(|e| io_auth("reading the client's answer", e))?;
+        let (client_nonce, client_mac) = answer.split_at(NONCE_LEN);
+        let expected = sha256::hmac_sha256(&self.secret.0, &[CLIENT_LABEL, &server_nonce, client_nonce]);
+        if !sha256::constant_time_eq(&expected, client_mac) {
+            let _ = stream.write_all(&[REJECTED]);
+            return Err(Error::Auth(
+                "the client's answer to the challenge is wrong (it does not know the shared secret)".into(),
+            ));
+        }
+        let proof = sha256::hmac_sha256(&self.secret.0, &[SERVER_LABEL, client_nonce, &server_nonce]);
+        let mut reply = vec![ACCEPTED];
+        reply.extend_from_slice(&proof);
+        stream.write_all(&reply).map_err(|e| io_auth("sending the server's proof", e))?;
+        Ok(Credentials::new("shared-secret"))
+    }
+}
+
+/// The client side of the exchange: answers the server's challenge and
+/// checks the server's proof.
+pub(crate) fn answer_challenge(stream: &mut Stream, secret: &Secret) -> Result<Credentials> {
+    let mut hello = [0u8; MAGIC.len() + NONCE_LEN];
+    stream.read_exact(&mut hello).map_err(|e| io_auth("reading the server's challenge", e))?;
+    if &hello[..MAGIC.len()] != MAGIC {
+        return Err(Error::Auth(
+            "the server did not send a tether-auth challenge (does it require a shared secret?)".into(),
+        ));
+    }
+    let server_nonce = &hello[MAGIC.len()..];
+    let client_nonce = random_nonce()?;
+    let mac = sha256::hmac_sha256(&secret.0, &[CLIENT_LABEL, server_nonce, &client_nonce]);
+    let mut answer = client_nonce.to_vec();
+    answer.extend_from_slice(&mac);
+    stream.write_all(&answer).map_err(|e| io_auth("sending our answer", e))?;
+    let mut status = [0u8; 1];
+    stream.read_exact(&mut status).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            Error::Auth("the server closed the connection after our answer (wrong shared secret?)".into())
+        }
+        _ => io_auth("reading the server's verdict", e),
+    })?;
+    match status[0] {
+        ACCEPTED => {}
+        REJECTED => {
+            return Err(Error::Auth("the server rejected our answer: the shared secrets differ".into()));
+        }
+        other => return Err(Error::Auth(format!("the server sent an unknown verdict {other}"))),
+    }
+    let mut proof = [0u8; MAC_LEN];
+    stream.read_exact(&mut proof).map_err(|e| io_auth("reading the server's proof", e))?;
+    let expected = sha256::hmac_sha256(&secret.0, &[SERVER_LABEL, &client_nonce, server_nonce]);
+    if !sha256::constant_time_eq(&expected, &proof) {
+        return Err(Error::Auth("the server failed to prove that it knows the shared secret".into()));
+    }
+    Ok(Credentials::new("shared-secret"))
+}
+
+fn io_auth(what: &str, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            Error::Auth(format!("timed out {what} (auth_timeout)"))
+        }
+        io::ErrorKind::UnexpectedEof => Error::Auth(format!("the peer closed the connection while {what}")),
+        _ => Error::Auth(format!("{what} failed: {e}")),
+    }
+}
+
+fn random_nonce() -> Result<[u8; NONCE_LEN]> {
+    let mut nonce = [0u8; NONCE_LEN];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut nonce))
+        .map_err(|e| Error::Auth(format!("reading a random nonce from /dev/urandom failed: {e}")))?;
+    Ok(nonce)
+}
