@@ -1,0 +1,257 @@
+//! # filemon
+//!
+//! The FileMonitor service of RPyC's events tutorial. The server watches a
+//! file's metadata on a thread and tells the client about each change by
+//! calling the client's callback asynchronously: events are async callbacks.
+//!
+//! ```text
+//! cargo run -p filemon -- server [--addr 127.0.0.1:18871] [--interval-ms 1000]
+//! cargo run -p filemon -- client --addr 127.0.0.1:18871 --file /tmp/floop.bloop [--pull]
+//! cargo run -p filemon -- demo [--interval-ms 100]
+//! ```
+//!
+//! The client serves its connection from a [`BgServingThread`], so changes
+//! print as they happen. With `--pull` nobody serves it: as the tutorial
+//! shows, the events then wait until the next interaction with the
+//! connection, here a ping each time you press Enter.
+
+use std::error::Error;
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tether::{async_, callback, BgServingThread, Builder, Connection, ObjectBuilder, RemoteObject, Service};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+const USAGE: &str = "usage:
+  filemon server [--addr ADDR] [--interval-ms N]
+  filemon client --addr ADDR --file FILE [--pull]
+  filemon demo [--interval-ms N]";
+
+/// What the monitor compares: the part of `os.stat()` that changes when a
+/// file is written.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+struct Stat {
+    /// Size in bytes.
+    size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    mtime_ns: u128,
+}
+
+impl std::fmt::Display for Stat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.mtime_ns / 1_000_000_000;
+        let nanos = self.mtime_ns % 1_000_000_000;
+        write!(f, "(size={}, mtime={secs}.{nanos:09})", self.size)
+    }
+}
+
+fn stat(path: &Path) -> io::Result<Stat> {
+    let meta = fs::metadata(path)?;
+    let mtime_ns = meta.modified()?.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    Ok(Stat { size: meta.len(), mtime_ns })
+}
+
+/// The service: `FileMonitor(path, callback)` starts a monitor and returns
+/// it; the monitor's `stop` ends it.
+fn filemon_service(interval: Duration) -> Service {
+    Service::new(move |conn: &Connection| {
+        // Weak: the service must not keep its own connection open.
+        let conn = conn.downgrade();
+        ObjectBuilder::new("FileMonitorService")
+            .try_method("FileMonitor", move |path: String, callback: RemoteObject| {
+                file_monitor(PathBuf::from(path), callback, interval, conn.clone())
+            })
+            .build()
+    })
+}
+
+/// One monitor: a thread that polls `path` and calls `callback(old, new)`
+/// on each change, until stopped, released, or the client goes away.
+fn file_monitor(
+    path: PathBuf,
+    callback: RemoteObject,
+    interval: Duration,
+    conn: tether::WeakConnection,
+) -> io::Result<tether::LocalObject> {
+    // The tutorial says "wait a little for the filemon to have a look at the
+    // original file". Looking before returning makes every change after
+    // `FileMonitor(...)` returns count, with no waiting.
+    let mut last = stat(&path)?;
+    println!(
+        "[server] monitoring {} for {}",
+        path.display(),
+        conn.upgrade().map_or_else(String::new, |c| c.peer().to_string())
+    );
+    let running = Arc::new(AtomicBool::new(true));
+    let flag = running.clone();
+    thread::spawn(move || {
+        let client_gone = || conn.upgrade().is_none_or(|c| c.is_closed());
+        while flag.load(Ordering::Acquire) && !client_gone() {
+            thread::sleep(interval);
+            // A file that vanishes for a moment (being rewritten) is not a change.
+            let Ok(now) = stat(&path) else { continue };
+            if now != last {
+                // Asynchronous, as in the tutorial: the monitor does not wait
+                // for the client to handle the event.
+                drop(async_(&callback).call((last, now)));
+                println!("[server] notified: {} {last} -> {now}", path.display());
+                last = now;
+            }
+        }
+        println!("[server] stopped monitoring {}", path.display());
+    });
+    // A client that drops its proxy without calling stop() stops it too.
+    let stop = StopOnDrop(running);
+    Ok(ObjectBuilder::new("FileMonitor")
+        .method("stop", move || stop.0.store(false, Ordering::Release))
+        .build())
+}
+
+/// Clears the running flag when the monitor object is freed.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Prints one event the way the tutorial does.
+fn print_change(old: Stat, new: Stat) {
+    // One write, so that lines of two events never interleave.
+    let text = format!("file changed\n    old stat: {old}\n    new stat: {new}\n");
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn server(addr: &str, interval: Duration) -> Res<()> {
+    let builder = Builder::default().service(filemon_service(interval));
+    let server = tether::ThreadedServer::bind_tcp(addr, builder)?;
+    let addr = server.local_addr().ok_or("no TCP address")?;
+    println!("listening on {addr}");
+    server.start();
+    Ok(())
+}
+
+fn client(addr: &str, file: &Path, pull: bool) -> Res<()> {
+    let conn = tether::connect(addr)?;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    let on_file_changed = callback(move |old: Stat, new: Stat| {
+        print_change(old, new);
+        count.fetch_add(1, Ordering::AcqRel);
+    });
+    let path = fs::canonicalize(file)?;
+    // Without --pull, a background thread serves the connection, so events
+    // print as they come while this thread waits on stdin.
+    let bgsrv = (!pull).then(|| BgServingThread::new(&conn));
+    let mon: RemoteObject =
+        conn.root()?.call_method("FileMonitor", (path.display().to_string(), on_file_changed))?;
+    println!(
+        "monitoring {} ({})",
+        path.display(),
+        if pull { "pull: press Enter to fetch events" } else { "push" }
+    );
+    for line in io::stdin().lock().lines() {
+        line?;
+        if pull {
+            // The interaction that pulls the events in (the tutorial's `print mon`).
+            let before = seen.load(Ordering::Acquire);
+            conn.ping()?;
+            // Requests read along with the ping's reply wait in the inbox: serve them too.
+            conn.poll_all()?;
+            if seen.load(Ordering::Acquire) == before {
+                println!("(nothing new)");
+            }
+        }
+    }
+    mon.call_method::<()>("stop", ())?;
+    if let Some(bg) = bgsrv {
+        bg.stop()?;
+    }
+    conn.close();
+    println!("bye");
+    Ok(())
+}
+
+/// Server and client in one process, changing a scratch file three times.
+fn demo(interval: Duration) -> Res<()> {
+    let server = tether::ThreadedServer::bind_tcp(
+        "127.0.0.1:0",
+        Builder::default().service(filemon_service(interval)),
+    )?;
+    let addr = server.local_addr().ok_or("no TCP address")?;
+    let accept = server.spawn();
+    println!("server listening on {addr}");
+
+    let path = std::env::temp_dir().join(format!("floop-{}.bloop", std::process::id()));
+    let mut f = fs::File::create(&path)?;
+    let conn = tether::connect(addr)?;
+    let bgsrv = BgServingThread::new(&conn);
+    let (tx, changes) = mpsc::channel();
+    let on_file_changed = callback(move |old: Stat, new: Stat| {
+        print_change(old, new);
+        let _ = tx.send(());
+    });
+    let mon: RemoteObject =
+        conn.root()?.call_method("FileMonitor", (path.display().to_string(), on_file_changed))?;
+    // Each change waits for its event, so that the monitor sees them one by one.
+    let wait = || changes.recv_timeout(Duration::from_secs(10));
+    println!(">>> f.write(\"shmoop\")");
+    f.write_all(b"shmoop")?;
+    f.flush()?;
+    wait()?;
+    println!(">>> f.write(\"groop\")");
+    f.write_all(b"groop")?;
+    f.flush()?;
+    wait()?;
+    println!(">>> f = open(filename, \"w\")  # truncates");
+    drop(OpenOptions::new().write(true).truncate(true).open(&path)?);
+    wait()?;
+    println!(">>> mon.stop(); bgsrv.stop(); conn.close()");
+    mon.call_method::<()>("stop", ())?;
+    bgsrv.stop()?;
+    conn.close();
+    server.close();
+    let _ = accept.join();
+    let _ = fs::remove_file(&path);
+    Ok(())
+}
+
+/// The value following `--name`, if given.
+fn opt(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn interval(args: &[String], default_ms: u64) -> Res<Duration> {
+    let ms = match opt(args, "--interval-ms") {
+        Some(s) => s.parse::<u64>().map_err(|e| format!("--interval-ms: {e}"))?,
+        None => default_ms,
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+fn main() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let addr = opt(&args, "--addr");
+    match args.first().map(String::as_str) {
+        // The tutorial's port, and its one-second interval.
+        Some("server") => server(addr.as_deref().unwrap_or("127.0.0.1:18871"), interval(&args, 1000)?),
+        Some("client") => {
+            let (Some(addr), Some(file)) = (addr, opt(&args, "--file")) else {
+                return Err(USAGE.into());
+            };
+            client(&addr, Path::new(&file), args.iter().any(|a| a == "--pull"))
+        }
+        Some("demo") => demo(interval(&args, 100)?),
+        _ => Err(USAGE.into()),
+    }
+}

@@ -1,0 +1,128 @@
+//! Runs `filemon server` and `filemon client` as separate processes over
+//! TCP, changes a scratch file, and checks the client hears of each change:
+//! pushed (BgServingThread) or pulled (on the next interaction).
+
+mod common;
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::Proc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_filemon");
+
+/// A scratch file, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("filemon-test-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let path = std::env::temp_dir().join(name);
+        fs::write(&path, b"").unwrap();
+        Scratch(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+
+    fn append(&self, text: &str) {
+        let mut f = OpenOptions::new().append(true).open(&self.0).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn truncate(&self) {
+        drop(OpenOptions::new().write(true).truncate(true).open(&self.0).unwrap());
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn server() -> (Proc, String) {
+    let mut server = Proc::spawn("server", BIN, &["server", "--addr", "127.0.0.1:0", "--interval-ms", "5"]);
+    let addr = server.listening_addr();
+    (server, addr)
+}
+
+/// Checks the three lines of one event: sizes before and after.
+fn expect_change(client: &mut Proc, old_size: u64, new_size: u64) {
+    client.expect_exact("file changed");
+    let old = client.next_line().unwrap_or_default();
+    let new = client.next_line().unwrap_or_default();
+    assert!(old.starts_with(&format!("    old stat: (size={old_size}, mtime=")), "{old}\n{}", client.dump());
+    assert!(new.starts_with(&format!("    new stat: (size={new_size}, mtime=")), "{new}\n{}", client.dump());
+}
+
+#[test]
+fn push_client_prints_each_change_as_it_happens() {
+    let (mut server, addr) = server();
+    let file = Scratch::new("push");
+    let mut client = Proc::spawn("client", BIN, &["client", "--addr", &addr, "--file", file.path()]);
+    client.expect("(push)");
+
+    file.append("shmoop");
+    expect_change(&mut client, 0, 6);
+    file.append("groop");
+    expect_change(&mut client, 6, 11);
+    file.truncate();
+    expect_change(&mut client, 11, 0);
+
+    client.close_stdin(); // the client stops its monitor and leaves
+    client.expect_exact("bye");
+    client.finish_ok();
+    server.expect("[server] stopped monitoring");
+}
+
+#[test]
+fn pull_client_gets_events_on_its_next_interaction() {
+    let (mut server, addr) = server();
+    let file = Scratch::new("pull");
+    let mut client =
+        Proc::spawn("client", BIN, &["client", "--addr", &addr, "--file", file.path(), "--pull"]);
+    client.expect("(pull");
+
+    for (text, old, new) in [("shmoop", 0, 6), ("groop", 6, 11)] {
+        file.append(text);
+        // The server has sent the event, but nobody serves the client's
+        // connection: it waits there until the next interaction.
+        server.expect("[server] notified");
+        loop {
+            client.send(""); // Enter: a ping, which pulls in what has arrived
+            let line = client
+                .expect_by("an event or \"(nothing new)\"", |l| l == "file changed" || l == "(nothing new)");
+            if line == "file changed" {
+                break;
+            }
+        }
+        let old_line = client.next_line().unwrap_or_default();
+        let new_line = client.next_line().unwrap_or_default();
+        assert!(old_line.contains(&format!("old stat: (size={old}, ")), "{}", client.dump());
+        assert!(new_line.contains(&format!("new stat: (size={new}, ")), "{}", client.dump());
+    }
+
+    client.close_stdin();
+    client.expect_exact("bye");
+    client.finish_ok();
+}
+
+#[test]
+fn demo_mode_runs_server_and_client_in_one_process() {
+    let mut demo = Proc::spawn("demo", BIN, &["demo", "--interval-ms", "5"]);
+    demo.expect("server listening on 127.0.0.1:");
+    for (old, new) in [(0, 6), (6, 11), (11, 0)] {
+        demo.expect("file changed");
+        let old_line = demo.next_line().unwrap_or_default();
+        let new_line = demo.next_line().unwrap_or_default();
+        assert!(old_line.contains(&format!("old stat: (size={old}, ")), "{}", demo.dump());
+        assert!(new_line.contains(&format!("new stat: (size={new}, ")), "{}", demo.dump());
+    }
+    demo.expect(">>> mon.stop()");
+    demo.finish_ok();
+}
