@@ -1,0 +1,544 @@
+//! The benchmark harness: measures tether next to a raw socket, RPyC and
+//! tarpc in one run, each client and server in its own process, and reports
+//! ratios (which hold on a noisy shared machine where absolute numbers do
+//! not). See `benches/README.md`.
+//!
+//! ```text
+//! harness [--quick] [--secs S] [--only SCENARIO[,SCENARIO]]   run everything, write target/bench-report.{md,svg}
+//! harness server --impl I --transport tcp|unix [--path P] [--pin]
+//! harness client --impl I --scenario S --addr A --server-pid N [--secs S] [--pin] ...
+//! ```
+
+mod common;
+mod raw;
+mod report;
+mod tarpc_side;
+mod tether_side;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::Opts;
+use report::{Cmp, Row, Target};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = Opts::parse(&args);
+    if opts.flag("pin") {
+        common::pin_cpu0();
+    }
+    let outcome = match args.first().map(String::as_str) {
+        Some("server") => child_server(&opts),
+        Some("client") => child_client(&opts),
+        Some("--help") | Some("-h") => {
+            println!("{}", USAGE);
+            Ok(())
+        }
+        _ => orchestrate(&opts),
+    };
+    if let Err(e) = outcome {
+        eprintln!("harness: {e}");
+        std::process::exit(1);
+    }
+}
+
+const USAGE: &str = "harness [--quick] [--secs S] [--only latency,pipelined,events,payload,scale]
+
+Runs every scenario with tether and its baselines (client and server in
+separate processes) and writes target/bench-report.md and .svg.
+--quick: a smoke run of a few seconds, tether and raw only.";
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn child_server(opts: &Opts) -> BoxResult<()> {
+    match opts.str("impl") {
+        "raw" => raw::server(opts)?,
+        "tarpc" => tarpc_side::server(opts)?,
+        _ => tether_side::server(opts)?,
+    }
+    Ok(())
+}
+
+fn child_client(opts: &Opts) -> BoxResult<()> {
+    match opts.str("impl") {
+        "raw" => raw::client(opts)?,
+        "tarpc" => tarpc_side::client(opts)?,
+        _ => tether_side::client(opts)?,
+    }
+    Ok(())
+}
+
+// ---- orchestration ---------------------------------------------------------
+
+/// What the orchestrator knows about this run.
+struct Env {
+    exe: PathBuf,
+    python: Option<PathBuf>,
+    script: PathBuf,
+    sock_dir: PathBuf,
+    secs: f64,
+    notes: Vec<String>,
+    counter: usize,
+}
+
+/// One measurement: a server process and a client process.
+struct Job<'a> {
+    server: &'a str,
+    client: &'a str,
+    scenario: &'a str,
+    transport: &'a str,
+    pin: bool,
+    args: Vec<(&'a str, String)>,
+}
+
+type Fields = BTreeMap<String, f64>;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("benches/ has a parent").to_path_buf()
+}
+
+impl Env {
+    fn command(&self, side: &str, imp: &str) -> Option<Command> {
+        if imp == "rpyc" {
+            let mut c = Command::new(self.python.as_ref()?);
+            c.arg(&self.script).arg(side);
+            Some(c)
+        } else {
+            let mut c = Command::new(&self.exe);
+            c.args([side, "--impl", imp]);
+            Some(c)
+        }
+    }
+
+    /// Runs one job; `None` (with a note) when it could not be measured.
+    fn run(&mut self, job: &Job<'_>) -> Option<Fields> {
+        self.counter += 1;
+        let extra: Vec<&str> = job
+            .args
+            .iter()
+            .filter(|(k, _)| matches!(*k, "via" | "variant"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let label = format!(
+            "{} {}/{} {} {} {}",
+            job.scenario,
+            job.server,
+            job.client,
+            extra.join(" "),
+            job.transport,
+            if job.pin { "pinned" } else { "" }
+        );
+        let path = self.sock_dir.join(format!("s{}.sock", self.counter));
+        let mut server = self.command("server", job.server)?;
+        server.args(["--transport", job.transport]).arg("--path").arg(&path);
+        if job.pin {
+            server.arg("--pin");
+        }
+        let mut server = match server.stdout(Stdio::piped()).stdin(Stdio::null()).spawn() {
+            Ok(s) => s,
+            Err(e) => {
+                self.notes.push(format!("{label}: could not start the server: {e}"));
+                return None;
+            }
+        };
+        let result = self.run_client(job, &mut server);
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = std::fs::remove_file(&path);
+        match result {
+            Ok(f) => {
+                eprintln!("  {label:<40} {}", summary(&f));
+                Some(f)
+            }
+            Err(e) => {
+                eprintln!("  {label:<40} FAILED: {e}");
+                self.notes.push(format!("{label}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn run_client(&self, job: &Job<'_>, server: &mut Child) -> BoxResult<Fields> {
+        let stdout = server.stdout.take().ok_or("no server stdout")?;
+        let lines = spawn_reader(stdout);
+        let addr = loop {
+            match lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(l) => {
+                    if let Some(a) = l.strip_prefix("READY ") {
+                        break a.to_string();
+                    }
+                }
+                Err(_) => return Err("the server never became ready".into()),
+            }
+        };
+        let mut client = self.command("client", job.client).ok_or("no interpreter")?;
+        client.args(["--scenario", job.scenario, "--addr", &addr]);
+        client.args(["--server-pid", &server.id().to_string(), "--secs", &self.secs.to_string()]);
+        for (k, v) in &job.args {
+            client.arg(format!("--{k}")).arg(v);
+        }
+        if job.pin {
+            client.arg("--pin");
+        }
+        let mut child = client.stdout(Stdio::piped()).stdin(Stdio::null()).spawn()?;
+        let out = spawn_reader(child.stdout.take().ok_or("no client stdout")?);
+        let deadline = Instant::now() + Duration::from_secs_f64(60.0 + self.secs * 20.0);
+        let mut fields = None;
+        loop {
+            match out.recv_timeout(Duration::from_millis(50)) {
+                Ok(l) => {
+                    if let Some(f) = common::parse_result(&l) {
+                        fields = Some(f);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("the client timed out".into());
+            }
+        }
+        let status = child.wait()?;
+        match fields {
+            Some(f) => Ok(f),
+            None => Err(format!("the client printed no result ({status})").into()),
+        }
+    }
+}
+
+fn spawn_reader(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn summary(f: &Fields) -> String {
+    f.iter().map(|(k, v)| format!("{k}={}", report::fmt_num(*v))).collect::<Vec<_>>().join(" ")
+}
+
+/// Makes (once) a venv under target/ with RPyC 6.x; `None` with a note if
+/// python3 or the install is missing.
+fn python_env(target: &Path, notes: &mut Vec<String>) -> Option<PathBuf> {
+    let venv = target.join("bench-venv");
+    let python = venv.join("bin/python");
+    let has_rpyc = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import rpyc, sys; sys.exit(0 if rpyc.__version__.startswith('6.') else 1)"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if python.exists() && has_rpyc(&python) {
+        return Some(python);
+    }
+    if Command::new("python3").arg("--version").output().is_err() {
+        notes.push("python3 is not installed: the RPyC baselines are skipped.".into());
+        return None;
+    }
+    eprintln!("creating {} with RPyC 6.x ...", venv.display());
+    let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "rpyc>=6,<7"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if made && has_rpyc(&python) {
+        Some(python)
+    } else {
+        notes.push("could not create the venv or install rpyc>=6,<7: the RPyC baselines are skipped.".into());
+        None
+    }
+}
+
+fn python_rpyc_version(python: &Path) -> String {
+    Command::new(python)
+        .args(["-c", "import rpyc, sys; print(rpyc.__version__, sys.version.split()[0])"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn orchestrate(opts: &Opts) -> BoxResult<()> {
+    let quick = opts.flag("quick");
+    let root = workspace();
+    let target = root.join("target");
+    let sock_dir = target.join("bench-sock");
+    std::fs::create_dir_all(&sock_dir)?;
+    let mut notes = Vec::new();
+    let python = if quick { None } else { python_env(&target, &mut notes) };
+    let mut env = Env {
+        exe: std::env::current_exe()?,
+        python: python.clone(),
+        script: root.join("benches/python/rpyc_bench.py"),
+        sock_dir,
+        secs: opts.num("secs", if quick { 0.2 } else { 1.5 }),
+        notes,
+        counter: 0,
+    };
+    let only: Vec<String> =
+        opts.get("only").map(|o| o.split(',').map(String::from).collect()).unwrap_or_default();
+    let want = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
+    let transports: &[&str] = if quick { &["tcp"] } else { &["tcp", "unix"] };
+    let with_baselines = !quick;
+    let started = Instant::now();
+    let mut res: BTreeMap<String, Fields> = BTreeMap::new();
+    let mut put = |k: String, f: Option<Fields>| {
+        if let Some(f) = f {
+            res.insert(k, f);
+        }
+    };
+    let job = |server, client, scenario, transport, pin, args| Job {
+        server,
+        client,
+        scenario,
+        transport,
+        pin,
+        args,
+    };
+
+    for &t in transports {
+        if want("latency") {
+            eprintln!("== sync call latency over {t}");
+            for pin in [false, true] {
+                let p = if pin { "pinned" } else { "unpinned" };
+                put(
+                    format!("latency/{t}/{p}/tether"),
+                    env.run(&job("tether", "tether", "latency", t, pin, vec![])),
+                );
+                put(format!("latency/{t}/{p}/raw"), env.run(&job("raw", "raw", "latency", t, pin, vec![])));
+                if with_baselines {
+                    for v in ["cached", "attr"] {
+                        let args = vec![("variant", v.to_string())];
+                        put(
+                            format!("latency/{t}/{p}/rpyc-{v}"),
+                            env.run(&job("rpyc", "rpyc", "latency", t, pin, args)),
+                        );
+                    }
+                    put(
+                        format!("latency/{t}/{p}/tarpc"),
+                        env.run(&job("tarpc", "tarpc", "latency", t, pin, vec![])),
+                    );
+                }
+            }
+        }
+        if want("pipelined") {
+            eprintln!("== pipelined async calls over {t}");
+            put(
+                format!("pipelined/{t}/tether"),
+                env.run(&job("tether", "tether", "pipelined", t, false, vec![])),
+            );
+            if with_baselines {
+                put(
+                    format!("pipelined/{t}/rpyc"),
+                    env.run(&job("rpyc", "rpyc", "pipelined", t, false, vec![])),
+                );
+                put(
+                    format!("pipelined/{t}/tarpc"),
+                    env.run(&job("tarpc", "tarpc", "pipelined", t, false, vec![])),
+                );
+            }
+        }
+        if want("events") {
+            eprintln!("== server-to-client events over {t}");
+            let batch = if quick { 5_000 } else { 50_000 };
+            for via in ["bg", "mio", "polling", "calloop", "glib"] {
+                let args = vec![("via", via.to_string()), ("batch", batch.to_string())];
+                put(format!("events/{t}/{via}"), env.run(&job("tether", "tether", "events", t, false, args)));
+            }
+            if with_baselines {
+                let args = vec![("batch", "5000".to_string())];
+                put(format!("events/{t}/rpyc"), env.run(&job("rpyc", "rpyc", "events", t, false, args)));
+            }
+        }
+        if want("payload") {
+            eprintln!("== 1 MiB echo over {t}");
+            put(
+                format!("payload/{t}/tether"),
+                env.run(&job("tether", "tether", "payload", t, false, vec![])),
+            );
+            put(format!("payload/{t}/raw"), env.run(&job("raw", "raw", "payload", t, false, vec![])));
+            if with_baselines {
+                put(format!("payload/{t}/rpyc"), env.run(&job("rpyc", "rpyc", "payload", t, false, vec![])));
+            }
+        }
+    }
+    if want("scale") {
+        eprintln!("== scale: one single-threaded server");
+        let (idle, active) = if quick { (200, 20) } else { (10_000, 1_000) };
+        for server in ["tether-mio", "tether-polling"] {
+            let args = vec![("idle", idle.to_string()), ("active", active.to_string())];
+            put(format!("scale/{server}"), env.run(&job(server, "tether", "scale", "tcp", false, args)));
+        }
+    }
+
+    let rows = rows(&res, transports, idle_wanted(quick));
+    let date = Command::new("date")
+        .arg("+%Y-%m-%d %H:%M %Z")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut md = String::new();
+    md.push_str(&format!(
+        "# tether benchmark report\n\n{date}, {} run of {:.0} s ({} s per measurement), {} CPUs, load average before the report: {}\n\n",
+        if quick { "quick" } else { "full" },
+        started.elapsed().as_secs_f64(),
+        env.secs,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    ));
+    if let Some(p) = &python {
+        md.push_str(&format!("RPyC and Python: {}.\n\n", python_rpyc_version(p)));
+    }
+    md.push_str(&report::markdown(&rows));
+    let (met, missed): (Vec<&Row>, Vec<&Row>) =
+        rows.iter().filter(|r| r.target.is_some()).partition(|r| r.target.as_ref().is_some_and(Target::met));
+    md.push_str(&format!("\nTargets: {} met, {} missed.\n", met.len(), missed.len()));
+    for r in &missed {
+        md.push_str(&format!("- missed: {}\n", r.scenario));
+    }
+    if !env.notes.is_empty() {
+        md.push_str("\nNotes:\n");
+        for n in &env.notes {
+            md.push_str(&format!("- {n}\n"));
+        }
+    }
+    println!("{md}");
+    std::fs::write(target.join("bench-report.md"), &md)?;
+    std::fs::write(
+        target.join("bench-report.svg"),
+        report::svg(&rows, &format!("tether benchmarks, {date}")),
+    )?;
+    eprintln!("wrote {} and bench-report.svg", target.join("bench-report.md").display());
+    if rows.iter().all(|r| r.tether.is_none()) {
+        return Err("no tether measurement succeeded".into());
+    }
+    Ok(())
+}
+
+fn idle_wanted(quick: bool) -> usize {
+    if quick {
+        200
+    } else {
+        10_000
+    }
+}
+
+/// Builds the table rows from the measurements.
+fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize) -> Vec<Row> {
+    let get = |k: &str, f: &str| res.get(k).and_then(|m| m.get(f)).copied();
+    let sum = |k: &str| Some(get(k, "client_cpu_us")? + get(k, "server_cpu_us")?);
+    let tname = |t: &str| if t == "tcp" { "TCP" } else { "Unix" };
+    let target = |what: &str, value: Option<f64>, cmp, threshold| {
+        value.map(|value| Target { what: what.into(), value, cmp, threshold, unit: "x" })
+    };
+    let mut rows = Vec::new();
+    for &t in transports {
+        for p in ["unpinned", "pinned"] {
+            let k = |imp: &str| format!("latency/{t}/{p}/{imp}");
+            for (q, label) in [("p50_us", "p50"), ("p99_us", "p99")] {
+                let mut r = Row::new(format!("sync latency {label}, {}, {p}", tname(t)), "µs");
+                r.tether = get(&k("tether"), q);
+                r.raw = get(&k("raw"), q);
+                r.rpyc = get(&k("rpyc-cached"), q);
+                r.rpyc_attr = get(&k("rpyc-attr"), q);
+                r.tarpc = get(&k("tarpc"), q);
+                let mut r = r.with_ratios();
+                if p == "pinned" && q == "p50_us" {
+                    r.target = target("tether/raw", r.ratio("raw"), Cmp::AtMost, 1.3);
+                }
+                rows.push(r);
+            }
+            let mut r = Row::new(format!("CPU per sync call (client+server), {}, {p}", tname(t)), "µs");
+            r.tether = sum(&k("tether"));
+            r.raw = sum(&k("raw"));
+            r.rpyc = sum(&k("rpyc-cached"));
+            r.rpyc_attr = sum(&k("rpyc-attr"));
+            r.tarpc = sum(&k("tarpc"));
+            let mut r = r.with_ratios();
+            if let (Some(c), Some(s)) =
+                (get(&k("tether"), "client_cpu_us"), get(&k("tether"), "server_cpu_us"))
+            {
+                r.note =
+                    Some(format!("tether client {} + server {}", report::fmt_num(c), report::fmt_num(s)));
+            }
+            if p == "pinned" {
+                r.target = target("tether/raw", r.ratio("raw"), Cmp::AtMost, 1.5);
+            }
+            rows.push(r);
+        }
+        let mut r = Row::new(format!("pipelined async, 1000 in flight, {}", tname(t)), "calls/s");
+        r.tether = get(&format!("pipelined/{t}/tether"), "calls_per_s");
+        r.rpyc = get(&format!("pipelined/{t}/rpyc"), "calls_per_s");
+        r.tarpc = get(&format!("pipelined/{t}/tarpc"), "calls_per_s");
+        let mut r = r.with_ratios();
+        r.target = target("tether/tarpc", r.ratio("tarpc"), Cmp::AtLeast, 2.0);
+        rows.push(r);
+        let rpyc_events = get(&format!("events/{t}/rpyc"), "events_per_s");
+        for (via, name) in [
+            ("bg", "BgServingThread"),
+            ("mio", "mio loop"),
+            ("polling", "polling loop"),
+            ("calloop", "calloop loop"),
+            ("glib", "glib MainContext"),
+        ] {
+            let mut r = Row::new(format!("events via {name}, {}", tname(t)), "events/s");
+            r.tether = get(&format!("events/{t}/{via}"), "events_per_s");
+            r.rpyc = rpyc_events;
+            let mut r = r.with_ratios();
+            r.target = target("tether/RPyC", r.ratio("RPyC"), Cmp::AtLeast, 50.0);
+            rows.push(r);
+        }
+        let mut r = Row::new(format!("1 MiB echo, {}", tname(t)), "MiB/s");
+        r.tether = get(&format!("payload/{t}/tether"), "mib_per_s");
+        r.raw = get(&format!("payload/{t}/raw"), "mib_per_s");
+        r.rpyc = get(&format!("payload/{t}/rpyc"), "mib_per_s");
+        let mut r = r.with_ratios();
+        r.target = target("tether/raw", r.ratio("raw"), Cmp::AtLeast, 0.8);
+        rows.push(r);
+    }
+    for (server, name) in [("tether-mio", "mio"), ("tether-polling", "polling")] {
+        let k = format!("scale/{server}");
+        let idle = get(&k, "idle").unwrap_or(0.0) as usize;
+        let mut r =
+            Row::new(format!("{} idle connections, one {name} server thread", idle_wanted), "KiB/conn");
+        r.tether = get(&k, "idle_kib_per_conn");
+        if idle > 0 && idle < idle_wanted {
+            r.note = Some(format!(
+                "LIMIT: only {idle} held: RLIMIT_NOFILE {} at {} fds per server connection",
+                get(&k, "server_nofile").unwrap_or(0.0),
+                get(&k, "server_fds_per_conn").unwrap_or(0.0)
+            ));
+            r.scenario = format!("{idle} (of {idle_wanted}) idle connections, one {name} server thread");
+        }
+        r.target = r.tether.map(|v| Target {
+            what: "server RSS per connection".into(),
+            value: v,
+            cmp: Cmp::AtMost,
+            threshold: 16.0,
+            unit: " KiB",
+        });
+        rows.push(r);
+        let active = get(&k, "active").unwrap_or(0.0);
+        let mut r = Row::new(format!("{active} active clients, one {name} server thread"), "calls/s");
+        r.tether = get(&k, "active_calls_per_s");
+        if let Some(s) = get(&k, "server_cpu_us") {
+            r.note = Some(format!("server CPU {} µs/call", report::fmt_num(s)));
+        }
+        rows.push(r);
+    }
+    rows.retain(|r| r.tether.is_some() || r.raw.is_some() || r.rpyc.is_some() || r.tarpc.is_some());
+    rows
+}

@@ -1,0 +1,155 @@
+//! The tarpc baseline: `add(a, b)` over tarpc's serde transport (bincode,
+//! length-delimited frames), TCP_NODELAY, a current-thread tokio runtime on
+//! both sides.
+
+#![allow(unreachable_pub, missing_docs)]
+
+use std::io;
+use std::time::Instant;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tarpc::server::{BaseChannel, Channel};
+use tarpc::tokio_serde::formats::Bincode;
+use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tarpc::{client, context};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use crate::common::{self, Opts, WINDOW};
+use crate::raw::Addr;
+
+/// The benchmark service.
+#[tarpc::service]
+pub trait Bench {
+    /// Adds two numbers.
+    async fn add(a: i64, b: i64) -> i64;
+}
+
+#[derive(Clone)]
+struct BenchServer;
+
+impl Bench for BenchServer {
+    async fn add(self, _: context::Context, a: i64, b: i64) -> i64 {
+        a + b
+    }
+}
+
+fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+fn serve<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(stream: S) {
+    let transport =
+        tarpc::serde_transport::new(Framed::new(stream, LengthDelimitedCodec::new()), Bincode::default());
+    let channel = BaseChannel::with_defaults(transport);
+    tokio::spawn(channel.execute(BenchServer.serve()).for_each(|call| async move {
+        tokio::spawn(call);
+    }));
+}
+
+/// Runs the tarpc server until killed.
+pub(crate) fn server(opts: &Opts) -> io::Result<()> {
+    runtime()?.block_on(async {
+        match opts.str("transport") {
+            "tcp" => {
+                let listener = TcpListener::bind("127.0.0.1:0").await?;
+                common::ready(&format!("tcp:{}", listener.local_addr()?));
+                loop {
+                    let (s, _) = listener.accept().await?;
+                    s.set_nodelay(true)?;
+                    serve(s);
+                }
+            }
+            _ => {
+                let path = opts.str("path");
+                let _ = std::fs::remove_file(path);
+                let listener = UnixListener::bind(path)?;
+                common::ready(&format!("unix:{path}"));
+                loop {
+                    let (s, _) = listener.accept().await?;
+                    serve(s);
+                }
+            }
+        }
+    })
+}
+
+/// Runs a tarpc client scenario (`latency` or `pipelined`).
+pub(crate) fn client(opts: &Opts) -> io::Result<()> {
+    runtime()?.block_on(async {
+        let client = match Addr::parse(opts.str("addr")) {
+            Addr::Tcp(a) => {
+                let s = TcpStream::connect(a).await?;
+                s.set_nodelay(true)?;
+                connect(s)
+            }
+            Addr::Unix(p) => connect(UnixStream::connect(p).await?),
+        };
+        match opts.str("scenario") {
+            "latency" => latency(opts, &client).await,
+            "pipelined" => pipelined(opts, &client).await,
+            other => panic!("tarpc: no scenario {other}"),
+        }
+        Ok(())
+    })
+}
+
+fn connect<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(stream: S) -> BenchClient {
+    let transport =
+        tarpc::serde_transport::new(Framed::new(stream, LengthDelimitedCodec::new()), Bincode::default());
+    BenchClient::new(client::Config::default(), transport).spawn()
+}
+
+async fn latency(opts: &Opts, client: &BenchClient) {
+    // The same loop as common::measure_latency, with .await.
+    let server: u32 = opts.num("server-pid", 0);
+    let secs = opts.secs();
+    let warm = Instant::now();
+    while warm.elapsed() < secs / 5 {
+        client.add(context::current(), 1, 2).await.expect("add");
+    }
+    let mut samples: Vec<u64> = Vec::with_capacity(1 << 20);
+    let meter = common::CpuMeter::start(server);
+    let start = Instant::now();
+    while start.elapsed() < secs {
+        let t = Instant::now();
+        client.add(context::current(), 1, 2).await.expect("add");
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    let (cpu_c, cpu_s) = meter.per_op(samples.len() as u64);
+    samples.sort_unstable();
+    common::result(&[
+        ("calls", samples.len() as f64),
+        ("p50_us", common::quantile(&samples, 0.5) as f64 / 1e3),
+        ("p99_us", common::quantile(&samples, 0.99) as f64 / 1e3),
+        ("client_cpu_us", cpu_c),
+        ("server_cpu_us", cpu_s),
+    ]);
+}
+
+async fn pipelined(opts: &Opts, client: &BenchClient) {
+    let secs = opts.secs();
+    let mut pending = FuturesUnordered::new();
+    for _ in 0..WINDOW {
+        pending.push(client.add(context::current(), 1, 1));
+    }
+    let warm = Instant::now();
+    while warm.elapsed() < secs / 5 {
+        pending.next().await.expect("in flight").expect("add");
+        pending.push(client.add(context::current(), 1, 1));
+    }
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < secs {
+        for _ in 0..100 {
+            pending.next().await.expect("in flight").expect("add");
+            pending.push(client.add(context::current(), 1, 1));
+        }
+        done += 100;
+    }
+    while let Some(r) = pending.next().await {
+        r.expect("add");
+        done += 1;
+    }
+    common::result(&[("calls_per_s", done as f64 / start.elapsed().as_secs_f64())]);
+}

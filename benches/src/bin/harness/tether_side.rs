@@ -1,0 +1,469 @@
+//! tether's servers and clients.
+//!
+//! Servers: `tether` (a [`ThreadedServer`], a thread per connection, as
+//! RPyC's), `tether-mio` and `tether-polling` (the backends' single-threaded
+//! servers). Every one exposes the same root: `add(a, b)`, `echo(value)`
+//! and `emit(callback, n)`, which calls `callback(i)` n times from the
+//! server with at most [`WINDOW`] calls in flight.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tether::protocol::{Call, Event, Protocol};
+use tether::{
+    async_, BgServingThread, Builder, Config, Connection, ObjectBuilder, RemoteObject, Service, Value,
+};
+
+use crate::common::{self, Opts, WINDOW};
+use crate::raw::{Addr, Listener};
+
+/// The benchmark service's root object.
+fn root() -> tether::LocalObject {
+    ObjectBuilder::new("Bench")
+        .method("add", |a: i64, b: i64| a + b)
+        .method("echo", |v: Value| v)
+        .method("emit", |cb: RemoteObject, n: u64| emit(&cb, n))
+        .build()
+}
+
+/// Calls `cb(i)` for i in 0..n, keeping at most [`WINDOW`] calls in flight.
+fn emit(cb: &RemoteObject, n: u64) -> u64 {
+    let mut pending = VecDeque::with_capacity(WINDOW);
+    for i in 0..n {
+        if pending.len() >= WINDOW {
+            let r: tether::AsyncResult = pending.pop_front().expect("non-empty");
+            let _ = r.wait();
+        }
+        pending.push_back(async_(cb).call((i,)));
+    }
+    for r in pending {
+        let _ = r.wait();
+    }
+    n
+}
+
+fn builder() -> Builder {
+    Builder::default().service(Service::object(root()))
+}
+
+/// Runs one of tether's servers until killed.
+pub(crate) fn server(opts: &Opts) -> io::Result<()> {
+    common::raise_nofile();
+    let (listener, addr) = Listener::bind(opts.str("transport"), opts.get("path"))?;
+    let err = |e: tether::Error| io::Error::other(e.to_string());
+    match opts.str("impl") {
+        "tether" => {
+            let server = match (&listener, &addr) {
+                (Listener::Tcp(_), Addr::Tcp(a)) => {
+                    drop(listener);
+                    tether::ThreadedServer::bind_tcp(a.as_str(), builder()).map_err(err)?
+                }
+                (Listener::Unix(_), Addr::Unix(p)) => {
+                    drop(listener);
+                    let _ = std::fs::remove_file(p);
+                    tether::ThreadedServer::bind_unix(p, builder()).map_err(err)?
+                }
+                _ => unreachable!(),
+            };
+            common::ready(&addr.to_string());
+            server.start();
+        }
+        "tether-mio" => {
+            let mut server = match listener {
+                Listener::Tcp(l) => tether_mio::Server::from_tcp(l, builder())?,
+                Listener::Unix(l) => tether_mio::Server::from_unix(l, builder())?,
+            };
+            common::ready(&addr.to_string());
+            server.run()?;
+        }
+        "tether-polling" => {
+            let mut server = match listener {
+                Listener::Tcp(l) => tether_polling::Server::from_tcp(l, builder())?,
+                Listener::Unix(l) => tether_polling::Server::from_unix(l, builder())?,
+            };
+            common::ready(&addr.to_string());
+            server.run()?;
+        }
+        other => panic!("no tether server {other}"),
+    }
+    Ok(())
+}
+
+fn connect(addr: &Addr) -> tether::Result<Connection> {
+    match addr {
+        Addr::Tcp(a) => Builder::default().connect_tcp(a.as_str()),
+        Addr::Unix(p) => Builder::default().connect_unix(p),
+    }
+}
+
+/// Runs one of tether's client scenarios and prints its RESULT line.
+pub(crate) fn client(opts: &Opts) -> tether::Result<()> {
+    let addr = Addr::parse(opts.str("addr"));
+    if opts.str("scenario") == "scale" {
+        return scale(opts, &addr);
+    }
+    let conn = connect(&addr)?;
+    let root = conn.root()?;
+    match opts.str("scenario") {
+        "latency" => common::measure_latency(opts, || {
+            let sum: i64 = root.call_method("add", (1i64, 2i64)).expect("add");
+            debug_assert_eq!(sum, 3);
+        }),
+        "pipelined" => pipelined(opts, &root)?,
+        "events" => events(opts, &conn, &root)?,
+        "payload" => {
+            let size: usize = opts.num("size", 1 << 20);
+            let mut data = Value::Bytes((0..size).map(|i| i as u8).collect());
+            crate::raw::payload_loop(opts, size, || {
+                // The echo comes back as the next call's argument: no copies
+                // beyond what tether itself makes.
+                data = root.call_method("echo", vec![std::mem::take(&mut data)]).expect("echo");
+            });
+            assert!(matches!(&data, Value::Bytes(b) if b.len() == size));
+        }
+        other => panic!("tether: no scenario {other}"),
+    }
+    conn.close();
+    Ok(())
+}
+
+fn pipelined(opts: &Opts, root: &RemoteObject) -> tether::Result<()> {
+    let secs = opts.secs();
+    let call = || async_(root).call_method("add", (1i64, 1i64));
+    let mut pending: VecDeque<_> = (0..WINDOW).map(|_| call()).collect();
+    for _ in 0..WINDOW {
+        pending.pop_front().expect("non-empty").wait()?;
+        pending.push_back(call());
+    }
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < secs {
+        for _ in 0..100 {
+            let _: i64 = pending.pop_front().expect("non-empty").value_as()?;
+            pending.push_back(call());
+        }
+        done += 100;
+    }
+    for r in pending {
+        let _: i64 = r.value_as()?;
+        done += 1;
+    }
+    common::result(&[("calls_per_s", done as f64 / start.elapsed().as_secs_f64())]);
+    Ok(())
+}
+
+/// Counts events and wakes whoever waits for a count.
+#[derive(Default)]
+struct Counter {
+    n: AtomicU64,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl Counter {
+    fn bump(&self) {
+        self.n.fetch_add(1, Ordering::AcqRel);
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.cond.notify_all();
+    }
+
+    fn get(&self) -> u64 {
+        self.n.load(Ordering::Acquire)
+    }
+
+    fn wait_for(&self, target: u64) {
+        let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        while self.get() < target {
+            g = self.cond.wait_timeout(g, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+/// Server-to-client callbacks: the client asks for `batch` events at a time
+/// and counts them as they arrive through the chosen delivery (`--via`).
+fn events(opts: &Opts, conn: &Connection, root: &RemoteObject) -> tether::Result<()> {
+    let secs = opts.secs();
+    let batch: u64 = opts.num("batch", 50_000);
+    let counter = Arc::new(Counter::default());
+    let c = counter.clone();
+    let cb = tether::callback(move |_i: u64| c.bump());
+    let emit = |k: u64| async_(root).call_method("emit", (cb.clone(), k));
+    // Runs one round: ask for k events, return once all arrived and the
+    // request's reply is in.
+    let mut round: Box<dyn FnMut(u64) -> tether::Result<()>> = match opts.str("via") {
+        "bg" => {
+            let bg = BgServingThread::new(conn);
+            let counter = counter.clone();
+            Box::new(move |k| {
+                let _keep = &bg;
+                let target = counter.get() + k;
+                let res = emit(k);
+                // Wait on our own counter, not the connection, so that only
+                // the background thread serves the callbacks.
+                counter.wait_for(target);
+                res.wait()
+            })
+        }
+        "mio" => Box::new(reactor_mio(conn, counter.clone(), emit)?),
+        "polling" => Box::new(reactor_polling(conn, counter.clone(), emit)?),
+        "calloop" => Box::new(reactor_calloop(conn, counter.clone(), emit)?),
+        "glib" => Box::new(reactor_glib(conn, counter.clone(), emit)?),
+        other => panic!("no event delivery {other}"),
+    };
+    round((batch / 10).max(1))?;
+    let start = Instant::now();
+    let mut total = 0;
+    while start.elapsed() < secs {
+        round(batch)?;
+        total += batch;
+    }
+    let t = start.elapsed().as_secs_f64();
+    drop(round);
+    common::result(&[("events_per_s", total as f64 / t), ("events", total as f64)]);
+    Ok(())
+}
+
+fn io_err(e: io::Error) -> tether::Error {
+    tether::Error::from(e)
+}
+
+fn reactor_mio(
+    conn: &Connection,
+    counter: Arc<Counter>,
+    emit: impl Fn(u64) -> tether::AsyncResult,
+) -> tether::Result<impl FnMut(u64) -> tether::Result<()>> {
+    use mio::{Events, Poll, Token};
+    const BELL: Token = Token(0);
+    const CONN: Token = Token(1);
+    let mut poll = Poll::new().map_err(io_err)?;
+    let doorbell = tether_mio::Doorbell::new(poll.registry(), BELL).map_err(io_err)?;
+    let mut attached =
+        tether_mio::MioConnection::register(conn, poll.registry(), CONN, &doorbell).map_err(io_err)?;
+    let mut events = Events::with_capacity(64);
+    Ok(move |k| {
+        let target = counter.get() + k;
+        let res = emit(k);
+        while counter.get() < target || !res.ready() {
+            poll.poll(&mut events, tether_mio::timeout(attached.next_deadline())).map_err(io_err)?;
+            let mut ready = events.iter().any(|e| e.token() == CONN);
+            ready |= doorbell.take().contains(&CONN);
+            if ready {
+                attached.on_ready(poll.registry()).map_err(io_err)?;
+            }
+            attached.on_timer(poll.registry()).map_err(io_err)?;
+        }
+        res.wait()
+    })
+}
+
+fn reactor_polling(
+    conn: &Connection,
+    counter: Arc<Counter>,
+    emit: impl Fn(u64) -> tether::AsyncResult,
+) -> tether::Result<impl FnMut(u64) -> tether::Result<()>> {
+    use polling::{Events, Poller};
+    const CONN: usize = 1;
+    let doorbell = tether_polling::Doorbell::new(Arc::new(Poller::new().map_err(io_err)?));
+    let mut attached = tether_polling::PollingConnection::attach(conn, &doorbell, CONN).map_err(io_err)?;
+    let mut events = Events::new();
+    Ok(move |k| {
+        let target = counter.get() + k;
+        let res = emit(k);
+        while counter.get() < target || !res.ready() {
+            events.clear();
+            doorbell
+                .poller()
+                .wait(&mut events, tether_polling::timeout(attached.next_deadline()))
+                .map_err(io_err)?;
+            let rang = doorbell.take();
+            if events.iter().any(|e| e.key == CONN) || rang.contains(&CONN) {
+                attached.on_ready().map_err(io_err)?;
+            }
+            attached.on_timer().map_err(io_err)?;
+        }
+        res.wait()
+    })
+}
+
+fn reactor_calloop(
+    conn: &Connection,
+    counter: Arc<Counter>,
+    emit: impl Fn(u64) -> tether::AsyncResult,
+) -> tether::Result<impl FnMut(u64) -> tether::Result<()>> {
+    let mut event_loop: calloop::EventLoop<'static, ()> =
+        calloop::EventLoop::try_new().map_err(|e| tether::Error::Misuse(e.to_string()))?;
+    tether_calloop::insert(&event_loop.handle(), conn).map_err(|e| tether::Error::Misuse(e.to_string()))?;
+    Ok(move |k| {
+        let target = counter.get() + k;
+        let res = emit(k);
+        while counter.get() < target || !res.ready() {
+            event_loop.dispatch(None, &mut ()).map_err(|e| tether::Error::Misuse(e.to_string()))?;
+        }
+        res.wait()
+    })
+}
+
+fn reactor_glib(
+    conn: &Connection,
+    counter: Arc<Counter>,
+    emit: impl Fn(u64) -> tether::AsyncResult,
+) -> tether::Result<impl FnMut(u64) -> tether::Result<()>> {
+    // A private context, iterated by this (the harness's main) thread.
+    let ctx = glib::MainContext::new();
+    let attached = tether_glib::attach(conn, &ctx).map_err(io_err)?;
+    Ok(move |k| {
+        let _keep = &attached;
+        let target = counter.get() + k;
+        let res = emit(k);
+        while counter.get() < target || !res.ready() {
+            ctx.iteration(true);
+        }
+        res.wait()
+    })
+}
+
+/// The scale scenario against a single-threaded server: idle connections
+/// (memory per connection from the server's RSS), then active clients
+/// (aggregate calls/s).
+fn scale(opts: &Opts, addr: &Addr) -> tether::Result<()> {
+    let Addr::Tcp(tcp) = addr else { panic!("scale runs over TCP") };
+    let my_limit = common::raise_nofile();
+    let server: u32 = opts.num("server-pid", 0);
+    let want_idle: usize = opts.num("idle", 10_000);
+    let active: usize = opts.num("active", 1_000);
+    let secs = opts.secs();
+
+    // How many descriptors the server spends per connection, and its limit.
+    let server_limit = nofile_limit(server).unwrap_or(1024);
+    let fds0 = common::fd_count(server);
+    let mut idle: Vec<TcpStream> = Vec::new();
+    open_idle(tcp, 20, &mut idle)?;
+    let per_conn = (common::fd_count(server).saturating_sub(fds0) as f64 / 20.0).round().max(1.0) as usize;
+    let headroom = 64;
+    let fits = (server_limit as usize).saturating_sub(fds0 + headroom + active * per_conn) / per_conn;
+    let client_fits = (my_limit as usize).saturating_sub(64 + active * 3);
+    let n_idle = want_idle.min(fits).min(client_fits);
+    idle.clear();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let rss0 = common::rss_kib(server);
+    open_idle(tcp, n_idle, &mut idle)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let rss1 = common::rss_kib(server);
+    let per_idle_kib = (rss1.saturating_sub(rss0)) as f64 / n_idle.max(1) as f64;
+
+    // Active clients: `active` tether connections on one polling loop in
+    // this process, each making one call after another.
+    let calls = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let doorbell = tether_polling::Doorbell::new(Arc::new(polling::Poller::new().map_err(io_err)?));
+    let mut conns = Vec::with_capacity(active);
+    for key in 0..active {
+        let conn = Builder::default().connect_tcp(tcp.as_str())?;
+        let root = conn.root()?;
+        let attached = tether_polling::PollingConnection::attach(&conn, &doorbell, key).map_err(io_err)?;
+        conns.push((attached, root));
+    }
+    for (_, root) in &conns {
+        chain(root.clone(), calls.clone(), stop.clone());
+    }
+    let mut events = polling::Events::new();
+    let mut turn = |events: &mut polling::Events| -> tether::Result<()> {
+        events.clear();
+        doorbell.poller().wait(events, Some(Duration::from_millis(100))).map_err(io_err)?;
+        let mut keys: Vec<usize> = events.iter().map(|e| e.key).collect();
+        keys.extend(doorbell.take());
+        for k in keys {
+            if let Some((c, _)) = conns.get_mut(k) {
+                c.on_ready().map_err(io_err)?;
+            }
+        }
+        Ok(())
+    };
+    let warm = Instant::now();
+    while warm.elapsed() < secs / 5 {
+        turn(&mut events)?;
+    }
+    let meter = common::CpuMeter::start(server);
+    let c0 = calls.load(Ordering::Acquire);
+    let start = Instant::now();
+    while start.elapsed() < secs {
+        turn(&mut events)?;
+    }
+    let done = calls.load(Ordering::Acquire) - c0;
+    let t = start.elapsed().as_secs_f64();
+    let (cpu_c, cpu_s) = meter.per_op(done);
+    stop.store(true, Ordering::Release);
+    common::result(&[
+        ("idle_requested", want_idle as f64),
+        ("idle", n_idle as f64),
+        ("idle_kib_per_conn", per_idle_kib),
+        ("server_rss_kib", rss1 as f64),
+        ("server_fds_per_conn", per_conn as f64),
+        ("server_nofile", server_limit as f64),
+        ("active", active as f64),
+        ("active_calls_per_s", done as f64 / t),
+        ("client_cpu_us", cpu_c),
+        ("server_cpu_us", cpu_s),
+    ]);
+    // Tearing down thousands of connections proves nothing: leave.
+    std::process::exit(0);
+}
+
+/// One active client: a call, and from its completion the next one.
+fn chain(root: RemoteObject, calls: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+    let r = async_(&root).call_method("add", (1i64, 2i64));
+    r.add_callback(move |_| {
+        calls.fetch_add(1, Ordering::AcqRel);
+        if !stop.load(Ordering::Acquire) {
+            chain(root, calls, stop);
+        }
+    });
+}
+
+/// The soft RLIMIT_NOFILE of another process, from `/proc/PID/limits`.
+fn nofile_limit(pid: u32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Opens `n` idle connections that completed tether's handshake and one
+/// ping (so the server has set each one up), using the sans-IO protocol
+/// directly: one file descriptor and no thread per connection here.
+fn open_idle(addr: &str, n: usize, out: &mut Vec<TcpStream>) -> tether::Result<()> {
+    let mut buf = vec![0u8; 4096];
+    for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for _ in chunk {
+            let mut s = TcpStream::connect(addr)?;
+            let mut p = Protocol::new(Config::default(), None, Instant::now());
+            let seq = p.send_request(Call::Ping(Value::Null), None)?;
+            let out_bytes = p.pending_output().to_vec();
+            s.write_all(&out_bytes)?;
+            p.consume_output(out_bytes.len());
+            batch.push((s, p, seq));
+        }
+        for (mut s, mut p, seq) in batch {
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            'wait: loop {
+                let k = s.read(&mut buf)?;
+                if k == 0 {
+                    return Err(tether::Error::Closed("the server closed an idle connection".into()));
+                }
+                p.handle_bytes(&buf[..k], Instant::now())?;
+                while let Some(ev) = p.poll_event() {
+                    if matches!(ev, Event::Reply { seq: s2, .. } if s2 == seq) {
+                        break 'wait;
+                    }
+                }
+            }
+            out.push(s);
+        }
+    }
+    Ok(())
+}
