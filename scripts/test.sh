@@ -7,6 +7,15 @@ cd "$(dirname "$0")/.."
 need=()
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists glib-2.0 2>/dev/null || need+=(libglib2.0-dev)
+# The GTK demo (its own workspace) also needs GTK 4 and Xvfb: installed
+# like the rest as root, otherwise only that demo is skipped.
+gtk_need=()
+pkg-config --exists gtk4 2>/dev/null || gtk_need+=(libgtk-4-dev)
+command -v xvfb-run >/dev/null 2>&1 || gtk_need+=(xvfb xauth)
+if [ "$(id -u)" = 0 ] && [ ${#gtk_need[@]} -gt 0 ]; then
+  need+=("${gtk_need[@]}")
+  gtk_need=()
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing system packages: ${need[*]}"
@@ -25,3 +34,18 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+
+if [ ${#gtk_need[@]} -gt 0 ]; then
+  echo "== SKIPPED demos/gtk-filemon: missing ${gtk_need[*]}. To test it too, run:"
+  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${gtk_need[*]}"
+else
+  # Shares the root's target dir, so tether and glib are built once.
+  gtk=(--manifest-path demos/gtk-filemon/Cargo.toml)
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+  echo "== demos/gtk-filemon: cargo fmt --check"
+  cargo fmt "${gtk[@]}" --check
+  echo "== demos/gtk-filemon: cargo clippy -D warnings"
+  cargo clippy "${gtk[@]}" --all-targets --locked -- -D warnings
+  echo "== demos/gtk-filemon: cargo test (under Xvfb)"
+  xvfb-run -a cargo test "${gtk[@]}" --locked
+fi

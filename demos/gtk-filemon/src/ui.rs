@@ -1,0 +1,203 @@
+//! The client side: a GTK 4 window fed by a tether connection that the GTK
+//! main loop itself serves (through `tether-glib`), with no extra thread.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gtk::glib;
+use gtk::prelude::*;
+use tether::{Connection, RemoteObject};
+use tether_glib::{GlibConnection, ThreadGuard};
+
+use crate::service::{Checksum, Stat};
+
+/// What the window watches and how.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The file to watch (a path on the server's machine).
+    pub path: PathBuf,
+    /// How often the server looks at the file.
+    pub interval: Duration,
+    /// How long a checksum may take before the window gives up on it.
+    pub checksum_timeout: Duration,
+}
+
+impl Options {
+    /// Watches `path` every 100 ms; checksums time out after 10 s.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Options {
+            path: path.into(),
+            interval: Duration::from_millis(100),
+            checksum_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The window and the widgets a test (or a caller) may inspect.
+pub struct FileMonWindow {
+    /// The top-level window.
+    pub window: gtk::Window,
+    /// One line per change, newest last: the model behind [`list`](Self::list).
+    pub events: gtk::StringList,
+    /// Shows [`events`](Self::events).
+    pub list: gtk::ListBox,
+    /// Appends a line to the watched file, to cause an event.
+    pub append_button: gtk::Button,
+    /// Starts an asynchronous checksum on the server.
+    pub checksum_button: gtk::Button,
+    /// Where the checksum (or its error) appears.
+    pub result: gtk::Label,
+    monitor: RemoteObject,
+    // Last: dropping it detaches the connection from the main loop.
+    attached: GlibConnection,
+}
+
+impl FileMonWindow {
+    /// Builds the window on the GTK thread (after `gtk::init`), attaches
+    /// `conn` to the default main context and asks the server to watch the
+    /// file. The window is not shown yet: call `window.present()`.
+    pub fn build(conn: &Connection, options: &Options) -> tether::Result<FileMonWindow> {
+        let path = options.path.to_string_lossy().into_owned();
+
+        // From here on the GTK main loop reads, writes and serves the
+        // connection: the server's callbacks run on this thread, between
+        // redraws, so they may touch widgets directly.
+        let attached = tether_glib::attach(conn, &glib::MainContext::default())?;
+        let root = conn.root()?;
+
+        let events = gtk::StringList::new(&[]);
+        let list = gtk::ListBox::new();
+        list.set_selection_mode(gtk::SelectionMode::None);
+        list.bind_model(Some(&events), |item| {
+            let text = item.downcast_ref::<gtk::StringObject>().map(|s| s.string()).unwrap_or_default();
+            let label = gtk::Label::new(Some(&text));
+            label.set_xalign(0.0);
+            label.upcast()
+        });
+        list.set_placeholder(Some(&gtk::Label::new(Some(
+            "No changes yet: edit the file, or press \"Append a line\".",
+        ))));
+
+        // The event callback must be `Send + Sync` (it is a tether object),
+        // but a GTK model is neither: ThreadGuard lets it through and
+        // panics if touched from another thread, which cannot happen while
+        // the connection is attached to this thread's main loop.
+        let model = ThreadGuard::new(events.clone());
+        let on_change = tether::callback(move |old: Option<Stat>, new: Option<Stat>| {
+            let time = glib::DateTime::now_local().and_then(|t| t.format("%H:%M:%S")).unwrap_or_default();
+            model.get_ref().append(&format!("{time}  {}", describe(old, new)));
+        });
+        // A synchronous call: it only waits for the first look at the file.
+        let monitor: RemoteObject =
+            root.call_method("FileMonitor", (path.clone(), on_change, options.interval.as_millis() as u64))?;
+
+        let append_button = gtk::Button::with_label("Append a line");
+        append_button.set_tooltip_text(Some("Writes to the watched file (on this machine)"));
+        let file = options.path.clone();
+        append_button.connect_clicked(move |_| {
+            if let Err(e) = append_line(&file) {
+                eprintln!("filemon: cannot write {}: {e}", file.display());
+            }
+        });
+
+        let checksum_button = gtk::Button::with_label("Checksum (slow, async)");
+        let result = gtk::Label::new(Some("checksum: not asked yet"));
+        result.set_xalign(0.0);
+        result.set_selectable(true);
+        let timeout = options.checksum_timeout;
+        let label = result.clone();
+        checksum_button.connect_clicked(move |button| {
+            button.set_sensitive(false);
+            label.set_text("checksum: computing on the server…");
+            // `timed` sends the call and returns at once; the reply (or the
+            // timeout, armed as a main-loop timer by tether-glib) completes
+            // the future, which then resumes on this thread.
+            let reply = tether::timed(&root, timeout).call_method("checksum", (path.clone(),));
+            let (button, label) = (button.clone(), label.clone());
+            glib::MainContext::default().spawn_local(async move {
+                let text = match reply.await.and_then(tether::from_value::<Checksum>) {
+                    Ok(c) => format!("checksum: fnv1a {} over {} bytes ({} ms)", c.fnv1a, c.bytes, c.millis),
+                    Err(e) => format!("checksum failed: {e}"),
+                };
+                label.set_text(&text);
+                button.set_sensitive(true);
+            });
+        });
+
+        let header =
+            gtk::Label::new(Some(&format!("Watching {} via {}", options.path.display(), conn.peer())));
+        header.set_xalign(0.0);
+        header.set_wrap(true);
+        let scroller = gtk::ScrolledWindow::builder().child(&list).vexpand(true).build();
+        let buttons = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+        buttons.append(&append_button);
+        buttons.append(&checksum_button);
+        let column = gtk::Box::new(gtk::Orientation::Vertical, 6);
+        column.set_margin_top(12);
+        column.set_margin_bottom(12);
+        column.set_margin_start(12);
+        column.set_margin_end(12);
+        column.append(&header);
+        column.append(&scroller);
+        column.append(&buttons);
+        column.append(&result);
+
+        let window = gtk::Window::builder()
+            .title("tether file monitor")
+            .default_width(520)
+            .default_height(360)
+            .child(&column)
+            .build();
+
+        Ok(FileMonWindow { window, events, list, append_button, checksum_button, result, monitor, attached })
+    }
+
+    /// The event lines shown, oldest first.
+    pub fn event_lines(&self) -> Vec<String> {
+        (0..self.events.n_items()).filter_map(|i| self.events.string(i)).map(String::from).collect()
+    }
+
+    /// Stops the server's monitor and closes the connection (the window
+    /// itself is left to GTK: it is usually closed already).
+    pub fn shutdown(self) {
+        if let Err(e) = self.monitor.call_method::<()>("stop", ()) {
+            eprintln!("filemon: stopping the monitor failed: {e}");
+        }
+        let conn = self.attached.connection().clone();
+        drop(self);
+        conn.close();
+    }
+}
+
+/// One line describing a change, e.g. `size 4 → 8 bytes`.
+pub fn describe(old: Option<Stat>, new: Option<Stat>) -> String {
+    match (old, new) {
+        (None, None) => "still missing".into(),
+        (None, Some(n)) => format!("created ({} bytes)", n.size),
+        (Some(_), None) => "deleted".into(),
+        (Some(o), Some(n)) => {
+            let mut parts = Vec::new();
+            if o.inode != n.inode {
+                parts.push("replaced".to_string());
+            }
+            if o.size != n.size {
+                parts.push(format!("size {} → {} bytes", o.size, n.size));
+            }
+            if o.mode != n.mode {
+                parts.push(format!("mode {:o} → {:o}", o.mode & 0o7777, n.mode & 0o7777));
+            }
+            if parts.is_empty() {
+                parts.push("modified".into());
+            }
+            parts.join(", ")
+        }
+    }
+}
+
+/// Appends a timestamped line to `path`.
+pub fn append_line(path: &Path) -> std::io::Result<()> {
+    let now = glib::DateTime::now_local().and_then(|t| t.format("%H:%M:%S")).unwrap_or_default();
+    writeln!(OpenOptions::new().append(true).create(true).open(path)?, "appended at {now}")
+}
