@@ -110,6 +110,12 @@ impl Proc {
         self.stdin.take();
     }
 
+    /// Kills the child at once (no clean shutdown) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Reads the rest of the output, then waits for the exit status.
     pub(crate) fn finish(&mut self) -> ExitStatus {
         while self.next_line().is_some() {}
