@@ -100,6 +100,7 @@ macro_rules! conformance_tests {
             detach_deregisters_cleanly,
             no_request_stranded_after_a_sync_call_on_the_loop_thread,
             idle_loop_sleeps,
+            soak_many_clients_mixed_calls,
         );
     };
     (@each $backend:ty; $($name:ident),* $(,)?) => {
@@ -756,4 +757,282 @@ pub fn idle_loop_sleeps<B: Backend>() {
     assert!(turns <= 8, "the idle loop woke {turns} times in 150 ms");
     assert!(!conn.wants_write());
     lp.detach(key);
+}
+
+// ---- soak --------------------------------------------------------------------------
+
+/// How big a soak run is: `TETHER_SOAK=full` in the environment gives the
+/// full size (200 clients x 10,000 calls); otherwise a reduced size that
+/// takes a few seconds. Run the full size in release mode, one test at a
+/// time, for example:
+///
+/// ```text
+/// TETHER_SOAK=full cargo test --release -p tether-conformance -p tether-mio \
+///     -p tether-polling -p tether-calloop -p tether-glib soak -- --test-threads=1
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoakSize {
+    /// Concurrent clients, each on its own thread and connection.
+    pub clients: usize,
+    /// Calls each client makes.
+    pub calls: usize,
+}
+
+impl SoakSize {
+    /// The full size.
+    pub const FULL: SoakSize = SoakSize { clients: 200, calls: 10_000 };
+    /// The size run by a plain `cargo test`.
+    pub const REDUCED: SoakSize = SoakSize { clients: 16, calls: 1000 };
+
+    /// [`FULL`](Self::FULL) when `TETHER_SOAK=full`, else [`REDUCED`](Self::REDUCED).
+    pub fn from_env() -> SoakSize {
+        match std::env::var("TETHER_SOAK").as_deref() {
+            Ok("full") => SoakSize::FULL,
+            _ => SoakSize::REDUCED,
+        }
+    }
+}
+
+/// What a soak run measured.
+#[derive(Debug, Clone)]
+pub struct SoakReport {
+    /// The size run.
+    pub size: SoakSize,
+    /// Wall time from the first connect to the last disconnect.
+    pub elapsed: Duration,
+    /// Resident memory before the server started, in bytes.
+    pub rss_before: u64,
+    /// Resident memory at the peak (all clients connected), in bytes.
+    pub rss_peak: u64,
+    /// Resident memory once everything was released, in bytes.
+    pub rss_after: u64,
+}
+
+/// Resident memory of this process, from `/proc/self/statm`.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * page.max(1) as u64
+}
+
+/// Hands freed heap back to the kernel so RSS reflects live memory.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The soak service: arithmetic, objects that count themselves, a callback
+/// caller, an echo, and a tally of every request served.
+struct SoakService {
+    live: Arc<AtomicUsize>,
+    served: Arc<AtomicUsize>,
+}
+
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl SoakService {
+    fn root(&self) -> LocalObject {
+        let (s1, s2, s3, s4) =
+            (self.served.clone(), self.served.clone(), self.served.clone(), self.served.clone());
+        let live = self.live.clone();
+        ObjectBuilder::new("Soak")
+            .method("add", move |a: i64, b: i64| {
+                s1.fetch_add(1, Ordering::AcqRel);
+                a + b
+            })
+            .method("make", move |n: i64| {
+                s2.fetch_add(1, Ordering::AcqRel);
+                live.fetch_add(1, Ordering::AcqRel);
+                let guard = Live(live.clone());
+                ObjectBuilder::new("Thing")
+                    .method("n", move || {
+                        let _ = &guard;
+                        n
+                    })
+                    .build()
+            })
+            .try_method("call_me", move |cb: RemoteObject, x: i64| {
+                s3.fetch_add(1, Ordering::AcqRel);
+                cb.call::<i64>((x,))
+            })
+            .method("echo", move |s: String| {
+                s4.fetch_add(1, Ordering::AcqRel);
+                s
+            })
+            .build()
+    }
+}
+
+/// One client's mixed workload; returns how many calls it checked.
+fn soak_client(addr: SocketAddr, c: i64, calls: usize) -> usize {
+    let conn = Builder::default().connect_tcp(addr).expect("connect");
+    let root = conn.root().expect("root");
+    let mut window: std::collections::VecDeque<(AsyncResult, i64)> = Default::default();
+    let mut checked = 0;
+    let check = |(res, want): (AsyncResult, i64), checked: &mut usize| {
+        assert_eq!(res.value_as::<i64>().expect("async reply"), want, "client {c}");
+        *checked += 1;
+    };
+    for i in 0..calls as i64 {
+        match i % 6 {
+            0 => {
+                assert_eq!(root.call_method::<i64>("add", (c, i)).unwrap(), c + i);
+                checked += 1;
+            }
+            1 => window.push_back((tether::async_(&root).call_method("add", (i, c)), i + c)),
+            2 => {
+                let cb = tether::callback(move |x: i64| x * 3 + c);
+                assert_eq!(root.call_method::<i64>("call_me", (cb, i)).unwrap(), i * 3 + c);
+                checked += 1;
+            }
+            3 => {
+                let thing: RemoteObject = root.call_method("make", (i,)).unwrap();
+                assert_eq!(thing.call_method::<i64>("n", ()).unwrap(), i);
+                checked += 1; // make; `n` is an extra call on the object
+            }
+            4 => {
+                let text = format!("{c}:{i}");
+                assert_eq!(root.call_method::<String>("echo", (text.clone(),)).unwrap(), text);
+                checked += 1;
+            }
+            _ => {
+                let cb = tether::callback(move |x: i64| x - c);
+                window.push_back((tether::async_(&root).call_method("call_me", (cb, i)), i - c));
+            }
+        }
+        while window.len() > 8 {
+            check(window.pop_front().unwrap(), &mut checked);
+        }
+    }
+    while let Some(w) = window.pop_front() {
+        check(w, &mut checked);
+    }
+    // Every callback this client passed was released by the server.
+    assert_eq!(conn.exported_count(), 0, "client {c}: the server still holds callbacks");
+    drop(root);
+    conn.ping().unwrap(); // the root's release goes out first
+    assert_eq!(conn.imported_count(), 0, "client {c}: proxies left");
+    conn.close();
+    checked
+}
+
+/// Runs `size` concurrent clients against the server `spawn` starts, then
+/// checks that every reply arrived once with the right value, every request
+/// ran once, every object was freed, and memory came back near its start.
+pub fn soak_with(
+    size: SoakSize,
+    spawn: impl FnOnce(Builder) -> (SocketAddr, Box<dyn RunningServer>),
+) -> SoakReport {
+    raise_fd_limit(8 * size.clients as u64 + 256);
+    trim_heap();
+    let rss_before = rss_bytes();
+    let live = Arc::new(AtomicUsize::new(0));
+    let served = Arc::new(AtomicUsize::new(0));
+    let soak = Arc::new(SoakService { live: live.clone(), served: served.clone() });
+    let (dtx, disconnects) = mpsc::channel::<()>();
+    let dtx = Mutex::new(dtx);
+    let service = Service::new(move |_| soak.root()).on_disconnect(move |_| {
+        let _ = dtx.lock().unwrap().send(());
+    });
+    let (addr, server) = spawn(Builder::default().service(service));
+
+    // A generous deadline that scales with the work: fail, never hang.
+    let patience = PATIENCE + Duration::from_millis((size.clients * size.calls) as u64 / 2);
+    let started = Instant::now();
+    let (tx, done) = mpsc::channel::<(usize, thread::Result<usize>)>();
+    let barrier = Arc::new(std::sync::Barrier::new(size.clients + 1));
+    for c in 0..size.clients {
+        let tx = tx.clone();
+        let barrier = barrier.clone();
+        thread::Builder::new()
+            .name(format!("soak-client-{c}"))
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let r = std::panic::catch_unwind(|| {
+                    barrier.wait();
+                    soak_client(addr, c as i64, size.calls)
+                });
+                let _ = tx.send((c, r));
+            })
+            .expect("spawning a client");
+    }
+    barrier.wait();
+    let mut rss_peak = rss_bytes();
+    for _ in 0..size.clients {
+        let left = patience.saturating_sub(started.elapsed());
+        let (c, r) = done.recv_timeout(left).unwrap_or_else(|_| {
+            panic!("soak watchdog: clients still running after {patience:?} (deadlock?)")
+        });
+        rss_peak = rss_peak.max(rss_bytes());
+        match r {
+            Ok(n) => assert_eq!(n, size.calls, "client {c} checked {n} of {} calls", size.calls),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+    for i in 0..size.clients {
+        let left = patience.saturating_sub(started.elapsed()).max(PATIENCE);
+        disconnects
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("the server noticed only {i} of {} disconnects", size.clients));
+    }
+    let elapsed = started.elapsed();
+    // Exactly one execution per request: each client made `calls` requests
+    // on the root (the calls on made objects are not counted).
+    assert_eq!(served.load(Ordering::Acquire), size.clients * size.calls, "requests served");
+    assert_eq!(live.load(Ordering::Acquire), 0, "objects still alive on the server after every client left");
+    server.stop();
+    trim_heap();
+    let rss_after = rss_bytes();
+    SoakReport { size, elapsed, rss_before, rss_peak, rss_after }
+}
+
+/// Checks a soak report's memory: back near the start once everything was
+/// released (a loose bound: allocator caches and thread stacks linger).
+pub fn check_soak_memory(report: &SoakReport) {
+    let grew = report.rss_after.saturating_sub(report.rss_before);
+    let bound = 64 << 20;
+    assert!(
+        grew < bound,
+        "resident memory grew by {} MiB over the soak (before {} MiB, peak {} MiB, after {} MiB)",
+        grew >> 20,
+        report.rss_before >> 20,
+        report.rss_peak >> 20,
+        report.rss_after >> 20
+    );
+}
+
+/// Prints a soak report on one line.
+pub fn print_soak(name: &str, r: &SoakReport) {
+    println!(
+        "soak {name}: {} clients x {} calls in {:.2?} ({:.0} calls/s); RSS before {} MiB, peak {} MiB, after {} MiB",
+        r.size.clients,
+        r.size.calls,
+        r.elapsed,
+        (r.size.clients * r.size.calls) as f64 / r.elapsed.as_secs_f64(),
+        r.rss_before >> 20,
+        r.rss_peak >> 20,
+        r.rss_after >> 20
+    );
+}
+
+/// The soak run against backend `B`'s server.
+pub fn soak_many_clients_mixed_calls<B: Backend>() {
+    let report = soak_with(SoakSize::from_env(), |builder| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        (addr, B::spawn_server(listener, builder))
+    });
+    print_soak(std::any::type_name::<B>(), &report);
+    check_soak_memory(&report);
 }
