@@ -1,8 +1,10 @@
 //! Bytes -> frames -> CBOR -> messages, split at a fuzzed step; whatever is
 //! read back as a message must re-encode to itself.
-#![no_main]
+//!
+//! The body is [`run`], which `core/tests/fuzz_corpus.rs` also calls on every
+//! committed corpus file, so the corpus is a regression test in `cargo test`.
+#![cfg_attr(fuzzing, no_main)]
 
-use libfuzzer_sys::fuzz_target;
 use tether::wire::{self, FrameDecoder, Message};
 
 const MAX_FRAME: usize = 4096;
@@ -26,7 +28,11 @@ fn check(body: &[u8]) {
     assert_eq!(encode(&again), once);
 }
 
-fuzz_target!(|data: &[u8]| {
+#[cfg(fuzzing)]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| run(data));
+
+/// One fuzz input: split at a fuzzed step, decoded, re-encoded.
+pub fn run(data: &[u8]) {
     let Some((&step, data)) = data.split_first() else { return };
     let step = usize::from(step % 16) + 1;
     let mut d = FrameDecoder::new();
@@ -46,4 +52,4 @@ fuzz_target!(|data: &[u8]| {
         assert!(d.buffered() <= MAX_FRAME + wire::HEADER_LEN + step);
     }
     let _ = d.finish();
-});
+}

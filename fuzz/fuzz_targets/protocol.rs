@@ -4,12 +4,15 @@
 //! A. Nothing may panic. While no garbage or EOF was injected, neither side
 //! may see a protocol error, and once every proxy is dropped and all traffic
 //! has settled no object may stay exported.
-#![no_main]
+//!
+//! The body is [`run`], which `core/tests/fuzz_corpus.rs` also calls on every
+//! committed corpus file (decoded with `arbitrary` as libFuzzer does), so the
+//! corpus is a regression test in `cargo test`.
+#![cfg_attr(fuzzing, no_main)]
 
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use libfuzzer_sys::fuzz_target;
 use tether::protocol::{Call, Event, Protocol, Request};
 use tether::{Config, Error, LocalObject, ObjectBuilder, ObjectRef, RemoteError, RemoteObject, Value};
 
@@ -59,8 +62,9 @@ enum Reply {
     Error(String),
 }
 
+/// A fuzz input: a sequence of operations.
 #[derive(Arbitrary, Debug)]
-struct Input {
+pub struct Input {
     ops: Vec<Op>,
 }
 
@@ -218,7 +222,11 @@ fn pair<'a>(who: Who, a: &'a mut Side, b: &'a mut Side) -> (&'a mut Side, &'a mu
     }
 }
 
-fuzz_target!(|input: Input| {
+#[cfg(fuzzing)]
+libfuzzer_sys::fuzz_target!(|input: Input| run(input));
+
+/// One fuzz input: the operations, then the settling checks.
+pub fn run(input: Input) {
     let t0 = Instant::now();
     let mut now = t0;
     let mut a = Side::new(now, "a");
@@ -334,4 +342,4 @@ fuzz_target!(|input: Input| {
         assert_eq!(a.p.exported_count(), 0, "A still exports objects");
         assert_eq!(b.p.exported_count(), 0, "B still exports objects");
     }
-});
+}

@@ -1,0 +1,101 @@
+//! The committed fuzz corpora (`fuzz/corpus/*`) replayed on stable through
+//! the fuzz targets' own code (`fuzz/fuzz_targets/*.rs`, included here), so
+//! every corpus file is a regression test of `cargo test`. Running the
+//! fuzzers themselves needs nightly and cargo-fuzz (see CONTRIBUTING.md).
+// cargo-fuzz builds the targets with `--cfg fuzzing`; here it is unset.
+#![allow(unexpected_cfgs)]
+
+use std::path::{Path, PathBuf};
+
+#[allow(dead_code, unreachable_pub, missing_docs)]
+#[path = "../../fuzz/fuzz_targets/frame_decode.rs"]
+mod frame_decode;
+
+#[allow(dead_code, unreachable_pub, missing_docs)]
+#[path = "../../fuzz/fuzz_targets/protocol.rs"]
+mod protocol;
+
+use arbitrary::Arbitrary;
+
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "the {target} corpus is empty");
+    files
+}
+
+/// Runs `f`, naming the corpus file in the failure.
+fn replay(path: &Path, f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        eprintln!("corpus file {} failed", path.display());
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn frame_decode_corpus_replays_cleanly() {
+    for (path, bytes) in corpus("frame_decode") {
+        replay(&path, || frame_decode::run(&bytes));
+    }
+}
+
+#[test]
+fn protocol_corpus_replays_cleanly() {
+    let mut decoded = 0;
+    for (path, bytes) in corpus("protocol") {
+        // As libFuzzer's typed targets do: the whole input, taken to the end.
+        let Ok(input) = protocol::Input::arbitrary_take_rest(arbitrary::Unstructured::new(&bytes)) else {
+            continue;
+        };
+        decoded += 1;
+        replay(&path, || protocol::run(input));
+    }
+    assert!(decoded > 0, "no protocol corpus file decoded to an input");
+}
+
+/// Byte-level mutations of every corpus file also go through the frame
+/// decoder and the protocol without panicking: a cheap stand-in for a short
+/// fuzzing run on machines without nightly.
+#[test]
+fn mutated_corpus_files_do_not_panic() {
+    let mut files = corpus("frame_decode");
+    files.extend(corpus("protocol"));
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (path, bytes) in &files {
+        for _ in 0..64 {
+            let mut m = bytes.clone();
+            for _ in 0..1 + next() % 4 {
+                if m.is_empty() {
+                    m.push(next() as u8);
+                }
+                let i = (next() % m.len() as u64) as usize;
+                match next() % 3 {
+                    0 => m[i] = next() as u8,
+                    1 => m.insert(i, next() as u8),
+                    _ => {
+                        m.remove(i);
+                    }
+                }
+            }
+            replay(path, || frame_decode::run(&m));
+            if let Ok(input) = protocol::Input::arbitrary_take_rest(arbitrary::Unstructured::new(&m)) {
+                replay(path, || protocol::run(input));
+            }
+        }
+    }
+}
