@@ -74,7 +74,7 @@ pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
 pub use connection::{connect, BgServingThread, Builder, Connection, Service, WeakConnection};
 pub use error::{Error, RemoteError, Result};
-pub use object::{callback, LocalObject, Object, ObjectBuilder};
+pub use object::{callback, Invoke, LocalObject, Method, Object, ObjectBuilder};
 pub use remote::{async_, timed, Async, IntoArgs, RemoteObject};
 pub use server::{OneShotServer, ThreadedServer};
 pub use transport::{SocketTransport, Stream, Transport};

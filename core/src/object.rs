@@ -299,17 +299,25 @@ impl Object for BoundMethod {
     }
 }
 
-/// A closure usable as an exposed method: `Fn(A1, ..., An) -> R` for up to
-/// eight arguments, each deserializable from a [`Value`].
+/// A closure that can serve a call: `Fn(A1, ..., An) -> R` for up to eight
+/// arguments, each deserializable from a [`Value`]. It need not be `Send`;
+/// [`Method`] adds that. Event-loop crates use it to wrap closures that must
+/// run on the loop's thread (tether-glib's `callback` for GTK widgets).
 ///
 /// `Args` is a marker (the argument tuple) that lets one closure type
 /// implement this for exactly one arity.
-pub trait Method<Args>: Send + Sync + 'static {
+pub trait Invoke<Args>: 'static {
     /// What the closure returns.
     type Output;
     /// Checks the arity, converts the arguments and calls the closure.
     fn invoke(&self, args: Vec<Value>) -> Result<Self::Output, RemoteError>;
 }
+
+/// A closure usable as an exposed method: an [`Invoke`] that any serving
+/// thread may call.
+pub trait Method<Args>: Invoke<Args> + Send + Sync {}
+
+impl<Args, F: Invoke<Args> + Send + Sync> Method<Args> for F {}
 
 fn arg<T: DeserializeOwned>(v: Value, index: usize) -> Result<T, RemoteError> {
     from_value(v).map_err(|e| RemoteError::type_error(format!("argument {}: {e}", index + 1)))
@@ -317,9 +325,9 @@ fn arg<T: DeserializeOwned>(v: Value, index: usize) -> Result<T, RemoteError> {
 
 macro_rules! impl_method {
     ($n:expr; $($a:ident),*) => {
-        impl<F, R, $($a),*> Method<($($a,)*)> for F
+        impl<F, R, $($a),*> Invoke<($($a,)*)> for F
         where
-            F: Fn($($a),*) -> R + Send + Sync + 'static,
+            F: Fn($($a),*) -> R + 'static,
             $($a: DeserializeOwned,)*
         {
             type Output = R;

@@ -59,7 +59,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use glib::{ControlFlow, IOCondition, MainContext, Priority, Source};
-use tether::{AsyncResult, Builder, Connection};
+use tether::{AsyncResult, Builder, Connection, Invoke, LocalObject, RemoteError};
 
 pub use glib::thread_guard::ThreadGuard;
 
@@ -80,6 +80,7 @@ struct Inner {
     wake_pending: AtomicBool,
     detached: AtomicBool,
     on_close: Mutex<Option<OnClose>>,
+    closed_handlers: Mutex<Vec<OnContext<Box<dyn FnOnce()>>>>,
 }
 
 /// A connection attached to a [`MainContext`]. Dropping it (or
@@ -104,6 +105,7 @@ pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<GlibConnection
         wake_pending: AtomicBool::new(false),
         detached: AtomicBool::new(false),
         on_close: Mutex::new(None),
+        closed_handlers: Mutex::new(Vec::new()),
     });
     let weak = Arc::downgrade(&inner);
     conn.attach(move || {
@@ -146,6 +148,15 @@ impl GlibConnection {
     /// Destroys the watches and detaches the connection (any thread may then
     /// serve it). Same as dropping.
     pub fn detach(self) {}
+
+    /// Runs `f` on the context's thread when the connection closes (the
+    /// peer went away, sent garbage, or either side closed it), after the
+    /// watches are gone. `f` may capture widgets. Call on the context's
+    /// thread; handlers of a connection detached before it closes never run.
+    pub fn connect_closed(&self, f: impl FnOnce() + 'static) {
+        let handler = OnContext::new(&self.inner.ctx, Box::new(f) as Box<dyn FnOnce()>);
+        self.inner.closed_handlers.lock().unwrap_or_else(|e| e.into_inner()).push(handler);
+    }
 
     fn on_close(&self, f: impl FnOnce() + Send + 'static) {
         *self.inner.on_close.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
@@ -195,6 +206,12 @@ impl Inner {
         if self.conn.is_closed() {
             self.teardown();
             let hook = self.on_close.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let handlers = std::mem::take(&mut *self.closed_handlers.lock().unwrap_or_else(|e| e.into_inner()));
+            for handler in handlers {
+                if let Some(f) = handler.into_inner() {
+                    f();
+                }
+            }
             if let Some(hook) = hook {
                 hook();
             }
@@ -291,6 +308,99 @@ where
         } else {
             let res = res.clone();
             ctx.invoke(move || (guard.into_inner())(&res));
+        }
+    }
+}
+
+/// Makes an event callback (a [`LocalObject`] the peer calls, like
+/// [`tether::callback`]) from a closure that captures `!Send` values: GTK
+/// widgets, models, `Rc`s. It runs on the context's thread, which is where
+/// an attached connection serves the peer's calls.
+///
+/// If the connection is served by another thread (not attached to `ctx`),
+/// the peer's call fails with a `RuntimeError` naming the mistake rather
+/// than touching widgets off their thread. When the peer releases the
+/// callback, its captures are dropped on the context's thread.
+///
+/// ```
+/// use glib::MainContext;
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// let ctx = MainContext::default();
+/// let seen: Rc<RefCell<Vec<String>>> = Rc::default(); // stands in for a widget
+/// let log = seen.clone();
+/// let on_change = tether_glib::callback(&ctx, move |path: String| log.borrow_mut().push(path));
+/// # let _ = on_change;
+/// ```
+pub fn callback<Args, F>(ctx: &MainContext, f: F) -> LocalObject
+where
+    Args: 'static,
+    F: Invoke<Args>,
+    F::Output: serde::Serialize,
+{
+    tether::callback(LoopCallback { f: OnContext::new(ctx, f), marker: std::marker::PhantomData })
+}
+
+/// A closure pinned to a context's thread, callable by the peer.
+struct LoopCallback<F: 'static, Args> {
+    f: OnContext<F>,
+    // `fn() -> Args` keeps the marker Send + Sync whatever `Args` is.
+    marker: std::marker::PhantomData<fn() -> Args>,
+}
+
+impl<Args: 'static, F: Invoke<Args>> Invoke<Args> for LoopCallback<F, Args> {
+    type Output = F::Output;
+
+    fn invoke(&self, args: Vec<tether::Value>) -> Result<F::Output, RemoteError> {
+        match self.f.get() {
+            Some(f) => f.invoke(args),
+            None => Err(RemoteError::new(
+                "RuntimeError",
+                "a main-thread callback was called from another thread: attach the connection to the \
+                 MainContext the callback was made for",
+            )),
+        }
+    }
+}
+
+/// A value usable only on the thread of its context, and always dropped
+/// there: dropped elsewhere, it is sent to the context to die (a
+/// `ThreadGuard` dropped off its thread would panic).
+struct OnContext<T: 'static> {
+    guard: Option<ThreadGuard<T>>,
+    ctx: MainContext,
+}
+
+impl<T: 'static> OnContext<T> {
+    fn new(ctx: &MainContext, value: T) -> Self {
+        OnContext { guard: Some(ThreadGuard::new(value)), ctx: ctx.clone() }
+    }
+
+    /// The value, when called on its thread.
+    fn get(&self) -> Option<&T> {
+        self.guard.as_ref().filter(|g| g.is_owner()).map(|g| g.get_ref())
+    }
+
+    /// The value, when called on its thread; elsewhere it is dropped (on
+    /// its thread) and `None` returned.
+    fn into_inner(mut self) -> Option<T> {
+        match self.guard.take() {
+            Some(g) if g.is_owner() => Some(g.into_inner()),
+            other => {
+                self.guard = other;
+                None
+            }
+        }
+    }
+}
+
+impl<T: 'static> Drop for OnContext<T> {
+    fn drop(&mut self) {
+        if let Some(g) = self.guard.take() {
+            if !g.is_owner() {
+                self.ctx.invoke(move || drop(g));
+            }
         }
     }
 }

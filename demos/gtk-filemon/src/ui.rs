@@ -9,7 +9,7 @@ use std::time::Duration;
 use gtk::glib;
 use gtk::prelude::*;
 use tether::{Connection, RemoteObject};
-use tether_glib::{GlibConnection, ThreadGuard};
+use tether_glib::GlibConnection;
 
 use crate::service::{Checksum, Stat};
 
@@ -80,14 +80,14 @@ impl FileMonWindow {
             "No changes yet: edit the file, or press \"Append a line\".",
         ))));
 
-        // The event callback must be `Send + Sync` (it is a tether object),
-        // but a GTK model is neither: ThreadGuard lets it through and
-        // panics if touched from another thread, which cannot happen while
-        // the connection is attached to this thread's main loop.
-        let model = ThreadGuard::new(events.clone());
-        let on_change = tether::callback(move |old: Option<Stat>, new: Option<Stat>| {
+        // A GTK model is neither `Send` nor `Sync`; tether_glib::callback
+        // pins the closure to this thread, where the attached connection
+        // serves the server's calls.
+        let model = events.clone();
+        let ctx = glib::MainContext::default();
+        let on_change = tether_glib::callback(&ctx, move |old: Option<Stat>, new: Option<Stat>| {
             let time = glib::DateTime::now_local().and_then(|t| t.format("%H:%M:%S")).unwrap_or_default();
-            model.get_ref().append(&format!("{time}  {}", describe(old, new)));
+            model.append(&format!("{time}  {}", describe(old, new)));
         });
         // A synchronous call: it only waits for the first look at the file.
         let monitor: RemoteObject =
@@ -130,6 +130,8 @@ impl FileMonWindow {
             gtk::Label::new(Some(&format!("Watching {} via {}", options.path.display(), conn.peer())));
         header.set_xalign(0.0);
         header.set_wrap(true);
+        let status = header.clone();
+        attached.connect_closed(move || status.set_text("The server went away: no more events."));
         let scroller = gtk::ScrolledWindow::builder().child(&list).vexpand(true).build();
         let buttons = gtk::Box::new(gtk::Orientation::Horizontal, 6);
         buttons.append(&append_button);
