@@ -11,10 +11,16 @@ use std::time::Duration;
 /// | `max_pending` | 100,000 | new calls fail with `LimitError::TooManyPending` |
 /// | `max_exported` | 1,000,000 | the call or reply that would export one more object fails |
 /// | `max_imported` | 1,000,000 | references past it are refused (that call or reply fails) |
-/// | `max_output_buffer` | 256 MiB | new calls fail with `LimitError::OutputBufferFull` (the peer is not reading) |
+/// | `max_output_buffer` | 256 MiB | new calls (sync and async) fail with `LimitError::OutputBufferFull` (the peer is not reading); a peer that keeps sending requests while not reading the replies is disconnected with that error |
 /// | `sync_request_timeout` | 30 s | a synchronous call fails with `Error::Timeout` (RPyC's default) |
-/// | `idle_timeout` | none | a connection that receives nothing for this long is closed |
+/// | `idle_timeout` | none | a connection that receives nothing for this long is closed (`Error::Closed` naming `idle_timeout`); also ends a peer that holds a partial frame open |
 /// | `include_traceback` | true | when false, remote errors carry no traceback (RPyC's `include_local_traceback`) |
+///
+/// Outgoing limits fail only the call concerned; incoming violations end
+/// that one connection with an error naming the limit. Authentication has
+/// its own timeout, [`Builder::auth_timeout`](crate::Builder::auth_timeout)
+/// (10 s). `tests/limits.rs` checks that this table names every field and
+/// that each limit is enforced over a real socket.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Config {
