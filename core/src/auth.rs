@@ -34,6 +34,22 @@
 //! # Ok::<(), tether::Error>(())
 //! ```
 //!
+//! # Event-loop servers
+//!
+//! The backends' single-threaded servers (tether-mio, -polling, -calloop,
+//! -glib) start each accepted connection with their builder on the loop's
+//! thread, so the builder's authenticator runs there, inline. That fits
+//! instant authenticators such as [`UnixPeerCred`] (one `getsockopt`).
+//! **It does not fit [`SharedSecret`]**: its exchange waits for the client,
+//! which would stall every other connection on the loop for up to
+//! `auth_timeout` per client. Serve shared-secret clients with
+//! [`ThreadedServer`](crate::ThreadedServer) (or authenticate on a thread of
+//! your own and hand the connection to the loop);
+//! [`Builder::auth_may_block`](crate::Builder::auth_may_block) tells which
+//! kind a builder has. Those servers currently log a refusal like a failed
+//! accept and pause accepting for their back-off (100 ms) before the next
+//! client.
+//!
 //! # The shared-secret exchange
 //!
 //! ```text

@@ -101,6 +101,7 @@ macro_rules! conformance_tests {
             no_request_stranded_after_a_sync_call_on_the_loop_thread,
             idle_loop_sleeps,
             soak_many_clients_mixed_calls,
+            instant_authenticator_on_the_backend_server,
         );
     };
     (@each $backend:ty; $($name:ident),* $(,)?) => {
@@ -1035,4 +1036,46 @@ pub fn soak_many_clients_mixed_calls<B: Backend>() {
     });
     print_soak(std::any::type_name::<B>(), &report);
     check_soak_memory(&report);
+}
+
+// ---- authentication ------------------------------------------------------------------
+
+/// An instant authenticator (as `UnixPeerCred` is) for TCP: refuses the
+/// first client, names the others.
+struct RefuseFirst(AtomicUsize);
+
+impl tether::Authenticator for RefuseFirst {
+    fn authenticate(&self, _stream: &mut tether::Stream) -> tether::Result<tether::Credentials> {
+        match self.0.fetch_add(1, Ordering::AcqRel) {
+            0 => Err(Error::Auth("the first client is refused".into())),
+            n => Ok(tether::Credentials::new("test").with_identity(format!("client-{n}"))),
+        }
+    }
+    fn is_instant(&self) -> bool {
+        true
+    }
+}
+
+/// The backend's server runs an instant authenticator (such as
+/// `UnixPeerCred`) on its loop at accept: a refused client is closed, the
+/// others are served and their credentials are visible to the service.
+pub fn instant_authenticator_on_the_backend_server<B: Backend>() {
+    let service = Service::new(|conn| {
+        let who = conn.credentials().and_then(|c| c.identity.clone()).unwrap_or_default();
+        ObjectBuilder::new("Who").method("who", move || who.clone()).build()
+    });
+    let builder = Builder::default().service(service).authenticator(RefuseFirst(AtomicUsize::new(0)));
+    assert!(!builder.auth_may_block());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = B::spawn_server(listener, builder);
+
+    let refused = Builder::default().connect_tcp(addr).unwrap();
+    let err = refused.root().unwrap_err();
+    assert!(err.is_closed(), "the refused client's socket was closed: {err}");
+    for n in 1..=3 {
+        let conn = Builder::default().connect_tcp(addr).unwrap();
+        assert_eq!(conn.root().unwrap().call_method::<String>("who", ()).unwrap(), format!("client-{n}"));
+    }
+    server.stop();
 }
