@@ -5,6 +5,8 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// What a connection needs from the bytes underneath it.
@@ -135,11 +137,20 @@ impl Write for Stream {
 }
 
 /// A socket plus a wake-up pipe, waited on with `poll(2)`.
+///
+/// The wake-up pipe is made on first use (a blocking `wait` or a `wake`), so
+/// a connection served only by an event loop costs one file descriptor, not
+/// three (a server holding 10,000 connections needs 10,000 descriptors, not
+/// 30,000).
 #[derive(Debug)]
 pub struct SocketTransport {
     stream: Stream,
-    wake_rx: UnixStream,
-    wake_tx: UnixStream,
+    /// `(read end, write end)`; `Err` if it could not be made (out of file
+    /// descriptors): waits then poll the socket in short slices instead.
+    wake: OnceLock<Result<(UnixStream, UnixStream), ()>>,
+    /// The last read was short, so the socket was drained: the next read
+    /// (the one that would only return `WouldBlock`) is skipped.
+    drained: AtomicBool,
     label: String,
 }
 
@@ -164,10 +175,23 @@ impl SocketTransport {
                 }
             }
         };
-        let (wake_rx, wake_tx) = UnixStream::pair()?;
-        wake_rx.set_nonblocking(true)?;
-        wake_tx.set_nonblocking(true)?;
-        Ok(SocketTransport { stream, wake_rx, wake_tx, label })
+        Ok(SocketTransport { stream, wake: OnceLock::new(), drained: AtomicBool::new(false), label })
+    }
+
+    /// The wake-up pipe, made now if need be. Both `wait` and `wake` make
+    /// it, so a `wake` racing with the first `wait` is never lost.
+    fn wake_pipe(&self) -> Option<&(UnixStream, UnixStream)> {
+        self.wake
+            .get_or_init(|| {
+                let pair = UnixStream::pair().and_then(|(rx, tx)| {
+                    rx.set_nonblocking(true)?;
+                    tx.set_nonblocking(true)?;
+                    Ok((rx, tx))
+                });
+                pair.map_err(|e| log::warn!("tether: no wake-up pipe ({e}); waits poll in slices"))
+            })
+            .as_ref()
+            .ok()
     }
 
     /// The underlying stream.
@@ -178,10 +202,23 @@ impl SocketTransport {
 
 impl Transport for SocketTransport {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match &self.stream {
-            Stream::Tcp(s) => (&*s).read(buf),
-            Stream::Unix(s) => (&*s).read(buf),
+        // A stream socket's read stops short only once its queue is empty,
+        // so the read after a short one would just return `WouldBlock`:
+        // say so without the syscall. Data arriving meanwhile makes the
+        // socket readable again (level-triggered waits) or raises a new
+        // edge (edge-triggered loops), so nothing is missed. Callers read
+        // until `WouldBlock`, so the flag never outlives that loop.
+        if self.drained.swap(false, Ordering::Relaxed) {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
+        let n = match &self.stream {
+            Stream::Tcp(s) => (&*s).read(buf)?,
+            Stream::Unix(s) => (&*s).read(buf)?,
+        };
+        if n > 0 && n < buf.len() {
+            self.drained.store(true, Ordering::Relaxed);
+        }
+        Ok(n)
     }
 
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -196,31 +233,38 @@ impl Transport for SocketTransport {
         if want_write {
             events |= libc::POLLOUT;
         }
+        let pipe = self.wake_pipe();
         let mut fds = [
             libc::pollfd { fd: self.stream.fd(), events, revents: 0 },
-            libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: pipe.map_or(-1, |p| p.0.as_raw_fd()), events: libc::POLLIN, revents: 0 },
         ];
-        let ms = match timeout {
+        let mut ms = match timeout {
             None => -1,
             // Round up so a wait never ends just before its deadline.
             Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
         };
-        // SAFETY: `fds` is a valid array of two pollfd structs for the whole call.
+        if pipe.is_none() && !(0..=10).contains(&ms) {
+            ms = 10; // no wake-up pipe: notice wakes within 10 ms
+        }
+        // SAFETY: `fds` is a valid array of two pollfd structs for the whole
+        // call (poll ignores the entry whose fd is -1).
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
         }
-        if fds[1].revents != 0 {
+        if let Some((rx, _)) = pipe.filter(|_| fds[1].revents != 0) {
             let mut sink = [0u8; 64];
-            while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
+            while matches!((&*rx).read(&mut sink), Ok(n) if n > 0) {}
         }
         Ok(())
     }
 
     fn wake(&self) {
         // A full pipe already guarantees a wake-up; the error is irrelevant.
-        let _ = (&self.wake_tx).write(&[1]);
+        if let Some((_, tx)) = self.wake_pipe() {
+            let _ = (&*tx).write(&[1]);
+        }
     }
 
     fn shutdown(&self) {
@@ -228,7 +272,11 @@ impl Transport for SocketTransport {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
         };
-        self.wake();
+        // The shut socket itself now wakes any poll on it; ring the pipe
+        // only if one exists.
+        if let Some(Ok((_, tx))) = self.wake.get() {
+            let _ = (&*tx).write(&[1]);
+        }
     }
 
     fn raw_fd(&self) -> Option<RawFd> {
