@@ -24,7 +24,7 @@ import time
 import rpyc
 from rpyc.utils.server import ThreadedServer
 
-WINDOW = 1000
+WINDOW = 1000  # calls in flight; --window changes it (client and emit)
 
 
 def opts(argv):
@@ -59,12 +59,12 @@ def result(**fields):
     print("RESULT " + " ".join(f"{k}={v}" for k, v in fields.items()), flush=True)
 
 
-def emit(callback, n):
-    """Calls callback(i) n times, at most WINDOW calls in flight."""
+def emit(callback, n, window=WINDOW):
+    """Calls callback(i) n times, at most `window` calls in flight."""
     acb = rpyc.async_(callback)
     pending = collections.deque()
     for i in range(n):
-        if len(pending) >= WINDOW:
+        if len(pending) >= window:
             pending.popleft().wait()
         pending.append(acb(i))
     while pending:
@@ -85,8 +85,8 @@ class BenchService(rpyc.Service):
     def exposed_echo(self, data):
         return data
 
-    def exposed_emit(self, callback, n):
-        return emit(callback, n)
+    def exposed_emit(self, callback, n, window=WINDOW):
+        return emit(callback, n, window)
 
 
 def server(o):
@@ -143,9 +143,10 @@ def latency(o, conn):
 
 def pipelined(o, conn):
     secs = float(o["secs"])
+    window = int(o.get("window", WINDOW))
     aadd = rpyc.async_(conn.root.add)
-    pending = collections.deque(aadd(i, 1) for i in range(WINDOW))
-    for _ in range(WINDOW):  # warm-up
+    pending = collections.deque(aadd(i, 1) for i in range(window))
+    for _ in range(window):  # warm-up
         pending.popleft().wait()
         pending.append(aadd(1, 1))
     done, start = 0, time.monotonic()
@@ -162,6 +163,7 @@ def pipelined(o, conn):
 
 def events(o, conn):
     secs, batch = float(o["secs"]), int(o.get("batch", 20000))
+    window = int(o.get("window", WINDOW))
     got = [0]
     cond = threading.Condition()
 
@@ -178,10 +180,13 @@ def events(o, conn):
     def round_(k):
         with cond:
             target = got[0] + k
-        res = aemit(on_event, k)
+        res = aemit(on_event, k, window)
+        give_up = time.monotonic() + 20
         with cond:
             while got[0] < target:
-                cond.wait(5)
+                if time.monotonic() > give_up:
+                    raise TimeoutError(f"only {got[0] - target + k} of {k} events arrived in 20 s")
+                cond.wait(1)
         res.wait()
 
     round_(max(1, batch // 10))
