@@ -956,9 +956,25 @@ impl Shared {
     ) -> Result<()> {
         let me = thread::current().id();
         let mut drove_once = false;
+        let mut leftovers: Option<usize> = None;
         let mut st = self.lock();
         loop {
             if done(&st) {
+                // Requests read along with what we waited for run before we
+                // return, as they would if messages were handled one by one:
+                // a reply must not overtake a callback the peer sent before
+                // it. Only those queued now, so a steady stream of new
+                // requests cannot keep the caller from returning.
+                let budget = leftovers.get_or_insert(st.inbox.len());
+                if *budget > 0 && Self::may_serve(&st, me) {
+                    if let Some((seq, request)) = st.inbox.pop_front() {
+                        *budget -= 1;
+                        drop(st);
+                        self.dispatch(seq, request);
+                        st = self.lock();
+                        continue;
+                    }
+                }
                 self.hand_leftovers_to_loop(&st);
                 return Ok(());
             }

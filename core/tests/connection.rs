@@ -549,6 +549,24 @@ fn requests_served_from_one_thread_run_in_arrival_order() {
 }
 
 #[test]
+fn a_reply_never_overtakes_a_callback_sent_before_it() {
+    // `burst` sends an event and then returns: with nobody else serving, the
+    // event has run by the time the synchronous call returns, every time.
+    let srv = TestServer::tcp();
+    let conn = srv.connect();
+    let root = conn.root().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let cb = callback(move |_: i64| {
+        s.fetch_add(1, Ordering::SeqCst);
+    });
+    for i in 1..=300 {
+        let _: () = root.call_method("burst", (cb.clone(), 1)).unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), i, "call {i} returned before its event ran");
+    }
+}
+
+#[test]
 fn async_result_is_a_future() {
     let srv = TestServer::tcp();
     let conn = srv.connect();

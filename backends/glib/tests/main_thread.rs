@@ -16,12 +16,9 @@ fn run_until(ctx: &MainContext, what: &str, done: impl Fn() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         // A short timer bounds each blocking iteration so the deadline is seen.
-        let tick = glib::timeout_source_new(
-            Duration::from_millis(20),
-            None,
-            glib::Priority::DEFAULT,
-            || glib::ControlFlow::Break,
-        );
+        let tick = glib::timeout_source_new(Duration::from_millis(20), None, glib::Priority::DEFAULT, || {
+            glib::ControlFlow::Break
+        });
         tick.attach(Some(ctx));
         ctx.iteration(true);
         tick.destroy();
@@ -76,7 +73,7 @@ fn callback_called_off_its_thread_is_a_clear_remote_error() {
     with_context(|ctx| {
         let server = PeerServer::start();
         let conn = server.connect();
-        // Not attached: a background thread serves the peer's calls.
+        // Not attached: other threads serve the peer's calls.
         let bg = BgServingThread::new(&conn);
         let root = conn.root().unwrap();
         let dropped = Rc::new(Cell::new(false));
@@ -85,7 +82,11 @@ fn callback_called_off_its_thread_is_a_clear_remote_error() {
             widget.texts.borrow_mut().push(x);
             x
         });
-        let err = root.call_method::<i64>("call_me", (cb, 1)).unwrap_err();
+        // Called from another thread, so that neither the caller nor the
+        // background thread, whichever serves the callback, is its owner.
+        let err = std::thread::scope(|s| {
+            s.spawn(|| root.call_method::<i64>("call_me", (cb, 1)).unwrap_err()).join().unwrap()
+        });
         let remote = err.as_remote().expect("a remote error");
         assert_eq!(remote.type_name, "RuntimeError", "{err}");
         assert!(remote.message.contains("another thread"), "{err}");
