@@ -64,6 +64,8 @@ use tether::{AsyncResult, Builder, Connection, Invoke, LocalObject, RemoteError}
 pub use glib::thread_guard::ThreadGuard;
 
 type OnClose = Box<dyn FnOnce() + Send>;
+/// A close handler that may capture widgets: it lives on the context's thread.
+type ClosedHandler = OnContext<Box<dyn FnOnce()>>;
 
 #[derive(Default)]
 struct Sources {
@@ -80,7 +82,7 @@ struct Inner {
     wake_pending: AtomicBool,
     detached: AtomicBool,
     on_close: Mutex<Option<OnClose>>,
-    closed_handlers: Mutex<Vec<OnContext<Box<dyn FnOnce()>>>>,
+    closed_handlers: Mutex<Vec<ClosedHandler>>,
 }
 
 /// A connection attached to a [`MainContext`]. Dropping it (or
@@ -206,7 +208,8 @@ impl Inner {
         if self.conn.is_closed() {
             self.teardown();
             let hook = self.on_close.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let handlers = std::mem::take(&mut *self.closed_handlers.lock().unwrap_or_else(|e| e.into_inner()));
+            let handlers =
+                std::mem::take(&mut *self.closed_handlers.lock().unwrap_or_else(|e| e.into_inner()));
             for handler in handlers {
                 if let Some(f) = handler.into_inner() {
                     f();
