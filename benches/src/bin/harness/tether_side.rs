@@ -437,7 +437,7 @@ fn nofile_limit(pid: u32) -> Option<u64> {
 /// directly: one file descriptor and no thread per connection here.
 fn open_idle(addr: &str, n: usize, out: &mut Vec<TcpStream>) -> tether::Result<()> {
     let mut buf = vec![0u8; 4096];
-    for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
         let mut batch = Vec::with_capacity(chunk.len());
         for _ in chunk {
             let mut s = TcpStream::connect(addr)?;
