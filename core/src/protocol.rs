@@ -182,6 +182,9 @@ pub struct Protocol {
     config: Config,
     phase: Phase,
     decoder: wire::FrameDecoder,
+    /// The start of the peer's stream, kept until its hello, to explain a
+    /// peer that is not a tether peer.
+    first_bytes: Vec<u8>,
     out: Vec<u8>,
     out_start: usize,
     next_seq: u64,
@@ -228,6 +231,7 @@ impl Protocol {
             config,
             phase: Phase::ExpectHello,
             decoder: wire::FrameDecoder::new(),
+            first_bytes: Vec::new(),
             out: Vec::new(),
             out_start: 0,
             next_seq: 1,
@@ -292,6 +296,10 @@ impl Protocol {
         if !bytes.is_empty() {
             self.last_input = now;
         }
+        if self.phase == Phase::ExpectHello && self.first_bytes.len() < FIRST_BYTES_KEPT {
+            let room = FIRST_BYTES_KEPT - self.first_bytes.len();
+            self.first_bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
         self.decoder.push(bytes);
         loop {
             let max = self.config.max_frame_len;
@@ -328,10 +336,33 @@ impl Protocol {
                 }
             });
             if let Err(e) = result {
+                let e = self.explain_bad_greeting(e);
                 self.fail(e.clone());
                 return Err(e);
             }
         }
+    }
+
+    /// Before the hello, garbage usually means the peer is not a tether
+    /// peer at all (or wants authentication first): say that, not "frame
+    /// too large".
+    fn explain_bad_greeting(&self, e: Error) -> Error {
+        if self.phase != Phase::ExpectHello || matches!(e, Error::Protocol(ProtocolError::Handshake(_))) {
+            return e;
+        }
+        let seen = &self.first_bytes;
+        let message = if seen.starts_with(b"tether-auth") {
+            "the peer asks for authentication first (a shared-secret challenge): \
+             configure the secret with Builder::shared_secret"
+                .to_string()
+        } else {
+            let preview: String = seen
+                .iter()
+                .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
+                .collect();
+            format!("the peer does not speak tether: its first bytes are {preview:?} ({e})")
+        };
+        ProtocolError::Handshake(message).into()
     }
 
     /// The peer closed its end of the stream.
@@ -902,3 +933,6 @@ impl std::fmt::Debug for Protocol {
             .finish_non_exhaustive()
     }
 }
+
+/// How much of the peer's stream is kept to explain a failed greeting.
+const FIRST_BYTES_KEPT: usize = 16;

@@ -172,7 +172,8 @@ fn client_without_the_secret_fails_and_the_server_times_it_out() {
     let addr = server.local_addr().unwrap();
     let _running = Running::start(server);
     let conn = Builder::default().connect_tcp(addr).unwrap();
-    assert!(conn.root().is_err(), "an unauthenticated client gets nothing");
+    let err = conn.root().expect_err("an unauthenticated client gets nothing");
+    assert!(err.to_string().contains("the peer asks for authentication first"), "{err}");
     logcap::wait_for(
         &["refused", "the peer closed the connection while reading the client's answer"],
         PATIENCE,
