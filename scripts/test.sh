@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: installs missing system packages (as root), then
-# rustfmt, clippy with warnings denied, and every test in the workspace.
+# rustfmt, clippy and rustdoc with warnings denied, and every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +32,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== cargo test"
 cargo test --workspace --locked
 

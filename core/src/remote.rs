@@ -97,7 +97,7 @@ impl Drop for ProxyInner {
 /// Calls come in three forms, as in RPyC: synchronous ([`call_method`](Self::call_method),
 /// blocking while serving the connection), asynchronous
 /// ([`async_method`](Self::async_method), returning an [`AsyncResult`]), and
-/// [`timed`](crate::timed).
+/// [`timed`].
 #[derive(Clone)]
 pub struct RemoteObject {
     pub(crate) inner: Arc<ProxyInner>,
