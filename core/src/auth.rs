@@ -46,9 +46,10 @@
 //! [`ThreadedServer`](crate::ThreadedServer) (or authenticate on a thread of
 //! your own and hand the connection to the loop);
 //! [`Builder::auth_may_block`](crate::Builder::auth_may_block) tells which
-//! kind a builder has. Those servers currently log a refusal like a failed
-//! accept and pause accepting for their back-off (100 ms) before the next
-//! client.
+//! kind a builder has. Every server logs a refusal once (`warn`, with the
+//! peer and the reason), closes that client's socket and accepts the next
+//! client at once: only a failing listener (out of file descriptors) makes
+//! a server back off (see [`listener`](crate::listener)).
 //!
 //! # The shared-secret exchange
 //!

@@ -13,7 +13,7 @@
 //! | [`wire`] | frames (4-byte length + one CBOR item) and message shapes, with hard limits |
 //! | [`protocol`] | the sans-IO state machine: bytes in, [`Event`](protocol::Event)s out; sequence numbers, pending table, object tables, deadlines as data |
 //! | [`connection`] | [`Connection`]: the protocol driven over a [`Transport`]; synchronous calls, [`AsyncResult`], serving, [`BgServingThread`], event-loop entry points |
-//! | [`server`] | [`ThreadedServer`] and [`OneShotServer`] |
+//! | [`listener`], [`server`] | the [`Listener`] every server accepts on (a refused client vs a failed listener: [`Accepted`]); [`ThreadedServer`] and [`OneShotServer`] |
 //! | [`auth`] | authenticators run before the handshake: Unix peer credentials, a shared-secret challenge-response |
 //! | [`testing`] | a deterministic in-memory [`Pair`](testing::Pair) on a virtual clock |
 //!
@@ -59,6 +59,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod listener;
 pub mod object;
 pub mod protocol;
 pub mod remote;
@@ -74,6 +75,7 @@ pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
 pub use connection::{connect, BgServingThread, Builder, Connection, Service, WeakConnection};
 pub use error::{Error, RemoteError, Result};
+pub use listener::{Accepted, Listener};
 pub use object::{callback, Invoke, LocalObject, Method, Object, ObjectBuilder};
 pub use remote::{async_, timed, Async, IntoArgs, RemoteObject};
 pub use server::{OneShotServer, ThreadedServer};

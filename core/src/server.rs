@@ -12,14 +12,15 @@
 //!
 //! Each accepted connection gets its own thread at once; authentication
 //! (see [`ThreadedServer::authenticator`]) runs there, so a slow or hostile
-//! client never holds up the accept loop. When the process runs out of file
-//! descriptors (or threads), the server logs a warning, backs off for
-//! [`ACCEPT_BACKOFF`] and tries again, serving the connections it has.
+//! client never holds up the accept loop, and a refused client is logged and
+//! dropped without pausing it. When the process runs out of file descriptors
+//! (or threads), the server logs a warning, backs off for [`ACCEPT_BACKOFF`]
+//! and tries again, serving the connections it has (see [`listener`](crate::listener)).
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,33 +29,19 @@ use std::time::Duration;
 
 use crate::auth::Authenticator;
 use crate::connection::{Builder, WeakConnection};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::listener::{start_accepted, Listener};
 use crate::transport::Stream;
 
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
+/// The server's listener, plus the socket file to remove once it closes.
+struct Bound {
+    listener: Listener,
+    unix_path: Option<PathBuf>,
 }
 
-impl Listener {
-    fn fd(&self) -> RawFd {
-        match self {
-            Listener::Tcp(l) => l.as_raw_fd(),
-            Listener::Unix(l, _) => l.as_raw_fd(),
-        }
-    }
-
-    fn accept(&self) -> io::Result<Stream> {
-        Ok(match self {
-            Listener::Tcp(l) => Stream::Tcp(l.accept()?.0),
-            Listener::Unix(l, _) => Stream::Unix(l.accept()?.0),
-        })
-    }
-}
-
-impl Drop for Listener {
+impl Drop for Bound {
     fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
+        if let Some(path) = &self.unix_path {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -62,7 +49,7 @@ impl Drop for Listener {
 
 /// A listener that a `close()` from another thread can interrupt.
 struct Acceptor {
-    listener: Mutex<Option<Listener>>,
+    listener: Mutex<Option<Bound>>,
     fd: RawFd,
     wake_rx: UnixStream,
     wake_tx: UnixStream,
@@ -73,15 +60,13 @@ struct Acceptor {
 }
 
 impl Acceptor {
-    fn new(listener: Listener) -> Result<Acceptor> {
+    fn new(listener: Bound) -> Result<Acceptor> {
         let (wake_rx, wake_tx) = UnixStream::pair()?;
         wake_rx.set_nonblocking(true)?;
         wake_tx.set_nonblocking(true)?;
-        match &listener {
-            Listener::Tcp(l) => l.set_nonblocking(true)?,
-            Listener::Unix(l, _) => l.set_nonblocking(true)?,
-        }
-        let fd = listener.fd();
+        // `Listener::bind_*` made the listener non-blocking: the poll below
+        // may report a client that is gone by the time we accept.
+        let fd = listener.listener.as_raw_fd();
         Ok(Acceptor {
             listener: Mutex::new(Some(listener)),
             fd,
@@ -112,11 +97,12 @@ impl Acceptor {
                 return None;
             }
             let guard = self.listener.lock().unwrap_or_else(|e| e.into_inner());
-            let listener = guard.as_ref()?;
-            match listener.accept() {
+            let bound = guard.as_ref()?;
+            // `accept` already skips clients that went away; what errors
+            // remain are the listener's own.
+            match bound.listener.accept() {
                 Ok(stream) => return Some(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     // Typically EMFILE/ENFILE: the process is out of file
                     // descriptors. Keep serving existing connections and try
@@ -166,11 +152,8 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-fn bind(listener: Listener, builder: Builder) -> Result<Arc<Inner>> {
-    let local_addr = match &listener {
-        Listener::Tcp(l) => l.local_addr().ok(),
-        Listener::Unix(..) => None,
-    };
+fn bind(listener: Bound, builder: Builder) -> Result<Arc<Inner>> {
+    let local_addr = listener.listener.local_addr();
     Ok(Arc::new(Inner {
         acceptor: Acceptor::new(listener)?,
         builder: Mutex::new(builder),
@@ -182,12 +165,12 @@ fn bind(listener: Listener, builder: Builder) -> Result<Arc<Inner>> {
     }))
 }
 
-fn tcp(addr: impl ToSocketAddrs) -> Result<Listener> {
-    Ok(Listener::Tcp(TcpListener::bind(addr)?))
+fn tcp(addr: impl ToSocketAddrs) -> Result<Bound> {
+    Ok(Bound { listener: Listener::bind_tcp(addr)?, unix_path: None })
 }
 
-fn unix(path: &Path) -> Result<Listener> {
-    Ok(Listener::Unix(UnixListener::bind(path)?, path.to_owned()))
+fn unix(path: &Path) -> Result<Bound> {
+    Ok(Bound { listener: Listener::bind_unix(path)?, unix_path: Some(path.to_owned()) })
 }
 
 impl Inner {
@@ -221,7 +204,6 @@ impl Inner {
 
     /// On the connection's own thread: authenticate, set up, serve.
     fn run_connection(self: &Arc<Self>, stream: Stream) {
-        let peer = stream.describe_peer();
         let builder = self.builder();
         // A handle to the socket lets `close` interrupt a slow authentication.
         let mut guard = None;
@@ -229,6 +211,9 @@ impl Inner {
             let handle = match stream.try_clone() {
                 Ok(h) => h,
                 Err(e) => {
+                    // Out of file descriptors: this process's fault, not the
+                    // client's, so let the accept loop back off.
+                    let peer = stream.describe_peer();
                     log::warn!("tether server: could not set up a connection from {peer}: {e}");
                     self.acceptor.back_off();
                     return;
@@ -242,27 +227,13 @@ impl Inner {
             pending.push((id, handle));
             guard = Some(id);
         }
-        let result = builder.over_stream(stream);
+        let result = start_accepted(builder, stream);
         if let Some(id) = guard {
             self.authenticating.lock().unwrap_or_else(|e| e.into_inner()).retain(|(i, _)| *i != id);
         }
-        let conn = match result {
-            Ok(c) => c,
-            Err(Error::Auth(why)) => {
-                log::warn!("tether server: refused {peer}: {why}");
-                return;
-            }
-            Err(e) => {
-                // Typically out of file descriptors: drop this client and
-                // let the accept loop back off.
-                log::warn!(
-                    "tether server: could not set up a connection from {peer} ({e}); \
-                     retrying accepts in {ACCEPT_BACKOFF:?}"
-                );
-                self.acceptor.back_off();
-                return;
-            }
-        };
+        // A refusal or a client whose socket died is that client's failure,
+        // logged by `start_accepted`: the accept loop carries on at once.
+        let Ok(conn) = result else { return };
         {
             let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
             if self.acceptor.is_stopped() {
@@ -387,7 +358,7 @@ impl OneShotServer {
 
     /// Authenticates the client before the handshake (see
     /// [`ThreadedServer::authenticator`]); a refused client ends
-    /// [`start`](Self::start) with [`Error::Auth`].
+    /// [`start`](Self::start) with [`Error::Auth`](crate::Error::Auth).
     pub fn authenticator(self, authenticator: impl Authenticator) -> Self {
         self.inner.set_builder(|b| b.authenticator(authenticator));
         self
@@ -403,15 +374,11 @@ impl OneShotServer {
     pub fn start(self) -> Result<()> {
         let Some(stream) = self.inner.acceptor.next() else { return Ok(()) };
         self.inner.acceptor.stop();
-        let peer = stream.describe_peer();
-        let conn = self.inner.builder().over_stream(stream).inspect_err(|e| {
-            if let Error::Auth(why) = e {
-                log::warn!("tether server: refused {peer}: {why}");
-            }
-        })?;
-        conn.serve_all()
+        start_accepted(self.inner.builder(), stream)?.serve_all()
     }
 }
 
-/// How long [`ThreadedServer`] waits before retrying a failed accept.
+/// How long a server waits before retrying after its listener failed
+/// ([`Accepted::Failed`](crate::Accepted::Failed)): [`ThreadedServer`] and
+/// the event-loop backends' servers alike. A rejected client never causes it.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

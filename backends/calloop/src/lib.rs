@@ -44,7 +44,7 @@ use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use calloop::generic::Generic;
 use calloop::ping::{make_ping, Ping, PingSource};
@@ -53,7 +53,8 @@ use calloop::{
     EventSource, Interest, LoopHandle, Mode, Poll, PostAction, Readiness, RegistrationToken, Token,
     TokenFactory,
 };
-use tether::{Builder, Connection};
+use tether::server::ACCEPT_BACKOFF;
+use tether::{Accepted, Builder, Connection, Listener};
 
 /// The connection's fd, kept open by the `Connection` held beside it.
 struct ConnFd {
@@ -215,23 +216,6 @@ pub fn insert<D>(handle: &LoopHandle<'_, D>, conn: &Connection) -> calloop::Resu
     handle.insert_source(source, |_, _, _| {}).map_err(|e| e.error)
 }
 
-/// A listening socket (TCP or Unix).
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
-impl AsFd for Listener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Listener::Tcp(l) => l.as_fd(),
-            Listener::Unix(l) => l.as_fd(),
-        }
-    }
-}
-
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
 /// A listener as a calloop event source: each accepted client becomes a
 /// [`Connection`] (not yet attached) handed to the callback, which usually
 /// inserts it (see [`serve`]).
@@ -244,30 +228,27 @@ pub struct ListenerSource {
 impl ListenerSource {
     /// Accepts on a bound TCP listener (made non-blocking here).
     pub fn tcp(listener: TcpListener, builder: Builder) -> io::Result<ListenerSource> {
-        listener.set_nonblocking(true)?;
-        Ok(Self::new(Listener::Tcp(listener), builder))
+        Self::new(listener.into(), builder)
     }
 
     /// Accepts on a bound Unix listener (made non-blocking here).
     pub fn unix(listener: UnixListener, builder: Builder) -> io::Result<ListenerSource> {
-        listener.set_nonblocking(true)?;
-        Ok(Self::new(Listener::Unix(listener), builder))
+        Self::new(listener.into(), builder)
     }
 
-    fn new(listener: Listener, builder: Builder) -> ListenerSource {
-        ListenerSource {
+    /// Accepts on a bound [`Listener`], TCP or Unix (made non-blocking here).
+    pub fn new(listener: Listener, builder: Builder) -> io::Result<ListenerSource> {
+        listener.set_nonblocking(true)?;
+        Ok(ListenerSource {
             listener: Generic::new(listener, Interest::READ, Mode::Level),
             builder,
             backoff: None,
-        }
+        })
     }
 
     /// The TCP address listened on.
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        match self.listener.get_ref() {
-            Listener::Tcp(l) => l.local_addr().ok(),
-            Listener::Unix(_) => None,
-        }
+        self.listener.get_ref().local_addr()
     }
 
     fn fd(&self) -> RawFd {
@@ -306,19 +287,12 @@ impl EventSource for ListenerSource {
         }
         let was_backing_off = self.backoff.take().is_some();
         loop {
-            let accepted = match self.listener.get_ref() {
-                Listener::Tcp(l) => l.accept().and_then(|(s, _)| {
-                    self.builder.clone().over_stream(s).map_err(|e| io::Error::other(e.to_string()))
-                }),
-                Listener::Unix(l) => l.accept().and_then(|(s, _)| {
-                    self.builder.clone().over_stream(s).map_err(|e| io::Error::other(e.to_string()))
-                }),
-            };
-            match accepted {
-                Ok(conn) => callback(conn, &mut ()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
+            match self.listener.get_ref().accept_connection(&self.builder) {
+                Accepted::Connection(conn) => callback(conn, &mut ()),
+                // That client's failure, logged by tether: the next one now.
+                Accepted::Rejected(_) => {}
+                Accepted::WouldBlock => break,
+                Accepted::Failed(e) => {
                     // Typically out of file descriptors: stop watching the
                     // (still readable) listener for a moment instead of
                     // spinning, and keep serving the others.

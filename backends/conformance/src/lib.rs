@@ -18,14 +18,14 @@
 //! turned with long waits, so anything that happens on time (an expiry)
 //! happened because the backend armed its loop's timer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
@@ -102,6 +102,7 @@ macro_rules! conformance_tests {
             idle_loop_sleeps,
             soak_many_clients_mixed_calls,
             instant_authenticator_on_the_backend_server,
+            refused_clients_never_pause_accepting,
         );
     };
     (@each $backend:ty; $($name:ident),* $(,)?) => {
@@ -1078,4 +1079,169 @@ pub fn instant_authenticator_on_the_backend_server<B: Backend>() {
         assert_eq!(conn.root().unwrap().call_method::<String>("who", ()).unwrap(), format!("client-{n}"));
     }
     server.stop();
+}
+
+/// An instant authenticator that lets every [`ALLOW_EVERY`]th client in
+/// (the 6th, the 12th, ...) and refuses the rest, in the order the server
+/// accepts them. It runs on the server's loop thread, so it also has that
+/// thread's log records captured.
+#[derive(Default)]
+struct AllowEverySixth {
+    seen: AtomicUsize,
+    server_thread: Mutex<Option<ThreadId>>,
+}
+
+const ALLOW_EVERY: usize = 6;
+
+impl tether::Authenticator for AllowEverySixth {
+    fn authenticate(&self, _stream: &mut tether::Stream) -> tether::Result<tether::Credentials> {
+        // Before the first refusal is logged on this thread.
+        log_capture().watch_this_thread();
+        *self.server_thread.lock().unwrap() = Some(thread::current().id());
+        let n = self.seen.fetch_add(1, Ordering::AcqRel);
+        if n % ALLOW_EVERY == ALLOW_EVERY - 1 {
+            Ok(tether::Credentials::new("test"))
+        } else {
+            Err(Error::Auth(format!("client #{n} is not on the list")))
+        }
+    }
+    fn is_instant(&self) -> bool {
+        true
+    }
+}
+
+/// A client the authenticator refuses is that client's failure, not the
+/// listener's: the server logs the refusal once and accepts the next client
+/// at once. Backing off instead (as for `EMFILE`) would let a client that
+/// connects and gets refused over and over stall everyone's accepts.
+///
+/// Sixty clients connect in one burst before any outcome is looked at, so
+/// refusals (runs of five) and admissions interleave in the server's accept
+/// queue. Each refused client must see its connection closed, each admitted
+/// one must be served (within the calls' watchdog), and the server's thread
+/// must have logged exactly one refusal per refused client and no accept
+/// failure: a server that treats a refusal as a failed accept logs "accept
+/// failed ... retrying" instead, and the check fails.
+pub fn refused_clients_never_pause_accepting<B: Backend>() {
+    const CLIENTS: usize = 60;
+    const ADMITTED: usize = CLIENTS / ALLOW_EVERY;
+    const REFUSED: usize = CLIENTS - ADMITTED;
+    let capture = log_capture();
+    let auth = Arc::new(AllowEverySixth::default());
+    let builder = Peer::new().builder().authenticator(auth.clone());
+    assert!(!builder.auth_may_block());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = B::spawn_server(listener, builder);
+
+    let patient = Builder::default().config(Config::default().sync_request_timeout(Some(PATIENCE)));
+    let clients: Vec<Connection> = (0..CLIENTS)
+        .map(|i| patient.clone().connect_tcp(addr).unwrap_or_else(|e| panic!("client {i}: {e}")))
+        .collect();
+    let (mut served, mut refused) = (0, 0);
+    for (i, conn) in clients.iter().enumerate() {
+        match conn.root().and_then(|r| r.call_method::<i64>("add", (i as i64, 1))) {
+            Ok(sum) => {
+                assert_eq!(sum, i as i64 + 1);
+                served += 1;
+            }
+            // A timeout here (not closed) means the server never got to it.
+            Err(e) => {
+                assert!(e.is_closed(), "client {i} was neither served nor closed: {e}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((served, refused), (ADMITTED, REFUSED), "(served, refused)");
+
+    // The refused socket closes just before its refusal is logged: wait for
+    // the server thread's lines about the refused clients, whatever they say
+    // (every backend's back-off warning says "retrying").
+    let server_thread = auth.server_thread.lock().unwrap().expect("the authenticator ran");
+    let about_clients = |l: &String| l.contains("refused") || l.contains("retrying");
+    let lines = capture.wait(server_thread, "a log line per refused client", |lines| {
+        lines.iter().filter(|l| about_clients(l)).count() >= REFUSED
+    });
+    let paused: Vec<&String> =
+        lines.iter().filter(|l| l.contains("retrying") || l.contains("accept")).collect();
+    assert!(paused.is_empty(), "a refused client made the server back off: {paused:#?}");
+    let refusals = lines.iter().filter(|l| l.contains("tether server: refused")).count();
+    assert_eq!(refusals, REFUSED, "one refusal logged per refused client: {lines:#?}");
+    capture.forget(server_thread);
+    drop(clients);
+    server.stop();
+}
+
+// ---- log capture -------------------------------------------------------------------
+
+/// Records the log records (info and up) of the threads tests watch, so a
+/// check can wait for what a server thread logged instead of sleeping. The
+/// first use installs it as the test binary's logger; records from other
+/// threads (parallel tests) are dropped at once.
+struct LogCapture {
+    lines: Mutex<HashMap<ThreadId, Vec<String>>>,
+    cond: Condvar,
+}
+
+fn log_capture() -> &'static LogCapture {
+    static CAPTURE: OnceLock<&'static LogCapture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture: &'static LogCapture =
+            Box::leak(Box::new(LogCapture { lines: Mutex::new(HashMap::new()), cond: Condvar::new() }));
+        log::set_logger(capture)
+            .expect("the conformance suite's log capture is the only logger in this test binary");
+        log::set_max_level(log::LevelFilter::Info);
+        capture
+    })
+}
+
+impl LogCapture {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ThreadId, Vec<String>>> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records this thread's log lines from now on.
+    fn watch_this_thread(&self) {
+        self.lock().entry(thread::current().id()).or_default();
+    }
+
+    /// Stops recording `thread`'s lines.
+    fn forget(&self, thread: ThreadId) {
+        self.lock().remove(&thread);
+    }
+
+    /// Waits until `thread`'s lines satisfy `done`; returns them. Panics
+    /// after [`PATIENCE`].
+    fn wait(&self, thread: ThreadId, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let give_up = Instant::now() + PATIENCE;
+        let mut all = self.lock();
+        loop {
+            let lines = all.get(&thread).map(Vec::as_slice).unwrap_or_default();
+            if done(lines) {
+                return lines.to_vec();
+            }
+            let now = Instant::now();
+            assert!(now < give_up, "timed out waiting for {what}; the thread logged {lines:#?}");
+            all = self.cond.wait_timeout(all, give_up - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+impl log::Log for LogCapture {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let mut all = self.lock();
+        if let Some(lines) = all.get_mut(&thread::current().id()) {
+            lines.push(format!("{} {}", record.level(), record.args()));
+            self.cond.notify_all();
+        }
+    }
+
+    fn flush(&self) {}
 }

@@ -59,7 +59,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use glib::{ControlFlow, IOCondition, MainContext, Priority, Source};
-use tether::{AsyncResult, Builder, Connection, Invoke, LocalObject, RemoteError};
+use tether::server::ACCEPT_BACKOFF;
+use tether::{Accepted, AsyncResult, Builder, Connection, Invoke, Listener, LocalObject, RemoteError};
 
 pub use glib::thread_guard::ThreadGuard;
 
@@ -408,11 +409,6 @@ impl<T: 'static> Drop for OnContext<T> {
     }
 }
 
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
 struct ServerInner {
     listener: Listener,
     builder: Builder,
@@ -449,17 +445,18 @@ impl Server {
     /// Serves a bound TCP listener (made non-blocking here) on `ctx`. Call
     /// on the thread that iterates `ctx`.
     pub fn tcp(listener: TcpListener, builder: Builder, ctx: &MainContext) -> io::Result<Server> {
-        listener.set_nonblocking(true)?;
-        Server::new(Listener::Tcp(listener), builder, ctx)
+        Server::from_listener(listener.into(), builder, ctx)
     }
 
     /// Serves a bound Unix listener (made non-blocking here) on `ctx`.
     pub fn unix(listener: UnixListener, builder: Builder, ctx: &MainContext) -> io::Result<Server> {
-        listener.set_nonblocking(true)?;
-        Server::new(Listener::Unix(listener), builder, ctx)
+        Server::from_listener(listener.into(), builder, ctx)
     }
 
-    fn new(listener: Listener, builder: Builder, ctx: &MainContext) -> io::Result<Server> {
+    /// Serves a bound [`Listener`], TCP or Unix (made non-blocking here), on
+    /// `ctx`.
+    pub fn from_listener(listener: Listener, builder: Builder, ctx: &MainContext) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
         let inner = Arc::new(ServerInner {
             listener,
             builder,
@@ -475,10 +472,7 @@ impl Server {
 
     /// The TCP address listened on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        match &self.inner.listener {
-            Listener::Tcp(l) => l.local_addr().ok(),
-            Listener::Unix(_) => None,
-        }
+        self.inner.listener.local_addr()
     }
 
     /// Connections currently served.
@@ -505,22 +499,15 @@ impl Server {
 impl ServerInner {
     fn accept(this: &Arc<ServerInner>) {
         loop {
-            let accepted = match &this.listener {
-                Listener::Tcp(l) => l.accept().and_then(|(s, _)| {
-                    this.builder.clone().over_stream(s).map_err(|e| io::Error::other(e.to_string()))
-                }),
-                Listener::Unix(l) => l.accept().and_then(|(s, _)| {
-                    this.builder.clone().over_stream(s).map_err(|e| io::Error::other(e.to_string()))
-                }),
-            };
-            let conn = match accepted {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+            let conn = match this.listener.accept_connection(&this.builder) {
+                Accepted::Connection(c) => c,
+                // That client's failure, logged by tether: the next one now.
+                Accepted::Rejected(_) => continue,
+                Accepted::WouldBlock => return,
+                Accepted::Failed(e) => {
                     // Typically out of file descriptors. The watch is
                     // level-triggered: pause it briefly instead of spinning.
-                    log::warn!("tether-glib server: accept failed ({e}); retrying shortly");
+                    log::warn!("tether-glib server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
                     ServerInner::pause(this);
                     return;
                 }
@@ -548,10 +535,7 @@ impl ServerInner {
 
     /// Watches the listener for clients.
     fn watch(this: &Arc<ServerInner>) {
-        let fd = match &this.listener {
-            Listener::Tcp(l) => l.as_raw_fd(),
-            Listener::Unix(l) => l.as_raw_fd(),
-        };
+        let fd = this.listener.as_raw_fd();
         let weak = Arc::downgrade(this);
         let source = glib_unix::fd_source_new(
             fd,
@@ -578,15 +562,14 @@ impl ServerInner {
             source.destroy();
         }
         let weak = Arc::downgrade(this);
-        let retry =
-            glib::timeout_source_new(Duration::from_millis(100), None, Priority::DEFAULT, move || {
-                if let Some(inner) = weak.upgrade() {
-                    if !inner.closed.load(Ordering::Acquire) {
-                        ServerInner::watch(&inner);
-                    }
+        let retry = glib::timeout_source_new(ACCEPT_BACKOFF, None, Priority::DEFAULT, move || {
+            if let Some(inner) = weak.upgrade() {
+                if !inner.closed.load(Ordering::Acquire) {
+                    ServerInner::watch(&inner);
                 }
-                ControlFlow::Break
-            });
+            }
+            ControlFlow::Break
+        });
         retry.attach(Some(&this.ctx));
     }
 }

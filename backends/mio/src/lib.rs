@@ -80,7 +80,8 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use tether::{Builder, Connection};
+use tether::server::ACCEPT_BACKOFF;
+use tether::{Accepted, Builder, Connection, Listener};
 
 /// The wake-up of one [`Poll`], shared by every connection registered on it:
 /// a mio [`Waker`] used as a doorbell over a queue of tokens that rang.
@@ -263,31 +264,8 @@ impl Drop for MioConnection {
     }
 }
 
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
-impl Listener {
-    fn fd(&self) -> RawFd {
-        match self {
-            Listener::Tcp(l) => l.as_raw_fd(),
-            Listener::Unix(l) => l.as_raw_fd(),
-        }
-    }
-
-    fn accept(&self, builder: &Builder) -> io::Result<Connection> {
-        let conn = match self {
-            Listener::Tcp(l) => builder.clone().over_stream(l.accept()?.0),
-            Listener::Unix(l) => builder.clone().over_stream(l.accept()?.0),
-        };
-        conn.map_err(|e| io::Error::other(e.to_string()))
-    }
-}
-
 const LISTENER: Token = Token(usize::MAX);
 const DOORBELL: Token = Token(usize::MAX - 1);
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A single-threaded server: accepts on a listener and serves every
 /// accepted connection on the thread that calls [`run`](Self::run).
@@ -343,19 +321,19 @@ impl Server {
 
     /// Serves a bound TCP listener (made non-blocking here).
     pub fn from_tcp(listener: TcpListener, builder: Builder) -> io::Result<Server> {
-        listener.set_nonblocking(true)?;
-        Server::new(Listener::Tcp(listener), builder)
+        Server::from_listener(listener.into(), builder)
     }
 
     /// Serves a bound Unix listener (made non-blocking here).
     pub fn from_unix(listener: UnixListener, builder: Builder) -> io::Result<Server> {
-        listener.set_nonblocking(true)?;
-        Server::new(Listener::Unix(listener), builder)
+        Server::from_listener(listener.into(), builder)
     }
 
-    fn new(listener: Listener, builder: Builder) -> io::Result<Server> {
+    /// Serves a bound [`Listener`], TCP or Unix (made non-blocking here).
+    pub fn from_listener(listener: Listener, builder: Builder) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
         let poll = Poll::new()?;
-        poll.registry().register(&mut SourceFd(&listener.fd()), LISTENER, Interest::READABLE)?;
+        poll.registry().register(&mut SourceFd(&listener.as_raw_fd()), LISTENER, Interest::READABLE)?;
         let doorbell = Doorbell::new(poll.registry(), DOORBELL)?;
         Ok(Server {
             poll,
@@ -373,10 +351,7 @@ impl Server {
 
     /// The TCP address listened on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        match &self.listener {
-            Listener::Tcp(l) => l.local_addr().ok(),
-            Listener::Unix(_) => None,
-        }
+        self.listener.local_addr()
     }
 
     /// A handle to stop the server from another thread.
@@ -400,7 +375,7 @@ impl Server {
             c.deregister(registry)?;
             conn.close();
         }
-        registry.deregister(&mut SourceFd(&self.listener.fd()))?;
+        registry.deregister(&mut SourceFd(&self.listener.as_raw_fd()))?;
         self.count.store(0, Ordering::Release);
         Ok(())
     }
@@ -460,8 +435,8 @@ impl Server {
     fn accept(&mut self) -> io::Result<()> {
         self.accept_retry = None;
         loop {
-            match self.listener.accept(&self.builder) {
-                Ok(conn) => {
+            match self.listener.accept_connection(&self.builder) {
+                Accepted::Connection(conn) => {
                     let key = self.next_key;
                     self.next_key += 1;
                     let c = MioConnection::register(&conn, self.poll.registry(), Token(key), &self.doorbell)?;
@@ -469,9 +444,10 @@ impl Server {
                         self.conns.insert(key, c);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
+                // That client's failure, logged by tether: the next one now.
+                Accepted::Rejected(_) => {}
+                Accepted::WouldBlock => return Ok(()),
+                Accepted::Failed(e) => {
                     // Typically out of file descriptors: keep serving the
                     // others and try again shortly (the listener's edge has
                     // passed, so a timer must bring us back).

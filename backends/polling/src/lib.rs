@@ -75,7 +75,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use polling::{Event, Events, Poller};
-use tether::{Builder, Connection};
+use tether::server::ACCEPT_BACKOFF;
+use tether::{Accepted, Builder, Connection, Listener};
 
 /// The wake-up of one [`Poller`], shared by every connection on it: a queue
 /// of keys that rang plus [`Poller::notify`].
@@ -239,33 +240,8 @@ impl Drop for PollingConnection {
     }
 }
 
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
-impl Listener {
-    fn fd(&self) -> BorrowedFd<'_> {
-        let fd = match self {
-            Listener::Tcp(l) => l.as_raw_fd(),
-            Listener::Unix(l) => l.as_raw_fd(),
-        };
-        // SAFETY: the listener owns the fd and outlives the borrow.
-        unsafe { BorrowedFd::borrow_raw(fd) }
-    }
-
-    fn accept(&self, builder: &Builder) -> io::Result<Connection> {
-        let conn = match self {
-            Listener::Tcp(l) => builder.clone().over_stream(l.accept()?.0),
-            Listener::Unix(l) => builder.clone().over_stream(l.accept()?.0),
-        };
-        conn.map_err(|e| io::Error::other(e.to_string()))
-    }
-}
-
 // polling reserves `usize::MAX` for its own notifications.
 const LISTENER: usize = usize::MAX - 1;
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A single-threaded server: accepts on a listener and serves every
 /// accepted connection on the thread that calls [`run`](Self::run).
@@ -323,21 +299,21 @@ impl Server {
 
     /// Serves a bound TCP listener (made non-blocking here).
     pub fn from_tcp(listener: TcpListener, builder: Builder) -> io::Result<Server> {
-        listener.set_nonblocking(true)?;
-        Server::new(Listener::Tcp(listener), builder)
+        Server::from_listener(listener.into(), builder)
     }
 
     /// Serves a bound Unix listener (made non-blocking here).
     pub fn from_unix(listener: UnixListener, builder: Builder) -> io::Result<Server> {
-        listener.set_nonblocking(true)?;
-        Server::new(Listener::Unix(listener), builder)
+        Server::from_listener(listener.into(), builder)
     }
 
-    fn new(listener: Listener, builder: Builder) -> io::Result<Server> {
+    /// Serves a bound [`Listener`], TCP or Unix (made non-blocking here).
+    pub fn from_listener(listener: Listener, builder: Builder) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
         let doorbell = Doorbell::new(Arc::new(Poller::new()?));
         // SAFETY: the listener is owned by the server, which deletes it from
         // the poller in `Drop` before the listener closes.
-        unsafe { doorbell.poller().add(listener.fd().as_raw_fd(), Event::readable(LISTENER))? };
+        unsafe { doorbell.poller().add(listener.as_raw_fd(), Event::readable(LISTENER))? };
         Ok(Server {
             doorbell,
             events: Events::new(),
@@ -353,10 +329,7 @@ impl Server {
 
     /// The TCP address listened on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        match &self.listener {
-            Listener::Tcp(l) => l.local_addr().ok(),
-            Listener::Unix(_) => None,
-        }
+        self.listener.local_addr()
     }
 
     /// A handle to stop the server from another thread.
@@ -438,8 +411,8 @@ impl Server {
     fn accept(&mut self) -> io::Result<()> {
         self.accept_retry = None;
         loop {
-            match self.listener.accept(&self.builder) {
-                Ok(conn) => {
+            match self.listener.accept_connection(&self.builder) {
+                Accepted::Connection(conn) => {
                     let key = self.next_key;
                     self.next_key += 1;
                     let c = PollingConnection::attach(&conn, &self.doorbell, key)?;
@@ -447,9 +420,13 @@ impl Server {
                         self.conns.insert(key, c);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
+                // That client's failure, logged by tether: the next one now.
+                Accepted::Rejected(_) => {}
+                Accepted::WouldBlock => break,
+                Accepted::Failed(e) => {
+                    // Typically out of file descriptors: keep serving the
+                    // others and come back on a timer (the listener is not
+                    // re-armed, so it does not fire meanwhile).
                     log::warn!("tether-polling server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
                     self.accept_retry = Some(Instant::now() + ACCEPT_BACKOFF);
                     return Ok(());
@@ -457,13 +434,13 @@ impl Server {
             }
         }
         // Oneshot: re-arm the listener.
-        self.doorbell.poller().modify(self.listener.fd(), Event::readable(LISTENER))
+        self.doorbell.poller().modify(&self.listener, Event::readable(LISTENER))
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.conns.clear();
-        let _ = self.doorbell.poller().delete(self.listener.fd());
+        let _ = self.doorbell.poller().delete(&self.listener);
     }
 }
