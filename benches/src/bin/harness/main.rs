@@ -562,8 +562,8 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
     for (server, name) in [("tether-mio", "mio"), ("tether-polling", "polling")] {
         let k = format!("scale/{server}");
         let idle = get(&k, "idle").unwrap_or(0.0) as usize;
-        let mut r =
-            Row::new(format!("{} idle connections, one {name} server thread", idle_wanted), "KiB/conn");
+        let wanted = report::fmt_num(idle_wanted as f64);
+        let mut r = Row::new(format!("{wanted} idle connections, one {name} server thread"), "KiB/conn");
         r.tether = get(&k, "idle_kib_per_conn");
         if idle > 0 && idle < idle_wanted {
             r.note = Some(format!(
@@ -571,7 +571,7 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
                 get(&k, "server_nofile").unwrap_or(0.0),
                 get(&k, "server_fds_per_conn").unwrap_or(0.0)
             ));
-            r.scenario = format!("{idle} (of {idle_wanted}) idle connections, one {name} server thread");
+            r.scenario = format!("{idle} (of {wanted}) idle connections, one {name} server thread");
         }
         r.target = r.tether.map(|v| Target {
             what: "server RSS per connection".into(),
@@ -582,6 +582,7 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
         });
         rows.push(r);
         let active = get(&k, "active").unwrap_or(0.0);
+        let active = report::fmt_num(active);
         let mut r = Row::new(format!("{active} active clients, one {name} server thread"), "calls/s");
         r.tether = get(&k, "active_calls_per_s");
         if let Some(s) = get(&k, "server_cpu_us") {

@@ -254,7 +254,7 @@ pub(crate) fn svg(rows: &[Row], title: &str) -> String {
         let _ = writeln!(
             s,
             r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-            x0.max(x1).max(one) + 4.0,
+            x0.max(x1).max(one).max(b.threshold.map_or(0.0, x)) + 5.0,
             y + 14.0,
             esc(&b.text)
         );
