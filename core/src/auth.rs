@@ -42,11 +42,12 @@
 //! instant authenticators such as [`UnixPeerCred`] (one `getsockopt`).
 //! **It does not fit [`SharedSecret`]**: its exchange waits for the client,
 //! which would stall every other connection on the loop for up to
-//! `auth_timeout` per client. Serve shared-secret clients with
-//! [`ThreadedServer`](crate::ThreadedServer) (or authenticate on a thread of
-//! your own and hand the connection to the loop);
-//! [`Builder::auth_may_block`](crate::Builder::auth_may_block) tells which
-//! kind a builder has. Every server logs a refusal once (`warn`, with the
+//! `auth_timeout` per client, so those servers refuse such a builder when
+//! they are made ([`Listener::prepare_for_event_loop`](crate::Listener::prepare_for_event_loop)).
+//! Serve shared-secret clients with [`ThreadedServer`](crate::ThreadedServer)
+//! (or authenticate on a thread of your own and hand the connection to the
+//! loop); [`Builder::auth_may_block`](crate::Builder::auth_may_block) tells
+//! which kind a builder has. Every server logs a refusal once (`warn`, with the
 //! peer and the reason), closes that client's socket and accepts the next
 //! client at once: only a failing listener (out of file descriptors) makes
 //! a server back off (see [`listener`](crate::listener)).

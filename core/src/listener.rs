@@ -101,6 +101,25 @@ impl Listener {
         }
     }
 
+    /// Readies the listener for a single-threaded event-loop server that
+    /// starts connections with `builder`: makes it non-blocking, and refuses
+    /// a builder whose authentication waits for the client (a
+    /// [`SharedSecret`](crate::auth::SharedSecret), a non-instant
+    /// authenticator), which would stall every connection on the loop for up
+    /// to `auth_timeout` per client. Serve those with
+    /// [`ThreadedServer`](crate::ThreadedServer).
+    pub fn prepare_for_event_loop(&self, builder: &Builder) -> io::Result<()> {
+        if builder.auth_may_block() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this builder's authentication waits for the client (a shared secret or a \
+                 non-instant authenticator) and would stall the event loop: serve it with \
+                 ThreadedServer, or use an instant authenticator such as UnixPeerCred",
+            ));
+        }
+        self.set_nonblocking(true)
+    }
+
     /// The TCP address listened on; `None` for a Unix socket.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match self {

@@ -237,8 +237,11 @@ impl ListenerSource {
     }
 
     /// Accepts on a bound [`Listener`], TCP or Unix (made non-blocking here).
+    ///
+    /// Fails with `InvalidInput` for a builder whose authentication waits for
+    /// the client: see [`Listener::prepare_for_event_loop`].
     pub fn new(listener: Listener, builder: Builder) -> io::Result<ListenerSource> {
-        listener.set_nonblocking(true)?;
+        listener.prepare_for_event_loop(&builder)?;
         Ok(ListenerSource {
             listener: Generic::new(listener, Interest::READ, Mode::Level),
             builder,

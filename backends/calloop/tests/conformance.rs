@@ -93,6 +93,10 @@ impl Backend for Calloop {
         CalloopLoop { event_loop, tokens: HashMap::new(), closed: Rc::default(), notify, next: 0 }
     }
 
+    fn make_server(listener: TcpListener, builder: Builder) -> std::io::Result<()> {
+        ListenerSource::tcp(listener, builder).map(drop)
+    }
+
     fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer> {
         let count = Arc::new(AtomicUsize::new(0));
         let counter = count.clone();

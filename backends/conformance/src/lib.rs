@@ -19,7 +19,7 @@
 //! happened because the backend armed its loop's timer.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
@@ -75,6 +75,9 @@ pub trait Backend {
     /// Runs the backend's server on `listener` in a new thread, which is the
     /// server loop's thread: every accepted connection is served there.
     fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer>;
+    /// Only makes the backend's server on `listener` (and drops it): what
+    /// its constructor says about `builder`.
+    fn make_server(listener: TcpListener, builder: Builder) -> io::Result<()>;
     /// Runs one test on the calling thread; a backend may set the thread up
     /// first (glib: a private thread-default `MainContext`, so that tests
     /// run in parallel).
@@ -102,6 +105,7 @@ macro_rules! conformance_tests {
             idle_loop_sleeps,
             soak_many_clients_mixed_calls,
             instant_authenticator_on_the_backend_server,
+            blocking_authentication_is_refused_by_the_server,
             refused_clients_never_pause_accepting,
         );
     };
@@ -1079,6 +1083,20 @@ pub fn instant_authenticator_on_the_backend_server<B: Backend>() {
         assert_eq!(conn.root().unwrap().call_method::<String>("who", ()).unwrap(), format!("client-{n}"));
     }
     server.stop();
+}
+
+/// A builder whose authentication waits for the client (a shared secret)
+/// would stall the loop: the server refuses it when it is made, with an
+/// error saying what to do instead; an instant one is accepted.
+pub fn blocking_authentication_is_refused_by_the_server<B: Backend>() {
+    let blocking = Builder::default().authenticator(tether::auth::SharedSecret::new(b"s3cret".to_vec()));
+    let err = B::make_server(TcpListener::bind("127.0.0.1:0").unwrap(), blocking)
+        .expect_err("a shared-secret builder is refused");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("ThreadedServer"), "{err}");
+    let instant = Builder::default().authenticator(tether::auth::UnixPeerCred::any());
+    B::make_server(TcpListener::bind("127.0.0.1:0").unwrap(), instant)
+        .expect("an instant authenticator is fine");
 }
 
 /// An instant authenticator that lets every [`ALLOW_EVERY`]th client in

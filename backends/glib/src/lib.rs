@@ -455,8 +455,11 @@ impl Server {
 
     /// Serves a bound [`Listener`], TCP or Unix (made non-blocking here), on
     /// `ctx`.
+    ///
+    /// Fails with `InvalidInput` for a builder whose authentication waits for
+    /// the client: see [`Listener::prepare_for_event_loop`].
     pub fn from_listener(listener: Listener, builder: Builder, ctx: &MainContext) -> io::Result<Server> {
-        listener.set_nonblocking(true)?;
+        listener.prepare_for_event_loop(&builder)?;
         let inner = Arc::new(ServerInner {
             listener,
             builder,

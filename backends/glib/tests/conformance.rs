@@ -79,6 +79,11 @@ impl Backend for Glib {
         GlibLoop { ctx, conns: HashMap::new(), next: 0 }
     }
 
+    fn make_server(listener: TcpListener, builder: Builder) -> std::io::Result<()> {
+        let ctx = MainContext::new();
+        Server::tcp(listener, builder, &ctx).map(|server| server.close())
+    }
+
     fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();

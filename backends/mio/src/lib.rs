@@ -330,8 +330,11 @@ impl Server {
     }
 
     /// Serves a bound [`Listener`], TCP or Unix (made non-blocking here).
+    ///
+    /// Fails with `InvalidInput` for a builder whose authentication waits for
+    /// the client: see [`Listener::prepare_for_event_loop`].
     pub fn from_listener(listener: Listener, builder: Builder) -> io::Result<Server> {
-        listener.set_nonblocking(true)?;
+        listener.prepare_for_event_loop(&builder)?;
         let poll = Poll::new()?;
         poll.registry().register(&mut SourceFd(&listener.as_raw_fd()), LISTENER, Interest::READABLE)?;
         let doorbell = Doorbell::new(poll.registry(), DOORBELL)?;

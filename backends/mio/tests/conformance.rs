@@ -95,6 +95,10 @@ impl Backend for Mio {
         MioLoop { poll, events: Events::with_capacity(256), doorbell, conns: HashMap::new(), next: 0 }
     }
 
+    fn make_server(listener: TcpListener, builder: Builder) -> std::io::Result<()> {
+        Server::from_tcp(listener, builder).map(drop)
+    }
+
     fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer> {
         let mut server = Server::from_tcp(listener, builder).unwrap();
         let handle = server.handle();

@@ -308,8 +308,11 @@ impl Server {
     }
 
     /// Serves a bound [`Listener`], TCP or Unix (made non-blocking here).
+    ///
+    /// Fails with `InvalidInput` for a builder whose authentication waits for
+    /// the client: see [`Listener::prepare_for_event_loop`].
     pub fn from_listener(listener: Listener, builder: Builder) -> io::Result<Server> {
-        listener.set_nonblocking(true)?;
+        listener.prepare_for_event_loop(&builder)?;
         let doorbell = Doorbell::new(Arc::new(Poller::new()?));
         // SAFETY: the listener is owned by the server, which deletes it from
         // the poller in `Drop` before the listener closes.

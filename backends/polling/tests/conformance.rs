@@ -87,6 +87,10 @@ impl Backend for PollingBackend {
         PollingLoop { doorbell, events: Events::new(), conns: HashMap::new(), next: 0 }
     }
 
+    fn make_server(listener: TcpListener, builder: Builder) -> std::io::Result<()> {
+        Server::from_tcp(listener, builder).map(drop)
+    }
+
     fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer> {
         let mut server = Server::from_tcp(listener, builder).unwrap();
         let handle = server.handle();
