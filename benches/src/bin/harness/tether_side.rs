@@ -1,6 +1,6 @@
 //! tether's servers and clients.
 //!
-//! Servers: `tether` (a [`ThreadedServer`], a thread per connection, as
+//! Servers: `tether` (a [`ThreadedServer`](tether::ThreadedServer), a thread per connection, as
 //! RPyC's), `tether-mio` and `tether-polling` (the backends' single-threaded
 //! servers). Every one exposes the same root: `add(a, b)`, `echo(value)`
 //! and `emit(callback, n)`, which calls `callback(i)` n times from the
