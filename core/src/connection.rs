@@ -376,6 +376,13 @@ pub struct WeakConnection {
 }
 
 impl WeakConnection {
+    /// True when this is a handle to `conn`: in an
+    /// [`on_disconnect`](Service::on_disconnect) hook, which of the
+    /// connections a server keeps track of has just ended.
+    pub fn is(&self, conn: &Connection) -> bool {
+        std::ptr::eq(self.shared.as_ptr(), Arc::as_ptr(&conn.shared))
+    }
+
     /// The connection, if it is still open somewhere.
     pub fn upgrade(&self) -> Option<Connection> {
         let shared = self.shared.upgrade()?;
@@ -466,6 +473,11 @@ impl Connection {
         conn.shared.finish(after);
         log::debug!("tether connection to {} open", conn.shared.label);
         conn
+    }
+
+    /// True when both are handles to the same connection.
+    pub fn same_as(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// A handle that does not keep the connection open.

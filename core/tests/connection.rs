@@ -238,6 +238,37 @@ fn s9_connect_disconnect_and_before_close_hooks() {
 }
 
 #[test]
+fn on_disconnect_can_tell_which_connection_ended() {
+    let seen: Arc<Mutex<Vec<tether::WeakConnection>>> = Arc::default();
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let (register, gone) = (seen.clone(), seen.clone());
+    let service = Service::new(move |conn| {
+        register.lock().unwrap().push(conn.downgrade());
+        tether::ObjectBuilder::new("Nothing").build()
+    })
+    .on_disconnect(move |conn| {
+        let index = gone.lock().unwrap().iter().position(|w| w.is(conn));
+        tx.lock().unwrap().send(index).unwrap();
+    });
+    let server =
+        tether::ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(service)).unwrap();
+    let addr = server.local_addr().unwrap();
+    let accepting = server.spawn();
+    let first = tether::connect(addr).unwrap();
+    first.root().unwrap();
+    let second = tether::connect(addr).unwrap();
+    second.root().unwrap();
+    assert!(first.same_as(&first.clone()) && !first.same_as(&second));
+    second.close();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), Some(1), "the second client left");
+    first.close();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), Some(0), "then the first");
+    server.close();
+    accepting.join().unwrap();
+}
+
+#[test]
 fn server_on_disconnect_runs_when_client_goes() {
     let srv = TestServer::tcp();
     let conn = srv.connect();

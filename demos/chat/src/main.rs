@@ -124,11 +124,7 @@ fn chat_service(room: SharedRoom) -> Service {
             })
             .build()
     })
-    .on_disconnect(move |_| {
-        // The closed connection is the one whose member no longer has a
-        // live connection.
-        leave(&on_gone, |m| m.conn.upgrade().is_none_or(|c| c.is_closed()), "disconnected");
-    })
+    .on_disconnect(move |conn| leave(&on_gone, |m| m.conn.is(conn), "disconnected"))
 }
 
 fn server(addr: &str) -> Res<()> {
