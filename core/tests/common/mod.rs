@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use tether::{Builder, Connection, LocalObject, ObjectBuilder, RemoteObject, Service, ThreadedServer, Value};
 
 /// One common factor for the durations of RPyC's scenarios: its seconds are
-/// our tenths of a second.
-pub(crate) const SCALE: Duration = Duration::from_millis(100);
+/// our fifths of a second (a 4 s expiry must land within 3.5..4.5 s: 100 ms
+/// of slack for a loaded machine).
+pub(crate) const SCALE: Duration = Duration::from_millis(200);
 
 pub(crate) fn secs(n: f64) -> Duration {
     SCALE.mul_f64(n)
@@ -52,7 +53,7 @@ pub(crate) fn test_root(
 ) -> LocalObject {
     ObjectBuilder::new("TestService")
         .method("add", |a: i64, b: i64| a + b)
-        .method("sleep", |tenths: f64| thread::sleep(secs(tenths)))
+        .method("sleep", |units: f64| thread::sleep(secs(units)))
         .try_method("int", |s: String| s.parse::<i64>())
         .method("distance", |a: Point, b: Point| ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt())
         .method("echo", |v: Value| v)
@@ -72,7 +73,7 @@ pub(crate) fn test_root(
                 Ok(cb.call::<i64>((n - 1,))? + 1)
             }
         })
-        .method("ticker", |cb: RemoteObject, period_tenths: f64| {
+        .method("ticker", |cb: RemoteObject, period_units: f64| {
             // Calls `cb` asynchronously from its own thread until the client
             // drops its handle (the callback then fails and the thread ends).
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -80,7 +81,7 @@ pub(crate) fn test_root(
             thread::spawn(move || {
                 let mut n = 0i64;
                 while !flag.load(Ordering::Acquire) {
-                    thread::sleep(secs(period_tenths));
+                    thread::sleep(secs(period_units));
                     n += 1;
                     drop(tether::async_(&cb).call((n,)));
                 }
