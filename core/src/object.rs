@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::RemoteError;
-use crate::value::{from_value, to_value, Value};
+use crate::value::{from_value, into_value, to_value, Value};
 
 /// Result of serving one request on a local object.
 pub type CallResult = Result<Value, RemoteError>;
@@ -232,7 +232,7 @@ where
 }
 
 fn returned<T: Serialize>(t: T) -> CallResult {
-    to_value(&t).map_err(|e| RemoteError::type_error(format!("cannot convert the result: {e}")))
+    into_value(t).map_err(|e| RemoteError::type_error(format!("cannot convert the result: {e}")))
 }
 
 struct Built {

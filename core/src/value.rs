@@ -11,8 +11,11 @@
 //! ignore the tag (ciborium drops tags for types that are not tag-aware) makes
 //! the conversion fail instead of losing the reference.
 
+use std::any::TypeId;
 use std::cell::RefCell;
 use std::fmt;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 
 use ciborium::value::Value as Cbor;
 use serde::de::{DeserializeOwned, Error as _};
@@ -170,6 +173,34 @@ impl Value {
         })
     }
 
+    /// Fails where converting this value through CBOR would: nesting past
+    /// [`CONVERT_MAX_DEPTH`] or an integer outside CBOR's range. The
+    /// `Value`-to-`Value` fast paths check this so that they succeed and
+    /// fail exactly as the round trip they skip.
+    fn check_convertible(&self) -> Result<()> {
+        fn walk(v: &Value, depth: usize) -> Result<()> {
+            if depth > CONVERT_MAX_DEPTH {
+                return Err(LimitError::TooDeep { max: CONVERT_MAX_DEPTH }.into());
+            }
+            match v {
+                Value::Integer(i) => {
+                    ciborium::value::Integer::try_from(*i)
+                        .map_err(|_| Error::Convert(format!("integer {i} is outside CBOR's range")))?;
+                }
+                Value::Array(items) => items.iter().try_for_each(|v| walk(v, depth + 1))?,
+                Value::Map(entries) => {
+                    entries.iter().try_for_each(|(k, v)| {
+                        walk(k, depth + 1)?;
+                        walk(v, depth + 1)
+                    })?;
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        walk(self, 0)
+    }
+
     /// Builds a value from a CBOR tree; tags go through `on_tag`, which
     /// decides what they mean. Fails past `max_depth` levels of nesting.
     pub(crate) fn from_cbor(
@@ -276,6 +307,12 @@ fn claim(index: u64) -> std::result::Result<ObjectRef, String> {
 /// Object references inside `value` ([`RemoteObject`], [`LocalObject`],
 /// [`ObjectRef`], nested [`Value`]s) are kept as references.
 pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+    if let Some(v) = as_value_ref(value) {
+        // A `Value` converts to itself: clone it rather than walk it into
+        // CBOR and back (each walk copies every byte string).
+        v.check_convertible().map_err(|e| Error::Convert(e.to_string()))?;
+        return Ok(v.clone());
+    }
     let (cbor, mut stash) = with_stash(Vec::new(), || Cbor::serialized(value));
     let cbor = cbor.map_err(|e| Error::Convert(e.to_string()))?;
     Value::from_cbor(cbor, CONVERT_MAX_DEPTH, &mut |tag, inner| unstash(tag, inner, &mut stash))
@@ -301,6 +338,15 @@ fn unstash(tag: u64, inner: Cbor, stash: &mut [Option<ObjectRef>]) -> Result<Val
 /// Fails, rather than losing the reference, when `value` holds an object
 /// reference at a place where `T` has no field that can take one.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T> {
+    // A `Value` asked for as a `Value` is returned as is, references and
+    // all: the round trip through CBOR would copy every byte string twice.
+    if type_id_of::<T>() == TypeId::of::<Value>() {
+        value.check_convertible()?;
+    }
+    let value = match cast::<Value, T>(value) {
+        Ok(t) => return Ok(t),
+        Err(value) => value,
+    };
     let mut parked = Vec::new();
     let cbor = value.to_cbor(CONVERT_MAX_DEPTH, &mut |o| {
         parked.push(Some(o.clone()));
@@ -315,6 +361,68 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T> {
         )));
     }
     Ok(t)
+}
+
+/// Like [`to_value`], taking the value: a `Value` is moved, not copied.
+/// What methods return goes through here (an echoed 1 MiB byte string
+/// is not copied at all).
+pub(crate) fn into_value<T: Serialize>(value: T) -> Result<Value> {
+    match cast::<T, Value>(value) {
+        Ok(v) => {
+            v.check_convertible().map_err(|e| Error::Convert(e.to_string()))?;
+            Ok(v)
+        }
+        Err(value) => to_value(&value),
+    }
+}
+
+/// The [`TypeId`] of any `T`, `'static` or not. Lifetimes are erased, so
+/// `Foo<'a>` and `Foo<'static>` share one id; that is harmless here, where
+/// ids are only compared with `Value`'s and `Value` has no lifetime
+/// parameters. (The technique of dtolnay's `typeid` crate: `TypeId::of`
+/// needs `T: 'static`, which `from_value`'s public bound does not promise.)
+fn type_id_of<T: ?Sized>() -> TypeId {
+    trait NonStaticAny {
+        fn type_id(&self) -> TypeId
+        where
+            Self: 'static;
+    }
+    impl<T: ?Sized> NonStaticAny for PhantomData<T> {
+        fn type_id(&self) -> TypeId
+        where
+            Self: 'static,
+        {
+            TypeId::of::<T>()
+        }
+    }
+    let phantom = PhantomData::<T>;
+    // SAFETY: only the lifetime bound of the trait object changes; the
+    // method called reads no data and merely names `T`'s type.
+    let any = unsafe { std::mem::transmute::<&dyn NonStaticAny, &(dyn NonStaticAny + 'static)>(&phantom) };
+    NonStaticAny::type_id(any)
+}
+
+/// `from` as a `To` when both are the same type, `Err(from)` otherwise.
+/// Only called with `Value` as one of the two types (see the safety note).
+fn cast<From, To>(from: From) -> std::result::Result<To, From> {
+    if type_id_of::<From>() != type_id_of::<To>() {
+        return Err(from);
+    }
+    let from = ManuallyDrop::new(from);
+    // SAFETY: `From` and `To` are the same type up to lifetimes, and every
+    // caller names `Value`, which has none, as one of them: this moves a
+    // `Value` (`ManuallyDrop` keeps the original from being dropped).
+    Ok(unsafe { std::ptr::read(&*from as *const From as *const To) })
+}
+
+/// `value` seen as a `Value`, when `T` is `Value`.
+fn as_value_ref<T: ?Sized>(value: &T) -> Option<&Value> {
+    if type_id_of::<T>() != TypeId::of::<Value>() {
+        return None;
+    }
+    // SAFETY: `T` is `Value` (same type id; `Value` has no lifetimes), so
+    // the pointer is a thin pointer to a live `Value`.
+    Some(unsafe { &*(value as *const T as *const Value) })
 }
 
 type Placeholder = ciborium::tag::Required<u64, STASH_TAG>;
@@ -473,5 +581,34 @@ impl From<LocalObject> for Value {
 impl From<ObjectRef> for Value {
     fn from(o: ObjectRef) -> Value {
         Value::Object(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_to_value_fast_paths_keep_references_and_limits() {
+        let obj = ObjectRef::Local(crate::ObjectBuilder::new("T").build());
+        let v = Value::Array(vec![Value::Bytes(vec![1, 2, 3]), Value::Object(obj.clone())]);
+        let back: Value = from_value(v.clone()).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(to_value(&v).unwrap(), v);
+        assert_eq!(into_value(v.clone()).unwrap(), v);
+        // Other types still go through CBOR, and still refuse to drop a reference.
+        assert!(from_value::<Vec<()>>(v).is_err());
+
+        // The fast paths fail where the round trip through CBOR fails.
+        let mut deep = Value::Null;
+        for _ in 0..=CONVERT_MAX_DEPTH {
+            deep = Value::Array(vec![deep]);
+        }
+        assert!(from_value::<Value>(deep.clone()).is_err());
+        assert!(to_value(&deep).is_err());
+        assert!(into_value(deep).is_err());
+        let huge = Value::Integer(i128::MAX);
+        assert!(from_value::<Value>(huge.clone()).is_err());
+        assert!(to_value(&huge).is_err());
     }
 }
