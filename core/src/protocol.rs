@@ -408,12 +408,12 @@ impl Protocol {
             self.pending.remove(&seq);
             self.expired.insert(seq);
             self.events.push_back(Event::Expired { seq });
-            let _ = self.send(&Message::Request { seq: 0, request: WireRequest::Cancel(seq) });
+            let _ = self.send(Message::Request { seq: 0, request: WireRequest::Cancel(seq) });
         }
         if let Some(idle) = self.config.idle_timeout {
             if self.phase != Phase::Closed && now >= self.last_input + idle {
                 let bye = Message::Request { seq: 0, request: WireRequest::Close("idle timeout".into()) };
-                let _ = self.send(&bye);
+                let _ = self.send(bye);
                 self.fail(Error::Closed(format!("nothing received for {idle:?} (idle_timeout)")));
             }
         }
@@ -437,24 +437,23 @@ impl Protocol {
         self.flush_releases();
         let seq = self.next_seq;
         let mut exported = Vec::new();
-        let request = match &call {
+        // The call is taken apart: its arguments move into the message.
+        let request = match call {
             Call::Root => WireRequest::Root,
             Call::Call { target, args } => WireRequest::Call {
-                target: self.target_id(target)?,
+                target: self.target_id(&target)?,
                 args: self.encode_args(args, &mut exported)?,
             },
             Call::CallMethod { target, name, args } => WireRequest::CallMethod {
-                target: self.target_id(target)?,
-                name: name.clone(),
+                target: self.target_id(&target)?,
+                name,
                 args: self.encode_args(args, &mut exported)?,
             },
-            Call::GetAttr { target, name } => {
-                WireRequest::GetAttr { target: self.target_id(target)?, name: name.clone() }
-            }
-            Call::Dir { target } => WireRequest::Dir { target: self.target_id(target)? },
+            Call::GetAttr { target, name } => WireRequest::GetAttr { target: self.target_id(&target)?, name },
+            Call::Dir { target } => WireRequest::Dir { target: self.target_id(&target)? },
             Call::Ping(v) => WireRequest::Ping(self.encode_value(v, &mut exported)?),
         };
-        self.send_exporting(&Message::Request { seq, request }, exported)?;
+        self.send_exporting(Message::Request { seq, request }, exported)?;
         self.next_seq += 1;
         self.pending.insert(seq, deadline);
         if let Some(t) = deadline {
@@ -495,8 +494,8 @@ impl Protocol {
         let sent = match result {
             Ok(value) => {
                 let mut exported = Vec::new();
-                match self.encode_value(&value, &mut exported) {
-                    Ok(v) => self.send_exporting(&Message::Reply { seq, value: v }, exported),
+                match self.encode_value(value, &mut exported) {
+                    Ok(v) => self.send_exporting(Message::Reply { seq, value: v }, exported),
                     Err(e) => Err(e),
                 }
             }
@@ -504,12 +503,12 @@ impl Protocol {
                 if !self.config.include_traceback {
                     error.traceback.clear();
                 }
-                self.send(&Message::Error { seq, error })
+                self.send(Message::Error { seq, error })
             }
         };
         if let Err(e) = sent {
             let error = RemoteError::new("ReplyError", format!("the reply could not be sent: {e}"));
-            if let Err(e) = self.send(&Message::Error { seq, error }) {
+            if let Err(e) = self.send(Message::Error { seq, error }) {
                 self.fail(e);
             }
         }
@@ -522,7 +521,7 @@ impl Protocol {
             return;
         }
         self.flush_releases();
-        let _ = self.send(&Message::Request { seq: 0, request: WireRequest::Close(reason.into()) });
+        let _ = self.send(Message::Request { seq: 0, request: WireRequest::Close(reason.into()) });
         self.phase = Phase::Closed;
         self.forget_everything();
     }
@@ -594,13 +593,15 @@ impl Protocol {
         self.imports.clear();
     }
 
-    fn send(&mut self, msg: &Message) -> Result<()> {
-        wire::encode_frame(&msg.to_cbor(), &mut self.out, self.config.max_frame_len)
+    /// Queues one message. It is taken by value so that its values move
+    /// into the CBOR item rather than being copied.
+    fn send(&mut self, msg: Message) -> Result<()> {
+        wire::encode_frame(&msg.into_cbor(), &mut self.out, self.config.max_frame_len)
     }
 
     /// Sends a message whose encoding exported `exported` objects: their
     /// counts rise only if the message is actually queued.
-    fn send_exporting(&mut self, msg: &Message, exported: Vec<u64>) -> Result<()> {
+    fn send_exporting(&mut self, msg: Message, exported: Vec<u64>) -> Result<()> {
         match self.send(msg) {
             Ok(()) => {
                 for id in exported {
@@ -637,7 +638,7 @@ impl Protocol {
         Ok(target.id())
     }
 
-    fn encode_args(&mut self, args: &[Value], exported: &mut Vec<u64>) -> Result<Cbor> {
+    fn encode_args(&mut self, args: Vec<Value>, exported: &mut Vec<u64>) -> Result<Cbor> {
         let mut out = Vec::with_capacity(args.len());
         for a in args {
             match self.encode_value(a, exported) {
@@ -651,9 +652,9 @@ impl Protocol {
         Ok(Cbor::Array(out))
     }
 
-    fn encode_value(&mut self, value: &Value, exported: &mut Vec<u64>) -> Result<Cbor> {
+    fn encode_value(&mut self, value: Value, exported: &mut Vec<u64>) -> Result<Cbor> {
         let max_depth = self.config.max_depth;
-        let result = value.to_cbor(max_depth, &mut |o| match o {
+        let result = value.into_cbor(max_depth, &mut |o| match o {
             ObjectRef::Local(l) => {
                 let id = self.export(l)?;
                 exported.push(id);
@@ -706,7 +707,7 @@ impl Protocol {
         }
         if !batch.is_empty() {
             let msg = Message::Request { seq: 0, request: WireRequest::Release(batch) };
-            if let Err(e) = self.send(&msg) {
+            if let Err(e) = self.send(msg) {
                 self.fail(e);
             }
         }

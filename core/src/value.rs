@@ -173,6 +173,50 @@ impl Value {
         })
     }
 
+    /// Like [`to_cbor`](Self::to_cbor), taking the value apart: byte and
+    /// text strings move into the tree instead of being copied.
+    pub(crate) fn into_cbor(
+        self,
+        max_depth: usize,
+        on_object: &mut dyn FnMut(&ObjectRef) -> Result<Cbor>,
+    ) -> Result<Cbor> {
+        self.into_cbor_at(0, max_depth, on_object)
+    }
+
+    fn into_cbor_at(
+        self,
+        depth: usize,
+        max: usize,
+        on_object: &mut dyn FnMut(&ObjectRef) -> Result<Cbor>,
+    ) -> Result<Cbor> {
+        if depth > max {
+            return Err(LimitError::TooDeep { max }.into());
+        }
+        Ok(match self {
+            Value::Bytes(b) => Cbor::Bytes(b),
+            Value::Text(s) => Cbor::Text(s),
+            Value::Array(items) => Cbor::Array(
+                items
+                    .into_iter()
+                    .map(|v| v.into_cbor_at(depth + 1, max, on_object))
+                    .collect::<Result<_>>()?,
+            ),
+            Value::Map(entries) => Cbor::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            k.into_cbor_at(depth + 1, max, on_object)?,
+                            v.into_cbor_at(depth + 1, max, on_object)?,
+                        ))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            // Scalars and references: nothing to move.
+            other => other.to_cbor_at(depth, max, on_object)?,
+        })
+    }
+
     /// Fails where converting this value through CBOR would: nesting past
     /// [`CONVERT_MAX_DEPTH`] or an integer outside CBOR's range. The
     /// `Value`-to-`Value` fast paths check this so that they succeed and
@@ -348,7 +392,7 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T> {
         Err(value) => value,
     };
     let mut parked = Vec::new();
-    let cbor = value.to_cbor(CONVERT_MAX_DEPTH, &mut |o| {
+    let cbor = value.into_cbor(CONVERT_MAX_DEPTH, &mut |o| {
         parked.push(Some(o.clone()));
         Ok(Cbor::Tag(STASH_TAG, Box::new(Cbor::Integer((parked.len() as u64 - 1).into()))))
     })?;

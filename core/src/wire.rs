@@ -110,6 +110,9 @@ impl FrameDecoder {
 /// Decodes one frame body into a CBOR item, with an explicit recursion limit
 /// (ciborium's default can overflow a small thread stack) and no trailing bytes.
 pub fn decode_cbor(body: &[u8], recursion_limit: usize) -> Result<Cbor> {
+    if let Some(item) = SliceDecoder::decode(body, recursion_limit) {
+        return Ok(item);
+    }
     let mut rest = body;
     let item: Cbor =
         ciborium::de::from_reader_with_recursion_limit(&mut rest, recursion_limit).map_err(|e| match e {
@@ -122,6 +125,135 @@ pub fn decode_cbor(body: &[u8], recursion_limit: usize) -> Result<Cbor> {
         return Err(DecodeError::TrailingBytes(rest.len()).into());
     }
     Ok(item)
+}
+
+/// Decodes the common subset of CBOR that tether peers write (definite
+/// lengths; integers, floats of 32 and 64 bits, strings, arrays, maps, tags
+/// other than bignums, booleans, null) straight from the frame's bytes.
+///
+/// ciborium reads a byte string in 4 KiB pieces through a scratch buffer
+/// into a `Vec` that grows as it goes (for 1 MiB: the bytes copied twice
+/// more, into fresh memory); here a byte string is one exact-size copy out of
+/// the frame. Anything outside the subset, malformed input, nesting near the
+/// recursion limit and trailing bytes all give `None`, and the caller
+/// decodes with ciborium, so every result and every error is what ciborium
+/// alone would give.
+struct SliceDecoder<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    /// Containers (arrays, maps, tags) that may enclose an item: one less
+    /// than ciborium's recursion limit, so nothing it refuses is accepted.
+    max_depth: usize,
+}
+
+impl<'a> SliceDecoder<'a> {
+    fn decode(body: &'a [u8], recursion_limit: usize) -> Option<Cbor> {
+        let mut d = SliceDecoder { buf: body, pos: 0, max_depth: recursion_limit.saturating_sub(1) };
+        let item = d.item(0)?;
+        (d.pos == body.len()).then_some(item)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let bytes = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(bytes)
+    }
+
+    fn take_array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    /// The argument of a head whose additional information is `info`.
+    fn argument(&mut self, info: u8) -> Option<u64> {
+        Some(match info {
+            0..=23 => u64::from(info),
+            24 => u64::from(self.take_array::<1>()?[0]),
+            25 => u64::from(u16::from_be_bytes(self.take_array()?)),
+            26 => u64::from(u32::from_be_bytes(self.take_array()?)),
+            27 => u64::from_be_bytes(self.take_array()?),
+            _ => return None, // indefinite length or reserved
+        })
+    }
+
+    /// A length, which must fit in what is left of the frame (each element
+    /// takes at least one byte), so a forged count allocates nothing.
+    fn length(&mut self, info: u8) -> Option<usize> {
+        let n = usize::try_from(self.argument(info)?).ok()?;
+        (n <= self.buf.len() - self.pos).then_some(n)
+    }
+
+    fn item(&mut self, depth: usize) -> Option<Cbor> {
+        let head = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        let (major, info) = (head >> 5, head & 0x1f);
+        Some(match major {
+            0 => Cbor::Integer(self.argument(info)?.into()),
+            1 => {
+                Cbor::Integer(ciborium::value::Integer::try_from(-1 - i128::from(self.argument(info)?)).ok()?)
+            }
+            2 => {
+                let n = self.length(info)?;
+                Cbor::Bytes(self.take(n)?.to_vec())
+            }
+            3 => {
+                let n = self.length(info)?;
+                Cbor::Text(std::str::from_utf8(self.take(n)?).ok()?.to_owned())
+            }
+            4..=6 if depth >= self.max_depth => return None,
+            4 => {
+                let n = self.length(info)?;
+                let mut items = Vec::with_capacity(n.min(PREALLOCATED_ITEMS));
+                for _ in 0..n {
+                    items.push(self.item(depth + 1)?);
+                }
+                Cbor::Array(items)
+            }
+            5 => {
+                let n = self.length(info)?;
+                let mut entries = Vec::with_capacity(n.min(PREALLOCATED_ITEMS));
+                for _ in 0..n {
+                    entries.push((self.item(depth + 1)?, self.item(depth + 1)?));
+                }
+                Cbor::Map(entries)
+            }
+            6 => match self.argument(info)? {
+                // Bignums become integers in ciborium: leave them to it.
+                2 | 3 => return None,
+                tag => Cbor::Tag(tag, Box::new(self.item(depth + 1)?)),
+            },
+            _ => match info {
+                20 => Cbor::Bool(false),
+                21 => Cbor::Bool(true),
+                22 => Cbor::Null,
+                25 => Cbor::Float(half_to_f64(u16::from_be_bytes(self.take_array()?))?),
+                26 => Cbor::Float(f32::from_be_bytes(self.take_array()?).into()),
+                27 => Cbor::Float(f64::from_be_bytes(self.take_array()?)),
+                // Undefined, other simple values, breaks.
+                _ => return None,
+            },
+        })
+    }
+}
+
+/// Elements reserved up front for an array or map: a forged count costs
+/// no more than this until its elements actually arrive.
+const PREALLOCATED_ITEMS: usize = 1024;
+
+/// A half-precision float (which ciborium writes for any `f64` it holds
+/// exactly, 1.0 say) as an `f64`: exact, as every such value is one. NaNs
+/// give `None` and are left to ciborium, payload bits and all.
+fn half_to_f64(bits: u16) -> Option<f64> {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exponent = i32::from((bits >> 10) & 0x1f);
+    let mantissa = f64::from(bits & 0x3ff);
+    let magnitude = match exponent {
+        0 => mantissa * 2f64.powi(-24),
+        31 if mantissa == 0.0 => f64::INFINITY,
+        31 => return None,
+        e => (1024.0 + mantissa) * 2f64.powi(e - 25),
+    };
+    Some(sign * magnitude)
 }
 
 /// Appends one frame holding `item` to `out`; fails, leaving `out` as it
@@ -278,48 +410,51 @@ fn uint(v: u64) -> Cbor {
 impl Message {
     /// The message as a CBOR item.
     pub fn to_cbor(&self) -> Cbor {
+        self.clone().into_cbor()
+    }
+
+    /// The message as a CBOR item, taking it apart: values move into the
+    /// item instead of being copied (a 1 MiB byte string stays one buffer).
+    pub fn into_cbor(self) -> Cbor {
         match self {
             Message::Hello { version, features } => {
-                Cbor::Array(vec![uint(0), Cbor::Text(MAGIC.into()), uint(*version), uint(*features)])
+                Cbor::Array(vec![uint(0), Cbor::Text(MAGIC.into()), uint(version), uint(features)])
             }
             Message::Request { seq, request } => {
-                let mut a = vec![uint(1), uint(*seq)];
+                let mut a = vec![uint(1), uint(seq)];
                 match request {
                     WireRequest::Root => a.push(uint(RequestKind::Root as u64)),
                     WireRequest::Call { target, args } => {
-                        a.extend([uint(RequestKind::Call as u64), uint(*target), args.clone()])
+                        a.extend([uint(RequestKind::Call as u64), uint(target), args])
                     }
-                    WireRequest::CallMethod { target, name, args } => a.extend([
-                        uint(RequestKind::CallMethod as u64),
-                        uint(*target),
-                        Cbor::Text(name.clone()),
-                        args.clone(),
-                    ]),
+                    WireRequest::CallMethod { target, name, args } => {
+                        a.extend([uint(RequestKind::CallMethod as u64), uint(target), Cbor::Text(name), args])
+                    }
                     WireRequest::GetAttr { target, name } => {
-                        a.extend([uint(RequestKind::GetAttr as u64), uint(*target), Cbor::Text(name.clone())])
+                        a.extend([uint(RequestKind::GetAttr as u64), uint(target), Cbor::Text(name)])
                     }
-                    WireRequest::Dir { target } => a.extend([uint(RequestKind::Dir as u64), uint(*target)]),
-                    WireRequest::Ping(p) => a.extend([uint(RequestKind::Ping as u64), p.clone()]),
+                    WireRequest::Dir { target } => a.extend([uint(RequestKind::Dir as u64), uint(target)]),
+                    WireRequest::Ping(p) => a.extend([uint(RequestKind::Ping as u64), p]),
                     WireRequest::Release(items) => a.extend([
                         uint(RequestKind::Release as u64),
                         Cbor::Array(
-                            items.iter().map(|(id, n)| Cbor::Array(vec![uint(*id), uint(*n)])).collect(),
+                            items.into_iter().map(|(id, n)| Cbor::Array(vec![uint(id), uint(n)])).collect(),
                         ),
                     ]),
-                    WireRequest::Cancel(s) => a.extend([uint(RequestKind::Cancel as u64), uint(*s)]),
+                    WireRequest::Cancel(s) => a.extend([uint(RequestKind::Cancel as u64), uint(s)]),
                     WireRequest::Close(reason) => {
-                        a.extend([uint(RequestKind::Close as u64), Cbor::Text(reason.clone())])
+                        a.extend([uint(RequestKind::Close as u64), Cbor::Text(reason)])
                     }
                 }
                 Cbor::Array(a)
             }
-            Message::Reply { seq, value } => Cbor::Array(vec![uint(2), uint(*seq), value.clone()]),
+            Message::Reply { seq, value } => Cbor::Array(vec![uint(2), uint(seq), value]),
             Message::Error { seq, error } => Cbor::Array(vec![
                 uint(3),
-                uint(*seq),
-                Cbor::Text(error.type_name.clone()),
-                Cbor::Text(error.message.clone()),
-                Cbor::Array(error.traceback.iter().cloned().map(Cbor::Text).collect()),
+                uint(seq),
+                Cbor::Text(error.type_name),
+                Cbor::Text(error.message),
+                Cbor::Array(error.traceback.into_iter().map(Cbor::Text).collect()),
             ]),
         }
     }
@@ -485,6 +620,82 @@ mod tests {
             assert_eq!(Message::from_cbor(decode_cbor(&body, 32).unwrap()).unwrap(), msg);
             assert!(d.next_frame(1 << 20).unwrap().is_none());
             d.finish().unwrap();
+        }
+    }
+
+    /// ciborium's own decoding, for comparison with the slice decoder.
+    fn ciborium_decode(body: &[u8], limit: usize) -> Option<Cbor> {
+        let mut rest = body;
+        let item = ciborium::de::from_reader_with_recursion_limit(&mut rest, limit).ok()?;
+        rest.is_empty().then_some(item)
+    }
+
+    #[test]
+    fn slice_decoder_agrees_with_ciborium() {
+        let mut big = Vec::new();
+        for i in 0..40u64 {
+            big.push(Cbor::Integer(((i * 0x1234_5678_9abc) as i64 - 77).into()));
+        }
+        let items = [
+            Cbor::Array(vec![
+                uint(2),
+                uint(u64::MAX),
+                Cbor::Integer((-1 - i128::from(u64::MAX)).try_into().unwrap()),
+                Cbor::Bytes(vec![9; 20_000]),
+                Cbor::Text("héllo".repeat(30)),
+                Cbor::Map(vec![(Cbor::Text("k".into()), Cbor::Null), (uint(1), Cbor::Bool(true))]),
+                Cbor::Tag(TAG_SENDER_OBJECT, Box::new(uint(5))),
+                Cbor::Float(1.0),
+                Cbor::Float(-0.0),
+                Cbor::Float(1.5e-7),
+                Cbor::Float(0.1),
+                Cbor::Float(f64::INFINITY),
+                Cbor::Array(big),
+            ]),
+            // Outside the subset: left to ciborium.
+            Cbor::Array(vec![uint(1), Cbor::Tag(2, Box::new(Cbor::Bytes(vec![1, 2])))]),
+            Cbor::Array(vec![Cbor::Float(f64::NAN)]),
+            Cbor::Array((0..40).fold(vec![Cbor::Null], |inner, _| vec![Cbor::Array(inner)])),
+        ];
+        let same = |a: &Cbor, b: &Cbor| format!("{a:?}") == format!("{b:?}");
+        // Every encoding, and every mutation of it: whatever the slice
+        // decoder accepts, ciborium decodes identically.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for (n, item) in items.iter().enumerate() {
+            let mut bytes = Vec::new();
+            ciborium::ser::into_writer(item, &mut bytes).unwrap();
+            assert_eq!(SliceDecoder::decode(&bytes, 256).is_some(), n == 0 || n == 3, "{item:?}");
+            for limit in [8, 40, 41, 42, 256] {
+                let fast = SliceDecoder::decode(&bytes, limit);
+                let slow = ciborium_decode(&bytes, limit);
+                if let Some(fast) = &fast {
+                    assert!(same(fast, slow.as_ref().unwrap()), "{fast:?}");
+                }
+            }
+            for _ in 0..3000 {
+                let mut m = bytes.clone();
+                for _ in 0..3 {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let at = (seed >> 33) as usize % m.len();
+                    m[at] = (seed >> 20) as u8;
+                }
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                m.truncate(m.len() - (seed >> 60) as usize % 2);
+                if let Some(fast) = SliceDecoder::decode(&m, 64) {
+                    let slow = ciborium_decode(&m, 64).expect("ciborium accepts what the slice decoder does");
+                    assert!(same(&fast, &slow), "{fast:?} vs {slow:?}");
+                }
+            }
+        }
+        // Every half float, NaNs aside, decodes to ciborium's exact value.
+        for bits in 0..=u16::MAX {
+            let bytes = [0xf9, (bits >> 8) as u8, bits as u8];
+            if let Some(fast) = SliceDecoder::decode(&bytes, 8) {
+                let (Cbor::Float(a), Some(Cbor::Float(b))) = (fast, ciborium_decode(&bytes, 8)) else {
+                    panic!("half float {bits:#x}")
+                };
+                assert_eq!(a.to_bits(), b.to_bits(), "half float {bits:#x}");
+            }
         }
     }
 
