@@ -95,6 +95,7 @@ macro_rules! conformance_tests {
             one_server_thread_serves_a_thousand_connections,
             big_payload_does_not_stall_other_connections,
             expiry_fires_on_time_with_nobody_polling,
+            server_fires_expiries_set_while_serving_another_connection,
             call_from_another_thread,
             sync_call_inside_a_loop_callback,
             peer_disconnect_ends_only_that_connection,
@@ -543,6 +544,101 @@ pub fn expiry_fires_on_time_with_nobody_polling<B: Backend>() {
     assert_eq!(root.call_method::<usize>("recorded", ()).unwrap(), 0, "the cancelled request never ran");
     assert!(lp.is_attached(key));
     lp.detach(key);
+}
+
+/// The backend's server fires an expiry at its deadline with nobody polling,
+/// also when it belongs to another connection than the one being served.
+/// Client A asks the server to call client B's callback with an expiry; B
+/// never answers (nothing serves it after it handed the callback over), so
+/// B's deadline is set on the server's loop thread while it dispatches A's
+/// request. Three ways: the expiry given with the call (`timed`), set just
+/// after it (`set_expiry`), and set later by this, another, thread. Once A
+/// has its reply nothing arrives on any connection, so only the server's own
+/// timer can fire them; each must fire on the server's thread, no earlier
+/// than its deadline.
+pub fn server_fires_expiries_set_while_serving_another_connection<B: Backend>() {
+    const EXPIRY: Duration = Duration::from_millis(50);
+
+    /// Wakes with the server's result number `n`: sends it, the time and the thread.
+    struct Fired {
+        n: usize,
+        tx: Mutex<mpsc::Sender<(usize, Instant, ThreadId)>>,
+    }
+    impl Wake for Fired {
+        fn wake(self: Arc<Self>) {
+            let _ = self.tx.lock().unwrap().send((self.n, Instant::now(), thread::current().id()));
+        }
+    }
+
+    // The server's calls to B's callback, each with when it was armed.
+    let results: Arc<Mutex<Vec<(AsyncResult, Instant)>>> = Arc::default();
+    let (fired_tx, fired) = mpsc::channel();
+    let server_thread: Cell<ThreadId> = Cell::default();
+    let root = {
+        let callback: Cell<RemoteObject> = Cell::default();
+        let registered = callback.clone();
+        let results = results.clone();
+        let server_thread = server_thread.clone();
+        let fired_tx = Mutex::new(fired_tx);
+        ObjectBuilder::new("Arm")
+            .method("register", move |cb: RemoteObject| registered.put(cb))
+            .method("arm", move |how: String| {
+                server_thread.put(thread::current().id());
+                let cb = callback.get().expect("B registered its callback");
+                let armed = Instant::now();
+                let res = match how.as_str() {
+                    "timed" => tether::timed(&cb, EXPIRY).call((1,)),
+                    "set_expiry" => {
+                        let res = tether::async_(&cb).call((2,));
+                        res.set_expiry(EXPIRY);
+                        res
+                    }
+                    _ => tether::async_(&cb).call((3,)),
+                };
+                let mut all = results.lock().unwrap();
+                let n = all.len();
+                let tx = Mutex::new(fired_tx.lock().unwrap().clone());
+                let waker = Waker::from(Arc::new(Fired { n, tx }));
+                let pending = Pin::new(&mut res.clone()).poll(&mut Context::from_waker(&waker)).is_pending();
+                all.push((res, armed));
+                (n, pending)
+            })
+            .build()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = B::spawn_server(listener, Builder::default().service(Service::object(root)));
+
+    let b = Builder::default().connect_tcp(addr).unwrap();
+    b.root().unwrap().call_method::<()>("register", (tether::callback(|x: i64| x),)).unwrap();
+    let a = Builder::default().connect_tcp(addr).unwrap();
+    let a_root = a.root().unwrap();
+    for (n, how) in ["timed", "set_expiry", "later"].into_iter().enumerate() {
+        assert_eq!(
+            a_root.call_method::<(usize, bool)>("arm", (how,)).unwrap(),
+            (n, true),
+            "{how}: armed, pending"
+        );
+        let (res, mut armed) = results.lock().unwrap()[n].clone();
+        if how == "later" {
+            armed = Instant::now();
+            res.set_expiry(EXPIRY);
+        }
+        let (which, at, on) = fired
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("the server never fired the {how} expiry"));
+        assert_eq!(which, n, "{how}");
+        assert_eq!(Some(on), server_thread.get(), "{how}: fired by the server's loop");
+        assert!(at.duration_since(armed) >= EXPIRY, "{how}: fired no earlier than the deadline");
+        assert!(res.expired(), "{how}");
+        match poll_once(&res) {
+            Poll::Ready(Err(Error::Timeout(d))) => assert_eq!(d, EXPIRY, "{how}"),
+            other => panic!("{how}: expected the timeout error, got {other:?}"),
+        }
+    }
+    a.close();
+    b.close();
+    server.stop();
 }
 
 /// A call made from another thread on an attached connection is flushed by

@@ -69,7 +69,7 @@
 //!
 //! [`Server`] is a ready-made single-threaded server loop built the same way.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
@@ -264,6 +264,69 @@ impl Drop for MioConnection {
     }
 }
 
+/// The [`Server`]'s connections by deadline, earliest first, so that a turn
+/// need not ask every connection (each `next_deadline` takes that
+/// connection's lock): the poll timeout is the first entry, and the
+/// connections due are a prefix.
+///
+/// The server re-reads a connection's deadline only when it drove it (after
+/// `register`, `on_ready` or `on_timer`, in `Server::driven`). That misses
+/// nothing, because a deadline moves *earlier* only in two places, and both
+/// ring the connection's token:
+///
+/// - core's `Shared::submit` (a request with an expiry) and
+///   `Driver::set_deadline` (`AsyncResult::set_expiry`) call `wake_driver`
+///   after the change, under the connection's lock; on an attached
+///   connection that calls the waker `register` installed, which queues the
+///   token in the [`Doorbell`]. Whoever made the change (another thread, or
+///   the loop's own thread dispatching another connection's request), the
+///   token is in the next turn's `ready` and its `on_ready` runs before the
+///   re-read. The waker does not queue the token again while its `rung` flag
+///   is set, but then the token is already queued, or was taken and its
+///   `on_ready` (which clears the flag first) has not yet run.
+/// - A new connection's first deadline (`idle_timeout`) is read when it is
+///   registered.
+///
+/// Everything else only moves a deadline later or removes it: a reply
+/// arriving, an expiry firing, input pushing `idle_timeout` back, closing.
+/// When that happens outside `on_ready` (a synchronous call made on the
+/// loop's thread reads its connection itself), the entry left is too early:
+/// harmless, as that connection's `on_timer` then runs once for nothing and
+/// its deadline is re-read.
+#[derive(Default)]
+struct Deadlines {
+    by_time: BTreeSet<(Instant, usize)>,
+    of: HashMap<usize, Instant>,
+}
+
+impl Deadlines {
+    /// Records connection `key`'s deadline (`None`: it has none, or is gone).
+    fn set(&mut self, key: usize, deadline: Option<Instant>) {
+        let old = match deadline {
+            Some(t) => self.of.insert(key, t),
+            None => self.of.remove(&key),
+        };
+        if old != deadline {
+            if let Some(t) = old {
+                self.by_time.remove(&(t, key));
+            }
+            if let Some(t) = deadline {
+                self.by_time.insert((t, key));
+            }
+        }
+    }
+
+    /// The earliest deadline.
+    fn first(&self) -> Option<Instant> {
+        self.by_time.first().map(|&(t, _)| t)
+    }
+
+    /// The connections whose deadline is at or before `now`.
+    fn due(&self, now: Instant) -> Vec<usize> {
+        self.by_time.iter().take_while(|&&(t, _)| t <= now).map(|&(_, k)| k).collect()
+    }
+}
+
 const LISTENER: Token = Token(usize::MAX);
 const DOORBELL: Token = Token(usize::MAX - 1);
 
@@ -285,6 +348,7 @@ pub struct Server {
     listener: Listener,
     builder: Builder,
     conns: HashMap<usize, MioConnection>,
+    deadlines: Deadlines,
     next_key: usize,
     doorbell: Arc<Doorbell>,
     stop: Arc<AtomicBool>,
@@ -344,6 +408,7 @@ impl Server {
             listener,
             builder,
             conns: HashMap::new(),
+            deadlines: Deadlines::default(),
             next_key: 0,
             doorbell,
             stop: Arc::new(AtomicBool::new(false)),
@@ -378,6 +443,7 @@ impl Server {
             c.deregister(registry)?;
             conn.close();
         }
+        self.deadlines = Deadlines::default();
         registry.deregister(&mut SourceFd(&self.listener.as_raw_fd()))?;
         self.count.store(0, Ordering::Release);
         Ok(())
@@ -386,8 +452,7 @@ impl Server {
     /// One turn of the loop: waits for events (at most `max_wait`, and no
     /// later than the earliest deadline), accepts, serves, fires deadlines.
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
-        let deadline =
-            self.conns.values().filter_map(MioConnection::next_deadline).chain(self.accept_retry).min();
+        let deadline = self.deadlines.first().into_iter().chain(self.accept_retry).min();
         let wait = match (timeout(deadline), max_wait) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -409,30 +474,33 @@ impl Server {
         if accept {
             self.accept()?;
         }
-        let registry = self.poll.registry();
         for k in ready {
             if let Some(c) = self.conns.get_mut(&k) {
-                if !c.on_ready(registry)? {
-                    self.conns.remove(&k);
-                }
+                let open = c.on_ready(self.poll.registry())?;
+                self.driven(k, open);
             }
         }
-        let now = Instant::now();
-        let due: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.next_deadline().is_some_and(|d| d <= now))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in due {
+        for k in self.deadlines.due(Instant::now()) {
             if let Some(c) = self.conns.get_mut(&k) {
-                if !c.on_timer(registry)? {
-                    self.conns.remove(&k);
-                }
+                let open = c.on_timer(self.poll.registry())?;
+                self.driven(k, open);
             }
         }
         self.count.store(self.conns.len(), Ordering::Release);
         Ok(())
+    }
+
+    /// Connection `key` was just driven (registered, served or its timer
+    /// ran): re-reads its deadline, or lets go of it once it closed.
+    fn driven(&mut self, key: usize, open: bool) {
+        let deadline = match self.conns.get(&key) {
+            Some(c) if open => c.next_deadline(),
+            _ => {
+                self.conns.remove(&key);
+                None
+            }
+        };
+        self.deadlines.set(key, deadline);
     }
 
     fn accept(&mut self) -> io::Result<()> {
@@ -445,6 +513,7 @@ impl Server {
                     let c = MioConnection::register(&conn, self.poll.registry(), Token(key), &self.doorbell)?;
                     if c.is_registered() {
                         self.conns.insert(key, c);
+                        self.driven(key, true);
                     }
                 }
                 // That client's failure, logged by tether: the next one now.

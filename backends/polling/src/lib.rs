@@ -65,7 +65,7 @@
 //!
 //! [`Server`] is a ready-made single-threaded server loop built the same way.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -240,6 +240,70 @@ impl Drop for PollingConnection {
     }
 }
 
+/// The [`Server`]'s connections by deadline, earliest first, so that a turn
+/// need not ask every connection (each `next_deadline` takes that
+/// connection's lock): the wait's timeout is the first entry, and the
+/// connections due are a prefix.
+///
+/// The server re-reads a connection's deadline only when it drove it (after
+/// `attach`, `on_ready` or `on_timer`, in `Server::driven`). That misses
+/// nothing, because a deadline moves *earlier* only in two places, and both
+/// ring the connection's key:
+///
+/// - core's `Shared::submit` (a request with an expiry) and
+///   `Driver::set_deadline` (`AsyncResult::set_expiry`) call `wake_driver`
+///   after the change, under the connection's lock; on an attached
+///   connection that calls the waker [`PollingConnection::attach`]
+///   installed, which queues the key in the [`Doorbell`]. Whoever made the
+///   change (another thread, or the loop's own thread dispatching another
+///   connection's request), the key is in the next turn's `ready` and its
+///   `on_ready` runs before the re-read. The waker does not queue the key
+///   again while its `rung` flag is set, but then the key is already queued,
+///   or was taken and its `on_ready` (which clears the flag first) has not
+///   yet run.
+/// - A new connection's first deadline (`idle_timeout`) is read when it is
+///   attached.
+///
+/// Everything else only moves a deadline later or removes it: a reply
+/// arriving, an expiry firing, input pushing `idle_timeout` back, closing.
+/// When that happens outside `on_ready` (a synchronous call made on the
+/// loop's thread reads its connection itself), the entry left is too early:
+/// harmless, as that connection's `on_timer` then runs once for nothing and
+/// its deadline is re-read.
+#[derive(Default)]
+struct Deadlines {
+    by_time: BTreeSet<(Instant, usize)>,
+    of: HashMap<usize, Instant>,
+}
+
+impl Deadlines {
+    /// Records connection `key`'s deadline (`None`: it has none, or is gone).
+    fn set(&mut self, key: usize, deadline: Option<Instant>) {
+        let old = match deadline {
+            Some(t) => self.of.insert(key, t),
+            None => self.of.remove(&key),
+        };
+        if old != deadline {
+            if let Some(t) = old {
+                self.by_time.remove(&(t, key));
+            }
+            if let Some(t) = deadline {
+                self.by_time.insert((t, key));
+            }
+        }
+    }
+
+    /// The earliest deadline.
+    fn first(&self) -> Option<Instant> {
+        self.by_time.first().map(|&(t, _)| t)
+    }
+
+    /// The connections whose deadline is at or before `now`.
+    fn due(&self, now: Instant) -> Vec<usize> {
+        self.by_time.iter().take_while(|&&(t, _)| t <= now).map(|&(_, k)| k).collect()
+    }
+}
+
 // polling reserves `usize::MAX` for its own notifications.
 const LISTENER: usize = usize::MAX - 1;
 
@@ -262,6 +326,7 @@ pub struct Server {
     // Declared before `listener`: connections and the listener are deleted
     // from the poller before their fds close.
     conns: HashMap<usize, PollingConnection>,
+    deadlines: Deadlines,
     listener: Listener,
     builder: Builder,
     next_key: usize,
@@ -321,6 +386,7 @@ impl Server {
             doorbell,
             events: Events::new(),
             conns: HashMap::new(),
+            deadlines: Deadlines::default(),
             listener,
             builder,
             next_key: 0,
@@ -355,6 +421,7 @@ impl Server {
             drop(c);
             conn.close();
         }
+        self.deadlines = Deadlines::default();
         self.count.store(0, Ordering::Release);
         Ok(())
     }
@@ -362,8 +429,7 @@ impl Server {
     /// One turn of the loop: waits for events (at most `max_wait`, and no
     /// later than the earliest deadline), accepts, serves, fires deadlines.
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
-        let deadline =
-            self.conns.values().filter_map(PollingConnection::next_deadline).chain(self.accept_retry).min();
+        let deadline = self.deadlines.first().into_iter().chain(self.accept_retry).min();
         let wait = match (timeout(deadline), max_wait) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -388,27 +454,31 @@ impl Server {
         }
         for k in ready {
             if let Some(c) = self.conns.get_mut(&k) {
-                if !c.on_ready()? {
-                    self.conns.remove(&k);
-                }
+                let open = c.on_ready()?;
+                self.driven(k, open);
             }
         }
-        let now = Instant::now();
-        let due: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.next_deadline().is_some_and(|d| d <= now))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in due {
+        for k in self.deadlines.due(Instant::now()) {
             if let Some(c) = self.conns.get_mut(&k) {
-                if !c.on_timer()? {
-                    self.conns.remove(&k);
-                }
+                let open = c.on_timer()?;
+                self.driven(k, open);
             }
         }
         self.count.store(self.conns.len(), Ordering::Release);
         Ok(())
+    }
+
+    /// Connection `key` was just driven (attached, served or its timer ran):
+    /// re-reads its deadline, or lets go of it once it closed.
+    fn driven(&mut self, key: usize, open: bool) {
+        let deadline = match self.conns.get(&key) {
+            Some(c) if open => c.next_deadline(),
+            _ => {
+                self.conns.remove(&key);
+                None
+            }
+        };
+        self.deadlines.set(key, deadline);
     }
 
     fn accept(&mut self) -> io::Result<()> {
@@ -421,6 +491,7 @@ impl Server {
                     let c = PollingConnection::attach(&conn, &self.doorbell, key)?;
                     if c.is_registered() {
                         self.conns.insert(key, c);
+                        self.driven(key, true);
                     }
                 }
                 // That client's failure, logged by tether: the next one now.
