@@ -596,7 +596,10 @@ impl Protocol {
     /// Queues one message. It is taken by value so that its values move
     /// into the CBOR item rather than being copied.
     fn send(&mut self, msg: Message) -> Result<()> {
-        wire::encode_frame(&msg.into_cbor(), &mut self.out, self.config.max_frame_len)
+        let item = msg.into_cbor();
+        let sent = wire::encode_frame(&item, &mut self.out, self.config.max_frame_len);
+        wire::recycle(item);
+        sent
     }
 
     /// Sends a message whose encoding exported `exported` objects: their

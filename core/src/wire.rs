@@ -194,7 +194,7 @@ impl<'a> SliceDecoder<'a> {
             }
             2 => {
                 let n = self.length(info)?;
-                Cbor::Bytes(self.take(n)?.to_vec())
+                Cbor::Bytes(copy_bytes(self.take(n)?))
             }
             3 => {
                 let n = self.length(info)?;
@@ -234,6 +234,56 @@ impl<'a> SliceDecoder<'a> {
             },
         })
     }
+}
+
+/// Byte strings at least this long reuse the buffer of one sent earlier
+/// on this thread (see [`recycle`]); shorter ones are plain allocations.
+const RECYCLE_MIN: usize = 64 << 10;
+/// Larger buffers are not kept for reuse.
+const RECYCLE_MAX: usize = 16 << 20;
+
+thread_local! {
+    /// The buffer of the last large byte string this thread sent.
+    static SPARE_BYTES: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Takes back the buffer of the largest byte string in `item`, a message
+/// just encoded, for the next large byte string this thread decodes.
+///
+/// A megabyte freed after sending and another allocated for the next
+/// message received would otherwise come from fresh memory every time
+/// (the allocator returns the freed top of its heap to the kernel, and
+/// every page of the next buffer faults in again): an echo server or a
+/// client sending and receiving payloads in turn spent a third of its time
+/// in page faults.
+pub(crate) fn recycle(item: Cbor) {
+    fn largest(item: Cbor, depth: usize, best: &mut Vec<u8>) {
+        match item {
+            Cbor::Bytes(b) if b.capacity() > best.capacity() && b.capacity() <= RECYCLE_MAX => *best = b,
+            // A message's values sit at most a few levels down.
+            Cbor::Array(items) if depth < 4 => items.into_iter().for_each(|i| largest(i, depth + 1, best)),
+            _ => {}
+        }
+    }
+    let mut best = Vec::new();
+    largest(item, 0, &mut best);
+    if best.capacity() >= RECYCLE_MIN {
+        SPARE_BYTES.with(|spare| spare.set(best));
+    }
+}
+
+/// `bytes` in a new `Vec`, in the recycled buffer when it fits snugly.
+fn copy_bytes(bytes: &[u8]) -> Vec<u8> {
+    if bytes.len() >= RECYCLE_MIN {
+        let mut spare = SPARE_BYTES.with(|spare| spare.take());
+        // Not more than twice the size: the buffer is handed to the caller.
+        if spare.capacity() >= bytes.len() && spare.capacity() / 2 <= bytes.len() {
+            spare.clear();
+            spare.extend_from_slice(bytes);
+            return spare;
+        }
+    }
+    bytes.to_vec()
 }
 
 /// Elements reserved up front for an array or map: a forged count costs
@@ -697,6 +747,26 @@ mod tests {
                 assert_eq!(a.to_bits(), b.to_bits(), "half float {bits:#x}");
             }
         }
+    }
+
+    #[test]
+    fn sent_byte_strings_are_recycled_for_decoding() {
+        let big = vec![1u8; RECYCLE_MIN * 2];
+        let ptr = big.as_ptr();
+        recycle(Message::Reply { seq: 1, value: Cbor::Array(vec![Cbor::Bytes(big)]) }.into_cbor());
+        let mut body = Vec::new();
+        let payload: Vec<u8> = (0..RECYCLE_MIN * 2).map(|i| i as u8).collect();
+        ciborium::ser::into_writer(&Cbor::Bytes(payload.clone()), &mut body).unwrap();
+        let Cbor::Bytes(got) = decode_cbor(&body, 8).unwrap() else { panic!() };
+        assert_eq!(got, payload);
+        assert_eq!(got.as_ptr(), ptr, "the sent buffer was reused");
+        // Taken once: the next one is a fresh allocation, and a buffer far
+        // larger than needed is not handed out.
+        let Cbor::Bytes(again) = decode_cbor(&body, 8).unwrap() else { panic!() };
+        assert_eq!(again, payload);
+        recycle(Cbor::Bytes(vec![0; RECYCLE_MIN * 8]));
+        let Cbor::Bytes(small) = decode_cbor(&body, 8).unwrap() else { panic!() };
+        assert!(small.capacity() < RECYCLE_MIN * 8);
     }
 
     #[test]
