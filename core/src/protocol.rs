@@ -300,47 +300,64 @@ impl Protocol {
             let room = FIRST_BYTES_KEPT - self.first_bytes.len();
             self.first_bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
-        self.decoder.push(bytes);
-        loop {
-            let max = self.config.max_frame_len;
-            let max_depth = self.config.max_depth;
-            let item = match self.decoder.next_frame(max) {
-                Ok(None) => return Ok(()),
-                // The decoder's limit leaves room for the message's own
-                // nesting; the error names the configured limit.
-                Ok(Some(body)) => wire::decode_cbor(body, max_depth + 8).map_err(|e| match e {
-                    Error::Limit(LimitError::TooDeep { .. }) => LimitError::TooDeep { max: max_depth }.into(),
-                    other => other,
-                }),
-                Err(e) => Err(e),
-            };
-            let result = item.and_then(|item| {
-                let seq = request_seq(&item);
-                match Message::from_cbor(item) {
-                    Ok(msg) => self.handle_message(msg),
-                    // A request of a kind we do not know, from a newer peer:
-                    // answer it with an error; the connection goes on.
-                    Err(DecodeError::UnknownRequest(code)) if seq.is_some() && self.phase == Phase::Open => {
-                        let error = RemoteError::new(
-                            "NotImplementedError",
-                            format!(
-                                "unknown request kind {code} (this peer speaks tether protocol version {})",
-                                wire::VERSION
-                            ),
-                        );
-                        let seq = seq.expect("checked");
-                        self.events.push_back(Event::Request { seq, request: Request::Invalid(error) });
-                        Ok(())
+        let max = self.config.max_frame_len;
+        let mut bytes = bytes;
+        if self.decoder.buffered() == 0 {
+            // Whole frames are decoded straight from the caller's bytes;
+            // only a partial frame at their end is buffered (a frame is not
+            // copied into the decoder just to be read back out).
+            loop {
+                match wire::FrameDecoder::split_frame(bytes, max) {
+                    Ok(Some((body, rest))) => {
+                        bytes = rest;
+                        self.handle_item(decode_frame_body(body, self.config.max_depth))?;
                     }
-                    Err(e) => Err(e.into()),
+                    Ok(None) => break,
+                    Err(e) => return self.handle_item(Err(e)),
                 }
-            });
-            if let Err(e) = result {
-                let e = self.explain_bad_greeting(e);
-                self.fail(e.clone());
-                return Err(e);
             }
         }
+        self.decoder.push(bytes);
+        loop {
+            let item = match self.decoder.next_frame(max) {
+                Ok(None) => return Ok(()),
+                Ok(Some(body)) => decode_frame_body(body, self.config.max_depth),
+                Err(e) => Err(e),
+            };
+            self.handle_item(item)?;
+        }
+    }
+
+    /// Handles one decoded frame (or the error reading it): an error ends
+    /// the connection and is returned.
+    fn handle_item(&mut self, item: Result<Cbor>) -> Result<()> {
+        let result = item.and_then(|item| {
+            let seq = request_seq(&item);
+            match Message::from_cbor(item) {
+                Ok(msg) => self.handle_message(msg),
+                // A request of a kind we do not know, from a newer peer:
+                // answer it with an error; the connection goes on.
+                Err(DecodeError::UnknownRequest(code)) if seq.is_some() && self.phase == Phase::Open => {
+                    let error = RemoteError::new(
+                        "NotImplementedError",
+                        format!(
+                            "unknown request kind {code} (this peer speaks tether protocol version {})",
+                            wire::VERSION
+                        ),
+                    );
+                    let seq = seq.expect("checked");
+                    self.events.push_back(Event::Request { seq, request: Request::Invalid(error) });
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        });
+        if let Err(e) = result {
+            let e = self.explain_bad_greeting(e);
+            self.fail(e.clone());
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Before the hello, garbage usually means the peer is not a tether
@@ -897,6 +914,15 @@ impl Protocol {
         }
         Ok(())
     }
+}
+
+/// One frame body as a CBOR item. The decoder's limit leaves room for the
+/// message's own nesting; the error names the configured limit.
+fn decode_frame_body(body: &[u8], max_depth: usize) -> Result<Cbor> {
+    wire::decode_cbor(body, max_depth + 8).map_err(|e| match e {
+        Error::Limit(LimitError::TooDeep { .. }) => LimitError::TooDeep { max: max_depth }.into(),
+        other => other,
+    })
 }
 
 /// The sequence number of `[1, seq, ...]` (a request) when it is not zero:

@@ -92,6 +92,26 @@ impl FrameDecoder {
         Ok(Some(&self.buf[body]))
     }
 
+    /// Splits the first whole frame off `bytes`: its body and the bytes
+    /// after it; `Ok(None)` when `bytes` holds no whole frame, or the same
+    /// error as [`next_frame`](Self::next_frame). With an empty decoder
+    /// this reads frames straight from received bytes, so only a partial
+    /// frame left at their end needs [`push`](Self::push)ing.
+    pub fn split_frame(bytes: &[u8], max_len: usize) -> Result<Option<(&[u8], &[u8])>> {
+        if bytes.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        if len > max_len {
+            return Err(LimitError::FrameTooLarge { len, max: max_len }.into());
+        }
+        if bytes.len() - HEADER_LEN < len {
+            return Ok(None);
+        }
+        let (body, rest) = bytes[HEADER_LEN..].split_at(len);
+        Ok(Some((body, rest)))
+    }
+
     /// Call at end of stream: fails if a partial frame is left over.
     pub fn finish(&self) -> Result<()> {
         let avail = &self.buf[self.start..];
