@@ -288,14 +288,16 @@ pub(crate) fn recycle(item: Cbor) {
     let mut best = Vec::new();
     largest(item, 0, &mut best);
     if best.capacity() >= RECYCLE_MIN {
-        SPARE_BYTES.with(|spare| spare.set(best));
+        // `try_with`: a connection may close (and send) while the thread's
+        // locals are being destroyed; the buffer is then simply freed.
+        let _ = SPARE_BYTES.try_with(|spare| spare.set(best));
     }
 }
 
 /// `bytes` in a new `Vec`, in the recycled buffer when it fits snugly.
 fn copy_bytes(bytes: &[u8]) -> Vec<u8> {
     if bytes.len() >= RECYCLE_MIN {
-        let mut spare = SPARE_BYTES.with(|spare| spare.take());
+        let mut spare = SPARE_BYTES.try_with(|spare| spare.take()).unwrap_or_default();
         // Not more than twice the size: the buffer is handed to the caller.
         if spare.capacity() >= bytes.len() && spare.capacity() / 2 <= bytes.len() {
             spare.clear();
