@@ -245,6 +245,11 @@ const READ_BUF_LEN: usize = 64 * 1024;
 /// after use, so one burst does not pin its size for the thread's life.
 const READ_BUF_KEEP: usize = 4 << 20;
 
+/// Most bytes read in one pass before they are fed to the protocol. A peer
+/// that keeps sending could otherwise keep one pass reading (and the buffer
+/// growing) before any limit is checked; the driver reads again at once.
+const READ_PASS_MAX: usize = 4 << 20;
+
 thread_local! {
     /// How many connection state locks this thread holds.
     static LOCKS_HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -1056,10 +1061,12 @@ impl Shared {
                 None => Ok(()),
             };
             // Read without the lock, then lock and feed what arrived.
+            let mut more = false;
             st = self.read_available(|read| {
                 let mut st = self.lock();
                 match read {
-                    Ok((bytes, eof)) => {
+                    Ok((bytes, eof, cut_short)) => {
+                        more = cut_short;
                         let now = self.clock.now();
                         if !bytes.is_empty() {
                             let _ = st.proto.handle_bytes(bytes, now);
@@ -1076,7 +1083,10 @@ impl Shared {
                 Some((t, depth)) if depth > 1 => Some((t, depth - 1)),
                 _ => None,
             };
-            drove_once = true;
+            // A pass cut short at READ_PASS_MAX left data in the socket: a
+            // non-blocking poll reads again (an edge-triggered loop would
+            // get no new edge for it).
+            drove_once = !more;
             // Objects the peer released die before anything else leaves:
             // the protocol answers pings inline, and a reply overtaking the
             // drop would let the peer observe a released object still alive.
@@ -1102,8 +1112,9 @@ impl Shared {
         }
     }
 
-    /// Reads until the transport would block, then calls `feed` with what
-    /// arrived and whether the stream ended (or the error, when nothing
+    /// Reads until the transport would block (or [`READ_PASS_MAX`] bytes
+    /// are in), then calls `feed` with what arrived, whether the stream
+    /// ended and whether more may be waiting (or the error, when nothing
     /// was read before it). No lock is held while reading.
     ///
     /// Everything goes into one buffer, the thread's own (a connection
@@ -1111,11 +1122,11 @@ impl Shared {
     /// connections would spend 640 MiB on them), which `feed` reads in
     /// place: no copy per read and no fresh memory for every megabyte
     /// received.
-    fn read_available<R>(&self, feed: impl FnOnce(io::Result<(&[u8], bool)>) -> R) -> R {
+    fn read_available<R>(&self, feed: impl FnOnce(io::Result<(&[u8], bool, bool)>) -> R) -> R {
         READ_BUF.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => {
                 let read = self.read_into(&mut buf);
-                let r = feed(read.map(|(n, eof)| (&buf[..n], eof)));
+                let r = feed(read.map(|(n, eof, more)| (&buf[..n], eof, more)));
                 if buf.len() > READ_BUF_KEEP {
                     *buf = vec![0; READ_BUF_LEN];
                 }
@@ -1126,27 +1137,32 @@ impl Shared {
             Err(_) => {
                 let mut buf = vec![0; READ_BUF_LEN];
                 let read = self.read_into(&mut buf);
-                feed(read.map(|(n, eof)| (&buf[..n], eof)))
+                feed(read.map(|(n, eof, more)| (&buf[..n], eof, more)))
             }
         })
     }
 
     /// Reads into `buf` from its start, growing it as needed, until the
-    /// transport would block: the bytes read and whether the stream ended.
-    fn read_into(&self, buf: &mut Vec<u8>) -> io::Result<(usize, bool)> {
+    /// transport would block or [`READ_PASS_MAX`] bytes are in: the bytes
+    /// read, whether the stream ended, and whether the pass was cut short
+    /// (more may be waiting).
+    fn read_into(&self, buf: &mut Vec<u8>) -> io::Result<(usize, bool, bool)> {
         let mut filled = 0;
         loop {
+            if filled >= READ_PASS_MAX {
+                return Ok((filled, false, true));
+            }
             if buf.len() - filled < READ_BUF_LEN {
                 // Zeroed once here; the buffer keeps its length afterwards.
                 buf.resize(filled + READ_BUF_LEN, 0);
             }
             match self.transport.read(&mut buf[filled..]) {
-                Ok(0) => return Ok((filled, true)),
+                Ok(0) => return Ok((filled, true, false)),
                 Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((filled, false)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((filled, false, false)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if filled == 0 => return Err(e),
-                Err(_) => return Ok((filled, false)),
+                Err(_) => return Ok((filled, false, false)),
             }
         }
     }
