@@ -14,7 +14,10 @@
 //! serving thread takes them next, with no lock held, so a method may call
 //! back into the peer (nested callbacks work at any depth). **When one thread
 //! serves a connection, its requests run in the order they arrived**; with
-//! several serving threads they may overlap.
+//! several serving threads they may overlap. Before it returns, a
+//! synchronous call runs the requests still queued that arrived with (or
+//! before) its reply, so when nobody else serves the connection a reply
+//! never overtakes a callback the peer sent before it.
 //!
 //! A connection *attached* to an event loop ([`Connection::attach`]) is only
 //! driven and served by the loop's thread: other threads' calls queue their
