@@ -202,6 +202,18 @@ impl AsyncResult {
         from_value(self.value()?)
     }
 
+    /// [`value`](Self::value), consuming the result: when this is its only
+    /// handle the value is moved out rather than copied (a synchronous call
+    /// returning a megabyte copied it once more just to drop the original).
+    pub fn into_value(self) -> Result<Value> {
+        self.wait()?;
+        let mut s = self.slot.lock();
+        // Nobody else can see the outcome: not a clone of this result, not
+        // the connection (it lets go of a slot once it settles it).
+        let outcome = if Arc::strong_count(&self.slot) == 1 { s.outcome.take() } else { s.outcome.clone() };
+        outcome.expect("waited until settled with an outcome")
+    }
+
     /// Runs `f` when the reply arrives, on the thread or loop that delivers
     /// it; at once when it is already here. Never runs if the result expires
     /// first.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::async_result::AsyncResult;
 use crate::error::Result;
 use crate::protocol::Call;
-use crate::value::{to_value, Value};
+use crate::value::{from_value, to_value, Value};
 
 /// What a proxy needs from the connection it came from.
 pub(crate) trait Session: Send + Sync + 'static {
@@ -160,7 +160,7 @@ impl RemoteObject {
     }
 
     fn sync<R: DeserializeOwned>(&self, call: Call, timeout: Option<Duration>) -> Result<R> {
-        self.submit(call, timeout).value_as()
+        from_value(self.submit(call, timeout).into_value()?)
     }
 
     /// Calls the remote method `name` and waits for its result, serving the

@@ -598,6 +598,22 @@ fn a_reply_never_overtakes_a_callback_sent_before_it() {
 }
 
 #[test]
+fn into_value_moves_the_value_out_only_when_nobody_else_can_see_it() {
+    let srv = TestServer::tcp();
+    let root = srv.connect().root().unwrap();
+    let payload = Value::Bytes(vec![7; 1 << 16]);
+    // With a clone alive, the clone still has the value afterwards.
+    let res = async_(&root).call_method("echo", (payload.clone(),));
+    let other = res.clone();
+    assert_eq!(res.into_value().unwrap(), payload);
+    assert_eq!(other.value().unwrap(), payload);
+    // Alone, it moves out; a remote error still comes back as `Err`.
+    assert_eq!(async_(&root).call_method("echo", (payload.clone(),)).into_value().unwrap(), payload);
+    let err = async_(&root).call_method("int", ("x",)).into_value().unwrap_err();
+    assert!(err.as_remote().is_some(), "{err}");
+}
+
+#[test]
 fn async_result_is_a_future() {
     let srv = TestServer::tcp();
     let conn = srv.connect();
