@@ -165,12 +165,14 @@ def events(o, conn):
     secs, batch = float(o["secs"]), int(o.get("batch", 20000))
     window = int(o.get("window", WINDOW))
     got = [0]
+    want = [0]  # only reaching it wakes the waiter (as on the tether side)
     cond = threading.Condition()
 
     def on_event(i):
         with cond:
             got[0] += 1
-            cond.notify_all()
+            if got[0] >= want[0]:
+                cond.notify_all()
 
     # RPyC's default sleep_interval (0.1 s after every served message) caps
     # events near 10/s; serve without sleeping to give RPyC its best case.
@@ -180,6 +182,7 @@ def events(o, conn):
     def round_(k):
         with cond:
             target = got[0] + k
+            want[0] = target
         res = aemit(on_event, k, window)
         give_up = time.monotonic() + 20
         with cond:

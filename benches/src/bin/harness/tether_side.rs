@@ -157,18 +157,36 @@ fn pipelined(opts: &Opts, root: &RemoteObject) -> tether::Result<()> {
 }
 
 /// Counts events and wakes whoever waits for a count.
-#[derive(Default)]
 struct Counter {
     n: AtomicU64,
+    /// What `wait_for` waits for: only reaching it wakes the waiter, so the
+    /// measurement is the delivery of events, not one wake-up of the
+    /// counting thread per event (the RPyC side counts the same way).
+    target: AtomicU64,
     lock: Mutex<()>,
     cond: Condvar,
 }
 
+impl Default for Counter {
+    fn default() -> Self {
+        // Nobody waits yet: no wake-ups (the event-loop variants count on
+        // the loop's own thread and never wait here).
+        Counter {
+            n: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            lock: Mutex::new(()),
+            cond: Condvar::new(),
+        }
+    }
+}
+
 impl Counter {
     fn bump(&self) {
-        self.n.fetch_add(1, Ordering::AcqRel);
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.cond.notify_all();
+        let n = self.n.fetch_add(1, Ordering::AcqRel) + 1;
+        if n >= self.target.load(Ordering::Acquire) {
+            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.cond.notify_all();
+        }
     }
 
     fn get(&self) -> u64 {
@@ -177,6 +195,7 @@ impl Counter {
 
     fn wait_for(&self, target: u64) {
         let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.target.store(target, Ordering::Release);
         while self.get() < target {
             g = self.cond.wait_timeout(g, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
         }
