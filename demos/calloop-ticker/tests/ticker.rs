@@ -2,9 +2,7 @@
 //! server process, and checks that ticks and pushed events both happen on
 //! the tool's one loop, and that it stops after the requested events.
 
-mod common;
-
-use common::Proc;
+use demo_testkit::Proc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_calloop-ticker");
 

@@ -2,9 +2,7 @@
 //! follows a conversation: joins, messages broadcast to everyone, a client
 //! that leaves cleanly and one that is killed, both dropped from the room.
 
-mod common;
-
-use common::Proc;
+use demo_testkit::Proc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chat");
 

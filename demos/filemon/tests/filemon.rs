@@ -2,14 +2,12 @@
 //! TCP, changes a scratch file, and checks the client hears of each change:
 //! pushed (BgServingThread) or pulled (on the next interaction).
 
-mod common;
-
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::Proc;
+use demo_testkit::Proc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_filemon");
 

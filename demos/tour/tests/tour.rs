@@ -1,9 +1,7 @@
 //! Runs `tour` and checks that its transcript tells the tutorial's story,
 //! step by step and in order.
 
-mod common;
-
-use common::Proc;
+use demo_testkit::Proc;
 
 #[test]
 fn tour_replays_the_tutorial_session() {

@@ -1,7 +1,6 @@
 //! Runs a demo binary as a child process and follows its output line by
 //! line. Every wait has a deadline (the watchdog): a test that would hang
 //! fails instead, and the child is killed on drop whatever happens.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -10,22 +9,23 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long any one test may wait in total for its children.
-pub(crate) const WATCHDOG: Duration = Duration::from_secs(30);
+pub const WATCHDOG: Duration = Duration::from_secs(30);
 
 /// A running demo: its stdin, its stdout as a stream of lines, and everything
 /// it printed so far (for failure messages).
-pub(crate) struct Proc {
+pub struct Proc {
     name: String,
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
-    pub(crate) transcript: Vec<String>,
+    /// Every line the child printed so far, for checks and failure messages.
+    pub transcript: Vec<String>,
     deadline: Instant,
 }
 
 impl Proc {
     /// Starts `bin` with `args`, stdin and stdout piped, stderr inherited.
-    pub(crate) fn spawn(name: &str, bin: &str, args: &[&str]) -> Proc {
+    pub fn spawn(name: &str, bin: &str, args: &[&str]) -> Proc {
         let mut child = Command::new(bin)
             .args(args)
             .stdin(Stdio::piped())
@@ -55,7 +55,7 @@ impl Proc {
     }
 
     /// The next line, or `None` at end of output. Panics at the watchdog.
-    pub(crate) fn next_line(&mut self) -> Option<String> {
+    pub fn next_line(&mut self) -> Option<String> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         match self.lines.recv_timeout(left) {
             Ok(line) => {
@@ -70,7 +70,7 @@ impl Proc {
     }
 
     /// Reads lines until one satisfies `want`, and returns it.
-    pub(crate) fn expect_by(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+    pub fn expect_by(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
         loop {
             match self.next_line() {
                 Some(line) if want(&line) => return line,
@@ -81,12 +81,12 @@ impl Proc {
     }
 
     /// Reads lines until one contains `needle`, and returns it.
-    pub(crate) fn expect(&mut self, needle: &str) -> String {
+    pub fn expect(&mut self, needle: &str) -> String {
         self.expect_by(&format!("a line containing {needle:?}"), |l| l.contains(needle))
     }
 
     /// Reads the next line and checks it is exactly `line`.
-    pub(crate) fn expect_exact(&mut self, line: &str) {
+    pub fn expect_exact(&mut self, line: &str) {
         match self.next_line() {
             Some(got) if got == line => {}
             got => panic!("{}: expected {line:?}, got {got:?}; output:\n{}", self.name, self.dump()),
@@ -94,41 +94,42 @@ impl Proc {
     }
 
     /// The address from a `listening on ADDR` line.
-    pub(crate) fn listening_addr(&mut self) -> String {
+    pub fn listening_addr(&mut self) -> String {
         let line = self.expect("listening on ");
         line.rsplit(' ').next().expect("an address").to_string()
     }
 
     /// Writes one line to the child's stdin.
-    pub(crate) fn send(&mut self, line: &str) {
+    pub fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin still open");
         writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("writing to the child");
     }
 
     /// Closes the child's stdin (end of input).
-    pub(crate) fn close_stdin(&mut self) {
+    pub fn close_stdin(&mut self) {
         self.stdin.take();
     }
 
     /// Kills the child at once (no clean shutdown) and reaps it.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// Reads the rest of the output, then waits for the exit status.
-    pub(crate) fn finish(&mut self) -> ExitStatus {
+    pub fn finish(&mut self) -> ExitStatus {
         while self.next_line().is_some() {}
         self.child.wait().expect("waiting for the child")
     }
 
     /// Reads the rest of the output and checks that the child exited with 0.
-    pub(crate) fn finish_ok(&mut self) {
+    pub fn finish_ok(&mut self) {
         let status = self.finish();
         assert!(status.success(), "{}: exited with {status}; output:\n{}", self.name, self.dump());
     }
 
-    pub(crate) fn dump(&self) -> String {
+    /// The transcript as one string, for failure messages.
+    pub fn dump(&self) -> String {
         self.transcript.join("\n")
     }
 }
