@@ -14,6 +14,7 @@
 //! | [`protocol`] | the sans-IO state machine: bytes in, [`Event`](protocol::Event)s out; sequence numbers, pending table, object tables, deadlines as data |
 //! | [`connection`] | [`Connection`]: the protocol driven over a [`Transport`]; synchronous calls, [`AsyncResult`], serving, [`BgServingThread`], event-loop entry points |
 //! | [`listener`], [`server`] | the [`Listener`] every server accepts on (a refused client vs a failed listener: [`Accepted`]); [`ThreadedServer`] and [`OneShotServer`] |
+//! | [`deadlines`] | [`DeadlineIndex`]: many connections' deadlines for one event-loop server |
 //! | [`auth`] | authenticators run before the handshake: Unix peer credentials, a shared-secret challenge-response |
 //! | [`testing`] | a deterministic in-memory [`Pair`](testing::Pair) on a virtual clock |
 //!
@@ -58,6 +59,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod deadlines;
 pub mod error;
 pub mod listener;
 pub mod object;
@@ -74,6 +76,7 @@ pub use auth::{Authenticator, Credentials};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
 pub use connection::{connect, BgServingThread, Builder, Connection, Service, WeakConnection};
+pub use deadlines::DeadlineIndex;
 pub use error::{Error, RemoteError, Result};
 pub use listener::{Accepted, Listener};
 pub use object::{callback, Invoke, LocalObject, Method, Object, ObjectBuilder};

@@ -69,7 +69,7 @@
 //!
 //! [`Server`] is a ready-made single-threaded server loop built the same way.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
@@ -81,7 +81,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use tether::server::ACCEPT_BACKOFF;
-use tether::{Accepted, Builder, Connection, Listener};
+use tether::{Accepted, Builder, Connection, DeadlineIndex, Listener};
 
 /// The wake-up of one [`Poll`], shared by every connection registered on it:
 /// a mio [`Waker`] used as a doorbell over a queue of tokens that rang.
@@ -264,68 +264,34 @@ impl Drop for MioConnection {
     }
 }
 
-/// The [`Server`]'s connections by deadline, earliest first, so that a turn
-/// need not ask every connection (each `next_deadline` takes that
-/// connection's lock): the poll timeout is the first entry, and the
-/// connections due are a prefix.
-///
-/// The server re-reads a connection's deadline only when it drove it (after
-/// `register`, `on_ready` or `on_timer`, in `Server::driven`). That misses
-/// nothing, because a deadline moves *earlier* only in two places, and both
-/// ring the connection's token:
-///
-/// - core's `Shared::submit` (a request with an expiry) and
-///   `Driver::set_deadline` (`AsyncResult::set_expiry`) call `wake_driver`
-///   after the change, under the connection's lock; on an attached
-///   connection that calls the waker `register` installed, which queues the
-///   token in the [`Doorbell`]. Whoever made the change (another thread, or
-///   the loop's own thread dispatching another connection's request), the
-///   token is in the next turn's `ready` and its `on_ready` runs before the
-///   re-read. The waker does not queue the token again while its `rung` flag
-///   is set, but then the token is already queued, or was taken and its
-///   `on_ready` (which clears the flag first) has not yet run.
-/// - A new connection's first deadline (`idle_timeout`) is read when it is
-///   registered.
-///
-/// Everything else only moves a deadline later or removes it: a reply
-/// arriving, an expiry firing, input pushing `idle_timeout` back, closing.
-/// When that happens outside `on_ready` (a synchronous call made on the
-/// loop's thread reads its connection itself), the entry left is too early:
-/// harmless, as that connection's `on_timer` then runs once for nothing and
-/// its deadline is re-read.
-#[derive(Default)]
-struct Deadlines {
-    by_time: BTreeSet<(Instant, usize)>,
-    of: HashMap<usize, Instant>,
-}
-
-impl Deadlines {
-    /// Records connection `key`'s deadline (`None`: it has none, or is gone).
-    fn set(&mut self, key: usize, deadline: Option<Instant>) {
-        let old = match deadline {
-            Some(t) => self.of.insert(key, t),
-            None => self.of.remove(&key),
-        };
-        if old != deadline {
-            if let Some(t) = old {
-                self.by_time.remove(&(t, key));
-            }
-            if let Some(t) = deadline {
-                self.by_time.insert((t, key));
-            }
-        }
-    }
-
-    /// The earliest deadline.
-    fn first(&self) -> Option<Instant> {
-        self.by_time.first().map(|&(t, _)| t)
-    }
-
-    /// The connections whose deadline is at or before `now`.
-    fn due(&self, now: Instant) -> Vec<usize> {
-        self.by_time.iter().take_while(|&&(t, _)| t <= now).map(|&(_, k)| k).collect()
-    }
-}
+// The server keeps its connections' deadlines in a `tether::DeadlineIndex`,
+// so that a turn need not ask every connection (each `next_deadline` takes
+// that connection's lock).
+//
+// The server re-reads a connection's deadline only when it drove it (after
+// `register`, `on_ready` or `on_timer`, in `Server::driven`). That misses
+// nothing, because a deadline moves *earlier* only in two places, and both
+// ring the connection's token:
+//
+// - core's `Shared::submit` (a request with an expiry) and
+//   `Driver::set_deadline` (`AsyncResult::set_expiry`) call `wake_driver`
+//   after the change, under the connection's lock; on an attached
+//   connection that calls the waker `register` installed, which queues the
+//   token in the `Doorbell`. Whoever made the change (another thread, or
+//   the loop's own thread dispatching another connection's request), the
+//   token is in the next turn's `ready` and its `on_ready` runs before the
+//   re-read. The waker does not queue the token again while its `rung` flag
+//   is set, but then the token is already queued, or was taken and its
+//   `on_ready` (which clears the flag first) has not yet run.
+// - A new connection's first deadline (`idle_timeout`) is read when it is
+//   registered.
+//
+// Everything else only moves a deadline later or removes it: a reply
+// arriving, an expiry firing, input pushing `idle_timeout` back, closing.
+// When that happens outside `on_ready` (a synchronous call made on the
+// loop's thread reads its connection itself), the entry left is too early:
+// harmless, as that connection's `on_timer` then runs once for nothing and
+// its deadline is re-read.
 
 const LISTENER: Token = Token(usize::MAX);
 const DOORBELL: Token = Token(usize::MAX - 1);
@@ -348,7 +314,7 @@ pub struct Server {
     listener: Listener,
     builder: Builder,
     conns: HashMap<usize, MioConnection>,
-    deadlines: Deadlines,
+    deadlines: DeadlineIndex,
     next_key: usize,
     doorbell: Arc<Doorbell>,
     stop: Arc<AtomicBool>,
@@ -408,7 +374,7 @@ impl Server {
             listener,
             builder,
             conns: HashMap::new(),
-            deadlines: Deadlines::default(),
+            deadlines: DeadlineIndex::default(),
             next_key: 0,
             doorbell,
             stop: Arc::new(AtomicBool::new(false)),
@@ -443,7 +409,7 @@ impl Server {
             c.deregister(registry)?;
             conn.close();
         }
-        self.deadlines = Deadlines::default();
+        self.deadlines.clear();
         registry.deregister(&mut SourceFd(&self.listener.as_raw_fd()))?;
         self.count.store(0, Ordering::Release);
         Ok(())

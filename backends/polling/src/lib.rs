@@ -65,7 +65,7 @@
 //!
 //! [`Server`] is a ready-made single-threaded server loop built the same way.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -76,7 +76,7 @@ use std::time::{Duration, Instant};
 
 use polling::{Event, Events, Poller};
 use tether::server::ACCEPT_BACKOFF;
-use tether::{Accepted, Builder, Connection, Listener};
+use tether::{Accepted, Builder, Connection, DeadlineIndex, Listener};
 
 /// The wake-up of one [`Poller`], shared by every connection on it: a queue
 /// of keys that rang plus [`Poller::notify`].
@@ -240,69 +240,37 @@ impl Drop for PollingConnection {
     }
 }
 
-/// The [`Server`]'s connections by deadline, earliest first, so that a turn
-/// need not ask every connection (each `next_deadline` takes that
-/// connection's lock): the wait's timeout is the first entry, and the
-/// connections due are a prefix.
-///
-/// The server re-reads a connection's deadline only when it drove it (after
-/// `attach`, `on_ready` or `on_timer`, in `Server::driven`). That misses
-/// nothing, because a deadline moves *earlier* only in two places, and both
-/// ring the connection's key:
-///
-/// - core's `Shared::submit` (a request with an expiry) and
-///   `Driver::set_deadline` (`AsyncResult::set_expiry`) call `wake_driver`
-///   after the change, under the connection's lock; on an attached
-///   connection that calls the waker [`PollingConnection::attach`]
-///   installed, which queues the key in the [`Doorbell`]. Whoever made the
-///   change (another thread, or the loop's own thread dispatching another
-///   connection's request), the key is in the next turn's `ready` and its
-///   `on_ready` runs before the re-read. The waker does not queue the key
-///   again while its `rung` flag is set, but then the key is already queued,
-///   or was taken and its `on_ready` (which clears the flag first) has not
-///   yet run.
-/// - A new connection's first deadline (`idle_timeout`) is read when it is
-///   attached.
-///
-/// Everything else only moves a deadline later or removes it: a reply
-/// arriving, an expiry firing, input pushing `idle_timeout` back, closing.
-/// When that happens outside `on_ready` (a synchronous call made on the
-/// loop's thread reads its connection itself), the entry left is too early:
-/// harmless, as that connection's `on_timer` then runs once for nothing and
-/// its deadline is re-read.
-#[derive(Default)]
-struct Deadlines {
-    by_time: BTreeSet<(Instant, usize)>,
-    of: HashMap<usize, Instant>,
-}
-
-impl Deadlines {
-    /// Records connection `key`'s deadline (`None`: it has none, or is gone).
-    fn set(&mut self, key: usize, deadline: Option<Instant>) {
-        let old = match deadline {
-            Some(t) => self.of.insert(key, t),
-            None => self.of.remove(&key),
-        };
-        if old != deadline {
-            if let Some(t) = old {
-                self.by_time.remove(&(t, key));
-            }
-            if let Some(t) = deadline {
-                self.by_time.insert((t, key));
-            }
-        }
-    }
-
-    /// The earliest deadline.
-    fn first(&self) -> Option<Instant> {
-        self.by_time.first().map(|&(t, _)| t)
-    }
-
-    /// The connections whose deadline is at or before `now`.
-    fn due(&self, now: Instant) -> Vec<usize> {
-        self.by_time.iter().take_while(|&&(t, _)| t <= now).map(|&(_, k)| k).collect()
-    }
-}
+// Why the server's `tether::DeadlineIndex` of its connections (by deadline,
+// earliest first, so that a turn
+// need not ask every connection (each `next_deadline` takes that
+// connection's lock): the wait's timeout is the first entry, and the
+// connections due are a prefix.
+//
+// The server re-reads a connection's deadline only when it drove it (after
+// `attach`, `on_ready` or `on_timer`, in `Server::driven`). That misses
+// nothing, because a deadline moves *earlier* only in two places, and both
+// ring the connection's key:
+//
+// - core's `Shared::submit` (a request with an expiry) and
+//   `Driver::set_deadline` (`AsyncResult::set_expiry`) call `wake_driver`
+//   after the change, under the connection's lock; on an attached
+//   connection that calls the waker [`PollingConnection::attach`]
+//   installed, which queues the key in the [`Doorbell`]. Whoever made the
+//   change (another thread, or the loop's own thread dispatching another
+//   connection's request), the key is in the next turn's `ready` and its
+//   `on_ready` runs before the re-read. The waker does not queue the key
+//   again while its `rung` flag is set, but then the key is already queued,
+//   or was taken and its `on_ready` (which clears the flag first) has not
+//   yet run.
+// - A new connection's first deadline (`idle_timeout`) is read when it is
+//   attached.
+//
+// Everything else only moves a deadline later or removes it: a reply
+// arriving, an expiry firing, input pushing `idle_timeout` back, closing.
+// When that happens outside `on_ready` (a synchronous call made on the
+// loop's thread reads its connection itself), the entry left is too early:
+// harmless, as that connection's `on_timer` then runs once for nothing and
+// its deadline is re-read.
 
 // polling reserves `usize::MAX` for its own notifications.
 const LISTENER: usize = usize::MAX - 1;
@@ -326,7 +294,7 @@ pub struct Server {
     // Declared before `listener`: connections and the listener are deleted
     // from the poller before their fds close.
     conns: HashMap<usize, PollingConnection>,
-    deadlines: Deadlines,
+    deadlines: DeadlineIndex,
     listener: Listener,
     builder: Builder,
     next_key: usize,
@@ -386,7 +354,7 @@ impl Server {
             doorbell,
             events: Events::new(),
             conns: HashMap::new(),
-            deadlines: Deadlines::default(),
+            deadlines: DeadlineIndex::default(),
             listener,
             builder,
             next_key: 0,
@@ -421,7 +389,7 @@ impl Server {
             drop(c);
             conn.close();
         }
-        self.deadlines = Deadlines::default();
+        self.deadlines.clear();
         self.count.store(0, Ordering::Release);
         Ok(())
     }
