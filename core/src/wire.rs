@@ -144,7 +144,30 @@ pub fn decode_cbor(body: &[u8], recursion_limit: usize) -> Result<Cbor> {
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()).into());
     }
+    if holds_bignum_tag(&item) {
+        // ciborium turns a bignum into an integer only when its byte string
+        // has a definite length (`c2 41 05` is 5, `c2 5f 41 05 ff` stays a
+        // tag). Re-reading the item in definite form gives the integer, so a
+        // value decodes the same however the peer chose to write it (the
+        // fuzzer found a bignum that changed form on each round trip).
+        let mut definite = Vec::new();
+        ciborium::ser::into_writer(&item, &mut definite)
+            .map_err(|e| Error::Decode(DecodeError::BadCbor(e.to_string())))?;
+        return ciborium::de::from_reader_with_recursion_limit(&definite[..], recursion_limit)
+            .map_err(|e| Error::Decode(DecodeError::BadCbor(e.to_string())));
+    }
     Ok(item)
+}
+
+/// Whether `item` holds a bignum tag (2 or 3) anywhere.
+fn holds_bignum_tag(item: &Cbor) -> bool {
+    match item {
+        Cbor::Tag(2 | 3, _) => true,
+        Cbor::Tag(_, inner) => holds_bignum_tag(inner),
+        Cbor::Array(items) => items.iter().any(holds_bignum_tag),
+        Cbor::Map(entries) => entries.iter().any(|(k, v)| holds_bignum_tag(k) || holds_bignum_tag(v)),
+        _ => false,
+    }
 }
 
 /// Decodes the common subset of CBOR that tether peers write (definite
@@ -700,6 +723,23 @@ mod tests {
         let mut rest = body;
         let item = ciborium::de::from_reader_with_recursion_limit(&mut rest, limit).ok()?;
         rest.is_empty().then_some(item)
+    }
+
+    #[test]
+    fn a_bignum_decodes_the_same_in_definite_and_indefinite_form() {
+        for (definite, indefinite) in [
+            (&[0xc2u8, 0x41, 0x05][..], &[0xc2u8, 0x5f, 0x41, 0x05, 0xff][..]),
+            (&[0xc2, 0x40][..], &[0xc2, 0x5f, 0xff][..]),
+            (&[0xc3, 0x41, 0x05][..], &[0xc3, 0x5f, 0x41, 0x05, 0xff][..]),
+        ] {
+            let a = decode_cbor(definite, 8).unwrap();
+            let b = decode_cbor(indefinite, 8).unwrap();
+            assert!(matches!(a, Cbor::Integer(_)), "{a:?}");
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+        // Nested inside a message, too.
+        let b = decode_cbor(&[0x82, 0x01, 0xc2, 0x5f, 0x41, 0x07, 0xff], 8).unwrap();
+        assert_eq!(format!("{b:?}"), format!("{:?}", Cbor::Array(vec![uint(1), uint(7)])));
     }
 
     #[test]
