@@ -15,6 +15,7 @@ use std::time::Duration;
 /// | `sync_request_timeout` | 30 s | a synchronous call fails with `Error::Timeout` (RPyC's default) |
 /// | `idle_timeout` | none | a connection that receives nothing for this long is closed (`Error::Closed` naming `idle_timeout`); also ends a peer that holds a partial frame open |
 /// | `include_traceback` | true | when false, remote errors carry no traceback (RPyC's `include_local_traceback`) |
+/// | `batch_replies` | false | when true, replies to requests that arrived together are written together once the last of them is served (see the field) |
 ///
 /// Outgoing limits fail only the call concerned; incoming violations end
 /// that one connection with an error naming the limit. Authentication has
@@ -42,6 +43,18 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Send tracebacks with errors raised while serving the peer.
     pub include_traceback: bool,
+    /// Write the replies to requests that arrived together (in one read
+    /// from the transport) in one write, after the last of them is served,
+    /// instead of one write per reply.
+    ///
+    /// A peer that pipelines many calls (async calls, events) then costs
+    /// one system call per batch instead of one per call. The price: a
+    /// reply waits for the requests queued behind it, so a slow method
+    /// delays the replies to the fast requests that arrived just before it.
+    /// Off by default, because each message leaving at once is what RPyC
+    /// does. At most 64 KiB of replies are held back, and nothing is ever
+    /// held while the connection waits for the peer.
+    pub batch_replies: bool,
 }
 
 impl Default for Config {
@@ -56,6 +69,7 @@ impl Default for Config {
             sync_request_timeout: Some(Duration::from_secs(30)),
             idle_timeout: None,
             include_traceback: true,
+            batch_replies: false,
         }
     }
 }
@@ -104,6 +118,11 @@ impl Config {
     /// Sets `include_traceback`.
     pub fn include_traceback(mut self, include: bool) -> Self {
         self.include_traceback = include;
+        self
+    }
+    /// Sets `batch_replies`.
+    pub fn batch_replies(mut self, batch: bool) -> Self {
+        self.batch_replies = batch;
         self
     }
 }

@@ -260,9 +260,78 @@ thread_local! {
     /// connection this thread drives. Always initialised (zeroed once when
     /// it grows), so reads go straight into it.
     static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUF_LEN]);
+    /// This thread's open [`batch`] scopes, and the connections holding
+    /// output back for it (see [`Shared::send_or_hold`]).
+    static BATCH: std::cell::RefCell<Batch> = const { std::cell::RefCell::new(Batch { depth: 0, held: Vec::new() }) };
     /// Connections whose last handle dropped while this thread held a state
     /// lock: closing them then could deadlock, so they close on release.
     static DEFERRED_CLOSES: std::cell::RefCell<Vec<Arc<Shared>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most output a connection holds back for a batch; past it, it is written.
+/// A socket buffer's worth: bigger batches save no system calls worth having
+/// and would only delay the peer.
+const HOLD_MAX: usize = 64 * 1024;
+
+/// A thread's batching state.
+struct Batch {
+    /// Nesting depth of [`batch`] calls.
+    depth: u32,
+    /// Connections that held output back for this thread.
+    held: Vec<Arc<Shared>>,
+}
+
+/// Runs `f`, writing the messages this thread sends inside it together: the
+/// async calls it makes and the replies it serves stay queued until `f`
+/// returns, instead of costing one system call each.
+///
+/// This is for bulk senders: a loop of [`async_`](crate::async_) calls, a
+/// server method emitting many events. Nothing waits on a batch: whenever
+/// this thread is about to wait for the peer (a synchronous call,
+/// [`AsyncResult::wait`], `serve`), it first writes everything it held back,
+/// so a batch can never deadlock. Output held on one connection is written
+/// once it reaches 64 KiB; another thread's write on the same connection
+/// takes the held messages along. Batches nest; the outermost one writes.
+///
+/// ```
+/// # fn main() -> tether::Result<()> {
+/// # let (client, server) = tether::Builder::default().pair(tether::Builder::default()
+/// #     .service(tether::Service::object(tether::ObjectBuilder::new("S")
+/// #         .method("add", |a: i64, b: i64| a + b).build())))?;
+/// # let _serving = tether::BgServingThread::new(&server);
+/// let root = client.root()?;
+/// // Ten calls, one write.
+/// let results: Vec<_> = tether::batch(|| {
+///     (0..10i64).map(|i| tether::async_(&root).call_method("add", (i, 1i64))).collect()
+/// });
+/// let sums: Vec<i64> = results.iter().map(|r| r.value_as()).collect::<Result<_, _>>()?;
+/// assert_eq!(sums, (1..=10).collect::<Vec<_>>());
+/// # Ok(())
+/// # }
+/// ```
+pub fn batch<R>(f: impl FnOnce() -> R) -> R {
+    /// Ends the scope even when `f` panics, so the thread never stays batched.
+    struct End;
+    impl Drop for End {
+        fn drop(&mut self) {
+            let outermost = BATCH.with(|b| {
+                let mut b = b.borrow_mut();
+                b.depth -= 1;
+                b.depth == 0
+            });
+            if outermost {
+                Shared::write_held();
+            }
+        }
+    }
+    BATCH.with(|b| b.borrow_mut().depth += 1);
+    let _end = End;
+    f()
+}
+
+/// True inside a [`batch`] on this thread.
+fn in_batch() -> bool {
+    BATCH.with(|b| b.borrow().depth > 0)
 }
 
 /// The state lock, held. Tracks holding per thread so that a handle dropped
@@ -351,6 +420,9 @@ struct State {
     progress: u64,
     /// Threads asleep on the condition variable (see [`Shared::notify`]).
     sleepers: usize,
+    /// Output is queued but held back for a batch (see
+    /// [`Shared::send_or_hold`]); the next write takes it along.
+    held: bool,
 }
 
 pub(crate) struct Shared {
@@ -455,6 +527,7 @@ impl Connection {
                     root: Weak::new(),
                     progress: 0,
                     sleepers: 0,
+                    held: false,
                 }),
                 cond: Condvar::new(),
                 transport,
@@ -756,8 +829,10 @@ impl Shared {
             };
             let slot = Slot::new(seq, expiry);
             st.slots.insert(seq, slot.clone());
-            self.flush_locked(&mut st, &mut after);
-            if st.proto.wants_write() || expiry.is_some() {
+            let held = self.send_or_hold(&mut st, &mut after, in_batch());
+            // A driver asleep in the transport's wait must learn of a new
+            // deadline even when the request itself is held back.
+            if (!held && st.proto.wants_write()) || expiry.is_some() {
                 self.wake_driver(&st);
             }
             slot
@@ -766,9 +841,54 @@ impl Shared {
         AsyncResult::new(slot, self.arc())
     }
 
+    /// Writes what was just queued, or holds it back when `hold` (the thread
+    /// is in a [`batch`], or serves requests that arrived together with
+    /// [`Config::batch_replies`]) and less than [`HOLD_MAX`] is queued. Held
+    /// output is registered with the thread, which writes it before it
+    /// waits for anything and when its batch ends. Returns whether it held.
+    fn send_or_hold(&self, st: &mut State, after: &mut Vec<After>, hold: bool) -> bool {
+        if hold && st.proto.pending_output().len() < HOLD_MAX {
+            st.held = true;
+            BATCH.with(|b| {
+                let mut b = b.borrow_mut();
+                if !b.held.iter().any(|s| std::ptr::eq(&**s, self)) {
+                    b.held.push(self.arc());
+                }
+            });
+            return true;
+        }
+        self.flush_locked(st, after);
+        false
+    }
+
+    /// True when this thread holds output back on some connection.
+    fn thread_holds() -> bool {
+        BATCH.with(|b| !b.borrow().held.is_empty())
+    }
+
+    /// Writes the output this thread held back, on every connection. Call
+    /// with no state lock held (it takes each connection's).
+    fn write_held() {
+        let held = BATCH.with(|b| std::mem::take(&mut b.borrow_mut().held));
+        for shared in held {
+            let mut after = Vec::new();
+            {
+                let mut st = shared.lock();
+                if st.held && st.closed.is_none() {
+                    shared.flush_locked(&mut st, &mut after);
+                    if st.proto.wants_write() {
+                        shared.wake_driver(&st);
+                    }
+                }
+            }
+            shared.finish(after);
+        }
+    }
+
     /// Writes output until the transport would block; a write error ends the
     /// connection.
     fn flush_locked(&self, st: &mut State, after: &mut Vec<After>) {
+        st.held = false;
         loop {
             let out = st.proto.pending_output();
             if out.is_empty() {
@@ -945,8 +1065,9 @@ impl Shared {
         self.finish(after);
     }
 
-    /// Runs one queued request (no lock held) and sends its reply.
-    fn dispatch(&self, seq: u64, request: Request) {
+    /// Runs one queued request (no lock held) and sends its reply, or holds
+    /// the reply back (see [`send_or_hold`](Self::send_or_hold)) when `hold`.
+    fn dispatch(&self, seq: u64, request: Request, hold: bool) {
         let (what, result) = run_request(request);
         let result = result.map_err(|mut e| {
             if self.config.include_traceback {
@@ -962,8 +1083,8 @@ impl Shared {
             let mut st = self.lock();
             st.progress += 1;
             st.proto.send_reply(seq, result);
-            self.flush_locked(&mut st, &mut after);
-            if st.proto.wants_write() {
+            let held = self.send_or_hold(&mut st, &mut after, hold);
+            if !held && st.proto.wants_write() {
                 self.wake_driver(&st);
             }
         }
@@ -974,7 +1095,27 @@ impl Shared {
     /// transport when nobody else does, otherwise sleep until woken. Returns
     /// when `done` holds, the deadline passes, or (when `block` is false)
     /// nothing more is ready.
+    ///
+    /// Output this thread held back leaves before it waits, and when it
+    /// returns (unless it is inside a [`batch`]).
     fn serve_until(
+        &self,
+        done: &dyn Fn(&State) -> bool,
+        deadline: Option<Instant>,
+        block: bool,
+    ) -> Result<()> {
+        if Self::thread_holds() {
+            Self::write_held();
+        }
+        let result = self.serve_loop(done, deadline, block);
+        if Self::thread_holds() && !in_batch() {
+            Self::write_held();
+        }
+        result
+    }
+
+    /// The loop of [`serve_until`](Self::serve_until).
+    fn serve_loop(
         &self,
         done: &dyn Fn(&State) -> bool,
         deadline: Option<Instant>,
@@ -995,8 +1136,9 @@ impl Shared {
                 if *budget > 0 && Self::may_serve(&st, me) {
                     if let Some((seq, request)) = st.inbox.pop_front() {
                         *budget -= 1;
+                        let hold = self.hold_reply(&st);
                         drop(st);
-                        self.dispatch(seq, request);
+                        self.dispatch(seq, request, hold);
                         st = self.lock();
                         continue;
                     }
@@ -1007,8 +1149,9 @@ impl Shared {
             let may_serve = Self::may_serve(&st, me);
             if may_serve {
                 if let Some((seq, request)) = st.inbox.pop_front() {
+                    let hold = self.hold_reply(&st);
                     drop(st);
-                    self.dispatch(seq, request);
+                    self.dispatch(seq, request, hold);
                     st = self.lock();
                     continue;
                 }
@@ -1031,6 +1174,14 @@ impl Shared {
             }
             if !block && drove_once {
                 return Ok(());
+            }
+            if block && Self::thread_holds() {
+                // Never sleep on output held back: the peer may need it to
+                // answer what this thread waits for.
+                drop(st);
+                Self::write_held();
+                st = self.lock();
+                continue;
             }
             let can_drive = may_serve && st.driver.is_none_or(|(t, _)| t == me);
             if !can_drive {
@@ -1113,6 +1264,14 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Whether the reply to the request just taken from the inbox may be
+    /// held back: in a [`batch`], or under [`Config::batch_replies`] while
+    /// requests that arrived with it wait behind it (the reply to the last
+    /// of them writes them all).
+    fn hold_reply(&self, st: &State) -> bool {
+        in_batch() || (self.config.batch_replies && !st.inbox.is_empty())
     }
 
     /// Reads until the transport would block (or [`READ_PASS_MAX`] bytes

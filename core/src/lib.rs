@@ -75,7 +75,7 @@ pub use async_result::AsyncResult;
 pub use auth::{Authenticator, Credentials};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
-pub use connection::{connect, BgServingThread, Builder, Connection, Service, WeakConnection};
+pub use connection::{batch, connect, BgServingThread, Builder, Connection, Service, WeakConnection};
 pub use deadlines::DeadlineIndex;
 pub use error::{Error, RemoteError, Result};
 pub use listener::{Accepted, Listener};
