@@ -378,10 +378,9 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
         }
         if want("pipelined") {
             eprintln!("== pipelined async calls over {t}");
-            put(
-                format!("pipelined/{t}/tether"),
-                env.run(&job("tether", "tether", "pipelined", t, false, vec![])),
-            );
+            for imp in ["tether", "tether-batched"] {
+                put(format!("pipelined/{t}/{imp}"), env.run(&job(imp, imp, "pipelined", t, false, vec![])));
+            }
             if with_baselines {
                 put(
                     format!("pipelined/{t}/rpyc"),
@@ -396,9 +395,12 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
         if want("events") {
             eprintln!("== server-to-client events over {t}");
             let batch = if quick { 5_000 } else { 50_000 };
-            for via in ["bg", "mio", "polling", "calloop", "glib"] {
-                let args = vec![("via", via.to_string()), ("batch", batch.to_string())];
-                put(format!("events/{t}/{via}"), env.run(&job("tether", "tether", "events", t, false, args)));
+            for imp in ["tether", "tether-batched"] {
+                for via in ["bg", "mio", "polling", "calloop", "glib"] {
+                    let args = vec![("via", via.to_string()), ("batch", batch.to_string())];
+                    let key = format!("events/{t}/{imp}/{via}");
+                    put(key, env.run(&job(imp, imp, "events", t, false, args)));
+                }
             }
             if with_baselines {
                 let args = vec![("batch", "5000".to_string())];
@@ -523,33 +525,44 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
             }
             rows.push(r);
         }
-        let mut r = Row::new(format!("pipelined async, 1000 in flight, {}", tname(t)), "calls/s");
-        r.tether = get(&format!("pipelined/{t}/tether"), "calls_per_s");
-        r.rpyc = get(&format!("pipelined/{t}/rpyc"), "calls_per_s");
-        r.tarpc = get(&format!("pipelined/{t}/tarpc"), "calls_per_s");
-        if get(&format!("pipelined/{t}/rpyc"), "window").is_some() {
-            r.note = Some("RPyC with 100 in flight: it deadlocks with 1000".into());
-        }
-        let mut r = r.with_ratios();
-        r.target = target("tether/tarpc", r.ratio("tarpc"), Cmp::AtLeast, 2.0);
-        rows.push(r);
-        let rpyc_events = get(&format!("events/{t}/rpyc"), "events_per_s");
-        for (via, name) in [
-            ("bg", "BgServingThread"),
-            ("mio", "mio loop"),
-            ("polling", "polling loop"),
-            ("calloop", "calloop loop"),
-            ("glib", "glib MainContext"),
-        ] {
-            let mut r = Row::new(format!("events via {name}, {}", tname(t)), "events/s");
-            r.tether = get(&format!("events/{t}/{via}"), "events_per_s");
-            r.rpyc = rpyc_events;
-            if get(&format!("events/{t}/rpyc"), "window").is_some() {
+        // The targets apply to tether with write batching on (`tether::batch`
+        // on the sender, `Config::batch_replies` on the server); the default,
+        // one write per message, is shown alongside without one.
+        for (imp, mode) in [("tether", "one write per message"), ("tether-batched", "batched")] {
+            let mut r = Row::new(format!("pipelined async, 1000 in flight, {}, {mode}", tname(t)), "calls/s");
+            r.tether = get(&format!("pipelined/{t}/{imp}"), "calls_per_s");
+            r.rpyc = get(&format!("pipelined/{t}/rpyc"), "calls_per_s");
+            r.tarpc = get(&format!("pipelined/{t}/tarpc"), "calls_per_s");
+            if get(&format!("pipelined/{t}/rpyc"), "window").is_some() {
                 r.note = Some("RPyC with 100 in flight: it deadlocks with 1000".into());
             }
             let mut r = r.with_ratios();
-            r.target = target("tether/RPyC", r.ratio("RPyC"), Cmp::AtLeast, 50.0);
+            if imp == "tether-batched" {
+                r.target = target("tether/tarpc", r.ratio("tarpc"), Cmp::AtLeast, 2.0);
+            }
             rows.push(r);
+        }
+        let rpyc_events = get(&format!("events/{t}/rpyc"), "events_per_s");
+        for (imp, mode) in [("tether", "one write per message"), ("tether-batched", "batched")] {
+            for (via, name) in [
+                ("bg", "BgServingThread"),
+                ("mio", "mio loop"),
+                ("polling", "polling loop"),
+                ("calloop", "calloop loop"),
+                ("glib", "glib MainContext"),
+            ] {
+                let mut r = Row::new(format!("events via {name}, {}, {mode}", tname(t)), "events/s");
+                r.tether = get(&format!("events/{t}/{imp}/{via}"), "events_per_s");
+                r.rpyc = rpyc_events;
+                if get(&format!("events/{t}/rpyc"), "window").is_some() {
+                    r.note = Some("RPyC with 100 in flight: it deadlocks with 1000".into());
+                }
+                let mut r = r.with_ratios();
+                if imp == "tether-batched" {
+                    r.target = target("tether/RPyC", r.ratio("RPyC"), Cmp::AtLeast, 50.0);
+                }
+                rows.push(r);
+            }
         }
         let mut r = Row::new(format!("1 MiB echo, {}", tname(t)), "MiB/s");
         r.tether = get(&format!("payload/{t}/tether"), "mib_per_s");

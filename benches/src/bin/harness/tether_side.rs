@@ -5,6 +5,11 @@
 //! servers). Every one exposes the same root: `add(a, b)`, `echo(value)`
 //! and `emit(callback, n)`, which calls `callback(i)` n times from the
 //! server with at most [`WINDOW`] calls in flight.
+//!
+//! `tether-batched` (server and client) is the ThreadedServer and client
+//! with write batching on: [`Config::batch_replies`] on both ends, the
+//! pipelined client's calls and the server's `emit` inside
+//! [`tether::batch`]. The plain `tether` writes every message at once.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -21,12 +26,22 @@ use tether::{
 use crate::common::{self, Opts, WINDOW};
 use crate::raw::{Addr, Listener};
 
-/// The benchmark service's root object.
-fn root() -> tether::LocalObject {
+/// The benchmark service's root object; `batched`: `emit` sends inside
+/// [`tether::batch`].
+fn root(batched: bool) -> tether::LocalObject {
     ObjectBuilder::new("Bench")
         .method("add", |a: i64, b: i64| a + b)
         .method("echo", |v: Value| v)
-        .method("emit", |cb: RemoteObject, n: u64| emit(&cb, n))
+        .method(
+            "emit",
+            move |cb: RemoteObject, n: u64| {
+                if batched {
+                    tether::batch(|| emit(&cb, n))
+                } else {
+                    emit(&cb, n)
+                }
+            },
+        )
         .build()
 }
 
@@ -46,8 +61,10 @@ fn emit(cb: &RemoteObject, n: u64) -> u64 {
     n
 }
 
-fn builder() -> Builder {
-    Builder::default().service(Service::object(root()))
+fn builder(batched: bool) -> Builder {
+    Builder::default()
+        .service(Service::object(root(batched)))
+        .config(Config::default().batch_replies(batched))
 }
 
 /// Runs one of tether's servers until killed.
@@ -56,7 +73,9 @@ pub(crate) fn server(opts: &Opts) -> io::Result<()> {
     let (listener, addr) = Listener::bind(opts.str("transport"), opts.get("path"))?;
     let err = |e: tether::Error| io::Error::other(e.to_string());
     match opts.str("impl") {
-        "tether" => {
+        imp @ ("tether" | "tether-batched") => {
+            let batched = imp == "tether-batched";
+            let builder = || builder(batched);
             let server = match (&listener, &addr) {
                 (Listener::Tcp(_), Addr::Tcp(a)) => {
                     drop(listener);
@@ -74,16 +93,16 @@ pub(crate) fn server(opts: &Opts) -> io::Result<()> {
         }
         "tether-mio" => {
             let mut server = match listener {
-                Listener::Tcp(l) => tether_mio::Server::from_tcp(l, builder())?,
-                Listener::Unix(l) => tether_mio::Server::from_unix(l, builder())?,
+                Listener::Tcp(l) => tether_mio::Server::from_tcp(l, builder(false))?,
+                Listener::Unix(l) => tether_mio::Server::from_unix(l, builder(false))?,
             };
             common::ready(&addr.to_string());
             server.run()?;
         }
         "tether-polling" => {
             let mut server = match listener {
-                Listener::Tcp(l) => tether_polling::Server::from_tcp(l, builder())?,
-                Listener::Unix(l) => tether_polling::Server::from_unix(l, builder())?,
+                Listener::Tcp(l) => tether_polling::Server::from_tcp(l, builder(false))?,
+                Listener::Unix(l) => tether_polling::Server::from_unix(l, builder(false))?,
             };
             common::ready(&addr.to_string());
             server.run()?;
@@ -93,10 +112,11 @@ pub(crate) fn server(opts: &Opts) -> io::Result<()> {
     Ok(())
 }
 
-fn connect(addr: &Addr) -> tether::Result<Connection> {
+fn connect(addr: &Addr, batched: bool) -> tether::Result<Connection> {
+    let b = Builder::default().config(Config::default().batch_replies(batched));
     match addr {
-        Addr::Tcp(a) => Builder::default().connect_tcp(a.as_str()),
-        Addr::Unix(p) => Builder::default().connect_unix(p),
+        Addr::Tcp(a) => b.connect_tcp(a.as_str()),
+        Addr::Unix(p) => b.connect_unix(p),
     }
 }
 
@@ -106,14 +126,15 @@ pub(crate) fn client(opts: &Opts) -> tether::Result<()> {
     if opts.str("scenario") == "scale" {
         return scale(opts, &addr);
     }
-    let conn = connect(&addr)?;
+    let batched = opts.str("impl") == "tether-batched";
+    let conn = connect(&addr, batched)?;
     let root = conn.root()?;
     match opts.str("scenario") {
         "latency" => common::measure_latency(opts, || {
             let sum: i64 = root.call_method("add", (1i64, 2i64)).expect("add");
             debug_assert_eq!(sum, 3);
         }),
-        "pipelined" => pipelined(opts, &root)?,
+        "pipelined" => pipelined(opts, &root, batched)?,
         "events" => events(opts, &conn, &root)?,
         "payload" => {
             let size: usize = opts.num("size", 1 << 20);
@@ -131,7 +152,9 @@ pub(crate) fn client(opts: &Opts) -> tether::Result<()> {
     Ok(())
 }
 
-fn pipelined(opts: &Opts, root: &RemoteObject) -> tether::Result<()> {
+/// Keeps [`WINDOW`] calls in flight; `batched`: each hundred new calls
+/// inside one [`tether::batch`] (waiting for a result writes what it holds).
+fn pipelined(opts: &Opts, root: &RemoteObject, batched: bool) -> tether::Result<()> {
     let secs = opts.secs();
     let call = || async_(root).call_method("add", (1i64, 1i64));
     let mut pending: VecDeque<_> = (0..WINDOW).map(|_| call()).collect();
@@ -141,10 +164,18 @@ fn pipelined(opts: &Opts, root: &RemoteObject) -> tether::Result<()> {
     }
     let start = Instant::now();
     let mut done = 0u64;
-    while start.elapsed() < secs {
+    let mut hundred = || -> tether::Result<()> {
         for _ in 0..100 {
             let _: i64 = pending.pop_front().expect("non-empty").value_as()?;
             pending.push_back(call());
+        }
+        Ok(())
+    };
+    while start.elapsed() < secs {
+        if batched {
+            tether::batch(&mut hundred)?;
+        } else {
+            hundred()?;
         }
         done += 100;
     }
