@@ -1128,7 +1128,10 @@ impl Shared {
     /// nothing more is ready.
     ///
     /// Output this thread held back leaves before it waits, and when it
-    /// returns (unless it is inside a [`batch`]).
+    /// returns (unless it is inside a [`batch`]). Serving a run of requests
+    /// writes the held replies itself when it takes the last one; the
+    /// write on return is for a run that ends otherwise (another thread
+    /// queued more requests behind the last one this thread took).
     fn serve_until(
         &self,
         done: &dyn Fn(&State) -> bool,

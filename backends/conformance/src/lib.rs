@@ -108,6 +108,8 @@ macro_rules! conformance_tests {
             instant_authenticator_on_the_backend_server,
             blocking_authentication_is_refused_by_the_server,
             refused_clients_never_pause_accepting,
+            batched_events_and_replies_on_the_loop,
+            batched_calls_and_replies_on_the_backend_server,
         );
     };
     (@each $backend:ty; $($name:ident),* $(,)?) => {
@@ -270,6 +272,14 @@ impl Peer {
                 let _ = entered.lock().unwrap().send(());
                 gate.lock().unwrap().recv_timeout(PATIENCE).is_ok()
             })
+            .try_method("emit", |cb: RemoteObject, n: i64| {
+                // A bulk sender: all of its calls leave in a few writes
+                // (waiting for their results writes what the batch held).
+                tether::batch(|| {
+                    let pending: Vec<AsyncResult> = (0..n).map(|i| tether::async_(&cb).call((i,))).collect();
+                    pending.iter().map(|r| r.value_as::<i64>()).sum::<tether::Result<i64>>()
+                })
+            })
             .method("record", move || recorded.fetch_add(1, Ordering::AcqRel) + 1)
             .method("recorded", move || recorded2.load(Ordering::Acquire))
             .build()
@@ -312,7 +322,12 @@ impl PeerServer {
 
     /// A new client connection to it.
     pub fn connect(&self) -> Connection {
-        Builder::default().connect_tcp(self.addr).expect("connect")
+        self.connect_with(Builder::default())
+    }
+
+    /// A new client connection to it, made by `builder`.
+    pub fn connect_with(&self, builder: Builder) -> Connection {
+        builder.connect_tcp(self.addr).expect("connect")
     }
 }
 
@@ -694,6 +709,72 @@ pub fn sync_call_inside_a_loop_callback<B: Backend>() {
     assert_eq!(nested.get(), Some(101));
     lp.detach(key);
     conn.close();
+}
+
+/// Write batching on an attached connection: the peer emits events inside
+/// `tether::batch`, and the loop's connection (with
+/// `Config::batch_replies`) answers each read's worth of them in one write.
+/// Every event runs on the loop's thread and every reply arrives.
+pub fn batched_events_and_replies_on_the_loop<B: Backend>() {
+    const N: i64 = 3000;
+    let server = PeerServer::start();
+    let mut lp = B::new_loop();
+    let conn = server.connect_with(Builder::default().config(Config::default().batch_replies(true)));
+    let key = lp.attach(&conn);
+    let root = conn.root().unwrap();
+    let me = thread::current().id();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let on_loop = Arc::new(AtomicBool::new(true));
+    let (s, l) = (seen.clone(), on_loop.clone());
+    let cb = tether::callback(move |i: i64| {
+        s.fetch_add(1, Ordering::AcqRel);
+        if thread::current().id() != me {
+            l.store(false, Ordering::Release);
+        }
+        i
+    });
+    let total: Cell<i64> = Cell::default();
+    let t = total.clone();
+    tether::async_(&root).call_method("emit", (cb, N)).add_callback(move |r| t.put(r.value_as().unwrap()));
+    run_until(&mut lp, "3000 batched events and the emit's reply", |_| total.is_set());
+    assert_eq!(total.get(), Some(N * (N - 1) / 2), "every event's reply reached the peer");
+    assert_eq!(seen.load(Ordering::Acquire), N as usize);
+    assert!(on_loop.load(Ordering::Acquire), "every event ran on the loop's thread");
+    lp.detach(key);
+    conn.close();
+}
+
+/// Write batching against the backend's server: a client sends 3000 calls
+/// in one `tether::batch`, the server (with `Config::batch_replies`)
+/// answers them, and a method on the server's loop thread emits 3000
+/// events to the client inside a batch of its own.
+pub fn batched_calls_and_replies_on_the_backend_server<B: Backend>() {
+    const N: i64 = 3000;
+    let peer = Peer::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let builder = peer.builder().config(Config::default().batch_replies(true));
+    let server = B::spawn_server(listener, builder);
+    let conn = Builder::default().connect_tcp(addr).expect("connect");
+    let root = conn.root().expect("root");
+
+    let results: Vec<AsyncResult> =
+        tether::batch(|| (0..N).map(|i| tether::async_(&root).call_method("add", (i, 1))).collect());
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.value_as::<i64>().unwrap(), i as i64 + 1);
+    }
+    // The client's thread serves the events while it waits for the reply.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let cb = tether::callback(move |i: i64| {
+        s.fetch_add(1, Ordering::AcqRel);
+        i
+    });
+    let total: i64 = root.call_method("emit", (cb, N)).expect("emit");
+    assert_eq!(total, N * (N - 1) / 2);
+    assert_eq!(seen.load(Ordering::Acquire), N as usize);
+    conn.close();
+    server.stop();
 }
 
 /// A peer that closes ends that connection only (pending calls fail, the
