@@ -1099,8 +1099,7 @@ impl Shared {
     /// Runs one queued request (no lock held) and sends its reply, or holds
     /// the reply back (see [`send_or_hold`](Self::send_or_hold)) when `hold`.
     fn dispatch(&self, seq: u64, request: Request, hold: bool) {
-        let (what, result) = run_request(request);
-        let result = result.map_err(|mut e| {
+        let result = run_request(request).map_err(|(mut e, what)| {
             if self.config.include_traceback {
                 e.traceback.push(format!(
                     "Traceback (most recent call last):\n  in {what} (served to {})\n{}: {}",
@@ -1380,33 +1379,34 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-fn run_request(request: Request) -> (String, Result<Value, RemoteError>) {
-    let (what, run): (String, Box<dyn FnOnce() -> Result<Value, RemoteError>>) = match request {
+/// Runs a request's method, catching a panic as a remote error. An error
+/// comes with what was called, for its traceback; the description is only
+/// formatted then, not for every request.
+fn run_request(request: Request) -> Result<Value, (RemoteError, String)> {
+    match request {
         Request::Call { target, args } => {
-            (format!("{}()", target.type_name()), Box::new(move || target.object().call(args)))
+            guarded(|| target.object().call(args)).map_err(|e| (e, format!("{}()", target.type_name())))
         }
-        Request::CallMethod { target, name, args } => (
-            format!("{}.{}()", target.type_name(), name),
-            Box::new(move || target.object().call_method(&name, args)),
-        ),
-        Request::GetAttr { target, name } => {
-            (format!("{}.{}", target.type_name(), name), Box::new(move || target.object().get_attr(&name)))
-        }
-        Request::Dir { target } => (
-            format!("dir({})", target.type_name()),
-            Box::new(move || to_value(&target.object().dir()).map_err(|e| e.into_remote())),
-        ),
-        Request::Invalid(e) => ("request".to_string(), Box::new(move || Err(e))),
-    };
-    let result = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+        Request::CallMethod { target, name, args } => guarded(|| target.object().call_method(&name, args))
+            .map_err(|e| (e, format!("{}.{}()", target.type_name(), name))),
+        Request::GetAttr { target, name } => guarded(|| target.object().get_attr(&name))
+            .map_err(|e| (e, format!("{}.{}", target.type_name(), name))),
+        Request::Dir { target } => guarded(|| to_value(&target.object().dir()).map_err(|e| e.into_remote()))
+            .map_err(|e| (e, format!("dir({})", target.type_name()))),
+        Request::Invalid(e) => Err((e, "request".to_string())),
+    }
+}
+
+/// Runs `run`, turning a panic into a remote error.
+fn guarded(run: impl FnOnce() -> Result<Value, RemoteError>) -> Result<Value, RemoteError> {
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
         let msg = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a method panicked".into());
         Err(RemoteError::new("Panic", msg))
-    });
-    (what, result)
+    })
 }
 
 impl Session for Shared {
