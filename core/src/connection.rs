@@ -323,6 +323,9 @@ struct Batch {
 /// so a batch can never deadlock. Output held on one connection is written
 /// once it reaches 64 KiB; another thread's write on the same connection
 /// takes the held messages along. Batches nest; the outermost one writes.
+/// Blocking inside a batch on anything else (a channel, a lock another
+/// thread holds while it waits for a reply to a held call) is the one way
+/// to stall it: end the batch first.
 ///
 /// ```
 /// # fn main() -> tether::Result<()> {
