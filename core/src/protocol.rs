@@ -182,6 +182,9 @@ pub struct Protocol {
     config: Config,
     phase: Phase,
     decoder: wire::FrameDecoder,
+    /// A frame with a large byte string being received, instead of
+    /// `decoder` (which is then empty).
+    large: Option<wire::LargeString>,
     /// The start of the peer's stream, kept until its hello, to explain a
     /// peer that is not a tether peer.
     first_bytes: Vec<u8>,
@@ -231,6 +234,7 @@ impl Protocol {
             config,
             phase: Phase::ExpectHello,
             decoder: wire::FrameDecoder::new(),
+            large: None,
             first_bytes: Vec::new(),
             out: Vec::new(),
             out_start: 0,
@@ -300,32 +304,65 @@ impl Protocol {
             let room = FIRST_BYTES_KEPT - self.first_bytes.len();
             self.first_bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
+        self.feed(bytes)
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<()> {
         let max = self.config.max_frame_len;
-        let mut bytes = bytes;
-        if self.decoder.buffered() == 0 {
+        loop {
+            if self.phase == Phase::Closed {
+                return Ok(());
+            }
+            if let Some(large) = &mut self.large {
+                bytes = &bytes[large.feed(bytes)..];
+                if !large.is_complete() {
+                    return Ok(());
+                }
+                let large = self.large.take().expect("checked");
+                let max_depth = self.config.max_depth;
+                self.handle_item(large.decode(max_depth + 8).map_err(|e| deeper(e, max_depth)))?;
+                continue;
+            }
+            if self.decoder.buffered() > 0 {
+                break;
+            }
             // Whole frames are decoded straight from the caller's bytes;
             // only a partial frame at their end is buffered (a frame is not
             // copied into the decoder just to be read back out).
-            loop {
-                match wire::FrameDecoder::split_frame(bytes, max) {
-                    Ok(Some((body, rest))) => {
-                        bytes = rest;
-                        self.handle_item(decode_frame_body(body, self.config.max_depth))?;
-                    }
-                    Ok(None) => break,
-                    Err(e) => return self.handle_item(Err(e)),
+            match wire::FrameDecoder::split_frame(bytes, max) {
+                Ok(Some((body, rest))) => {
+                    bytes = rest;
+                    self.handle_item(decode_frame_body(body, self.config.max_depth))?;
                 }
+                Ok(None) => {
+                    // A large byte string goes straight to its own buffer.
+                    self.large = wire::LargeString::start(bytes);
+                    if self.large.is_none() {
+                        self.decoder.push(bytes);
+                    }
+                    return Ok(());
+                }
+                Err(e) => return self.handle_item(Err(e)),
             }
         }
         self.decoder.push(bytes);
         loop {
             let item = match self.decoder.next_frame(max) {
-                Ok(None) => return Ok(()),
+                Ok(None) => break,
                 Ok(Some(body)) => decode_frame_body(body, self.config.max_depth),
                 Err(e) => Err(e),
             };
             self.handle_item(item)?;
         }
+        // The partial frame left may show a large byte string only now
+        // that more of it is here.
+        if self.phase != Phase::Closed {
+            if let Some(large) = wire::LargeString::start(self.decoder.partial()) {
+                self.decoder.discard_partial();
+                self.large = Some(large);
+            }
+        }
+        Ok(())
     }
 
     /// Handles one decoded frame (or the error reading it): an error ends
@@ -385,6 +422,11 @@ impl Protocol {
     /// The peer closed its end of the stream.
     pub fn handle_eof(&mut self) {
         if self.phase == Phase::Closed {
+            return;
+        }
+        if let Some(large) = &self.large {
+            let e = large.truncated();
+            self.fail(e);
             return;
         }
         match self.decoder.finish() {
@@ -601,6 +643,7 @@ impl Protocol {
     }
 
     fn forget_everything(&mut self) {
+        self.large = None;
         self.pending.clear();
         self.deadlines.clear();
         self.expired.clear();
@@ -919,10 +962,15 @@ impl Protocol {
 /// One frame body as a CBOR item. The decoder's limit leaves room for the
 /// message's own nesting; the error names the configured limit.
 fn decode_frame_body(body: &[u8], max_depth: usize) -> Result<Cbor> {
-    wire::decode_cbor(body, max_depth + 8).map_err(|e| match e {
+    wire::decode_cbor(body, max_depth + 8).map_err(|e| deeper(e, max_depth))
+}
+
+/// Names the configured depth limit in a decoding error.
+fn deeper(e: Error, max_depth: usize) -> Error {
+    match e {
         Error::Limit(LimitError::TooDeep { .. }) => LimitError::TooDeep { max: max_depth }.into(),
         other => other,
-    })
+    }
 }
 
 /// The sequence number of `[1, seq, ...]` (a request) when it is not zero:

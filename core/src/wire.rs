@@ -65,6 +65,18 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// The bytes held (after [`next_frame`](Self::next_frame) returned
+    /// `Ok(None)`: the start of a partial frame).
+    pub(crate) fn partial(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Forgets the bytes held: they were taken elsewhere.
+    pub(crate) fn discard_partial(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+    }
+
     /// Bytes held that do not yet form a whole frame.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start
@@ -187,13 +199,27 @@ struct SliceDecoder<'a> {
     /// Containers (arrays, maps, tags) that may enclose an item: one less
     /// than ciborium's recursion limit, so nothing it refuses is accepted.
     max_depth: usize,
+    /// A byte string whose content is not in `buf` (see [`LargeString`]):
+    /// its head ends at `hole.at` in `buf`, and the item is `hole.content`.
+    hole: Option<Hole>,
+}
+
+struct Hole {
+    at: usize,
+    /// The string's length (`content` may be an empty stand-in).
+    len: usize,
+    content: Vec<u8>,
 }
 
 impl<'a> SliceDecoder<'a> {
     fn decode(body: &'a [u8], recursion_limit: usize) -> Option<Cbor> {
-        let mut d = SliceDecoder { buf: body, pos: 0, max_depth: recursion_limit.saturating_sub(1) };
+        Self::decode_with_hole(body, recursion_limit, None)
+    }
+
+    fn decode_with_hole(body: &'a [u8], recursion_limit: usize, hole: Option<Hole>) -> Option<Cbor> {
+        let mut d = SliceDecoder { buf: body, pos: 0, max_depth: recursion_limit.saturating_sub(1), hole };
         let item = d.item(0)?;
-        (d.pos == body.len()).then_some(item)
+        (d.pos == body.len() && d.hole.is_none()).then_some(item)
     }
 
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -236,7 +262,13 @@ impl<'a> SliceDecoder<'a> {
                 Cbor::Integer(ciborium::value::Integer::try_from(-1 - i128::from(self.argument(info)?)).ok()?)
             }
             2 => {
-                let n = self.length(info)?;
+                let n = usize::try_from(self.argument(info)?).ok()?;
+                if self.hole.as_ref().is_some_and(|h| h.at == self.pos && h.len == n) {
+                    return Some(Cbor::Bytes(self.hole.take()?.content));
+                }
+                if n > self.buf.len() - self.pos {
+                    return None;
+                }
                 Cbor::Bytes(copy_bytes(self.take(n)?))
             }
             3 => {
@@ -310,25 +342,171 @@ pub(crate) fn recycle(item: Cbor) {
     }
     let mut best = Vec::new();
     largest(item, 0, &mut best);
-    if best.capacity() >= RECYCLE_MIN {
-        // `try_with`: a connection may close (and send) while the thread's
-        // locals are being destroyed; the buffer is then simply freed.
-        let _ = SPARE_BYTES.try_with(|spare| spare.set(best));
-    }
+    keep_spare(best);
 }
 
 /// `bytes` in a new `Vec`, in the recycled buffer when it fits snugly.
 fn copy_bytes(bytes: &[u8]) -> Vec<u8> {
-    if bytes.len() >= RECYCLE_MIN {
-        let mut spare = SPARE_BYTES.try_with(|spare| spare.take()).unwrap_or_default();
-        // Not more than twice the size: the buffer is handed to the caller.
-        if spare.capacity() >= bytes.len() && spare.capacity() / 2 <= bytes.len() {
+    match take_spare(bytes.len()) {
+        Some(mut spare) => {
             spare.clear();
             spare.extend_from_slice(bytes);
-            return spare;
+            spare
+        }
+        None => bytes.to_vec(),
+    }
+}
+
+/// Takes the spare buffer (see [`recycle`]) when it suits a byte string of
+/// `len` bytes: big enough, and not more than twice the size (the buffer
+/// is handed to the caller).
+fn take_spare(len: usize) -> Option<Vec<u8>> {
+    if len < RECYCLE_MIN {
+        return None;
+    }
+    let spare = SPARE_BYTES.try_with(|spare| spare.take()).ok()?;
+    (spare.capacity() >= len && spare.capacity() / 2 <= len).then_some(spare)
+}
+
+/// Keeps `bytes`, a large byte string's buffer this thread is done with,
+/// for the next large byte string it receives.
+fn keep_spare(bytes: Vec<u8>) {
+    if (RECYCLE_MIN..=RECYCLE_MAX).contains(&bytes.capacity()) {
+        // `try_with`: a connection may close (and send) while the thread's
+        // locals are being destroyed; the buffer is then simply freed.
+        let _ = SPARE_BYTES.try_with(|spare| spare.set(bytes));
+    }
+}
+
+/// Byte strings at least this long are received straight into their own
+/// buffer ([`LargeString`]) when their frame arrives in pieces.
+const LARGE_MIN: usize = RECYCLE_MIN;
+
+/// How far into a frame's body the head of a large byte string is looked
+/// for: a message's values start within a few dozen bytes of it.
+const LARGE_SCAN_MAX: usize = 512;
+
+/// A frame arriving in pieces whose body holds a large byte string: the
+/// string's content is copied from the received bytes straight into the
+/// buffer that becomes its value, instead of into the frame decoder's
+/// buffer and then out of it again (a 1 MiB payload that arrived in
+/// pieces was copied twice on receipt; now once, like a whole frame's).
+#[derive(Debug)]
+pub(crate) struct LargeString {
+    /// The frame's body without the string's content: the bytes before it,
+    /// then those received after it.
+    skeleton: Vec<u8>,
+    /// Where in `skeleton` the content belongs.
+    at: usize,
+    /// Bytes of the body after the content.
+    tail_len: usize,
+    /// The content received so far.
+    content: Vec<u8>,
+    /// The content's length.
+    len: usize,
+}
+
+impl LargeString {
+    /// Starts receiving `partial`, the beginning of a frame (header
+    /// included, within the length limit), if its body holds a byte
+    /// string of at least [`LARGE_MIN`] bytes whose head lies in the first
+    /// [`LARGE_SCAN_MAX`] bytes. Takes all of `partial`.
+    pub(crate) fn start(partial: &[u8]) -> Option<LargeString> {
+        let header: [u8; HEADER_LEN] = partial.get(..HEADER_LEN)?.try_into().ok()?;
+        let body_len = u32::from_be_bytes(header) as usize;
+        let received = &partial[HEADER_LEN..];
+        if received.len() >= body_len {
+            return None; // a whole frame: nothing to wait for
+        }
+        let (at, len) = find_large_bytes(received, body_len)?;
+        let mut large = LargeString {
+            skeleton: received[..at].to_vec(),
+            at,
+            tail_len: body_len - at - len,
+            content: take_spare(len).map_or_else(
+                || Vec::with_capacity(len),
+                |mut spare| {
+                    spare.clear();
+                    spare
+                },
+            ),
+            len,
+        };
+        let used = large.feed(&received[at..]);
+        debug_assert_eq!(used, received.len() - at);
+        Some(large)
+    }
+
+    /// Takes the frame's bytes from the start of `bytes`; returns how many.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> usize {
+        let n = (self.len - self.content.len()).min(bytes.len());
+        self.content.extend_from_slice(&bytes[..n]);
+        let rest = &bytes[n..];
+        let t = (self.at + self.tail_len - self.skeleton.len()).min(rest.len());
+        self.skeleton.extend_from_slice(&rest[..t]);
+        n + t
+    }
+
+    /// True once the whole frame is in.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.content.len() == self.len && self.skeleton.len() == self.at + self.tail_len
+    }
+
+    /// The error for a stream that ends inside this frame, as
+    /// [`FrameDecoder::finish`] gives it.
+    pub(crate) fn truncated(&self) -> Error {
+        let body = self.at + self.len + self.tail_len;
+        let got = self.skeleton.len() + self.content.len();
+        DecodeError::Truncated { expected: HEADER_LEN + body, got: HEADER_LEN + got }.into()
+    }
+
+    /// Decodes the whole frame, as [`decode_cbor`] would its contiguous
+    /// body.
+    pub(crate) fn decode(self, recursion_limit: usize) -> Result<Cbor> {
+        debug_assert!(self.is_complete());
+        let LargeString { skeleton, at, content, len, .. } = self;
+        // A first pass with an empty stand-in tells whether the fast path
+        // accepts the frame, before the content is moved into the item
+        // (a rejected item would drop it; the fallback needs it).
+        let stand_in = Hole { at, len, content: Vec::new() };
+        if SliceDecoder::decode_with_hole(&skeleton, recursion_limit, Some(stand_in)).is_some() {
+            let hole = Hole { at, len, content };
+            return SliceDecoder::decode_with_hole(&skeleton, recursion_limit, Some(hole))
+                .ok_or_else(|| DecodeError::BadCbor("inconsistent large byte string".into()).into());
+        }
+        // Anything else gets exactly ciborium's result, from the body put
+        // back together.
+        let mut body = skeleton;
+        body.splice(at..at, content);
+        decode_cbor(&body, recursion_limit)
+    }
+}
+
+/// The first byte string of at least [`LARGE_MIN`] bytes in the frame body
+/// starting with `received` (`body_len` bytes in all): where its content
+/// starts and how long it is. CBOR lists items in pre-order, so reading
+/// heads one after the other finds it without building anything.
+fn find_large_bytes(received: &[u8], body_len: usize) -> Option<(usize, usize)> {
+    let mut d = SliceDecoder { buf: received, pos: 0, max_depth: 0, hole: None };
+    while d.pos < LARGE_SCAN_MAX {
+        let head = *d.buf.get(d.pos)?;
+        d.pos += 1;
+        let (major, info) = (head >> 5, head & 0x1f);
+        let arg = d.argument(info)?;
+        match major {
+            2 | 3 => {
+                let n = usize::try_from(arg).ok()?;
+                if major == 2 && n >= LARGE_MIN {
+                    return (n <= body_len - d.pos).then_some((d.pos, n));
+                }
+                d.take(n)?;
+            }
+            // Integers, containers and tags: their heads only. Other
+            // simple values and floats: their argument was their bytes.
+            _ => {}
         }
     }
-    bytes.to_vec()
+    None
 }
 
 /// Elements reserved up front for an array or map: a forged count costs

@@ -1,0 +1,205 @@
+//! Large byte strings whose frames arrive in pieces are received straight
+//! into their own buffer; whatever the split, the protocol must answer
+//! exactly as it does to the same frames fed whole (values, errors and
+//! all), and real connections must echo large payloads intact.
+
+use std::time::Instant;
+
+use ciborium::value::Value as Cbor;
+use tether::protocol::{Event, Protocol};
+use tether::wire::{self, Message, WireRequest};
+use tether::{BgServingThread, Builder, Config, ObjectBuilder, Service, ThreadedServer, Value};
+
+fn uint(v: u64) -> Cbor {
+    Cbor::Integer(v.into())
+}
+
+fn frame(item: &Cbor) -> Vec<u8> {
+    let mut out = Vec::new();
+    wire::encode_frame(item, &mut out, usize::MAX).unwrap();
+    out
+}
+
+fn ping(seq: u64, payload: Cbor) -> Vec<u8> {
+    frame(&Message::Request { seq, request: WireRequest::Ping(payload) }.into_cbor())
+}
+
+/// A frame holding exactly `body`, which need not be valid CBOR.
+fn raw_frame(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+fn pattern(n: usize, salt: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt)).collect()
+}
+
+/// What a protocol did with `stream` fed in pieces cut at `cuts`: every
+/// error `handle_bytes` returned, its output, and its events.
+fn run(stream: &[u8], cuts: &[usize], eof: bool) -> (Vec<String>, Vec<u8>, Vec<String>) {
+    let now = Instant::now();
+    let mut p = Protocol::new(Config::default(), None, now);
+    let hello = frame(&Message::Hello { version: wire::VERSION, features: wire::FEATURES }.into_cbor());
+    p.handle_bytes(&hello, now).unwrap();
+    let mut errors = Vec::new();
+    let mut at = 0;
+    for &cut in cuts.iter().chain([stream.len()].iter()) {
+        let cut = cut.clamp(at, stream.len());
+        if let Err(e) = p.handle_bytes(&stream[at..cut], now) {
+            errors.push(e.to_string());
+        }
+        at = cut;
+    }
+    if eof {
+        p.handle_eof();
+    }
+    let out = p.pending_output().to_vec();
+    let mut events = Vec::new();
+    while let Some(e) = p.poll_event() {
+        events.push(match e {
+            Event::Closed { error } => format!("closed: {error}"),
+            other => format!("{other:?}"),
+        });
+    }
+    (errors, out, events)
+}
+
+/// Ways to cut a stream: right after each of its first bytes, at the
+/// socket-ish sizes reads return, a byte at a time around a boundary.
+fn cut_patterns(len: usize) -> Vec<Vec<usize>> {
+    let mut patterns: Vec<Vec<usize>> = (1..48).map(|c| vec![c]).collect();
+    for step in [1000, 4096, 65_483, 65_536, 130_966, 261_932] {
+        patterns.push((1..).map(|i| i * step).take_while(|&c| c < len).collect());
+    }
+    patterns.push((1..40).collect());
+    patterns.push(vec![len.saturating_sub(1)]);
+    patterns.push(vec![len / 2, len / 2 + 1, len - len / 3]);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..8 {
+        let mut cuts: Vec<usize> = (0..6)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed % len as u64) as usize
+            })
+            .collect();
+        cuts.sort();
+        patterns.push(cuts);
+    }
+    patterns
+}
+
+fn assert_split_matches_whole(stream: &[u8], eof: bool) {
+    let whole = run(stream, &[], eof);
+    for cuts in cut_patterns(stream.len()) {
+        let split = run(stream, &cuts, eof);
+        assert_eq!(split.0, whole.0, "errors, cut at {cuts:?}");
+        assert_eq!(split.2, whole.2, "events, cut at {cuts:?}");
+        assert!(split.1 == whole.1, "output differs, cut at {cuts:?}");
+    }
+}
+
+#[test]
+fn split_large_byte_strings_are_answered_as_whole_ones() {
+    let payloads = [
+        Cbor::Bytes(pattern((1 << 20) + 7, 1)),
+        // Content followed by more of the message.
+        Cbor::Array(vec![Cbor::Bytes(pattern(200_000, 2)), uint(5), Cbor::Text("after".into())]),
+        Cbor::Map(vec![(Cbor::Text("k".into()), Cbor::Bytes(pattern(100_000, 3)))]),
+        // A small string first, then two large ones (only the first is
+        // received apart).
+        Cbor::Array(vec![
+            Cbor::Bytes(pattern(10, 4)),
+            Cbor::Bytes(pattern(70_000, 5)),
+            Cbor::Bytes(pattern(70_000, 6)),
+        ]),
+        // At and under the threshold.
+        Cbor::Bytes(pattern(64 << 10, 7)),
+        Cbor::Bytes(pattern((64 << 10) - 1, 8)),
+        // Large text is not a byte string.
+        Cbor::Text("é".repeat(150_000)),
+        // A tag the protocol refuses: an error reply, the same either way.
+        Cbor::Tag(99, Box::new(Cbor::Bytes(pattern(100_000, 9)))),
+        // Outside the fast decoder's subset (a bignum): ciborium decodes it.
+        Cbor::Array(vec![Cbor::Bytes(pattern(90_000, 10)), Cbor::Tag(2, Box::new(Cbor::Bytes(vec![1, 2])))]),
+    ];
+    for payload in payloads {
+        let mut stream = ping(1, payload);
+        // More frames behind it, so pieces straddle frame boundaries.
+        stream.extend(ping(2, uint(7)));
+        stream.extend(ping(3, Cbor::Bytes(pattern(80_000, 11))));
+        assert_split_matches_whole(&stream, false);
+    }
+}
+
+#[test]
+fn bad_frames_around_large_byte_strings_fail_the_same_way() {
+    let big = Cbor::Bytes(pattern(100_000, 12));
+    let body = |item: &Cbor| {
+        let mut b = Vec::new();
+        ciborium::ser::into_writer(item, &mut b).unwrap();
+        b
+    };
+    let request =
+        |payload: Cbor| Message::Request { seq: 1, request: WireRequest::Ping(payload) }.into_cbor();
+    // Trailing bytes after the item.
+    let mut trailing = body(&request(big.clone()));
+    trailing.push(0x01);
+    // A message of a shape nobody knows.
+    let unknown = body(&Cbor::Array(vec![uint(9), big.clone()]));
+    // Invalid UTF-8 before the string.
+    let mut bad_text =
+        body(&Cbor::Array(vec![uint(1), uint(1), uint(5), Cbor::Text("ab".into()), big.clone()]));
+    let at = bad_text.iter().position(|&b| b == b'a').unwrap();
+    bad_text[at] = 0xff;
+    // Nested past the depth limit around the string.
+    let deep = (0..80).fold(big.clone(), |inner, _| Cbor::Array(vec![inner]));
+    let deep = body(&request(deep));
+    // A reply to nothing.
+    let stray = body(&Message::Reply { seq: 42, value: big.clone() }.into_cbor());
+    for b in [trailing, unknown, bad_text, deep, stray] {
+        let stream = raw_frame(&b);
+        let (errors, _, _) = run(&stream, &[], false);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_split_matches_whole(&stream, false);
+    }
+}
+
+#[test]
+fn a_stream_ending_inside_a_large_frame_is_truncated() {
+    let stream = ping(1, Cbor::Bytes(pattern(300_000, 13)));
+    for end in [10, 1000, 200_000, stream.len() - 1] {
+        let (_, _, events) = run(&stream[..end], &[end / 2], true);
+        let expected = format!("announced {} bytes, stream ended after {end}", stream.len());
+        assert!(events.iter().any(|e| e.starts_with("closed:") && e.contains(&expected)), "{events:?}");
+        assert_eq!(events, run(&stream[..end], &[], true).2);
+    }
+}
+
+#[test]
+fn real_connections_echo_large_payloads_intact() {
+    let echo = || {
+        Builder::default()
+            .service(Service::object(ObjectBuilder::new("Echo").method("echo", |v: Value| v).build()))
+    };
+    let server = ThreadedServer::bind_tcp("127.0.0.1:0", echo()).unwrap();
+    let addr = server.local_addr().unwrap();
+    server.spawn();
+    let tcp = tether::connect(addr).unwrap();
+    let (unix, server_side) = Builder::default().pair(echo()).unwrap();
+    let _serving = BgServingThread::new(&server_side);
+    for conn in [&tcp, &unix] {
+        let root = conn.root().unwrap();
+        for (n, size) in [(1u8, 3 << 20), (2, 1 << 20), (3, 70_000), (4, 10)] {
+            let data = pattern(size, n);
+            let back: Value = root.call_method("echo", vec![Value::Bytes(data.clone())]).unwrap();
+            assert!(matches!(&back, Value::Bytes(b) if *b == data), "{size} bytes came back changed");
+            // Inside a larger value, with more after it.
+            let nested = Value::Array(vec![Value::Bytes(data.clone()), Value::Integer(5)]);
+            let back: Value = root.call_method("echo", vec![nested.clone()]).unwrap();
+            assert_eq!(back, nested);
+        }
+    }
+}
