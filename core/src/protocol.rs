@@ -185,11 +185,12 @@ pub struct Protocol {
     /// A frame with a large byte string being received, instead of
     /// `decoder` (which is then empty).
     large: Option<wire::LargeString>,
+    /// `large`'s buffer is lent out (see [`Protocol::take_input_buffer`]).
+    lent: bool,
     /// The start of the peer's stream, kept until its hello, to explain a
     /// peer that is not a tether peer.
     first_bytes: Vec<u8>,
-    out: Vec<u8>,
-    out_start: usize,
+    out: wire::Output,
     next_seq: u64,
     pending: HashMap<u64, Option<Instant>>,
     deadlines: BTreeSet<(Instant, u64)>,
@@ -235,9 +236,9 @@ impl Protocol {
             phase: Phase::ExpectHello,
             decoder: wire::FrameDecoder::new(),
             large: None,
+            lent: false,
             first_bytes: Vec::new(),
-            out: Vec::new(),
-            out_start: 0,
+            out: wire::Output::default(),
             next_seq: 1,
             pending: HashMap::new(),
             deadlines: BTreeSet::new(),
@@ -254,7 +255,7 @@ impl Protocol {
             last_input: now,
         };
         let hello = Message::Hello { version: wire::VERSION, features: wire::FEATURES };
-        wire::encode_frame(&hello.to_cbor(), &mut p.out, usize::MAX).expect("hello encodes");
+        p.out.push_frame(hello.into_cbor(), usize::MAX).expect("hello encodes");
         p
     }
 
@@ -304,7 +305,48 @@ impl Protocol {
             let room = FIRST_BYTES_KEPT - self.first_bytes.len();
             self.first_bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
+        if self.lent {
+            let e = Error::Misuse("bytes fed while the input buffer is lent out".into());
+            self.fail(e.clone());
+            return Err(e);
+        }
         self.feed(bytes)
+    }
+
+    /// Lends the buffer that the next bytes from the peer belong in, when
+    /// a large byte string is being received: reading into it
+    /// ([`InputBuffer::unfilled`](wire::InputBuffer::unfilled), then
+    /// [`advance`](wire::InputBuffer::advance)) puts the string in its
+    /// final place with no copy, where [`handle_bytes`](Self::handle_bytes)
+    /// copies it from the caller's buffer. `None` when there is no such
+    /// string: read into any buffer and call `handle_bytes`.
+    ///
+    /// The buffer must come back through [`handle_input`](Self::handle_input),
+    /// even with nothing read; until then no other bytes may be fed.
+    pub fn take_input_buffer(&mut self) -> Option<wire::InputBuffer> {
+        if self.phase == Phase::Closed || self.lent {
+            return None;
+        }
+        let input = self.large.as_mut()?.lend()?;
+        self.lent = true;
+        Some(input)
+    }
+
+    /// Takes back the buffer from [`take_input_buffer`](Self::take_input_buffer)
+    /// with what was read into it, and handles those bytes as
+    /// [`handle_bytes`](Self::handle_bytes) would.
+    pub fn handle_input(&mut self, input: wire::InputBuffer, now: Instant) -> Result<()> {
+        self.lent = false;
+        let Some(large) = self.large.as_mut() else {
+            // Closed meanwhile: the bytes no longer matter.
+            return Ok(());
+        };
+        let before = large.received();
+        let past = large.give_back(input);
+        if large.received() > before || !past.is_empty() {
+            self.last_input = now;
+        }
+        self.feed(&past)
     }
 
     fn feed(&mut self, mut bytes: &[u8]) -> Result<()> {
@@ -489,7 +531,7 @@ impl Protocol {
         if self.pending.len() >= self.config.max_pending {
             return Err(LimitError::TooManyPending { max: self.config.max_pending }.into());
         }
-        let queued = self.out.len() - self.out_start;
+        let queued = self.out.len();
         if queued > self.config.max_output_buffer {
             return Err(LimitError::OutputBufferFull { queued, max: self.config.max_output_buffer }.into());
         }
@@ -544,7 +586,7 @@ impl Protocol {
         if self.phase == Phase::Closed {
             return;
         }
-        let queued = self.out.len() - self.out_start;
+        let queued = self.out.len();
         if queued > self.config.max_output_buffer {
             self.fail(LimitError::OutputBufferFull { queued, max: self.config.max_output_buffer }.into());
             return;
@@ -587,28 +629,41 @@ impl Protocol {
 
     // ---- output --------------------------------------------------------------
 
-    /// Bytes waiting to be written to the peer (sends pending releases first).
+    /// Bytes waiting to be written to the peer (sends pending releases
+    /// first), as one slice. Large byte strings are queued apart from the
+    /// rest (see [`pending_output_slices`](Self::pending_output_slices)),
+    /// so this copies them in.
     pub fn pending_output(&mut self) -> &[u8] {
         self.flush_releases();
-        &self.out[self.out_start..]
+        self.out.contiguous()
+    }
+
+    /// The bytes waiting to be written to the peer (sends pending releases
+    /// first) as up to `dst.len()` slices, in order, for a vectored write;
+    /// returns how many were filled (0: nothing to write). Unlike
+    /// [`pending_output`](Self::pending_output), a large byte string is
+    /// written from the buffer of the value sent, not copied. Report what
+    /// was written with [`consume_output`](Self::consume_output).
+    pub fn pending_output_slices<'a>(&'a mut self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        self.flush_releases();
+        self.out.slices(dst)
+    }
+
+    /// How many bytes are waiting to be written (releases not yet made
+    /// into a message aside), without gathering them into one slice.
+    pub fn pending_output_len(&self) -> usize {
+        self.out.len()
     }
 
     /// True when output is waiting (the transport wants write readiness).
     pub fn wants_write(&self) -> bool {
-        self.out_start < self.out.len() || !self.releases.is_empty()
+        !self.out.is_empty() || !self.releases.is_empty()
     }
 
-    /// Reports that the first `n` bytes of [`pending_output`](Self::pending_output) were written.
+    /// Reports that the first `n` bytes of [`pending_output`](Self::pending_output)
+    /// (or of its slices) were written.
     pub fn consume_output(&mut self, n: usize) {
-        self.out_start += n;
-        debug_assert!(self.out_start <= self.out.len());
-        if self.out_start == self.out.len() {
-            self.out.clear();
-            self.out_start = 0;
-        } else if self.out_start > (1 << 20) && self.out_start * 2 > self.out.len() {
-            self.out.drain(..self.out_start);
-            self.out_start = 0;
-        }
+        self.out.consume(n);
     }
 
     /// Sets (or replaces) the root object the peer gets from its root request.
@@ -656,10 +711,7 @@ impl Protocol {
     /// Queues one message. It is taken by value so that its values move
     /// into the CBOR item rather than being copied.
     fn send(&mut self, msg: Message) -> Result<()> {
-        let item = msg.into_cbor();
-        let sent = wire::encode_frame(&item, &mut self.out, self.config.max_frame_len);
-        wire::recycle(item);
-        sent
+        self.out.push_frame(msg.into_cbor(), self.config.max_frame_len)
     }
 
     /// Sends a message whose encoding exported `exported` objects: their

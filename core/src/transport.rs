@@ -1,7 +1,7 @@
 //! Byte transports under a connection: non-blocking reads and writes, plus a
 //! blocking wait that another thread can interrupt.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -19,6 +19,15 @@ pub trait Transport: Send + Sync + 'static {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes what fits.
     fn write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Writes what fits of `bufs`, in order, as if they were one buffer
+    /// (in one system call where the transport can). By default, writes
+    /// the first non-empty one.
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match bufs.iter().find(|b| !b.is_empty()) {
+            Some(b) => self.write(b),
+            None => Ok(0),
+        }
+    }
     /// Blocks until something may have changed (spurious returns are fine).
     fn wait(&self, want_write: bool, timeout: Option<Duration>) -> io::Result<()>;
     /// Makes a `wait` in progress on another thread return.
@@ -32,6 +41,9 @@ pub trait Transport: Send + Sync + 'static {
     /// A short description for logs and tracebacks (peer address).
     fn describe(&self) -> String;
 }
+
+/// Most slices one `sendmsg` takes (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
 
 /// A connected stream socket: TCP or Unix.
 #[derive(Debug)]
@@ -226,6 +238,27 @@ impl Transport for SocketTransport {
             Stream::Tcp(s) => (&*s).write(buf),
             Stream::Unix(s) => (&*s).write(buf),
         }
+    }
+
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // `sendmsg` rather than std's `write_vectored` (`writev`): like
+        // std's `write` (`send`), it passes MSG_NOSIGNAL, so a peer that
+        // went away is an EPIPE error, not a SIGPIPE that kills a process
+        // which does not ignore it.
+        //
+        // SAFETY: an all-zero `msghdr` is valid (no address, no control
+        // data); `IoSlice` is guaranteed ABI-compatible with `iovec` on
+        // Unix, and `bufs`, which sendmsg only reads, outlives the call.
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = bufs.len().min(IOV_MAX) as _;
+            libc::sendmsg(self.stream.fd(), &msg, libc::MSG_NOSIGNAL)
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 
     fn wait(&self, want_write: bool, timeout: Option<Duration>) -> io::Result<()> {

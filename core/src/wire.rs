@@ -379,12 +379,22 @@ fn keep_spare(bytes: Vec<u8>) {
 }
 
 /// Byte strings at least this long are received straight into their own
-/// buffer ([`LargeString`]) when their frame arrives in pieces.
+/// buffer ([`LargeString`]) when their frame arrives in pieces, and sent
+/// from it ([`Output`]).
 const LARGE_MIN: usize = RECYCLE_MIN;
 
 /// How far into a frame's body the head of a large byte string is looked
 /// for: a message's values start within a few dozen bytes of it.
 const LARGE_SCAN_MAX: usize = 512;
+
+/// Room lent past the end of a large byte string's content (see
+/// [`LargeString::lend`]), so that one read takes the rest of the frame,
+/// and what follows it, along.
+const LEND_SLACK: usize = 64 << 10;
+
+/// Most room lent for one read pass: a fresh buffer is zeroed before it
+/// is lent, so a forged length costs no more than this at a time.
+const LEND_MAX: usize = 4 << 20;
 
 /// A frame arriving in pieces whose body holds a large byte string: the
 /// string's content is copied from the received bytes straight into the
@@ -400,8 +410,10 @@ pub(crate) struct LargeString {
     at: usize,
     /// Bytes of the body after the content.
     tail_len: usize,
-    /// The content received so far.
+    /// The content: initialised up to `content.len()` (a recycled buffer
+    /// is overwritten, not zeroed again), received up to `filled`.
     content: Vec<u8>,
+    filled: usize,
     /// The content's length.
     len: usize,
 }
@@ -423,13 +435,8 @@ impl LargeString {
             skeleton: received[..at].to_vec(),
             at,
             tail_len: body_len - at - len,
-            content: take_spare(len).map_or_else(
-                || Vec::with_capacity(len),
-                |mut spare| {
-                    spare.clear();
-                    spare
-                },
-            ),
+            content: take_spare(len).unwrap_or_else(|| Vec::with_capacity(len + LEND_SLACK)),
+            filled: 0,
             len,
         };
         let used = large.feed(&received[at..]);
@@ -439,8 +446,11 @@ impl LargeString {
 
     /// Takes the frame's bytes from the start of `bytes`; returns how many.
     pub(crate) fn feed(&mut self, bytes: &[u8]) -> usize {
-        let n = (self.len - self.content.len()).min(bytes.len());
-        self.content.extend_from_slice(&bytes[..n]);
+        let n = (self.len - self.filled).min(bytes.len());
+        let within = (self.content.len() - self.filled).min(n);
+        self.content[self.filled..self.filled + within].copy_from_slice(&bytes[..within]);
+        self.content.extend_from_slice(&bytes[within..n]);
+        self.filled += n;
         let rest = &bytes[n..];
         let t = (self.at + self.tail_len - self.skeleton.len()).min(rest.len());
         self.skeleton.extend_from_slice(&rest[..t]);
@@ -449,22 +459,68 @@ impl LargeString {
 
     /// True once the whole frame is in.
     pub(crate) fn is_complete(&self) -> bool {
-        self.content.len() == self.len && self.skeleton.len() == self.at + self.tail_len
+        self.filled == self.len && self.skeleton.len() == self.at + self.tail_len
     }
 
     /// The error for a stream that ends inside this frame, as
     /// [`FrameDecoder::finish`] gives it.
     pub(crate) fn truncated(&self) -> Error {
         let body = self.at + self.len + self.tail_len;
-        let got = self.skeleton.len() + self.content.len();
+        let got = self.skeleton.len() + self.filled;
         DecodeError::Truncated { expected: HEADER_LEN + body, got: HEADER_LEN + got }.into()
+    }
+
+    /// Bytes of the frame received so far.
+    pub(crate) fn received(&self) -> usize {
+        HEADER_LEN + self.skeleton.len() + self.filled
+    }
+
+    /// Lends the rest of the content's buffer, and some room past it, for
+    /// the transport to read into: the string then arrives in its final
+    /// place with no copy at all. `None` once the content is complete.
+    pub(crate) fn lend(&mut self) -> Option<InputBuffer> {
+        if self.filled == self.len {
+            return None;
+        }
+        // The kernel's copy into the buffer aliases as a send's does (see
+        // `SplicingWriter`) when the buffer sits a little ahead of where
+        // the string's bytes were in the peer's send (its frame started
+        // one, most likely): then read into the thread's buffer and copy.
+        let src = HEADER_LEN + self.at + self.filled;
+        let dst = self.content.as_ptr() as usize + self.filled;
+        if (1..=ALIASING_WINDOW).contains(&(dst as isize).wrapping_sub(src as isize).rem_euclid(4096)) {
+            return None;
+        }
+        let mut buf = std::mem::take(&mut self.content);
+        // Within the capacity, so that growing never moves what is in.
+        let room = (self.len + LEND_SLACK).min(buf.capacity().max(self.len));
+        let end = room.min(self.filled + LEND_MAX);
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        Some(InputBuffer { buf, filled: self.filled, end })
+    }
+
+    /// Takes back a buffer from [`lend`](Self::lend); returns the bytes read
+    /// past the content (the rest of the stream), to be fed on.
+    pub(crate) fn give_back(&mut self, input: InputBuffer) -> Vec<u8> {
+        let InputBuffer { buf, filled, .. } = input;
+        self.content = buf;
+        self.filled = filled.min(self.len);
+        if filled <= self.len {
+            return Vec::new();
+        }
+        let past = self.content[self.len..filled].to_vec();
+        self.content.truncate(self.len);
+        past
     }
 
     /// Decodes the whole frame, as [`decode_cbor`] would its contiguous
     /// body.
     pub(crate) fn decode(self, recursion_limit: usize) -> Result<Cbor> {
         debug_assert!(self.is_complete());
-        let LargeString { skeleton, at, content, len, .. } = self;
+        let LargeString { skeleton, at, mut content, len, .. } = self;
+        content.truncate(len);
         // A first pass with an empty stand-in tells whether the fast path
         // accepts the frame, before the content is moved into the item
         // (a rejected item would drop it; the fallback needs it).
@@ -509,6 +565,37 @@ fn find_large_bytes(received: &[u8], body_len: usize) -> Option<(usize, usize)> 
     None
 }
 
+/// A buffer the protocol lends for the transport to read into (see
+/// [`Protocol::take_input_buffer`](crate::protocol::Protocol::take_input_buffer)).
+#[derive(Debug)]
+pub struct InputBuffer {
+    buf: Vec<u8>,
+    filled: usize,
+    end: usize,
+}
+
+impl InputBuffer {
+    /// Where the next bytes read go.
+    pub fn unfilled(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..self.end]
+    }
+
+    /// Records that `n` bytes were read into [`unfilled`](Self::unfilled).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than `unfilled` held.
+    pub fn advance(&mut self, n: usize) {
+        assert!(n <= self.end - self.filled, "advanced past the room lent");
+        self.filled += n;
+    }
+
+    /// True when no room is left: read no more into it.
+    pub fn is_full(&self) -> bool {
+        self.filled == self.end
+    }
+}
+
 /// Elements reserved up front for an array or map: a forged count costs
 /// no more than this until its elements actually arrive.
 const PREALLOCATED_ITEMS: usize = 1024;
@@ -545,6 +632,239 @@ pub fn encode_frame(item: &Cbor, out: &mut Vec<u8>, max_len: usize) -> Result<()
     }
     out[at..at + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(())
+}
+
+/// Frames queued for the peer.
+///
+/// Large byte strings ([`LARGE_MIN`] bytes or more) are not copied in: the
+/// value's own buffer is kept beside the queue and written from in place
+/// by [`slices`](Self::slices) (a vectored write). Callers that want one
+/// slice ([`contiguous`](Self::contiguous)) get the copy made then.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    /// Everything queued except the spliced strings' contents.
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    start: usize,
+    /// Large byte strings in stream order; each comes before `buf[at..]`.
+    spliced: std::collections::VecDeque<Spliced>,
+    /// Bytes of `spliced` not yet written.
+    spliced_len: usize,
+}
+
+#[derive(Debug)]
+struct Spliced {
+    at: usize,
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+/// A source `(dst - src) mod 4096` bytes behind its destination, for
+/// distances up to this, is not written in place (see [`SplicingWriter`]).
+const ALIASING_WINDOW: isize = 256;
+
+/// Writes CBOR into a frame buffer, except the contents of the large byte
+/// strings listed in `large`: their positions are noted instead. ciborium
+/// writes a byte string's content with one `write_all` of the whole slice;
+/// if it ever wrote it otherwise, the bytes would simply be copied.
+///
+/// The kernel copies the `i`-th byte of a `send` to offset `i` (mod 4096)
+/// of its socket buffers (TCP reuses its page from offset 0 once the peer
+/// has read the previous message). When a string's bytes sit a little
+/// below their destination modulo a page, each load in that copy waits on
+/// a store just made to a 4 KiB-aliased address: sending a 1 MiB string
+/// 5 bytes "ahead" took twice as long as copying it into the frame first
+/// and sending that (a frame in this buffer starts at offset 16: behind).
+/// Such a string is copied in.
+struct SplicingWriter<'a> {
+    out: &'a mut Vec<u8>,
+    large: &'a [(*const u8, usize)],
+    /// Where the next write to the transport starts in `out`, and the
+    /// spliced bytes queued before this frame: a string's offset in it.
+    write_start: usize,
+    spliced_before: usize,
+    /// `(position in out, index in large)`, in stream order.
+    found: Vec<(usize, usize)>,
+}
+
+impl SplicingWriter<'_> {
+    fn splice(&self, buf: &[u8]) -> Option<usize> {
+        if buf.len() < LARGE_MIN {
+            return None;
+        }
+        let key = (buf.as_ptr(), buf.len());
+        let i = self.large.iter().position(|&l| l == key)?;
+        if self.found.iter().any(|&(_, j)| j == i) {
+            return None;
+        }
+        let spliced: usize = self.found.iter().map(|&(_, j)| self.large[j].1).sum();
+        let dst = self.out.len() - self.write_start + self.spliced_before + spliced;
+        // Addresses only compared, never dereferenced.
+        let ahead = (dst as isize).wrapping_sub(buf.as_ptr() as isize).rem_euclid(4096);
+        (!(1..=ALIASING_WINDOW).contains(&ahead)).then_some(i)
+    }
+}
+
+impl std::io::Write for SplicingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.splice(buf) {
+            Some(i) => self.found.push((self.out.len(), i)),
+            None => self.out.extend_from_slice(buf),
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Calls `f` on every large byte string in `item`, in stream order.
+fn each_large_bytes(item: &mut Cbor, f: &mut impl FnMut(&mut Vec<u8>)) {
+    match item {
+        Cbor::Bytes(b) if b.len() >= LARGE_MIN => f(b),
+        Cbor::Array(items) => items.iter_mut().for_each(|i| each_large_bytes(i, f)),
+        Cbor::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            each_large_bytes(k, f);
+            each_large_bytes(v, f)
+        }),
+        Cbor::Tag(_, inner) => each_large_bytes(inner, f),
+        _ => {}
+    }
+}
+
+impl Output {
+    /// Bytes queued and not yet written.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len() - self.start + self.spliced_len
+    }
+
+    /// True when nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Queues one frame holding `item`, whose large byte strings move into
+    /// the queue; fails, queuing nothing, if the frame would exceed
+    /// `max_len`. The largest byte string left in the item is recycled.
+    pub(crate) fn push_frame(&mut self, mut item: Cbor, max_len: usize) -> Result<()> {
+        let mut large = Vec::new();
+        each_large_bytes(&mut item, &mut |b| large.push((b.as_ptr(), b.len())));
+        if large.is_empty() {
+            let queued = encode_frame(&item, &mut self.buf, max_len);
+            recycle(item);
+            return queued;
+        }
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; HEADER_LEN]);
+        let mut w = SplicingWriter {
+            out: &mut self.buf,
+            large: &large,
+            write_start: self.start,
+            spliced_before: self.spliced_len,
+            found: Vec::new(),
+        };
+        if let Err(e) = ciborium::ser::into_writer(&item, &mut w) {
+            self.buf.truncate(at);
+            return Err(Error::Convert(format!("CBOR encoding failed: {e}")));
+        }
+        let found = w.found;
+        let spliced: usize = found.iter().map(|&(_, i)| large[i].1).sum();
+        let len = self.buf.len() - at - HEADER_LEN + spliced;
+        if len > max_len || len > u32::MAX as usize {
+            self.buf.truncate(at);
+            return Err(LimitError::FrameTooLarge { len, max: max_len }.into());
+        }
+        self.buf[at..at + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+        let mut taken: Vec<Option<Vec<u8>>> = Vec::new();
+        each_large_bytes(&mut item, &mut |b| taken.push(Some(std::mem::take(b))));
+        for (pos, i) in found {
+            let bytes = taken[i].take().expect("each string is spliced once");
+            self.spliced.push_back(Spliced { at: pos, bytes, written: 0 });
+        }
+        self.spliced_len += spliced;
+        recycle(item);
+        // Those copied in after all are done with.
+        taken.into_iter().flatten().for_each(keep_spare);
+        Ok(())
+    }
+
+    /// Up to `dst.len()` slices of what is queued, in order; how many.
+    pub(crate) fn slices<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        let mut pos = self.start;
+        for s in &self.spliced {
+            if s.at > pos && n < dst.len() {
+                dst[n] = std::io::IoSlice::new(&self.buf[pos..s.at]);
+                n += 1;
+            }
+            if n == dst.len() {
+                return n;
+            }
+            dst[n] = std::io::IoSlice::new(&s.bytes[s.written..]);
+            n += 1;
+            pos = s.at;
+        }
+        if pos < self.buf.len() && n < dst.len() {
+            dst[n] = std::io::IoSlice::new(&self.buf[pos..]);
+            n += 1;
+        }
+        n
+    }
+
+    /// Everything queued as one slice: spliced strings are copied in
+    /// first (and their buffers recycled).
+    pub(crate) fn contiguous(&mut self) -> &[u8] {
+        if let Some(first) = self.spliced.front().map(|s| s.at) {
+            let tail = self.buf.split_off(first);
+            self.buf.reserve(self.spliced_len + tail.len());
+            let mut pos = first;
+            for s in std::mem::take(&mut self.spliced) {
+                self.buf.extend_from_slice(&tail[pos - first..s.at - first]);
+                self.buf.extend_from_slice(&s.bytes[s.written..]);
+                pos = s.at;
+                keep_spare(s.bytes);
+            }
+            self.buf.extend_from_slice(&tail[pos - first..]);
+            self.spliced_len = 0;
+        }
+        &self.buf[self.start..]
+    }
+
+    /// Drops the first `n` bytes queued: they were written.
+    ///
+    /// # Panics
+    ///
+    /// If more than [`len`](Self::len) bytes are consumed.
+    pub(crate) fn consume(&mut self, mut n: usize) {
+        assert!(n <= self.len(), "consumed more output than was queued");
+        while n > 0 {
+            let next = self.spliced.front().map_or(self.buf.len(), |s| s.at);
+            let k = (next - self.start).min(n);
+            self.start += k;
+            n -= k;
+            if n == 0 {
+                break;
+            }
+            let s = self.spliced.front_mut().expect("checked against len");
+            let k = (s.bytes.len() - s.written).min(n);
+            s.written += k;
+            self.spliced_len -= k;
+            n -= k;
+            if s.written == s.bytes.len() {
+                let done = self.spliced.pop_front().expect("present");
+                keep_spare(done.bytes);
+            }
+        }
+        if self.start == self.buf.len() && self.spliced.is_empty() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > (1 << 20) && self.start * 2 > self.buf.len() {
+            self.buf.drain(..self.start);
+            self.spliced.iter_mut().for_each(|s| s.at -= self.start);
+            self.start = 0;
+        }
+    }
 }
 
 /// The kinds of request, with their wire codes.

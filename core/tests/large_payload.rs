@@ -203,3 +203,175 @@ fn real_connections_echo_large_payloads_intact() {
         }
     }
 }
+
+/// Like [`run`], but reading the way a connection does with the lending
+/// API: into the protocol's own buffer whenever it offers one, `step`
+/// bytes at most per read.
+fn run_lending(stream: &[u8], step: usize) -> (Vec<String>, Vec<u8>, Vec<String>, usize) {
+    let now = Instant::now();
+    let mut p = Protocol::new(Config::default(), None, now);
+    let hello = frame(&Message::Hello { version: wire::VERSION, features: wire::FEATURES }.into_cbor());
+    p.handle_bytes(&hello, now).unwrap();
+    let mut errors = Vec::new();
+    let mut at = 0;
+    let mut lent = 0;
+    while at < stream.len() {
+        let k = step.min(stream.len() - at);
+        let result = match p.take_input_buffer() {
+            Some(mut input) => {
+                let room = input.unfilled();
+                let k = k.min(room.len());
+                room[..k].copy_from_slice(&stream[at..at + k]);
+                input.advance(k);
+                at += k;
+                lent += 1;
+                p.handle_input(input, now)
+            }
+            None => {
+                at += k;
+                p.handle_bytes(&stream[at - k..at], now)
+            }
+        };
+        if let Err(e) = result {
+            errors.push(e.to_string());
+        }
+    }
+    let out = p.pending_output().to_vec();
+    let mut events = Vec::new();
+    while let Some(e) = p.poll_event() {
+        events.push(match e {
+            Event::Closed { error } => format!("closed: {error}"),
+            other => format!("{other:?}"),
+        });
+    }
+    (errors, out, events, lent)
+}
+
+#[test]
+fn reading_into_the_lent_buffer_is_the_same_as_feeding_bytes() {
+    // The protocol declines to lend when the buffer's address would make
+    // the kernel's copy slow (see `wire::SplicingWriter`); strings 13 and
+    // about 300 bytes into their frames cannot both be declined.
+    let mut stream = ping(1, Cbor::Bytes(pattern(600_000, 20)));
+    stream.extend(ping(
+        2,
+        Cbor::Array(vec![Cbor::Text("t".repeat(280)), Cbor::Bytes(pattern(300_000, 21)), uint(3)]),
+    ));
+    stream.extend(ping(3, uint(7)));
+    stream.extend(ping(4, Cbor::Bytes(pattern(1 << 20, 22))));
+    let whole = run(&stream, &[], false);
+    for step in [7, 1000, 65_536, 100_003, 1 << 20, 8 << 20] {
+        let lent = run_lending(&stream, step);
+        assert_eq!(lent.0, whole.0, "errors, reads of {step}");
+        assert_eq!(lent.2, whole.2, "events, reads of {step}");
+        assert!(lent.1 == whole.1, "output differs, reads of {step}");
+        if step <= 100_003 {
+            assert!(lent.3 > 0, "the protocol never lent its buffer (reads of {step})");
+        }
+    }
+    // A bad frame read through the lent buffer fails the same way.
+    let mut bad = Vec::new();
+    ciborium::ser::into_writer(&Cbor::Array(vec![uint(9), Cbor::Bytes(pattern(200_000, 23))]), &mut bad)
+        .unwrap();
+    let bad = raw_frame(&bad);
+    assert_eq!(run_lending(&bad, 50_000).0, run(&bad, &[], false).0);
+}
+
+#[test]
+fn feeding_bytes_while_the_buffer_is_lent_is_refused() {
+    let now = Instant::now();
+    let hello = frame(&Message::Hello { version: wire::VERSION, features: wire::FEATURES }.into_cbor());
+    // Two layouts, as the protocol may decline to lend for one of them.
+    let layouts = [
+        ping(1, Cbor::Bytes(pattern(200_000, 24))),
+        ping(1, Cbor::Array(vec![Cbor::Text("t".repeat(280)), Cbor::Bytes(pattern(200_000, 25))])),
+    ];
+    let mut refused = 0;
+    for stream in layouts {
+        let mut p = Protocol::new(Config::default(), None, now);
+        p.handle_bytes(&hello, now).unwrap();
+        p.handle_bytes(&stream[..1000], now).unwrap();
+        let Some(input) = p.take_input_buffer() else { continue };
+        assert!(p.take_input_buffer().is_none(), "lent once at a time");
+        let err = p.handle_bytes(&stream[1000..], now).unwrap_err();
+        assert!(err.to_string().contains("lent out"), "{err}");
+        p.handle_input(input, now).unwrap();
+        refused += 1;
+    }
+    assert!(refused > 0, "the protocol never lent its buffer");
+}
+
+/// Everything `p` has to send, taken through vectored slices written
+/// `take` bytes at a time into at most `max_slices` slices.
+fn drain_slices(p: &mut Protocol, max_slices: usize, take: usize) -> Vec<u8> {
+    let mut sent = Vec::new();
+    loop {
+        let mut slices = [std::io::IoSlice::new(&[]); 4];
+        let n = p.pending_output_slices(&mut slices[..max_slices]);
+        if n == 0 {
+            return sent;
+        }
+        let mut budget = take;
+        for s in &slices[..n] {
+            let k = budget.min(s.len());
+            sent.extend_from_slice(&s[..k]);
+            budget -= k;
+        }
+        let written = take - budget;
+        p.consume_output(written);
+    }
+}
+
+#[test]
+fn queued_large_strings_are_sent_intact_however_they_are_written() {
+    use tether::protocol::Call;
+    let values = || {
+        vec![
+            Value::Bytes(pattern(300_000, 30)),
+            Value::Integer(5),
+            Value::Array(vec![Value::Bytes(pattern(100_000, 31)), Value::Bytes(pattern(70_000, 32))]),
+            Value::Bytes(pattern(10, 33)),
+            Value::Bytes(pattern(1 << 20, 34)),
+        ]
+    };
+    let queue = || {
+        let now = Instant::now();
+        let mut p = Protocol::new(Config::default(), None, now);
+        for v in values() {
+            p.send_request(Call::Ping(v), None).unwrap();
+        }
+        p
+    };
+    let expected = {
+        let mut p = queue();
+        let all = p.pending_output().to_vec();
+        p.consume_output(all.len());
+        assert!(p.pending_output().is_empty());
+        all
+    };
+    let mut decoder = wire::FrameDecoder::new();
+    decoder.push(&expected);
+    let mut frames = 0;
+    while decoder.next_frame(usize::MAX).unwrap().is_some() {
+        frames += 1;
+    }
+    assert_eq!(frames, 1 + values().len(), "the hello and each ping");
+    for max_slices in 1..=4 {
+        for take in [1, 13, 4096, 65_536, 300_017, usize::MAX / 2] {
+            let mut p = queue();
+            assert_eq!(p.pending_output_len(), expected.len());
+            let sent = drain_slices(&mut p, max_slices, take.min(expected.len()));
+            assert!(sent == expected, "slices of {max_slices}, writes of {take}");
+            assert!(!p.wants_write());
+        }
+    }
+    // Part written through slices, the rest as one slice.
+    let mut p = queue();
+    let mut slices = [std::io::IoSlice::new(&[]); 2];
+    let n = p.pending_output_slices(&mut slices);
+    let first: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).take(200_000).collect();
+    p.consume_output(first.len());
+    let mut sent = first;
+    sent.extend_from_slice(p.pending_output());
+    assert!(sent == expected);
+}
