@@ -435,7 +435,7 @@ impl LargeString {
             skeleton: received[..at].to_vec(),
             at,
             tail_len: body_len - at - len,
-            content: take_spare(len).unwrap_or_else(|| Vec::with_capacity(len + LEND_SLACK)),
+            content: content_buffer(len, HEADER_LEN + at),
             filled: 0,
             len,
         };
@@ -486,9 +486,7 @@ impl LargeString {
         // `SplicingWriter`) when the buffer sits a little ahead of where
         // the string's bytes were in the peer's send (its frame started
         // one, most likely): then read into the thread's buffer and copy.
-        let src = HEADER_LEN + self.at + self.filled;
-        let dst = self.content.as_ptr() as usize + self.filled;
-        if (1..=ALIASING_WINDOW).contains(&(dst as isize).wrapping_sub(src as isize).rem_euclid(4096)) {
+        if aliased(HEADER_LEN + self.at, self.content.as_ptr() as usize) {
             return None;
         }
         let mut buf = std::mem::take(&mut self.content);
@@ -663,6 +661,44 @@ struct Spliced {
 /// distances up to this, is not written in place (see [`SplicingWriter`]).
 const ALIASING_WINDOW: isize = 256;
 
+/// Whether a copy from `src` to `dst` (addresses, or offsets in the
+/// kernel's socket pages, which start at a page) is slowed by aliasing
+/// (see [`SplicingWriter`]): `dst` lies 1 to [`ALIASING_WINDOW`] bytes
+/// ahead of `src` modulo a page. Addresses are only compared.
+fn aliased(src: usize, dst: usize) -> bool {
+    let ahead = (dst as isize).wrapping_sub(src as isize).rem_euclid(4096);
+    (1..=ALIASING_WINDOW).contains(&ahead)
+}
+
+/// The buffer a large string `len` bytes long, `offset` bytes into its
+/// frame, is received into. The spare, unless the kernel's copies to and
+/// from it would alias: this receive's, or the send it may go back out in
+/// (its head a few dozen bytes long). glibc places every large block it
+/// maps 16 bytes into a page, where both do for usual heads, and a
+/// recycled buffer would keep that place for good; a fresh block (from
+/// the heap once one was unmapped) usually lies elsewhere. When it does
+/// not, the spare is kept and the string is copied in.
+fn content_buffer(len: usize, offset: usize) -> Vec<u8> {
+    let suits = |buf: &Vec<u8>| {
+        let page_offset = buf.as_ptr() as usize % 4096;
+        !aliased(offset, buf.as_ptr() as usize)
+            && (SEND_HEAD_MAX..=4096 - ALIASING_WINDOW as usize).contains(&page_offset)
+    };
+    let spare = take_spare(len);
+    if spare.as_ref().is_some_and(suits) {
+        return spare.expect("checked");
+    }
+    let fresh = Vec::with_capacity(len + LEND_SLACK);
+    match spare {
+        Some(spare) if !suits(&fresh) => spare,
+        _ => fresh,
+    }
+}
+
+/// Heads of frames carrying a large string are assumed shorter than this
+/// when choosing a buffer for it (see [`content_buffer`]).
+const SEND_HEAD_MAX: usize = 320;
+
 /// Writes CBOR into a frame buffer, except the contents of the large byte
 /// strings listed in `large`: their positions are noted instead. ciborium
 /// writes a byte string's content with one `write_all` of the whole slice;
@@ -699,9 +735,7 @@ impl SplicingWriter<'_> {
         }
         let spliced: usize = self.found.iter().map(|&(_, j)| self.large[j].1).sum();
         let dst = self.out.len() - self.write_start + self.spliced_before + spliced;
-        // Addresses only compared, never dereferenced.
-        let ahead = (dst as isize).wrapping_sub(buf.as_ptr() as isize).rem_euclid(4096);
-        (!(1..=ALIASING_WINDOW).contains(&ahead)).then_some(i)
+        (!aliased(buf.as_ptr() as usize, dst)).then_some(i)
     }
 }
 
@@ -1327,6 +1361,32 @@ mod tests {
         recycle(Cbor::Bytes(vec![0; RECYCLE_MIN * 8]));
         let Cbor::Bytes(small) = decode_cbor(&body, 8).unwrap() else { panic!() };
         assert!(small.capacity() < RECYCLE_MIN * 8);
+    }
+
+    #[test]
+    fn aliasing_is_a_destination_just_ahead_of_its_source_modulo_a_page() {
+        assert!(aliased(0, 5));
+        assert!(aliased(4095, 4));
+        assert!(aliased(16, 16 + ALIASING_WINDOW as usize));
+        assert!(!aliased(5, 0), "behind is fine");
+        assert!(!aliased(16, 16), "level is fine");
+        assert!(!aliased(0, ALIASING_WINDOW as usize + 1));
+        // A frame's string 21 bytes in, sent from a buffer 16 bytes into a
+        // page (where glibc maps large blocks): the case measured slow.
+        assert!(aliased(16, 21));
+        // Received 13 bytes into its frame into such a buffer: slow too.
+        assert!(aliased(13, 16));
+    }
+
+    #[test]
+    fn a_received_string_gets_a_buffer_big_enough() {
+        for len in [LARGE_MIN, 1 << 20] {
+            for _ in 0..3 {
+                let b = content_buffer(len, 13);
+                assert!(b.capacity() >= len);
+                keep_spare(b);
+            }
+        }
     }
 
     #[test]
