@@ -332,6 +332,13 @@ impl Protocol {
         Some(input)
     }
 
+    /// True when [`take_input_buffer`](Self::take_input_buffer) would lend
+    /// a buffer: a driver can check this while it holds the protocol
+    /// anyway, and take the buffer only then.
+    pub fn lends_input_buffer(&self) -> bool {
+        self.phase != Phase::Closed && !self.lent && self.large.as_ref().is_some_and(|l| l.lends())
+    }
+
     /// Takes back the buffer from [`take_input_buffer`](Self::take_input_buffer)
     /// with what was read into it, and handles those bytes as
     /// [`handle_bytes`](Self::handle_bytes) would.

@@ -475,18 +475,20 @@ impl LargeString {
         HEADER_LEN + self.skeleton.len() + self.filled
     }
 
+    /// Whether [`lend`](Self::lend) would lend the buffer.
+    pub(crate) fn lends(&self) -> bool {
+        self.filled < self.len && !aliased(HEADER_LEN + self.at, self.content.as_ptr() as usize)
+    }
+
     /// Lends the rest of the content's buffer, and some room past it, for
     /// the transport to read into: the string then arrives in its final
     /// place with no copy at all. `None` once the content is complete.
     pub(crate) fn lend(&mut self) -> Option<InputBuffer> {
-        if self.filled == self.len {
-            return None;
-        }
         // The kernel's copy into the buffer aliases as a send's does (see
         // `SplicingWriter`) when the buffer sits a little ahead of where
         // the string's bytes were in the peer's send (its frame started
         // one, most likely): then read into the thread's buffer and copy.
-        if aliased(HEADER_LEN + self.at, self.content.as_ptr() as usize) {
+        if !self.lends() {
             return None;
         }
         let mut buf = std::mem::take(&mut self.content);

@@ -217,7 +217,10 @@ fn run_lending(stream: &[u8], step: usize) -> (Vec<String>, Vec<u8>, Vec<String>
     let mut lent = 0;
     while at < stream.len() {
         let k = step.min(stream.len() - at);
-        let result = match p.take_input_buffer() {
+        let lends = p.lends_input_buffer();
+        let lent_now = p.take_input_buffer();
+        assert_eq!(lends, lent_now.is_some(), "lends_input_buffer says what take_input_buffer does");
+        let result = match lent_now {
             Some(mut input) => {
                 let room = input.unfilled();
                 let k = k.min(room.len());
