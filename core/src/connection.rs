@@ -881,7 +881,7 @@ impl Shared {
     /// output is registered with the thread, which writes it before it
     /// waits for anything and when its batch ends. Returns whether it held.
     fn send_or_hold(&self, st: &mut State, after: &mut Vec<After>, hold: bool) -> bool {
-        if hold && st.proto.pending_output().len() < HOLD_MAX {
+        if hold && st.proto.pending_output_len() < HOLD_MAX {
             st.held = true;
             BATCH.with(|b| {
                 let mut b = b.borrow_mut();
@@ -924,11 +924,18 @@ impl Shared {
     fn flush_locked(&self, st: &mut State, after: &mut Vec<After>) {
         st.held = false;
         loop {
-            let out = st.proto.pending_output();
-            if out.is_empty() {
+            // Slices, so that a large byte string is written from its own
+            // buffer instead of being copied behind its frame's head.
+            let mut slices = [io::IoSlice::new(&[]); 8];
+            let n = st.proto.pending_output_slices(&mut slices);
+            if n == 0 {
                 break;
             }
-            match self.transport.write(out) {
+            let written = match n {
+                1 => self.transport.write(&slices[0]),
+                _ => self.transport.write_vectored(&slices[..n]),
+            };
+            match written {
                 Ok(0) => {
                     st.proto.handle_transport_error(Error::Closed("the peer stopped accepting data".into()));
                     break;
@@ -1159,6 +1166,7 @@ impl Shared {
     ) -> Result<()> {
         let me = thread::current().id();
         let mut drove_once = false;
+        let mut lend_next = false;
         let mut leftovers: Option<usize> = None;
         let mut st = self.lock();
         loop {
@@ -1252,22 +1260,30 @@ impl Shared {
             };
             // Read without the lock, then lock and feed what arrived.
             let mut more = false;
-            st = self.read_available(|read| {
-                let mut st = self.lock();
-                match read {
-                    Ok((bytes, eof, cut_short)) => {
-                        more = cut_short;
-                        if !bytes.is_empty() {
-                            let _ = st.proto.handle_bytes(bytes, self.clock.now());
+            // Checked when the last read was fed, to spare small messages
+            // a lock round trip.
+            let lent = if lend_next { self.lock().proto.take_input_buffer() } else { None };
+            st = match lent {
+                // A large byte string arriving: straight into its buffer.
+                Some(input) => self.read_lent(input, &mut more),
+                None => self.read_available(|read| {
+                    let mut st = self.lock();
+                    match read {
+                        Ok((bytes, eof, cut_short)) => {
+                            more = cut_short;
+                            if !bytes.is_empty() {
+                                let _ = st.proto.handle_bytes(bytes, self.clock.now());
+                            }
+                            if eof {
+                                st.proto.handle_eof();
+                            }
                         }
-                        if eof {
-                            st.proto.handle_eof();
-                        }
+                        Err(e) => st.proto.handle_transport_error(lost(e)),
                     }
-                    Err(e) => st.proto.handle_transport_error(lost(e)),
-                }
-                st
-            });
+                    st
+                }),
+            };
+            lend_next = st.proto.lends_input_buffer();
 
             st.driver = match st.driver {
                 Some((t, depth)) if depth > 1 => Some((t, depth - 1)),
@@ -1338,6 +1354,38 @@ impl Shared {
                 feed(read.map(|(n, eof, more)| (&buf[..n], eof, more)))
             }
         })
+    }
+
+    /// Reads into the buffer the protocol lent until the transport would
+    /// block or the buffer is full, gives it back and returns the lock.
+    /// `more`: the buffer filled up, so more may be waiting.
+    fn read_lent(&self, mut input: crate::wire::InputBuffer, more: &mut bool) -> StateGuard<'_> {
+        let mut eof = false;
+        let mut error = None;
+        while !input.is_full() {
+            match self.transport.read(input.unfilled()) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => input.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        *more = input.is_full();
+        let mut st = self.lock();
+        let _ = st.proto.handle_input(input, self.clock.now());
+        if eof {
+            st.proto.handle_eof();
+        } else if let Some(e) = error {
+            st.proto.handle_transport_error(lost(e));
+        }
+        st
     }
 
     /// Reads into `buf` from its start, growing it as needed, until the
