@@ -621,7 +621,7 @@ fn half_to_f64(bits: u16) -> Option<f64> {
 pub fn encode_frame(item: &Cbor, out: &mut Vec<u8>, max_len: usize) -> Result<()> {
     let at = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    if let Err(e) = ciborium::ser::into_writer(item, &mut *out) {
+    if let Err(e) = write_cbor(item, out) {
         out.truncate(at);
         return Err(Error::Convert(format!("CBOR encoding failed: {e}")));
     }
@@ -631,6 +631,79 @@ pub fn encode_frame(item: &Cbor, out: &mut Vec<u8>, max_len: usize) -> Result<()
         return Err(LimitError::FrameTooLarge { len, max: max_len }.into());
     }
     out[at..at + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
+}
+
+/// Appends `item`'s CBOR to `out`: the bytes ciborium writes, without its
+/// serde machinery for the items tether's messages are made of (integers,
+/// strings, arrays, maps, tags); anything else is handed to ciborium. A
+/// sync call's message went through ciborium's `Serialize` item by item,
+/// about a tenth of the user-space time of encoding a small call.
+fn write_cbor(
+    item: &Cbor,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), ciborium::ser::Error<std::io::Error>> {
+    /// A header of major type `major` with argument `arg`, in its shortest
+    /// form (as ciborium writes it).
+    fn head(out: &mut Vec<u8>, major: u8, arg: u64) {
+        let m = major << 5;
+        if arg < 24 {
+            out.push(m | arg as u8);
+        } else if arg <= u8::MAX as u64 {
+            out.extend_from_slice(&[m | 24, arg as u8]);
+        } else if arg <= u16::MAX as u64 {
+            out.push(m | 25);
+            out.extend_from_slice(&(arg as u16).to_be_bytes());
+        } else if arg <= u32::MAX as u64 {
+            out.push(m | 26);
+            out.extend_from_slice(&(arg as u32).to_be_bytes());
+        } else {
+            out.push(m | 27);
+            out.extend_from_slice(&arg.to_be_bytes());
+        }
+    }
+    match item {
+        Cbor::Integer(i) => {
+            let i = i128::from(*i);
+            if let Ok(u) = u64::try_from(i) {
+                head(out, 0, u);
+            } else if let Ok(n) = i64::try_from(i) {
+                head(out, 1, !n as u64);
+            } else {
+                ciborium::ser::into_writer(item, &mut *out)?;
+            }
+        }
+        Cbor::Bytes(b) => {
+            head(out, 2, b.len() as u64);
+            out.extend_from_slice(b);
+        }
+        Cbor::Text(t) => {
+            head(out, 3, t.len() as u64);
+            out.extend_from_slice(t.as_bytes());
+        }
+        Cbor::Array(items) => {
+            head(out, 4, items.len() as u64);
+            for i in items {
+                write_cbor(i, out)?;
+            }
+        }
+        Cbor::Map(entries) => {
+            head(out, 5, entries.len() as u64);
+            for (k, v) in entries {
+                write_cbor(k, out)?;
+                write_cbor(v, out)?;
+            }
+        }
+        Cbor::Tag(tag, inner) => {
+            head(out, 6, *tag);
+            write_cbor(inner, out)?;
+        }
+        Cbor::Bool(b) => out.push(if *b { 0xf5 } else { 0xf4 }),
+        Cbor::Null => out.push(0xf6),
+        // Floats (ciborium picks the shortest lossless width) and anything
+        // else: ciborium's own encoding.
+        other => ciborium::ser::into_writer(other, &mut *out)?,
+    }
     Ok(())
 }
 
@@ -1220,6 +1293,46 @@ impl Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Any CBOR item, nested a few levels.
+    fn any_cbor() -> impl Strategy<Value = Cbor> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(|i| Cbor::Integer(i.into())),
+            any::<u64>().prop_map(|i| Cbor::Integer(i.into())),
+            (-(1i128 << 64)..(1i128 << 64))
+                .prop_map(|i| Cbor::Integer(ciborium::value::Integer::try_from(i).unwrap())),
+            prop::collection::vec(any::<u8>(), 0..300).prop_map(Cbor::Bytes),
+            ".{0,40}".prop_map(Cbor::Text),
+            any::<bool>().prop_map(Cbor::Bool),
+            Just(Cbor::Null),
+            any::<f64>().prop_map(Cbor::Float),
+            any::<f32>().prop_map(|f| Cbor::Float(f.into())),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..30).prop_map(Cbor::Array),
+                prop::collection::vec((inner.clone(), inner.clone()), 0..8).prop_map(Cbor::Map),
+                (any::<u64>(), inner).prop_map(|(t, i)| Cbor::Tag(t, Box::new(i))),
+            ]
+        })
+    }
+
+    proptest! {
+        /// `write_cbor` writes exactly the bytes ciborium writes (or fails
+        /// where it fails), so peers see no difference.
+        #[test]
+        fn write_cbor_matches_ciborium(item in any_cbor()) {
+            let mut ours = Vec::new();
+            let mut theirs = Vec::new();
+            let a = write_cbor(&item, &mut ours).map_err(|e| e.to_string());
+            let b = ciborium::ser::into_writer(&item, &mut theirs).map_err(|e| e.to_string());
+            prop_assert_eq!(a.is_ok(), b.is_ok());
+            if a.is_ok() {
+                prop_assert_eq!(ours, theirs);
+            }
+        }
+    }
 
     fn frame(msg: &Message) -> Vec<u8> {
         let mut out = Vec::new();
