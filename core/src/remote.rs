@@ -1,6 +1,7 @@
 //! Proxies for the peer's objects (RPyC's netrefs).
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -33,21 +34,36 @@ pub(crate) trait Session: Send + Sync + 'static {
 /// Ids of proxies whose last clone was dropped, waiting to be batched into
 /// one release message. Kept apart from the protocol's lock because a proxy
 /// may drop anywhere, including while that lock is held.
+///
+/// The protocol asks whether it is empty several times per message sent,
+/// so an atomic flag answers without the lock.
 #[derive(Default)]
-pub(crate) struct ReleaseQueue(Mutex<Vec<u64>>);
+pub(crate) struct ReleaseQueue {
+    ids: Mutex<Vec<u64>>,
+    /// Set (under the lock) when `ids` gains an entry, cleared when taken.
+    queued: AtomicBool,
+}
 
 impl ReleaseQueue {
     /// Queues `id`; true when the queue was empty before.
     pub(crate) fn push(&self, id: u64) -> bool {
-        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.ids.lock().unwrap_or_else(|e| e.into_inner());
         q.push(id);
+        self.queued.store(true, Ordering::Release);
         q.len() == 1
     }
+    /// Takes every queued id. One pushed concurrently may be left for the
+    /// next take: its push returned true and asked for a flush.
     pub(crate) fn take(&self) -> Vec<u64> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        if !self.queued.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut q = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        self.queued.store(false, Ordering::Release);
+        std::mem::take(&mut *q)
     }
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        !self.queued.load(Ordering::Acquire)
     }
 }
 
