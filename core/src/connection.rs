@@ -273,37 +273,6 @@ thread_local! {
 /// and would only delay the peer.
 const HOLD_MAX: usize = 64 * 1024;
 
-/// Hashes the sequence numbers that key [`State::slots`]. They are
-/// this side's own counter, never the peer's choice, so they need no
-/// defence against collisions and SipHash (a tenth of a synchronous call's
-/// user-space time) buys nothing: one multiplication spreads them.
-#[derive(Default, Clone, Copy)]
-struct SeqHash;
-
-impl std::hash::BuildHasher for SeqHash {
-    type Hasher = SeqHasher;
-    fn build_hasher(&self) -> SeqHasher {
-        SeqHasher(0)
-    }
-}
-
-/// The hasher of [`SeqHash`].
-struct SeqHasher(u64);
-
-impl std::hash::Hasher for SeqHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
 /// A thread's batching state.
 struct Batch {
     /// Nesting depth of [`batch`] calls.
@@ -440,7 +409,7 @@ enum After {
 
 struct State {
     proto: Protocol,
-    slots: HashMap<u64, Arc<Slot>, SeqHash>,
+    slots: HashMap<u64, Arc<Slot>, crate::seq_hash::SeqHash>,
     inbox: VecDeque<(u64, Request)>,
     /// The driving thread and how deeply it re-entered (in-memory pairs).
     driver: Option<(ThreadId, u32)>,

@@ -65,6 +65,7 @@ pub mod listener;
 pub mod object;
 pub mod protocol;
 pub mod remote;
+mod seq_hash;
 pub mod server;
 pub mod testing;
 pub mod transport;

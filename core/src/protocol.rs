@@ -35,6 +35,7 @@ use crate::config::Config;
 use crate::error::{DecodeError, Error, LimitError, ProtocolError, RemoteError, Result};
 use crate::object::LocalObject;
 use crate::remote::{ProxyInner, ReleaseQueue, RemoteObject, Session};
+use crate::seq_hash::SeqHash;
 use crate::value::{ObjectRef, Value};
 use crate::wire::{self, Message, WireRequest, TAG_RECEIVER_OBJECT, TAG_SENDER_OBJECT};
 
@@ -192,9 +193,9 @@ pub struct Protocol {
     first_bytes: Vec<u8>,
     out: wire::Output,
     next_seq: u64,
-    pending: HashMap<u64, Option<Instant>>,
+    pending: HashMap<u64, Option<Instant>, SeqHash>,
     deadlines: BTreeSet<(Instant, u64)>,
-    expired: HashSet<u64>,
+    expired: HashSet<u64, SeqHash>,
     exports: HashMap<u64, Export>,
     export_ids: HashMap<usize, u64>,
     next_export: u64,
@@ -240,9 +241,9 @@ impl Protocol {
             first_bytes: Vec::new(),
             out: wire::Output::default(),
             next_seq: 1,
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             deadlines: BTreeSet::new(),
-            expired: HashSet::new(),
+            expired: HashSet::default(),
             exports: HashMap::new(),
             export_ids: HashMap::new(),
             next_export: 1,
