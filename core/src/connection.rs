@@ -263,6 +263,8 @@ thread_local! {
     /// This thread's open [`batch`] scopes, and the connections holding
     /// output back for it (see [`Shared::send_or_hold`]).
     static BATCH: std::cell::RefCell<Batch> = const { std::cell::RefCell::new(Batch { depth: 0, held: Vec::new() }) };
+    /// The list an [`AfterBuf`] lends (empty while lent).
+    static AFTER_SPARE: std::cell::RefCell<Vec<After>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Connections whose last handle dropped while this thread held a state
     /// lock: closing them then could deadlock, so they close on release.
     static DEFERRED_CLOSES: std::cell::RefCell<Vec<Arc<Shared>>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -395,6 +397,43 @@ impl Drop for StateGuard<'_> {
             for shared in deferred {
                 shared.close_now("every handle to the connection was dropped");
             }
+        }
+    }
+}
+
+/// A serving loop's list of work for after the lock, lent by the thread
+/// and given back when the loop returns: each synchronous call runs one
+/// loop, and a fresh `Vec` was an allocation per call.
+struct AfterBuf(Vec<After>);
+
+impl AfterBuf {
+    fn take() -> AfterBuf {
+        AfterBuf(AFTER_SPARE.with(|s| std::mem::take(&mut *s.borrow_mut())))
+    }
+}
+
+impl std::ops::Deref for AfterBuf {
+    type Target = Vec<After>;
+    fn deref(&self) -> &Vec<After> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AfterBuf {
+    fn deref_mut(&mut self) -> &mut Vec<After> {
+        &mut self.0
+    }
+}
+
+impl Drop for AfterBuf {
+    fn drop(&mut self) {
+        // Only an empty list of modest size goes back (a loop that ended
+        // in an error may have left work undone: it is dropped here, as a
+        // fresh list's would be).
+        if self.0.is_empty() && self.0.capacity() <= 64 {
+            let buf = std::mem::take(&mut self.0);
+            // `try_with`: the thread's locals may be going away.
+            let _ = AFTER_SPARE.try_with(|s| *s.borrow_mut() = buf);
         }
     }
 }
@@ -1006,8 +1045,15 @@ impl Shared {
     }
 
     /// Runs queued work with no lock held.
-    fn finish(&self, after: Vec<After>) {
-        for a in after {
+    fn finish(&self, mut after: Vec<After>) {
+        self.finish_all(&mut after);
+    }
+
+    /// [`finish`](Self::finish), keeping `after`'s allocation for the next
+    /// round (the serving loop completes a call per round: a fresh `Vec`
+    /// was an allocation per synchronous call).
+    fn finish_all(&self, after: &mut Vec<After>) {
+        for a in after.drain(..) {
             match a {
                 After::Complete(slot, outcome) => {
                     slot.complete(outcome, Some(self.arc()));
@@ -1137,6 +1183,7 @@ impl Shared {
         let mut drove_once = false;
         let mut lend_next = false;
         let mut leftovers: Option<usize> = None;
+        let mut after = AfterBuf::take();
         let mut st = self.lock();
         loop {
             if done(&st) {
@@ -1177,11 +1224,10 @@ impl Shared {
                 self.hand_leftovers_to_loop(&st);
                 return Ok(());
             }
-            let mut after = Vec::new();
             self.timeouts_locked(&mut st, &mut after, now);
             if !after.is_empty() {
                 drop(st);
-                self.finish(after);
+                self.finish_all(&mut after);
                 st = self.lock();
                 continue;
             }
@@ -1222,7 +1268,7 @@ impl Shared {
                 None
             };
             drop(st);
-            self.finish(std::mem::take(&mut after));
+            self.finish_all(&mut after);
             let waited = match wait {
                 Some(timeout) => self.transport.wait(want_write, timeout),
                 None => Ok(()),
@@ -1269,13 +1315,13 @@ impl Shared {
             self.notify(&st);
             if !after.is_empty() {
                 drop(st);
-                self.finish(std::mem::take(&mut after));
+                self.finish_all(&mut after);
                 st = self.lock();
             }
             self.flush_locked(&mut st, &mut after);
             if !after.is_empty() {
                 drop(st);
-                self.finish(after);
+                self.finish_all(&mut after);
                 st = self.lock();
             }
             if let Err(e) = waited {

@@ -1123,7 +1123,10 @@ impl Message {
                 Cbor::Array(vec![uint(0), Cbor::Text(MAGIC.into()), uint(version), uint(features)])
             }
             Message::Request { seq, request } => {
-                let mut a = vec![uint(1), uint(seq)];
+                // Room for the longest request (a method call), so the
+                // pushes below never reallocate.
+                let mut a = Vec::with_capacity(6);
+                a.extend([uint(1), uint(seq)]);
                 match request {
                     WireRequest::Root => a.push(uint(RequestKind::Root as u64)),
                     WireRequest::Call { target, args } => {
