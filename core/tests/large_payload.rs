@@ -35,13 +35,32 @@ fn pattern(n: usize, salt: u8) -> Vec<u8> {
     (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt)).collect()
 }
 
-/// What a protocol did with `stream` fed in pieces cut at `cuts`: every
-/// error `handle_bytes` returned, its output, and its events.
-fn run(stream: &[u8], cuts: &[usize], eof: bool) -> (Vec<String>, Vec<u8>, Vec<String>) {
+/// A protocol past the peer's hello, and the time it was made at.
+fn greeted() -> (Protocol, Instant) {
     let now = Instant::now();
     let mut p = Protocol::new(Config::default(), None, now);
     let hello = frame(&Message::Hello { version: wire::VERSION, features: wire::FEATURES }.into_cbor());
     p.handle_bytes(&hello, now).unwrap();
+    (p, now)
+}
+
+/// A protocol's pending output and its events, described.
+fn outcome(p: &mut Protocol) -> (Vec<u8>, Vec<String>) {
+    let out = p.pending_output().to_vec();
+    let mut events = Vec::new();
+    while let Some(e) = p.poll_event() {
+        events.push(match e {
+            Event::Closed { error } => format!("closed: {error}"),
+            other => format!("{other:?}"),
+        });
+    }
+    (out, events)
+}
+
+/// What a protocol did with `stream` fed in pieces cut at `cuts`: every
+/// error `handle_bytes` returned, its output, and its events.
+fn run(stream: &[u8], cuts: &[usize], eof: bool) -> (Vec<String>, Vec<u8>, Vec<String>) {
+    let (mut p, now) = greeted();
     let mut errors = Vec::new();
     let mut at = 0;
     for &cut in cuts.iter().chain([stream.len()].iter()) {
@@ -54,14 +73,7 @@ fn run(stream: &[u8], cuts: &[usize], eof: bool) -> (Vec<String>, Vec<u8>, Vec<S
     if eof {
         p.handle_eof();
     }
-    let out = p.pending_output().to_vec();
-    let mut events = Vec::new();
-    while let Some(e) = p.poll_event() {
-        events.push(match e {
-            Event::Closed { error } => format!("closed: {error}"),
-            other => format!("{other:?}"),
-        });
-    }
+    let (out, events) = outcome(&mut p);
     (errors, out, events)
 }
 
@@ -208,10 +220,7 @@ fn real_connections_echo_large_payloads_intact() {
 /// API: into the protocol's own buffer whenever it offers one, `step`
 /// bytes at most per read.
 fn run_lending(stream: &[u8], step: usize) -> (Vec<String>, Vec<u8>, Vec<String>, usize) {
-    let now = Instant::now();
-    let mut p = Protocol::new(Config::default(), None, now);
-    let hello = frame(&Message::Hello { version: wire::VERSION, features: wire::FEATURES }.into_cbor());
-    p.handle_bytes(&hello, now).unwrap();
+    let (mut p, now) = greeted();
     let mut errors = Vec::new();
     let mut at = 0;
     let mut lent = 0;
@@ -239,14 +248,7 @@ fn run_lending(stream: &[u8], step: usize) -> (Vec<String>, Vec<u8>, Vec<String>
             errors.push(e.to_string());
         }
     }
-    let out = p.pending_output().to_vec();
-    let mut events = Vec::new();
-    while let Some(e) = p.poll_event() {
-        events.push(match e {
-            Event::Closed { error } => format!("closed: {error}"),
-            other => format!("{other:?}"),
-        });
-    }
+    let (out, events) = outcome(&mut p);
     (errors, out, events, lent)
 }
 
