@@ -396,6 +396,12 @@ const LEND_SLACK: usize = 64 << 10;
 /// is lent, so a forged length costs no more than this at a time.
 const LEND_MAX: usize = 4 << 20;
 
+/// Room lent for a string's first read. Each later one may be as large as
+/// what has arrived so far (up to [`LEND_MAX`]), so the memory a frame
+/// holds stays within twice what its peer sent: a header announcing
+/// 100 MiB followed by silence costs 64 KiB, not a zeroed 4 MiB.
+const LEND_FIRST: usize = 64 << 10;
+
 /// A frame arriving in pieces whose body holds a large byte string: the
 /// string's content is copied from the received bytes straight into the
 /// buffer that becomes its value, instead of into the frame decoder's
@@ -494,7 +500,7 @@ impl LargeString {
         let mut buf = std::mem::take(&mut self.content);
         // Within the capacity, so that growing never moves what is in.
         let room = (self.len + LEND_SLACK).min(buf.capacity().max(self.len));
-        let end = room.min(self.filled + LEND_MAX);
+        let end = room.min(self.filled + self.filled.clamp(LEND_FIRST, LEND_MAX));
         if buf.len() < end {
             buf.resize(end, 0);
         }

@@ -380,3 +380,35 @@ fn queued_large_strings_are_sent_intact_however_they_are_written() {
     sent.extend_from_slice(p.pending_output());
     assert!(sent == expected);
 }
+
+#[test]
+fn a_forged_length_costs_memory_only_as_bytes_arrive() {
+    // A ping announcing a 100 MiB byte string, then only its first bytes:
+    // the frame of a ping with an empty string, its head (0x40) replaced.
+    // The text before it moves the string out of the offsets where the
+    // protocol declines to lend (see `feeding_bytes_while_the_buffer_is_lent_is_refused`).
+    const CLAIMED: usize = 100 << 20;
+    let (mut p, now) = greeted();
+    let empty = ping(7, Cbor::Array(vec![Cbor::Text("t".repeat(280)), Cbor::Bytes(Vec::new())]));
+    assert_eq!(empty.last(), Some(&0x40));
+    let mut body = empty[4..empty.len() - 1].to_vec();
+    body.push(0x5a); // a byte string with a 4-byte length
+    body.extend_from_slice(&(CLAIMED as u32).to_be_bytes());
+    let mut stream = ((body.len() + CLAIMED) as u32).to_be_bytes().to_vec();
+    stream.extend_from_slice(&body);
+    stream.extend_from_slice(&[9; 1000]);
+    p.handle_bytes(&stream, now).unwrap();
+    let mut received = 1000;
+    // Each lend offers at most as much as has arrived (64 KiB at first):
+    // the buffer grows with the data, not with the claim.
+    for _ in 0..6 {
+        let mut input = p.take_input_buffer().expect("the protocol lends its buffer");
+        let room = input.unfilled().len();
+        assert!(room <= received.max(64 << 10), "lent {room} bytes with {received} received");
+        input.unfilled().fill(9);
+        input.advance(room);
+        received += room;
+        p.handle_input(input, now).unwrap();
+    }
+    assert!(received > 1 << 20, "the lent room grew with the data: {received}");
+}
