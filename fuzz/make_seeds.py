@@ -65,3 +65,22 @@ for step in (1, 7):
     data = b"".join(frame(m) for m in MESSAGES["call_objects"])
     with open(f"corpus/frame_decode/call_objects_step{step}", "wb") as f:
         f.write(bytes([step - 1]) + data)
+
+# large_frame: [head length / 2, tail length, length delta, flags, head, tail,
+# read sizes]; the target puts a 64 KiB + 100 byte string between head and
+# tail (see fuzz_targets/large_frame.rs). Flags: 1 = read through the lent
+# buffer, 2 = end of stream after the frame.
+PING_HEAD = bytes([0x84, 0x01, 0x07, 0x05])                           # [1, 7, Ping, <string>]
+CALL_HEAD = bytes([0x86, 0x01, 0x08, 0x02, 0x00, 0x65]) + b"echo2"    # [1, 8, CallMethod, 0, "echo2", ...
+LARGE_FRAME = {
+    "ping_lent": (PING_HEAD, b"", 0, 1, [0, 16, 200, 255, 3]),
+    "ping_bytes": (PING_HEAD, b"", 0, 0, [0, 16, 200, 255, 3]),
+    "call_lent_eof": (CALL_HEAD + b"\x81", b"", 0, 3, [1, 50, 107]),          # ... [<string>]]
+    "call_tail_lent": (CALL_HEAD + b"\x82", b"\x07", 0, 1, [0, 0, 255, 9]),   # ... [<string>, 7]]
+    "frame_too_short": (PING_HEAD, b"", -1, 1, [7, 77, 177]),
+    "frame_too_long_eof": (CALL_HEAD + b"\x82", b"\x07", 3, 3, [255, 255]),
+}
+os.makedirs("corpus/large_frame", exist_ok=True)
+for name, (h, t, delta, flags, steps) in LARGE_FRAME.items():
+    with open(f"corpus/large_frame/{name}", "wb") as f:
+        f.write(bytes([len(h) // 2, len(t), delta & 0xFF, flags]) + h + t + bytes(steps))

@@ -15,6 +15,10 @@ mod frame_decode;
 #[path = "../../fuzz/fuzz_targets/protocol.rs"]
 mod protocol;
 
+#[allow(dead_code, unreachable_pub, missing_docs)]
+#[path = "../../fuzz/fuzz_targets/large_frame.rs"]
+mod large_frame;
+
 use arbitrary::Arbitrary;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -45,6 +49,13 @@ fn replay(path: &Path, f: impl FnOnce()) {
 fn frame_decode_corpus_replays_cleanly() {
     for (path, bytes) in corpus("frame_decode") {
         replay(&path, || frame_decode::run(&bytes));
+    }
+}
+
+#[test]
+fn large_frame_corpus_replays_cleanly() {
+    for (path, bytes) in corpus("large_frame") {
+        replay(&path, || large_frame::run(&bytes));
     }
 }
 
