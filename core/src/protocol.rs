@@ -719,7 +719,7 @@ impl Protocol {
     /// Queues one message. It is taken by value so that its values move
     /// into the CBOR item rather than being copied.
     fn send(&mut self, msg: Message) -> Result<()> {
-        self.out.push_frame(msg.into_cbor(), self.config.max_frame_len)
+        self.out.push_message(msg, self.config.max_frame_len)
     }
 
     /// Sends a message whose encoding exported `exported` objects: their

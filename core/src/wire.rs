@@ -627,7 +627,20 @@ fn half_to_f64(bits: u16) -> Option<f64> {
 pub fn encode_frame(item: &Cbor, out: &mut Vec<u8>, max_len: usize) -> Result<()> {
     let at = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    if let Err(e) = write_cbor(item, out) {
+    let written = write_cbor(item, out);
+    close_frame(out, at, written, max_len)
+}
+
+/// Completes the frame whose header space starts at `at` and whose body
+/// was just written (or failed to be): fills in its length, or takes it
+/// back out of `out` with the error.
+fn close_frame(
+    out: &mut Vec<u8>,
+    at: usize,
+    written: std::result::Result<(), CborWriteError>,
+    max_len: usize,
+) -> Result<()> {
+    if let Err(e) = written {
         out.truncate(at);
         return Err(Error::Convert(format!("CBOR encoding failed: {e}")));
     }
@@ -640,34 +653,36 @@ pub fn encode_frame(item: &Cbor, out: &mut Vec<u8>, max_len: usize) -> Result<()
     Ok(())
 }
 
+/// What ciborium's encoder fails with (never, writing to a `Vec`, but its
+/// signature says it may).
+type CborWriteError = ciborium::ser::Error<std::io::Error>;
+
+/// Appends a CBOR header of major type `major` with argument `arg`, in its
+/// shortest form (as ciborium writes it).
+fn head(out: &mut Vec<u8>, major: u8, arg: u64) {
+    let m = major << 5;
+    if arg < 24 {
+        out.push(m | arg as u8);
+    } else if arg <= u8::MAX as u64 {
+        out.extend_from_slice(&[m | 24, arg as u8]);
+    } else if arg <= u16::MAX as u64 {
+        out.push(m | 25);
+        out.extend_from_slice(&(arg as u16).to_be_bytes());
+    } else if arg <= u32::MAX as u64 {
+        out.push(m | 26);
+        out.extend_from_slice(&(arg as u32).to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend_from_slice(&arg.to_be_bytes());
+    }
+}
+
 /// Appends `item`'s CBOR to `out`: the bytes ciborium writes, without its
 /// serde machinery for the items tether's messages are made of (integers,
 /// strings, arrays, maps, tags); anything else is handed to ciborium. A
 /// sync call's message went through ciborium's `Serialize` item by item,
 /// about a tenth of the user-space time of encoding a small call.
-fn write_cbor(
-    item: &Cbor,
-    out: &mut Vec<u8>,
-) -> std::result::Result<(), ciborium::ser::Error<std::io::Error>> {
-    /// A header of major type `major` with argument `arg`, in its shortest
-    /// form (as ciborium writes it).
-    fn head(out: &mut Vec<u8>, major: u8, arg: u64) {
-        let m = major << 5;
-        if arg < 24 {
-            out.push(m | arg as u8);
-        } else if arg <= u8::MAX as u64 {
-            out.extend_from_slice(&[m | 24, arg as u8]);
-        } else if arg <= u16::MAX as u64 {
-            out.push(m | 25);
-            out.extend_from_slice(&(arg as u16).to_be_bytes());
-        } else if arg <= u32::MAX as u64 {
-            out.push(m | 26);
-            out.extend_from_slice(&(arg as u32).to_be_bytes());
-        } else {
-            out.push(m | 27);
-            out.extend_from_slice(&arg.to_be_bytes());
-        }
-    }
+fn write_cbor(item: &Cbor, out: &mut Vec<u8>) -> std::result::Result<(), CborWriteError> {
     match item {
         Cbor::Integer(i) => {
             let i = i128::from(*i);
@@ -857,6 +872,22 @@ impl Output {
     /// True when nothing is queued.
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Queues one frame holding `msg`. The messages every call sends (a
+    /// call, a method call, a reply) without a large byte string are
+    /// written straight from their parts; the rest go through
+    /// [`push_frame`](Self::push_frame).
+    pub(crate) fn push_message(&mut self, msg: Message, max_len: usize) -> Result<()> {
+        if !msg.holds_large_bytes() {
+            let at = self.buf.len();
+            self.buf.extend_from_slice(&[0; HEADER_LEN]);
+            if let Some(written) = msg.write_direct(&mut self.buf) {
+                return close_frame(&mut self.buf, at, written, max_len);
+            }
+            self.buf.truncate(at);
+        }
+        self.push_frame(msg.into_cbor(), max_len)
     }
 
     /// Queues one frame holding `item`, whose large byte strings move into
@@ -1170,6 +1201,60 @@ impl Message {
         }
     }
 
+    /// Writes the CBOR of a call, a method call or a reply straight from
+    /// its parts: the bytes `write_cbor(&self.to_cbor())` gives, without
+    /// building the message's array (an allocation, two walks over it and
+    /// its drop, per message). `None` for the other messages.
+    fn write_direct(&self, out: &mut Vec<u8>) -> Option<std::result::Result<(), CborWriteError>> {
+        Some(match self {
+            Message::Request { seq, request: WireRequest::Call { target, args } } => {
+                head(out, 4, 5);
+                for n in [1, *seq, RequestKind::Call as u64, *target] {
+                    head(out, 0, n);
+                }
+                write_cbor(args, out)
+            }
+            Message::Request { seq, request: WireRequest::CallMethod { target, name, args } } => {
+                head(out, 4, 6);
+                for n in [1, *seq, RequestKind::CallMethod as u64, *target] {
+                    head(out, 0, n);
+                }
+                head(out, 3, name.len() as u64);
+                out.extend_from_slice(name.as_bytes());
+                write_cbor(args, out)
+            }
+            Message::Reply { seq, value } => {
+                head(out, 4, 3);
+                head(out, 0, 2);
+                head(out, 0, *seq);
+                write_cbor(value, out)
+            }
+            _ => return None,
+        })
+    }
+
+    /// Whether the payload of a message [`write_direct`](Self::write_direct)
+    /// writes holds a byte string sent in place (see [`Output`]).
+    fn holds_large_bytes(&self) -> bool {
+        fn large(item: &Cbor) -> bool {
+            match item {
+                Cbor::Bytes(b) => b.len() >= LARGE_MIN,
+                Cbor::Array(items) => items.iter().any(large),
+                Cbor::Map(entries) => entries.iter().any(|(k, v)| large(k) || large(v)),
+                Cbor::Tag(_, inner) => large(inner),
+                _ => false,
+            }
+        }
+        match self {
+            Message::Request {
+                request: WireRequest::Call { args, .. } | WireRequest::CallMethod { args, .. },
+                ..
+            } => large(args),
+            Message::Reply { value, .. } => large(value),
+            _ => false,
+        }
+    }
+
     /// Reads a message from a CBOR item, naming what is wrong when it does
     /// not have a known shape.
     pub fn from_cbor(item: Cbor) -> Result<Message, DecodeError> {
@@ -1327,7 +1412,35 @@ mod tests {
         })
     }
 
+    /// The messages `write_direct` writes, with any payload.
+    fn direct_message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            (any::<u64>(), any::<u64>(), any_cbor()).prop_map(|(seq, target, args)| Message::Request {
+                seq,
+                request: WireRequest::Call { target, args }
+            }),
+            (any::<u64>(), any::<u64>(), ".{0,30}", any_cbor()).prop_map(|(seq, target, name, args)| {
+                Message::Request { seq, request: WireRequest::CallMethod { target, name, args } }
+            }),
+            (any::<u64>(), any_cbor()).prop_map(|(seq, value)| Message::Reply { seq, value }),
+        ]
+    }
+
     proptest! {
+        /// A message written straight from its parts is the frame its
+        /// CBOR item gives.
+        #[test]
+        fn direct_messages_match_their_items(msg in direct_message()) {
+            let mut direct = Output::default();
+            let mut item = Vec::new();
+            let a = direct.push_message(msg.clone(), usize::MAX).map_err(|e| e.to_string());
+            let b = encode_frame(&msg.into_cbor(), &mut item, usize::MAX).map_err(|e| e.to_string());
+            prop_assert_eq!(&a, &b);
+            if a.is_ok() {
+                prop_assert_eq!(direct.contiguous(), &item[..]);
+            }
+        }
+
         /// `write_cbor` writes exactly the bytes ciborium writes (or fails
         /// where it fails), so peers see no difference.
         #[test]
