@@ -1194,12 +1194,10 @@ impl Shared {
                 // requests cannot keep the caller from returning.
                 let budget = leftovers.get_or_insert(st.inbox.len());
                 if *budget > 0 && Self::may_serve(&st, me) {
-                    if let Some((seq, request)) = st.inbox.pop_front() {
+                    let served;
+                    (st, served) = self.serve_next(st);
+                    if served {
                         *budget -= 1;
-                        let hold = self.hold_reply(&st);
-                        drop(st);
-                        self.dispatch(seq, request, hold);
-                        st = self.lock();
                         continue;
                     }
                 }
@@ -1208,11 +1206,9 @@ impl Shared {
             }
             let may_serve = Self::may_serve(&st, me);
             if may_serve {
-                if let Some((seq, request)) = st.inbox.pop_front() {
-                    let hold = self.hold_reply(&st);
-                    drop(st);
-                    self.dispatch(seq, request, hold);
-                    st = self.lock();
+                let served;
+                (st, served) = self.serve_next(st);
+                if served {
                     continue;
                 }
             }
@@ -1331,6 +1327,19 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Serves the next queued request, if there is one: takes it, runs it
+    /// with the lock released, and returns the lock again with whether it
+    /// served one.
+    fn serve_next<'a>(&'a self, mut st: StateGuard<'a>) -> (StateGuard<'a>, bool) {
+        let Some((seq, request)) = st.inbox.pop_front() else {
+            return (st, false);
+        };
+        let hold = self.hold_reply(&st);
+        drop(st);
+        self.dispatch(seq, request, hold);
+        (self.lock(), true)
     }
 
     /// Whether the reply to the request just taken from the inbox may be
