@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes small seed corpora of valid tether frames (run from fuzz/)."""
+"""Writes small seed corpora of valid netref frames (run from fuzz/)."""
 import os
 import struct
 
@@ -42,7 +42,7 @@ def frame(v):
     return struct.pack(">I", len(body)) + body
 
 
-HELLO = [0, "tether", 1, 0]
+HELLO = [0, "netref", 1, 0]
 MESSAGES = {
     "hello": [HELLO],
     "root": [HELLO, [1, 1, 0]],

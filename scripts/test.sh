@@ -41,7 +41,7 @@ if [ ${#gtk_need[@]} -gt 0 ]; then
   echo "== SKIPPED demos/gtk-filemon: missing ${gtk_need[*]}. To test it too, run:"
   echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${gtk_need[*]}"
 else
-  # Shares the root's target dir, so tether and glib are built once.
+  # Shares the root's target dir, so netref and glib are built once.
   gtk=(--manifest-path demos/gtk-filemon/Cargo.toml)
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
   echo "== demos/gtk-filemon: cargo fmt --check"

@@ -1,20 +1,20 @@
-//! Micro-benchmarks of tether's hot paths, with divan:
-//! `cargo bench -p tether-benches`.
+//! Micro-benchmarks of netref's hot paths, with divan:
+//! `cargo bench -p netref-benches`.
 //!
 //! - wire: encoding and decoding one request frame (`add(1, 2)`) and one
 //!   1 MiB reply;
 //! - values: converting arguments to [`Value`]s and back;
 //! - protocol: one `Protocol` answering another's request, in memory;
-//! - pair: a synchronous call over `tether::testing::Pair` (both sides, the
+//! - pair: a synchronous call over `netref::testing::Pair` (both sides, the
 //!   whole connection layer, no sockets).
 
 use std::time::Instant;
 
 use ciborium::value::Value as Cbor;
-use tether::protocol::{Call, Event, Protocol};
-use tether::testing::Pair;
-use tether::wire::{decode_cbor, encode_frame, FrameDecoder, Message, WireRequest};
-use tether::{async_, from_value, to_value, Config, ObjectBuilder, Service, Value};
+use netref::protocol::{Call, Event, Protocol};
+use netref::testing::Pair;
+use netref::wire::{decode_cbor, encode_frame, FrameDecoder, Message, WireRequest};
+use netref::{async_, from_value, to_value, Config, ObjectBuilder, Service, Value};
 
 fn main() {
     divan::main();

@@ -1,4 +1,4 @@
-"""The RPyC side of tether's benchmark harness (benches/src/bin/harness).
+"""The RPyC side of netref's benchmark harness (benches/src/bin/harness).
 
 Run by the harness inside the venv it creates under target/:
 
@@ -165,7 +165,7 @@ def events(o, conn):
     secs, batch = float(o["secs"]), int(o.get("batch", 20000))
     window = int(o.get("window", WINDOW))
     got = [0]
-    want = [0]  # only reaching it wakes the waiter (as on the tether side)
+    want = [0]  # only reaching it wakes the waiter (as on the netref side)
     cond = threading.Condition()
 
     def on_event(i):

@@ -1,8 +1,8 @@
-//! RPyC's tutorial, part 5 ("Asynchronous Operation and Events"), as a tether
+//! RPyC's tutorial, part 5 ("Asynchronous Operation and Events"), as a netref
 //! session: a server in a background thread, a client over a real TCP socket,
 //! and every step printed the way the tutorial shows it.
 //!
-//! Run it with `cargo run -p tether --example tutorial`.
+//! Run it with `cargo run -p netref --example tutorial`.
 //!
 //! The tutorial's seconds are tenths of a second here, so the whole session
 //! takes about two seconds.
@@ -10,16 +10,16 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tether::{async_, timed, Builder, ObjectBuilder, RemoteError, Service, ThreadedServer};
+use netref::{async_, timed, Builder, ObjectBuilder, RemoteError, Service, ThreadedServer};
 
 /// The tutorial's seconds, scaled down so the session runs in a moment.
 fn secs(n: f64) -> Duration {
     Duration::from_secs_f64(n / 10.0)
 }
 
-fn main() -> tether::Result<()> {
+fn main() -> netref::Result<()> {
     // The server side: RPyC's classic mode gives the client `time.sleep` and
-    // `int`; tether exposes only what a service names, so it names those two.
+    // `int`; netref exposes only what a service names, so it names those two.
     let service = Service::object(
         ObjectBuilder::new("TutorialService")
             .method("sleep", |seconds: f64| thread::sleep(secs(seconds)))
@@ -34,8 +34,8 @@ fn main() -> tether::Result<()> {
     let addr = server.local_addr().expect("a TCP server has an address");
     let serving = server.spawn();
 
-    println!(">>> conn = tether::connect(\"{addr}\")");
-    let conn = tether::connect(addr)?;
+    println!(">>> conn = netref::connect(\"{addr}\")");
+    let conn = netref::connect(addr)?;
     let root = conn.root()?;
 
     println!(">>> root.call_method(\"sleep\", (2,))   # blocks for two (tenths of) seconds");

@@ -1,5 +1,5 @@
 //! Authentication: checks run on a freshly accepted (or connected) stream
-//! before tether's handshake, producing the [`Credentials`] that the service
+//! before netref's handshake, producing the [`Credentials`] that the service
 //! reads with [`Connection::credentials`](crate::Connection::credentials)
 //! (RPyC's `authenticator(sock) -> (sock, credentials)`).
 //!
@@ -18,8 +18,8 @@
 //!   [`Builder::shared_secret`](crate::Builder::shared_secret).
 //!
 //! ```no_run
-//! use tether::auth::{SharedSecret, UnixPeerCred};
-//! use tether::{Builder, ObjectBuilder, Service, ThreadedServer};
+//! use netref::auth::{SharedSecret, UnixPeerCred};
+//! use netref::{Builder, ObjectBuilder, Service, ThreadedServer};
 //!
 //! let service = Service::new(|conn| {
 //!     let who = conn.credentials().and_then(|c| c.peer).map(|p| p.uid);
@@ -31,12 +31,12 @@
 //!     .authenticator(SharedSecret::new(b"correct horse battery staple".to_vec()));
 //! // Client side:
 //! let conn = Builder::default().shared_secret(b"correct horse battery staple".to_vec()).connect_tcp("127.0.0.1:18861")?;
-//! # Ok::<(), tether::Error>(())
+//! # Ok::<(), netref::Error>(())
 //! ```
 //!
 //! # Event-loop servers
 //!
-//! The backends' single-threaded servers (tether-mio, -polling, -calloop,
+//! The backends' single-threaded servers (netref-mio, -polling, -calloop,
 //! -glib) start each accepted connection with their builder on the loop's
 //! thread, so the builder's authenticator runs there, inline. That fits
 //! instant authenticators such as [`UnixPeerCred`] (one `getsockopt`).
@@ -55,9 +55,9 @@
 //! # The shared-secret exchange
 //!
 //! ```text
-//! server -> client   "tether-auth/1\n" || Ns            (Ns: 32 random bytes)
-//! client -> server   Nc || HMAC(secret, "tether-auth client" || Ns || Nc)
-//! server -> client   0x00 || HMAC(secret, "tether-auth server" || Nc || Ns)
+//! server -> client   "netref-auth/1\n" || Ns            (Ns: 32 random bytes)
+//! client -> server   Nc || HMAC(secret, "netref-auth client" || Ns || Nc)
+//! server -> client   0x00 || HMAC(secret, "netref-auth server" || Nc || Ns)
 //!                    (or 0x01 and close: the client's answer was wrong)
 //! ```
 //!
@@ -209,11 +209,11 @@ impl Authenticator for UnixPeerCred {
 
 // ---- shared secret -------------------------------------------------------------
 
-const MAGIC: &[u8] = b"tether-auth/1\n";
+const MAGIC: &[u8] = b"netref-auth/1\n";
 const NONCE_LEN: usize = 32;
 const MAC_LEN: usize = 32;
-const CLIENT_LABEL: &[u8] = b"tether-auth client";
-const SERVER_LABEL: &[u8] = b"tether-auth server";
+const CLIENT_LABEL: &[u8] = b"netref-auth client";
+const SERVER_LABEL: &[u8] = b"netref-auth server";
 const ACCEPTED: u8 = 0;
 const REJECTED: u8 = 1;
 
@@ -290,7 +290,7 @@ pub(crate) fn answer_challenge(stream: &mut Stream, secret: &Secret) -> Result<C
     stream.read_exact(&mut hello).map_err(|e| io_auth("reading the server's challenge", e))?;
     if &hello[..MAGIC.len()] != MAGIC {
         return Err(Error::Auth(
-            "the server did not send a tether-auth challenge (does it require a shared secret?)".into(),
+            "the server did not send a netref-auth challenge (does it require a shared secret?)".into(),
         ));
     }
     let server_nonce = &hello[MAGIC.len()..];

@@ -219,7 +219,7 @@ impl Builder {
     /// yourself before.
     pub fn over_transport(self, transport: impl Transport) -> Connection {
         if self.authenticator.is_some() || self.secret.is_some() {
-            log::warn!("tether: over_transport() skips the builder's authentication");
+            log::warn!("netref: over_transport() skips the builder's authentication");
         }
         Connection::start(self, Box::new(transport), None)
     }
@@ -299,15 +299,15 @@ struct Batch {
 /// to stall it: end the batch first.
 ///
 /// ```
-/// # fn main() -> tether::Result<()> {
-/// # let (client, server) = tether::Builder::default().pair(tether::Builder::default()
-/// #     .service(tether::Service::object(tether::ObjectBuilder::new("S")
+/// # fn main() -> netref::Result<()> {
+/// # let (client, server) = netref::Builder::default().pair(netref::Builder::default()
+/// #     .service(netref::Service::object(netref::ObjectBuilder::new("S")
 /// #         .method("add", |a: i64, b: i64| a + b).build())))?;
-/// # let _serving = tether::BgServingThread::new(&server);
+/// # let _serving = netref::BgServingThread::new(&server);
 /// let root = client.root()?;
 /// // Ten calls, one write.
-/// let results: Vec<_> = tether::batch(|| {
-///     (0..10i64).map(|i| tether::async_(&root).call_method("add", (i, 1i64))).collect()
+/// let results: Vec<_> = netref::batch(|| {
+///     (0..10i64).map(|i| netref::async_(&root).call_method("add", (i, 1i64))).collect()
 /// });
 /// let sums: Vec<i64> = results.iter().map(|r| r.value_as()).collect::<Result<_, _>>()?;
 /// assert_eq!(sums, (1..=10).collect::<Vec<_>>());
@@ -488,7 +488,7 @@ pub(crate) struct Shared {
 /// one and call through it at once.
 ///
 /// The connection stays open while any clone of it or any proxy
-/// ([`RemoteObject`]) from it lives, so `tether::connect(addr)?.root()?`
+/// ([`RemoteObject`]) from it lives, so `netref::connect(addr)?.root()?`
 /// works as in RPyC; it closes when the last of those drops, on
 /// [`close`](Self::close), or when the peer goes. An object this side
 /// exports that itself holds a proxy from the same connection keeps it open
@@ -600,7 +600,7 @@ impl Connection {
             after
         };
         conn.shared.finish(after);
-        log::debug!("tether connection to {} open", conn.shared.label);
+        log::debug!("netref connection to {} open", conn.shared.label);
         conn
     }
 
@@ -633,7 +633,7 @@ impl Connection {
 
     /// One round trip to the peer.
     pub fn ping(&self) -> Result<()> {
-        let payload = Value::Bytes(b"tether ping".to_vec());
+        let payload = Value::Bytes(b"netref ping".to_vec());
         let echo = self
             .shared
             .submit(Call::Ping(payload.clone()), self.shared.config.sync_request_timeout)
@@ -997,7 +997,7 @@ impl Shared {
                     }
                 }
                 Event::Closed { error } => {
-                    log::debug!("tether connection to {} closed: {error}", self.label);
+                    log::debug!("netref connection to {} closed: {error}", self.label);
                     self.fail_all(st, error, after);
                     // Exported objects die before `on_disconnect` runs.
                     after.push(After::Drop(st.proto.take_released_objects()));
@@ -1030,7 +1030,7 @@ impl Shared {
         }
         let error = match error {
             Error::Protocol(_) | Error::Decode(_) | Error::Limit(_) => {
-                log::warn!("tether connection to {} ended by bad input: {error}", self.label);
+                log::warn!("netref connection to {} ended by bad input: {error}", self.label);
                 error
             }
             e => e,
@@ -1554,7 +1554,7 @@ impl BgServingThread {
         let worker = conn.clone();
         let flag = stop.clone();
         let thread = thread::Builder::new()
-            .name("tether-bg-serving".into())
+            .name("netref-bg-serving".into())
             .spawn(move || {
                 let stopped = |_: &State| flag.load(Ordering::Acquire);
                 match worker.shared.serve_until(&stopped, None, true) {

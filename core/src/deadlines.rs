@@ -16,7 +16,7 @@ use std::time::Instant;
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use tether::DeadlineIndex;
+/// use netref::DeadlineIndex;
 ///
 /// let now = Instant::now();
 /// let mut index = DeadlineIndex::default();

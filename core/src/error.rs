@@ -8,10 +8,10 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The result type used throughout tether.
+/// The result type used throughout netref.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in tether.
+/// Everything that can go wrong in netref.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
@@ -273,7 +273,7 @@ pub enum DecodeError {
     UnknownMessage(u64),
     /// A request kind this version does not know.
     UnknownRequest(u64),
-    /// A CBOR tag tether does not use.
+    /// A CBOR tag netref does not use.
     UnknownTag(u64),
 }
 

@@ -1,4 +1,4 @@
-//! # tether
+//! # netref
 //!
 //! RPyC's model of remote objects for Rust programs that run an event loop.
 //! Two processes hold a connection; each side exposes a service; either side
@@ -30,8 +30,8 @@
 //! asynchronously, and sees a remote error the way RPyC prints one.
 //!
 //! ```
-//! use tether::testing::Pair;
-//! use tether::{ObjectBuilder, Service};
+//! use netref::testing::Pair;
+//! use netref::{ObjectBuilder, Service};
 //!
 //! let calc = ObjectBuilder::new("Calculator")
 //!     .method("add", |a: i64, b: i64| a + b)
@@ -43,15 +43,15 @@
 //! let sum: i64 = root.call_method("add", (1, 2))?;
 //! assert_eq!(sum, 3);
 //!
-//! let res = tether::async_(&root).call_method("int", ("8",));
+//! let res = netref::async_(&root).call_method("int", ("8",));
 //! assert_eq!(res.value_as::<i64>()?, 8);
 //!
-//! let bad = tether::async_(&root).call_method("int", ("this is not a valid number",));
+//! let bad = netref::async_(&root).call_method("int", ("this is not a valid number",));
 //! bad.wait()?; // the reply (an error) has arrived
 //! assert!(bad.ready() && bad.error());
 //! let err = bad.value().unwrap_err();
 //! assert!(err.to_string().starts_with("ParseIntError: invalid digit found in string"));
-//! # Ok::<(), tether::Error>(())
+//! # Ok::<(), netref::Error>(())
 //! ```
 
 pub mod async_result;

@@ -1,8 +1,8 @@
-//! The listening socket every tether server accepts on, and what one accept
+//! The listening socket every netref server accepts on, and what one accept
 //! yields.
 //!
 //! [`ThreadedServer`](crate::ThreadedServer) and the event-loop backends'
-//! servers (tether-mio, -polling, -calloop, -glib) share [`Listener`], so
+//! servers (netref-mio, -polling, -calloop, -glib) share [`Listener`], so
 //! they agree on one thing that matters for availability: telling a failure
 //! of *one client* from a failure of *the listener*.
 //!
@@ -20,7 +20,7 @@
 //! A loop's accept handler, in full:
 //!
 //! ```no_run
-//! use tether::{Accepted, Builder, Listener};
+//! use netref::{Accepted, Builder, Listener};
 //!
 //! let listener = Listener::bind_tcp("127.0.0.1:18861")?; // non-blocking
 //! let builder = Builder::default();
@@ -31,7 +31,7 @@
 //!         Accepted::Rejected(_) => {} // already logged; next client
 //!         Accepted::WouldBlock => break,
 //!         Accepted::Failed(e) => {
-//!             log::warn!("accept failed ({e}); retrying in {:?}", tether::server::ACCEPT_BACKOFF);
+//!             log::warn!("accept failed ({e}); retrying in {:?}", netref::server::ACCEPT_BACKOFF);
 //!             break; // and stop watching the listener for ACCEPT_BACKOFF
 //!         }
 //!     }
@@ -142,7 +142,7 @@ impl Listener {
             };
             match accepted {
                 Err(e) if client_gone(&e) => {
-                    log::debug!("tether server: a client went away before it was accepted ({e})");
+                    log::debug!("netref server: a client went away before it was accepted ({e})");
                 }
                 other => return other,
             }
@@ -209,8 +209,8 @@ pub enum Accepted {
 pub(crate) fn start_accepted(builder: Builder, stream: Stream) -> Result<Connection> {
     let peer = stream.describe_peer();
     builder.over_stream(stream).inspect_err(|e| match e {
-        Error::Auth(why) => log::warn!("tether server: refused {peer}: {why}"),
-        e => log::info!("tether server: dropped {peer} before its connection started: {e}"),
+        Error::Auth(why) => log::warn!("netref server: refused {peer}: {why}"),
+        e => log::info!("netref server: dropped {peer} before its connection started: {e}"),
     })
 }
 

@@ -103,7 +103,7 @@ enum Attr {
 /// Builds an object from typed closures.
 ///
 /// ```
-/// use tether::ObjectBuilder;
+/// use netref::ObjectBuilder;
 ///
 /// let calc = ObjectBuilder::new("Calculator")
 ///     .method("add", |a: i64, b: i64| a + b)
@@ -143,7 +143,7 @@ impl ObjectBuilder {
     }
 
     /// Exposes a method returning `Result<T, E>`; an `Err` reaches the peer as
-    /// a remote error named after `E` (a [`tether::Error`](crate::Error) from a
+    /// a remote error named after `E` (a [`netref::Error`](crate::Error) from a
     /// nested call keeps its original remote type and traceback).
     pub fn try_method<Args, F, T, E>(mut self, name: &str, f: F) -> Self
     where
@@ -221,7 +221,7 @@ impl ObjectBuilder {
 /// expects a callback.
 ///
 /// ```
-/// let on_change = tether::callback(|old: u64, new: u64| println!("{old} -> {new}"));
+/// let on_change = netref::callback(|old: u64, new: u64| println!("{old} -> {new}"));
 /// # let _ = on_change;
 /// ```
 pub fn callback<Args, F: Method<Args>>(f: F) -> LocalObject
@@ -302,7 +302,7 @@ impl Object for BoundMethod {
 /// A closure that can serve a call: `Fn(A1, ..., An) -> R` for up to eight
 /// arguments, each deserializable from a [`Value`]. It need not be `Send`;
 /// [`Method`] adds that. Event-loop crates use it to wrap closures that must
-/// run on the loop's thread (tether-glib's `callback` for GTK widgets).
+/// run on the loop's thread (netref-glib's `callback` for GTK widgets).
 ///
 /// `Args` is a marker (the argument tuple) that lets one closure type
 /// implement this for exactly one arity.

@@ -176,7 +176,7 @@ struct Import {
     proxy: Weak<ProxyInner>,
 }
 
-/// One side of a tether connection, without I/O. See the module docs for the
+/// One side of a netref connection, without I/O. See the module docs for the
 /// call order.
 pub struct Protocol {
     id: u64,
@@ -189,7 +189,7 @@ pub struct Protocol {
     /// `large`'s buffer is lent out (see [`Protocol::take_input_buffer`]).
     lent: bool,
     /// The start of the peer's stream, kept until its hello, to explain a
-    /// peer that is not a tether peer.
+    /// peer that is not a netref peer.
     first_bytes: Vec<u8>,
     out: wire::Output,
     next_seq: u64,
@@ -428,7 +428,7 @@ impl Protocol {
                     let error = RemoteError::new(
                         "NotImplementedError",
                         format!(
-                            "unknown request kind {code} (this peer speaks tether protocol version {})",
+                            "unknown request kind {code} (this peer speaks netref protocol version {})",
                             wire::VERSION
                         ),
                     );
@@ -447,7 +447,7 @@ impl Protocol {
         Ok(())
     }
 
-    /// Before the hello, garbage usually means the peer is not a tether
+    /// Before the hello, garbage usually means the peer is not a netref
     /// peer at all (or wants authentication first): say that, not "frame
     /// too large".
     fn explain_bad_greeting(&self, e: Error) -> Error {
@@ -455,7 +455,7 @@ impl Protocol {
             return e;
         }
         let seen = &self.first_bytes;
-        let message = if seen.starts_with(b"tether-auth") {
+        let message = if seen.starts_with(b"netref-auth") {
             "the peer asks for authentication first (a shared-secret challenge): \
              configure the secret with Builder::shared_secret"
                 .to_string()
@@ -464,7 +464,7 @@ impl Protocol {
                 .iter()
                 .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
                 .collect();
-            format!("the peer does not speak tether: its first bytes are {preview:?} ({e})")
+            format!("the peer does not speak netref: its first bytes are {preview:?} ({e})")
         };
         ProtocolError::Handshake(message).into()
     }
@@ -699,7 +699,7 @@ impl Protocol {
             // An orderly local close already happened; report nothing new.
             return;
         }
-        log::debug!("tether connection {} ends: {error}", self.id);
+        log::debug!("netref connection {} ends: {error}", self.id);
         self.phase = Phase::Closed;
         self.forget_everything();
         self.events.push_back(Event::Closed { error });
@@ -913,7 +913,7 @@ impl Protocol {
                 Message::Hello { version, features } => {
                     if version != wire::VERSION {
                         return Err(ProtocolError::Handshake(format!(
-                            "peer speaks tether protocol version {version}, this side speaks {}",
+                            "peer speaks netref protocol version {version}, this side speaks {}",
                             wire::VERSION
                         ))
                         .into());
@@ -982,7 +982,7 @@ impl Protocol {
                 return Ok(());
             }
             WireRequest::Close(reason) => {
-                log::debug!("tether connection {}: peer closes ({reason})", self.id);
+                log::debug!("netref connection {}: peer closes ({reason})", self.id);
                 self.fail(Error::Closed(format!("the peer closed the connection ({reason})")));
                 return Ok(());
             }

@@ -243,8 +243,8 @@ impl fmt::Debug for RemoteObject {
 /// RPyC's `async_(proxy)`: a wrapper whose calls return [`AsyncResult`]s.
 ///
 /// ```no_run
-/// # fn demo(root: tether::RemoteObject) -> tether::Result<()> {
-/// let res = tether::async_(&root).call_method("sleep", (2,));
+/// # fn demo(root: netref::RemoteObject) -> netref::Result<()> {
+/// let res = netref::async_(&root).call_method("sleep", (2,));
 /// assert!(!res.ready());
 /// res.wait()?;
 /// # Ok(()) }

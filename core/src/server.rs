@@ -2,12 +2,12 @@
 //! (RPyC's `ThreadedServer` and `OneShotServer`).
 //!
 //! ```no_run
-//! use tether::{Builder, ObjectBuilder, Service, ThreadedServer};
+//! use netref::{Builder, ObjectBuilder, Service, ThreadedServer};
 //!
 //! let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
 //! let server = ThreadedServer::bind_tcp("127.0.0.1:18861", Builder::default().service(Service::object(calc)))?;
 //! server.start(); // blocks until server.close() is called from another thread
-//! # Ok::<(), tether::Error>(())
+//! # Ok::<(), netref::Error>(())
 //! ```
 //!
 //! Each accepted connection gets its own thread at once; authentication
@@ -107,7 +107,7 @@ impl Acceptor {
                     // Typically EMFILE/ENFILE: the process is out of file
                     // descriptors. Keep serving existing connections and try
                     // again shortly rather than spinning or giving up.
-                    log::warn!("tether server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
+                    log::warn!("netref server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
                     drop(guard);
                     self.pause();
                 }
@@ -186,7 +186,7 @@ impl Inner {
     /// Serves `stream` on a new thread.
     fn serve_one(self: &Arc<Self>, stream: Stream) {
         let inner = self.clone();
-        let spawned = thread::Builder::new().name("tether-conn".into()).spawn(move || {
+        let spawned = thread::Builder::new().name("netref-conn".into()).spawn(move || {
             inner.run_connection(stream);
         });
         match spawned {
@@ -196,7 +196,7 @@ impl Inner {
                 threads.push(t);
             }
             Err(e) => {
-                log::warn!("tether server: could not spawn a thread ({e}); retrying in {ACCEPT_BACKOFF:?}");
+                log::warn!("netref server: could not spawn a thread ({e}); retrying in {ACCEPT_BACKOFF:?}");
                 self.acceptor.back_off();
             }
         }
@@ -214,7 +214,7 @@ impl Inner {
                     // Out of file descriptors: this process's fault, not the
                     // client's, so let the accept loop back off.
                     let peer = stream.describe_peer();
-                    log::warn!("tether server: could not set up a connection from {peer}: {e}");
+                    log::warn!("netref server: could not set up a connection from {peer}: {e}");
                     self.acceptor.back_off();
                     return;
                 }
@@ -246,7 +246,7 @@ impl Inner {
             conns.push(conn.downgrade());
         }
         if let Err(e) = conn.serve_all() {
-            log::info!("tether server: connection from {} ended: {e}", conn.peer());
+            log::info!("netref server: connection from {} ended: {e}", conn.peer());
         }
     }
 
@@ -323,7 +323,7 @@ impl ThreadedServer {
     pub fn spawn(&self) -> JoinHandle<()> {
         let me = self.clone();
         thread::Builder::new()
-            .name("tether-accept".into())
+            .name("netref-accept".into())
             .spawn(move || me.start())
             .expect("spawning a thread")
     }

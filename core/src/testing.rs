@@ -9,14 +9,14 @@
 //! [`Error::Misuse`](crate::Error::Misuse) instead of hanging.
 //!
 //! ```
-//! use tether::testing::Pair;
-//! use tether::{ObjectBuilder, Service};
+//! use netref::testing::Pair;
+//! use netref::{ObjectBuilder, Service};
 //!
 //! let server = Service::object(ObjectBuilder::new("Calc").method("add", |a: i64, b: i64| a + b).build());
 //! let pair = Pair::new(Service::none(), server);
 //! let sum: i64 = pair.client.root()?.call_method("add", (2, 3))?;
 //! assert_eq!(sum, 5);
-//! # Ok::<(), tether::Error>(())
+//! # Ok::<(), netref::Error>(())
 //! ```
 //!
 //! The pair is meant for one thread: a [`BgServingThread`](crate::BgServingThread)

@@ -200,7 +200,7 @@ impl SocketTransport {
                     tx.set_nonblocking(true)?;
                     Ok((rx, tx))
                 });
-                pair.map_err(|e| log::warn!("tether: no wake-up pipe ({e}); waits poll in slices"))
+                pair.map_err(|e| log::warn!("netref: no wake-up pipe ({e}); waits poll in slices"))
             })
             .as_ref()
             .ok()

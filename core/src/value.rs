@@ -338,7 +338,7 @@ fn park(o: ObjectRef) -> Option<u64> {
 fn claim(index: u64) -> std::result::Result<ObjectRef, String> {
     STASH.with(|s| {
         let mut s = s.borrow_mut();
-        let stash = s.as_mut().ok_or("object references deserialize only through tether::from_value")?;
+        let stash = s.as_mut().ok_or("object references deserialize only through netref::from_value")?;
         stash
             .get_mut(index as usize)
             .and_then(Option::take)
@@ -364,7 +364,7 @@ pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
 
 fn unstash(tag: u64, inner: Cbor, stash: &mut [Option<ObjectRef>]) -> Result<Value> {
     if tag != STASH_TAG {
-        return Err(Error::Convert(format!("CBOR tag {tag} is not supported in tether values")));
+        return Err(Error::Convert(format!("CBOR tag {tag} is not supported in netref values")));
     }
     let index = inner
         .as_integer()
@@ -475,7 +475,7 @@ impl Serialize for ObjectRef {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match park(self.clone()) {
             Some(index) => Placeholder::from(ciborium::tag::Required(index)).serialize(s),
-            None => Err(S::Error::custom("object references serialize only through tether::to_value")),
+            None => Err(S::Error::custom("object references serialize only through netref::to_value")),
         }
     }
 }
@@ -493,7 +493,7 @@ impl Serialize for Value {
             .to_cbor(CONVERT_MAX_DEPTH, &mut |o| match park(o.clone()) {
                 Some(i) => Ok(Cbor::Tag(STASH_TAG, Box::new(Cbor::Integer(i.into())))),
                 None => {
-                    Err(Error::Convert("object references serialize only through tether::to_value".into()))
+                    Err(Error::Convert("object references serialize only through netref::to_value".into()))
                 }
             })
             .map_err(S::Error::custom)?;
@@ -506,7 +506,7 @@ impl<'de> Deserialize<'de> for Value {
         let cbor = Cbor::deserialize(d)?;
         Value::from_cbor(cbor, CONVERT_MAX_DEPTH, &mut |tag, inner| {
             if tag != STASH_TAG {
-                return Err(Error::Convert(format!("CBOR tag {tag} is not supported in tether values")));
+                return Err(Error::Convert(format!("CBOR tag {tag} is not supported in netref values")));
             }
             let index = inner
                 .as_integer()

@@ -7,7 +7,7 @@
 //!
 //! | message | layout |
 //! |---|---|
-//! | hello   | `[0, "tether", version, features]` |
+//! | hello   | `[0, "netref", version, features]` |
 //! | request | `[1, seq, kind, ...]` (see [`RequestKind`]) |
 //! | reply   | `[2, seq, value]` |
 //! | error   | `[3, seq, type_name, message, [traceback...]]` |
@@ -20,9 +20,9 @@ use ciborium::value::Value as Cbor;
 
 use crate::error::{DecodeError, Error, LimitError, RemoteError, Result};
 
-/// Bytes that open every tether hello, so that a peer speaking something else
+/// Bytes that open every netref hello, so that a peer speaking something else
 /// is told so instead of being misread.
-pub const MAGIC: &str = "tether";
+pub const MAGIC: &str = "netref";
 /// Protocol version. Peers must agree on it exactly.
 pub const VERSION: u64 = 1;
 /// Feature bits this build understands (none are defined yet; the field lets
@@ -182,7 +182,7 @@ fn holds_bignum_tag(item: &Cbor) -> bool {
     }
 }
 
-/// Decodes the common subset of CBOR that tether peers write (definite
+/// Decodes the common subset of CBOR that netref peers write (definite
 /// lengths; integers, floats of 32 and 64 bits, strings, arrays, maps, tags
 /// other than bignums, booleans, null) straight from the frame's bytes.
 ///
@@ -678,7 +678,7 @@ fn head(out: &mut Vec<u8>, major: u8, arg: u64) {
 }
 
 /// Appends `item`'s CBOR to `out`: the bytes ciborium writes, without its
-/// serde machinery for the items tether's messages are made of (integers,
+/// serde machinery for the items netref's messages are made of (integers,
 /// strings, arrays, maps, tags); anything else is handed to ciborium. A
 /// sync call's message went through ciborium's `Serialize` item by item,
 /// about a tenth of the user-space time of encoding a small call.

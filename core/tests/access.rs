@@ -10,9 +10,9 @@ use std::thread;
 use std::time::Duration;
 
 use ciborium::value::Value as Cbor;
+use netref::wire::{Message, WireRequest, TAG_RECEIVER_OBJECT};
+use netref::{Builder, Connection, ObjectBuilder, RemoteError, RemoteObject, Service, ThreadedServer};
 use rawpeer::RawPeer;
-use tether::wire::{Message, WireRequest, TAG_RECEIVER_OBJECT};
-use tether::{Builder, Connection, ObjectBuilder, RemoteError, RemoteObject, Service, ThreadedServer};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -57,7 +57,7 @@ impl Drop for Server {
     }
 }
 
-fn remote(err: tether::Error) -> RemoteError {
+fn remote(err: netref::Error) -> RemoteError {
     err.as_remote().unwrap_or_else(|| panic!("expected a remote error, got {err}")).clone()
 }
 
@@ -83,10 +83,10 @@ fn unexposed_and_private_names_are_attribute_errors() {
         "",
     ];
     for name in names {
-        let e = remote(root.call_method::<tether::Value>(name, ()).unwrap_err());
+        let e = remote(root.call_method::<netref::Value>(name, ()).unwrap_err());
         assert_eq!(e.type_name, "AttributeError", "method {name:?}: {e}");
         assert!(e.message.contains(&format!("'{name}'")), "the error names {name:?}: {e}");
-        let e = remote(root.getattr::<tether::Value>(name).unwrap_err());
+        let e = remote(root.getattr::<netref::Value>(name).unwrap_err());
         assert_eq!(e.type_name, "AttributeError", "attribute {name:?}: {e}");
         still_serves(&root);
     }
@@ -94,13 +94,13 @@ fn unexposed_and_private_names_are_attribute_errors() {
     // Reading a method gives a bound method (as in Python), nothing more.
     let bound: RemoteObject = root.getattr("add").unwrap();
     assert_eq!(bound.call::<i64>((1, 2)).unwrap(), 3);
-    assert_eq!(remote(bound.getattr::<tether::Value>("__self__").unwrap_err()).type_name, "AttributeError");
+    assert_eq!(remote(bound.getattr::<netref::Value>("__self__").unwrap_err()).type_name, "AttributeError");
     assert_eq!(
-        remote(root.call_method::<tether::Value>("version", ()).unwrap_err()).type_name,
+        remote(root.call_method::<netref::Value>("version", ()).unwrap_err()).type_name,
         "AttributeError"
     );
     // The root is not callable.
-    let e = remote(root.call::<tether::Value>(()).unwrap_err());
+    let e = remote(root.call::<netref::Value>(()).unwrap_err());
     assert_eq!(e.type_name, "TypeError");
     assert!(e.message.contains("not callable"), "{e}");
     // dir() lists exactly what is exposed.
@@ -115,7 +115,7 @@ fn wrong_arity_and_wrong_types_are_type_errors() {
     let srv = Server::start();
     let (_conn, root) = srv.connect();
     for n in [0usize, 1, 3, 7] {
-        let args = vec![tether::to_value(&1).unwrap(); n];
+        let args = vec![netref::to_value(&1).unwrap(); n];
         let e = remote(root.call_method::<i64>("add", args).unwrap_err());
         assert_eq!(e.type_name, "TypeError", "{n} arguments: {e}");
         assert_eq!(e.message, format!("takes 2 arguments but {n} were given"));

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use tether::auth::{Credentials, SharedSecret, UnixPeerCred};
-use tether::{Builder, Connection, Error, ObjectBuilder, Service, ThreadedServer};
+use netref::auth::{Credentials, SharedSecret, UnixPeerCred};
+use netref::{Builder, Connection, Error, ObjectBuilder, Service, ThreadedServer};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -65,7 +65,7 @@ impl Drop for Running {
 }
 
 fn sock_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tether-auth-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("netref-auth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     let _ = std::fs::remove_file(&path);
@@ -121,7 +121,7 @@ fn unix_peer_cred_refuses_tcp_peers_with_a_clear_reason() {
     logcap::wait_for(&["refused", "SO_PEERCRED", "need a Unix socket"], PATIENCE);
 }
 
-const SECRET: &[u8] = b"tether-test-secret: 7f3a9c2e correct horse battery staple";
+const SECRET: &[u8] = b"netref-test-secret: 7f3a9c2e correct horse battery staple";
 
 fn secret_server() -> (Running, SocketAddr) {
     let server = ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(whoami_service()))
@@ -184,7 +184,7 @@ fn client_without_the_secret_fails_and_the_server_times_it_out() {
     logcap::wait_for(&["refused", "timed out reading the client's answer (auth_timeout)"], PATIENCE);
     let mut rest = Vec::new();
     silent.read_to_end(&mut rest).expect("the server closed the silent client's socket");
-    assert_eq!(rest.len(), b"tether-auth/1\n".len() + 32, "only the challenge was sent");
+    assert_eq!(rest.len(), b"netref-auth/1\n".len() + 32, "only the challenge was sent");
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn client_detects_a_server_that_does_not_know_the_secret() {
     let addr = listener.local_addr().unwrap();
     let fake = thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut challenge = b"tether-auth/1\n".to_vec();
+        let mut challenge = b"netref-auth/1\n".to_vec();
         challenge.extend_from_slice(&[7u8; 32]);
         s.write_all(&challenge).unwrap();
         let mut answer = [0u8; 64];
@@ -263,13 +263,13 @@ fn a_sniffed_transcript_never_contains_the_secret_and_cannot_be_replayed() {
     drop(root);
     relay.join().unwrap();
     let transcript = transcript.lock().unwrap().clone();
-    assert!(contains(&transcript, b"tether-auth/1\n"), "the relay saw the exchange");
+    assert!(contains(&transcript, b"netref-auth/1\n"), "the relay saw the exchange");
     assert!(contains(&transcript, b"hello through the relay"), "the relay saw the calls");
     assert!(!contains(&transcript, SECRET), "the secret crossed the wire");
     assert!(!contains(&transcript, &SECRET[..16]), "part of the secret crossed the wire");
 
     // Replaying the client's recorded answer to a fresh challenge fails.
-    let challenge_len = b"tether-auth/1\n".len() + 32;
+    let challenge_len = b"netref-auth/1\n".len() + 32;
     let recorded_answer = transcript[challenge_len..challenge_len + 64].to_vec();
     let mut raw = TcpStream::connect(addr).unwrap();
     raw.set_read_timeout(Some(PATIENCE)).unwrap();

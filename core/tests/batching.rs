@@ -1,4 +1,4 @@
-//! Write batching: `tether::batch` and `Config::batch_replies`, over a real
+//! Write batching: `netref::batch` and `Config::batch_replies`, over a real
 //! Unix socket pair whose writes are counted.
 
 use std::io;
@@ -9,7 +9,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use tether::{
+use netref::{
     async_, batch, callback, AsyncResult, BgServingThread, Builder, Config, Connection, ObjectBuilder,
     RemoteObject, Service, SocketTransport, Transport,
 };
@@ -72,7 +72,7 @@ fn setup(server_config: Config) -> Setup {
     let tx = std::sync::Mutex::new(tx);
     let root = ObjectBuilder::new("Batching")
         .method("add", |a: i64, b: i64| a + b)
-        .method("echo", |v: tether::Value| v)
+        .method("echo", |v: netref::Value| v)
         .method("signal", move |i: i64| {
             let _ = tx.lock().unwrap().send(i);
             i
@@ -188,13 +188,13 @@ fn a_batch_writes_once_it_holds_64_kib() {
     let payload = vec![1u8; 40 * 1024];
     let results = batch(|| {
         let results: Vec<_> = (0..3)
-            .map(|_| async_(&s.root).call_method("echo", vec![tether::Value::Bytes(payload.clone())]))
+            .map(|_| async_(&s.root).call_method("echo", vec![netref::Value::Bytes(payload.clone())]))
             .collect();
         assert!(s.client_writes.load(Ordering::SeqCst) > before, "120 KiB were all held back");
         results
     });
     for r in results {
-        assert_eq!(r.value().expect("echo"), tether::Value::Bytes(payload.clone()));
+        assert_eq!(r.value().expect("echo"), netref::Value::Bytes(payload.clone()));
     }
 }
 

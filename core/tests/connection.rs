@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{secs, Point, TestServer};
-use tether::{
+use netref::{
     async_, callback, timed, BgServingThread, Builder, Config, Error, LocalObject, ObjectBuilder, ObjectRef,
     OneShotServer, RemoteObject, Service, ThreadedServer, Value,
 };
@@ -239,25 +239,25 @@ fn s9_connect_disconnect_and_before_close_hooks() {
 
 #[test]
 fn on_disconnect_can_tell_which_connection_ended() {
-    let seen: Arc<Mutex<Vec<tether::WeakConnection>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<netref::WeakConnection>>> = Arc::default();
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
     let (register, gone) = (seen.clone(), seen.clone());
     let service = Service::new(move |conn| {
         register.lock().unwrap().push(conn.downgrade());
-        tether::ObjectBuilder::new("Nothing").build()
+        netref::ObjectBuilder::new("Nothing").build()
     })
     .on_disconnect(move |conn| {
         let index = gone.lock().unwrap().iter().position(|w| w.is(conn));
         tx.lock().unwrap().send(index).unwrap();
     });
     let server =
-        tether::ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(service)).unwrap();
+        netref::ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(service)).unwrap();
     let addr = server.local_addr().unwrap();
     let accepting = server.spawn();
-    let first = tether::connect(addr).unwrap();
+    let first = netref::connect(addr).unwrap();
     first.root().unwrap();
-    let second = tether::connect(addr).unwrap();
+    let second = netref::connect(addr).unwrap();
     second.root().unwrap();
     assert!(first.same_as(&first.clone()) && !first.same_as(&second));
     second.close();
@@ -339,7 +339,7 @@ fn s12_object_handed_back_is_the_same_local_object() {
 
 // ---- 13: servers -------------------------------------------------------------------------
 
-fn concurrent_clients(server: ThreadedServer, connect: impl Fn() -> tether::Connection + Sync) {
+fn concurrent_clients(server: ThreadedServer, connect: impl Fn() -> netref::Connection + Sync) {
     // Each call blocks in the server until all three clients are inside it:
     // only a server that serves them at once lets this finish.
     let accept = server.spawn();
@@ -372,9 +372,9 @@ fn meeting_service() -> Builder {
 fn s13_threaded_server_tcp_and_unix_serve_clients_at_once() {
     let server = ThreadedServer::bind_tcp("127.0.0.1:0", meeting_service()).unwrap();
     let addr = server.local_addr().unwrap();
-    concurrent_clients(server, || tether::connect(addr).unwrap());
+    concurrent_clients(server, || netref::connect(addr).unwrap());
 
-    let dir = std::env::temp_dir().join(format!("tether-test-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("netref-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("s13.sock");
     let _ = std::fs::remove_file(&path);
@@ -389,7 +389,7 @@ fn s13_one_shot_server_serves_one_client_then_stops_listening() {
         OneShotServer::bind_tcp("127.0.0.1:0", Builder::default().service(Service::object(calc))).unwrap();
     let addr = server.local_addr().unwrap();
     let t = thread::spawn(move || server.start());
-    let conn = tether::connect(addr).unwrap();
+    let conn = netref::connect(addr).unwrap();
     assert_eq!(conn.root().unwrap().call_method::<i64>("add", (2, 3)).unwrap(), 5);
     // The listener closed once the first client was accepted.
     assert!(std::net::TcpStream::connect(addr).is_err());
@@ -408,7 +408,7 @@ fn nested_callbacks_at_depth() {
     let weak_root = Arc::new(Mutex::new(None::<RemoteObject>));
     let r = weak_root.clone();
     let cb = ObjectBuilder::new("Bouncer")
-        .try_callable(move |n: i64| -> tether::Result<i64> {
+        .try_callable(move |n: i64| -> netref::Result<i64> {
             let root = r.lock().unwrap().clone().unwrap();
             let me = SELF.with(|s| s.borrow().clone()).unwrap();
             root.call_method("bounce", (n, me))
@@ -448,7 +448,7 @@ fn sync_timeout_per_connection_per_call_and_in_the_callback_direction() {
     )
     .unwrap();
     let accept = server.spawn();
-    let client = tether::connect(server.local_addr().unwrap()).unwrap();
+    let client = netref::connect(server.local_addr().unwrap()).unwrap();
     let slow = callback(|| thread::sleep(secs(3.0)));
     let err = client.root().unwrap().call_method::<()>("call_me", (slow,)).unwrap_err();
     let r = err.as_remote().expect("the server's timeout comes back as its error");
@@ -670,8 +670,8 @@ fn peer_vanishing_mid_call_fails_the_call_promptly() {
         let mut theirs = theirs;
         // Answer the hello so the client gets as far as sending its request.
         let mut hello = Vec::new();
-        tether::wire::encode_frame(
-            &tether::wire::Message::Hello { version: tether::wire::VERSION, features: 0 }.to_cbor(),
+        netref::wire::encode_frame(
+            &netref::wire::Message::Hello { version: netref::wire::VERSION, features: 0 }.to_cbor(),
             &mut hello,
             1 << 20,
         )
@@ -693,11 +693,11 @@ fn wrong_protocol_peer_gets_a_clear_error() {
     let conn = Builder::default().over_stream(ours).unwrap();
     use std::io::Write;
     let mut theirs = theirs;
-    // Something that is not tether (an HTTP request) where the hello should be.
+    // Something that is not netref (an HTTP request) where the hello should be.
     theirs.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let err = conn.root().unwrap_err();
     assert!(
-        err.to_string().contains(r#"the peer does not speak tether: its first bytes are "GET / HTTP/1.1..""#),
+        err.to_string().contains(r#"the peer does not speak netref: its first bytes are "GET / HTTP/1.1..""#),
         "{err}"
     );
 }

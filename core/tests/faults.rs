@@ -3,7 +3,7 @@
 //! holds a partial frame open, and file-descriptor exhaustion at accept (a
 //! child process with a lowered RLIMIT_NOFILE).
 //!
-//! Child processes are this test binary re-run with `TETHER_FAULTS_CHILD`
+//! Child processes are this test binary re-run with `NETREF_FAULTS_CHILD`
 //! set, running the ignored test `child_process_entry`; they report to the
 //! parent through lines on stdout.
 
@@ -20,15 +20,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ciborium::value::Value as Cbor;
+use netref::error::LimitError;
+use netref::wire::{Message, TAG_SENDER_OBJECT};
+use netref::{async_, Builder, Config, Connection, Error, ObjectBuilder, Service, ThreadedServer};
 use rawpeer::RawPeer;
-use tether::error::LimitError;
-use tether::wire::{Message, TAG_SENDER_OBJECT};
-use tether::{async_, Builder, Config, Connection, Error, ObjectBuilder, Service, ThreadedServer};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 /// How soon a pending call must fail once its peer is gone.
 const PROMPTLY: Duration = Duration::from_secs(2);
-const CHILD_ENV: &str = "TETHER_FAULTS_CHILD";
+const CHILD_ENV: &str = "NETREF_FAULTS_CHILD";
 
 // ---- child processes -----------------------------------------------------------
 
@@ -43,7 +43,7 @@ fn child_process_entry() {
     }
 }
 
-fn child_root() -> tether::LocalObject {
+fn child_root() -> netref::LocalObject {
     ObjectBuilder::new("Child")
         .method("add", |a: i64, b: i64| a + b)
         .method("block", || -> () {
@@ -428,7 +428,7 @@ fn fd_exhaustion_at_accept_is_logged_backed_off_and_recovered() {
     let failure = |l: &str| l.contains("accept failed") || l.contains("could not set up a connection");
     // With exactly six descriptors free, two connections fit and the third
     // accept() itself fails with EMFILE.
-    let mut held: Vec<(Connection, tether::RemoteObject)> = Vec::new();
+    let mut held: Vec<(Connection, netref::RemoteObject)> = Vec::new();
     let mut refused = None;
     for _ in 0..16 {
         let conn = patient().connect_tcp(addr).unwrap();

@@ -6,9 +6,9 @@
 use std::time::Instant;
 
 use ciborium::value::Value as Cbor;
-use tether::protocol::{Event, Protocol};
-use tether::wire::{self, Message, WireRequest};
-use tether::{BgServingThread, Builder, Config, ObjectBuilder, Service, ThreadedServer, Value};
+use netref::protocol::{Event, Protocol};
+use netref::wire::{self, Message, WireRequest};
+use netref::{BgServingThread, Builder, Config, ObjectBuilder, Service, ThreadedServer, Value};
 
 fn uint(v: u64) -> Cbor {
     Cbor::Integer(v.into())
@@ -199,7 +199,7 @@ fn real_connections_echo_large_payloads_intact() {
     let server = ThreadedServer::bind_tcp("127.0.0.1:0", echo()).unwrap();
     let addr = server.local_addr().unwrap();
     server.spawn();
-    let tcp = tether::connect(addr).unwrap();
+    let tcp = netref::connect(addr).unwrap();
     let (unix, server_side) = Builder::default().pair(echo()).unwrap();
     let _serving = BgServingThread::new(&server_side);
     for conn in [&tcp, &unix] {
@@ -329,7 +329,7 @@ fn drain_slices(p: &mut Protocol, max_slices: usize, take: usize) -> Vec<u8> {
 
 #[test]
 fn queued_large_strings_are_sent_intact_however_they_are_written() {
-    use tether::protocol::Call;
+    use netref::protocol::Call;
     let values = || {
         vec![
             Value::Bytes(pattern(300_000, 30)),

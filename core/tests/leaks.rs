@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use tether::{callback, Builder, Connection, ObjectBuilder, RemoteObject, Service, ThreadedServer};
+use netref::{callback, Builder, Connection, ObjectBuilder, RemoteObject, Service, ThreadedServer};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -60,7 +60,7 @@ impl Fixture {
                 })
                 .method("subscribe", move |cb: RemoteObject| h1.lock().unwrap().push(cb))
                 .method("unsubscribe_all", move || h2.lock().unwrap().clear())
-                .try_method("fire", move |x: i64| -> tether::Result<i64> {
+                .try_method("fire", move |x: i64| -> netref::Result<i64> {
                     let cbs = h3.lock().unwrap().clone();
                     cbs.iter().map(|cb| cb.call::<i64>((x,))).sum()
                 })
@@ -177,7 +177,7 @@ fn callbacks_are_freed_when_the_connection_closes_either_way() {
     let drops = Drops::default();
     let t = drops.tracked();
     let _: () = root.call_method("subscribe", (callback(move |x: i64| (x, &t).0),)).unwrap();
-    let bg = tether::BgServingThread::new(&conn);
+    let bg = netref::BgServingThread::new(&conn);
     fx.server.close();
     assert_eq!(client_down.recv_timeout(PATIENCE).unwrap(), 0);
     assert_eq!(drops.count(), 1, "freed before on_disconnect ran");

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use tether::error::LimitError;
-use tether::{
+use netref::error::LimitError;
+use netref::{
     async_, callback, Builder, Config, Connection, Error, ObjectBuilder, RemoteObject, Service, Value,
 };
 

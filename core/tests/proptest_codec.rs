@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use ciborium::value::{Integer, Value as Cbor};
+use netref::wire::{self, FrameDecoder, Message, WireRequest};
+use netref::{RemoteError, Value};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use tether::wire::{self, FrameDecoder, Message, WireRequest};
-use tether::{RemoteError, Value};
 
 const CASES: u32 = 256;
 /// Generous enough for the generated nesting plus the message's own levels.
@@ -48,7 +48,7 @@ fn cbor_leaf() -> impl Strategy<Value = Cbor> {
     ]
 }
 
-/// Any CBOR item tether may carry, nested at most `depth` levels. Tags 2 and
+/// Any CBOR item netref may carry, nested at most `depth` levels. Tags 2 and
 /// 3 (bignums) are left out: ciborium reads them back as integers.
 fn cbor(depth: u32) -> impl Strategy<Value = Cbor> {
     cbor_leaf().prop_recursive(depth, 64, 6, |inner| {
@@ -313,25 +313,25 @@ proptest! {
 
     #[test]
     fn serde_round_trip(data in outer()) {
-        let value = tether::to_value(&data).unwrap();
-        let back: Outer = tether::from_value(value.clone()).unwrap();
+        let value = netref::to_value(&data).unwrap();
+        let back: Outer = netref::from_value(value.clone()).unwrap();
         prop_assert_eq!(&back, &data);
         // Converting twice gives the same Value.
-        prop_assert_eq!(tether::to_value(&back).unwrap(), value);
+        prop_assert_eq!(netref::to_value(&back).unwrap(), value);
     }
 
     #[test]
     fn serde_round_trip_of_collections(data in vec(inner(), 0..6), opt in proptest::option::of(inner())) {
-        let back: Vec<Inner> = tether::from_value(tether::to_value(&data).unwrap()).unwrap();
+        let back: Vec<Inner> = netref::from_value(netref::to_value(&data).unwrap()).unwrap();
         prop_assert_eq!(back, data);
-        let back: Option<Inner> = tether::from_value(tether::to_value(&opt).unwrap()).unwrap();
+        let back: Option<Inner> = netref::from_value(netref::to_value(&opt).unwrap()).unwrap();
         prop_assert_eq!(back, opt);
     }
 
     #[test]
     fn value_round_trip(v in value()) {
-        prop_assert_eq!(&tether::to_value(&v).unwrap(), &v);
-        let back: Value = tether::from_value(v.clone()).unwrap();
+        prop_assert_eq!(&netref::to_value(&v).unwrap(), &v);
+        let back: Value = netref::from_value(v.clone()).unwrap();
         prop_assert_eq!(back, v);
     }
 }

@@ -7,13 +7,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use ciborium::value::Value as Cbor;
-use tether::error::{DecodeError, LimitError, ProtocolError};
-use tether::protocol::{Call, Event, Phase, Protocol, Request};
-use tether::wire::{
+use netref::error::{DecodeError, LimitError, ProtocolError};
+use netref::protocol::{Call, Event, Phase, Protocol, Request};
+use netref::wire::{
     self, FrameDecoder, Message, WireRequest, FEATURES, MAGIC, TAG_RECEIVER_OBJECT, TAG_SENDER_OBJECT,
     VERSION,
 };
-use tether::{Config, Error, LocalObject, ObjectBuilder, ObjectRef, RemoteError, RemoteObject, Value};
+use netref::{Config, Error, LocalObject, ObjectBuilder, ObjectRef, RemoteError, RemoteObject, Value};
 
 // ---- harness ---------------------------------------------------------------
 
@@ -23,7 +23,7 @@ fn serve(request: Request) -> Result<Value, RemoteError> {
         Request::Call { target, args } => target.object().call(args),
         Request::CallMethod { target, name, args } => target.object().call_method(&name, args),
         Request::GetAttr { target, name } => target.object().get_attr(&name),
-        Request::Dir { target } => Ok(tether::to_value(&target.object().dir()).unwrap()),
+        Request::Dir { target } => Ok(netref::to_value(&target.object().dir()).unwrap()),
         Request::Invalid(e) => Err(e),
     }
 }
@@ -316,7 +316,7 @@ fn root_call_method_getattr_dir_call() {
 
     let seq = n.b.call(Call::Dir { target: root.clone() });
     n.settle();
-    let names: Vec<String> = tether::from_value(n.b.take_reply(seq).unwrap()).unwrap();
+    let names: Vec<String> = netref::from_value(n.b.take_reply(seq).unwrap()).unwrap();
     assert_eq!(names, ["add", "echo", "get_x", "int", "repeat", "version"]);
 
     let seq = n.b.call(Call::Call { target: root.clone(), args: vec![21.into()] });
@@ -787,7 +787,7 @@ fn object_handed_back_arrives_as_the_same_local_object() {
 fn objects_passed_as_arguments_are_exported_and_freed() {
     let mut n = net();
     let root = n.root_of_a();
-    let cb = tether::callback(|v: i64| v + 1);
+    let cb = netref::callback(|v: i64| v + 1);
     n.a.auto_serve = false;
     let seq = n.b.call(Call::CallMethod {
         target: root.clone(),
@@ -1037,11 +1037,11 @@ impl Raw {
         raw
     }
 
-    fn feed(&mut self, bytes: &[u8]) -> tether::Result<()> {
+    fn feed(&mut self, bytes: &[u8]) -> netref::Result<()> {
         self.p.handle_bytes(bytes, self.now)
     }
 
-    fn send(&mut self, item: &Cbor) -> tether::Result<()> {
+    fn send(&mut self, item: &Cbor) -> netref::Result<()> {
         self.feed(&frame(item))
     }
 

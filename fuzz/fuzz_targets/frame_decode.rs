@@ -5,7 +5,7 @@
 //! committed corpus file, so the corpus is a regression test in `cargo test`.
 #![cfg_attr(fuzzing, no_main)]
 
-use tether::wire::{self, FrameDecoder, Message};
+use netref::wire::{self, FrameDecoder, Message};
 
 const MAX_FRAME: usize = 4096;
 const RECURSION_LIMIT: usize = 32;

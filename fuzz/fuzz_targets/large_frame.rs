@@ -12,9 +12,9 @@
 
 use std::time::Instant;
 
-use tether::protocol::{Event, Protocol};
-use tether::wire::{self, Message};
-use tether::Config;
+use netref::protocol::{Event, Protocol};
+use netref::wire::{self, Message};
+use netref::Config;
 
 /// The string's length: just past the size the protocol receives in place.
 const STRING_LEN: usize = (64 << 10) + 100;

@@ -13,8 +13,8 @@
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use tether::protocol::{Call, Event, Protocol, Request};
-use tether::{Config, Error, LocalObject, ObjectBuilder, ObjectRef, RemoteError, RemoteObject, Value};
+use netref::protocol::{Call, Event, Protocol, Request};
+use netref::{Config, Error, LocalObject, ObjectBuilder, ObjectRef, RemoteError, RemoteObject, Value};
 
 #[derive(Arbitrary, Debug, Clone)]
 enum Arg {

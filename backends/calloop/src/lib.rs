@@ -1,6 +1,6 @@
-//! # tether-calloop
+//! # netref-calloop
 //!
-//! Runs [`tether`] connections on a [calloop](https://docs.rs/calloop) 0.14
+//! Runs [`netref`] connections on a [calloop](https://docs.rs/calloop) 0.14
 //! event loop, the loop smithay-client-toolkit (Wayland) tools already run.
 //! A connection becomes a [`ConnectionSource`]: an [`EventSource`] composed of
 //! the socket (a [`Generic`] source, write interest only while output is
@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use calloop::EventLoop;
-//! use tether::{Builder, ObjectBuilder, Service};
+//! use netref::{Builder, ObjectBuilder, Service};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A peer to talk to (here: a socketpair served by a thread).
@@ -21,11 +21,11 @@
 //! std::thread::spawn(move || peer.serve_all());
 //!
 //! let mut event_loop: EventLoop<'_, Option<i64>> = EventLoop::try_new()?;
-//! let token = tether_calloop::insert(&event_loop.handle(), &conn)?;
+//! let token = netref_calloop::insert(&event_loop.handle(), &conn)?;
 //!
 //! let root = conn.root()?;
 //! let signal = event_loop.get_signal();
-//! let answer = tether::async_(&root).call_method("add", (40, 2));
+//! let answer = netref::async_(&root).call_method("add", (40, 2));
 //! answer.add_callback(move |r| {
 //!     assert_eq!(r.value_as::<i64>().unwrap(), 42); // runs on the loop's thread
 //!     signal.stop();
@@ -53,8 +53,8 @@ use calloop::{
     EventSource, Interest, LoopHandle, Mode, Poll, PostAction, Readiness, RegistrationToken, Token,
     TokenFactory,
 };
-use tether::server::ACCEPT_BACKOFF;
-use tether::{Accepted, Builder, Connection, Listener};
+use netref::server::ACCEPT_BACKOFF;
+use netref::{Accepted, Builder, Connection, Listener};
 
 /// The connection's fd, kept open by the `Connection` held beside it.
 struct ConnFd {
@@ -76,7 +76,7 @@ impl AsFd for ConnFd {
 pub enum ConnectionEvent {
     /// The connection closed (with the reason); the source then removes
     /// itself from the loop.
-    Closed(Option<tether::Error>),
+    Closed(Option<netref::Error>),
 }
 
 /// A connection as a calloop event source. Insert it with
@@ -292,7 +292,7 @@ impl EventSource for ListenerSource {
         loop {
             match self.listener.get_ref().accept_connection(&self.builder) {
                 Accepted::Connection(conn) => callback(conn, &mut ()),
-                // That client's failure, logged by tether: the next one now.
+                // That client's failure, logged by netref: the next one now.
                 Accepted::Rejected(_) => {}
                 Accepted::WouldBlock => break,
                 Accepted::Failed(e) => {
@@ -300,7 +300,7 @@ impl EventSource for ListenerSource {
                     // (still readable) listener for a moment instead of
                     // spinning, and keep serving the others.
                     log::warn!(
-                        "tether-calloop: accept on fd {} failed ({e}); retrying in {ACCEPT_BACKOFF:?}",
+                        "netref-calloop: accept on fd {} failed ({e}); retrying in {ACCEPT_BACKOFF:?}",
                         self.fd()
                     );
                     self.backoff = Some(Timer::from_duration(ACCEPT_BACKOFF));
@@ -346,14 +346,14 @@ impl EventSource for ListenerSource {
 ///
 /// ```no_run
 /// use calloop::EventLoop;
-/// use tether::{Builder, ObjectBuilder, Service};
+/// use netref::{Builder, ObjectBuilder, Service};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
 /// let listener = std::net::TcpListener::bind("127.0.0.1:18861")?;
-/// let source = tether_calloop::ListenerSource::tcp(listener, Builder::default().service(Service::object(calc)))?;
+/// let source = netref_calloop::ListenerSource::tcp(listener, Builder::default().service(Service::object(calc)))?;
 /// let mut event_loop: EventLoop<'_, ()> = EventLoop::try_new()?;
-/// tether_calloop::serve(&event_loop.handle(), source)?;
+/// netref_calloop::serve(&event_loop.handle(), source)?;
 /// event_loop.run(None, &mut (), |_| {})?;
 /// # Ok(())
 /// # }
@@ -366,7 +366,7 @@ pub fn serve<'l, D: 'l>(
     handle
         .insert_source(listener, move |conn, _, _| {
             if let Err(e) = insert(&h, &conn) {
-                log::warn!("tether-calloop: could not insert a connection from {}: {e}", conn.peer());
+                log::warn!("netref-calloop: could not insert a connection from {}: {e}", conn.peer());
             }
         })
         .map_err(|e| e.error)

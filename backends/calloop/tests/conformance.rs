@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use calloop::ping::{make_ping, Ping};
 use calloop::{EventLoop, LoopSignal, RegistrationToken};
-use tether::{Builder, Connection};
-use tether_calloop::{ConnectionEvent, ConnectionSource, ListenerSource};
-use tether_conformance::{Backend, RunningServer, TestLoop};
+use netref::{Builder, Connection};
+use netref_calloop::{ConnectionEvent, ConnectionSource, ListenerSource};
+use netref_conformance::{Backend, RunningServer, TestLoop};
 
 struct CalloopLoop {
     event_loop: EventLoop<'static, ()>,
@@ -125,4 +125,4 @@ impl Backend for Calloop {
     }
 }
 
-tether_conformance::conformance_tests!(Calloop);
+netref_conformance::conformance_tests!(Calloop);

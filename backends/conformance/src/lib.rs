@@ -1,4 +1,4 @@
-//! One conformance suite for tether's event-loop backends, written once and
+//! One conformance suite for netref's event-loop backends, written once and
 //! run against every backend (unpublished test support).
 //!
 //! A backend's `tests/conformance.rs` implements [`Backend`] (how to make a
@@ -8,8 +8,8 @@
 //!
 //! ```ignore
 //! struct Mio;
-//! impl tether_conformance::Backend for Mio { /* ... */ }
-//! tether_conformance::conformance_tests!(Mio);
+//! impl netref_conformance::Backend for Mio { /* ... */ }
+//! netref_conformance::conformance_tests!(Mio);
 //! ```
 //!
 //! Every test drives a real loop on the test's own thread against a real
@@ -30,7 +30,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use tether::{
+use netref::{
     AsyncResult, Builder, Config, Connection, Error, LocalObject, ObjectBuilder, RemoteObject, Service,
     ThreadedServer,
 };
@@ -186,14 +186,14 @@ impl<T: Clone> Cell<T> {
 }
 
 /// Polls `res` as a future once, with a waker that sets the returned flag.
-fn poll_with_flag(res: &AsyncResult) -> (Poll<tether::Result<tether::Value>>, Flag) {
+fn poll_with_flag(res: &AsyncResult) -> (Poll<netref::Result<netref::Value>>, Flag) {
     let flag = Flag::default();
     let waker = Waker::from(Arc::new(flag.clone()));
     let mut fut = res.clone();
     (Pin::new(&mut fut).poll(&mut Context::from_waker(&waker)), flag)
 }
 
-fn poll_once(res: &AsyncResult) -> Poll<tether::Result<tether::Value>> {
+fn poll_once(res: &AsyncResult) -> Poll<netref::Result<netref::Value>> {
     let mut fut = res.clone();
     Pin::new(&mut fut).poll(&mut Context::from_waker(Waker::noop()))
 }
@@ -265,7 +265,7 @@ impl Peer {
             .method("len", |s: String| s.len())
             .method("poke_then_return", |cb: RemoteObject| {
                 // The request to `cb` leaves just before this call's reply.
-                drop(tether::async_(&cb).call((1,)));
+                drop(netref::async_(&cb).call((1,)));
                 7
             })
             .method("block", move || {
@@ -275,9 +275,9 @@ impl Peer {
             .try_method("emit", |cb: RemoteObject, n: i64| {
                 // A bulk sender: all of its calls leave in a few writes
                 // (waiting for their results writes what the batch held).
-                tether::batch(|| {
-                    let pending: Vec<AsyncResult> = (0..n).map(|i| tether::async_(&cb).call((i,))).collect();
-                    pending.iter().map(|r| r.value_as::<i64>()).sum::<tether::Result<i64>>()
+                netref::batch(|| {
+                    let pending: Vec<AsyncResult> = (0..n).map(|i| netref::async_(&cb).call((i,))).collect();
+                    pending.iter().map(|r| r.value_as::<i64>()).sum::<netref::Result<i64>>()
                 })
             })
             .method("record", move || recorded.fetch_add(1, Ordering::AcqRel) + 1)
@@ -359,21 +359,21 @@ pub fn async_calls_and_callbacks_run_on_the_loop<B: Backend>() {
     let me = thread::current().id();
 
     let sum: Cell<(i64, ThreadId)> = Cell::default();
-    let res = tether::async_(&root).call_method("add", (2, 3));
+    let res = netref::async_(&root).call_method("add", (2, 3));
     let s = sum.clone();
     res.add_callback(move |r| s.put((r.value_as::<i64>().unwrap(), thread::current().id())));
 
-    let fut = tether::async_(&root).call_method("add", (40, 2));
+    let fut = netref::async_(&root).call_method("add", (40, 2));
     let (first, woken) = poll_with_flag(&fut);
     assert!(first.is_pending(), "nobody has read the reply yet");
 
     let called_on: Cell<ThreadId> = Cell::default();
     let c = called_on.clone();
-    let cb = tether::callback(move |x: i64| {
+    let cb = netref::callback(move |x: i64| {
         c.put(thread::current().id());
         x * 10
     });
-    let back = tether::async_(&root).call_method("call_me", (cb, 7));
+    let back = netref::async_(&root).call_method("call_me", (cb, 7));
     let back_value: Cell<i64> = Cell::default();
     let b = back_value.clone();
     back.add_callback(move |r| b.put(r.value_as::<i64>().unwrap()));
@@ -383,7 +383,7 @@ pub fn async_calls_and_callbacks_run_on_the_loop<B: Backend>() {
     assert_eq!(called_on.get(), Some(me), "the peer's call ran on the loop's thread");
     assert_eq!(back_value.get(), Some(70));
     match poll_once(&fut) {
-        Poll::Ready(Ok(v)) => assert_eq!(tether::from_value::<i64>(v).unwrap(), 42),
+        Poll::Ready(Ok(v)) => assert_eq!(netref::from_value::<i64>(v).unwrap(), 42),
         other => panic!("the future should be ready, got {other:?}"),
     }
     lp.detach(key);
@@ -412,7 +412,7 @@ pub fn one_server_thread_serves_a_thousand_connections<B: Backend>() {
         clients.push(c);
     }
     let results: Vec<AsyncResult> =
-        roots.iter().enumerate().map(|(i, r)| tether::async_(r).call_method("add", (i, 1))).collect();
+        roots.iter().enumerate().map(|(i, r)| netref::async_(r).call_method("add", (i, 1))).collect();
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r.value_as::<usize>().unwrap(), i + 1);
     }
@@ -455,7 +455,7 @@ pub fn big_payload_does_not_stall_other_connections<B: Backend>() {
 
     // Hold A's peer inside a call so it stops reading: A's 64 MiB cannot
     // leave until B has made progress.
-    let gate = tether::async_(&a_root).call_method("block", ());
+    let gate = netref::async_(&a_root).call_method("block", ());
     peer.wait_blocked();
 
     let done_small = Arc::new(AtomicUsize::new(0));
@@ -491,14 +491,14 @@ pub fn big_payload_does_not_stall_other_connections<B: Backend>() {
     }
     impl Chain {
         fn next(this: Arc<Chain>) {
-            let r = tether::async_(&this.b_root).call_method("add", (1, 1));
+            let r = netref::async_(&this.b_root).call_method("add", (1, 1));
             r.add_callback(move |r| {
                 assert_eq!(r.value_as::<i64>().unwrap(), 2);
                 let n = this.count.fetch_add(1, Ordering::AcqRel) + 1;
                 if n == 1 {
                     // From inside a loop callback: queue 64 MiB on A.
                     let big = "x".repeat(BIG);
-                    let res = tether::async_(&this.a_root).call_method("len", (big,));
+                    let res = netref::async_(&this.a_root).call_method("len", (big,));
                     let out = this.big_len.clone();
                     res.add_callback(move |r| out.put(r.value_as::<usize>().unwrap()));
                 }
@@ -531,12 +531,12 @@ pub fn expiry_fires_on_time_with_nobody_polling<B: Backend>() {
     let root = conn.root().unwrap();
 
     // Occupy the peer's serving thread so the next request stays queued there.
-    let blocker = tether::async_(&root).call_method("block", ());
+    let blocker = netref::async_(&root).call_method("block", ());
     server.peer.wait_blocked();
 
     let expiry = Duration::from_millis(50);
     let started = Instant::now();
-    let res = tether::async_(&root).call_method("record", ());
+    let res = netref::async_(&root).call_method("record", ());
     res.set_expiry(expiry);
     let ran = Flag::default();
     let r = ran.clone();
@@ -602,13 +602,13 @@ pub fn server_fires_expiries_set_while_serving_another_connection<B: Backend>() 
                 let cb = callback.get().expect("B registered its callback");
                 let armed = Instant::now();
                 let res = match how.as_str() {
-                    "timed" => tether::timed(&cb, EXPIRY).call((1,)),
+                    "timed" => netref::timed(&cb, EXPIRY).call((1,)),
                     "set_expiry" => {
-                        let res = tether::async_(&cb).call((2,));
+                        let res = netref::async_(&cb).call((2,));
                         res.set_expiry(EXPIRY);
                         res
                     }
-                    _ => tether::async_(&cb).call((3,)),
+                    _ => netref::async_(&cb).call((3,)),
                 };
                 let mut all = results.lock().unwrap();
                 let n = all.len();
@@ -625,7 +625,7 @@ pub fn server_fires_expiries_set_while_serving_another_connection<B: Backend>() 
     let server = B::spawn_server(listener, Builder::default().service(Service::object(root)));
 
     let b = Builder::default().connect_tcp(addr).unwrap();
-    b.root().unwrap().call_method::<()>("register", (tether::callback(|x: i64| x),)).unwrap();
+    b.root().unwrap().call_method::<()>("register", (netref::callback(|x: i64| x),)).unwrap();
     let a = Builder::default().connect_tcp(addr).unwrap();
     let a_root = a.root().unwrap();
     for (n, how) in ["timed", "set_expiry", "later"].into_iter().enumerate() {
@@ -670,7 +670,7 @@ pub fn call_from_another_thread<B: Backend>() {
     let worker = thread::spawn(move || {
         let root = c.root().expect("root from another thread");
         let a = root.call_method::<i64>("add", (2, 3)).unwrap();
-        let b = tether::async_(&root).call_method("add", (4, 5)).value_as::<i64>().unwrap();
+        let b = netref::async_(&root).call_method("add", (4, 5)).value_as::<i64>().unwrap();
         o.put((a, b));
         notify();
     });
@@ -693,16 +693,16 @@ pub fn sync_call_inside_a_loop_callback<B: Backend>() {
     let inner: Cell<i64> = Cell::default();
     let i = inner.clone();
     let root2 = root.clone();
-    tether::async_(&root).call_method("add", (1, 2)).add_callback(move |r| {
+    netref::async_(&root).call_method("add", (1, 2)).add_callback(move |r| {
         let x: i64 = r.value_as().unwrap();
         i.put(root2.call_method::<i64>("add", (x, 10)).unwrap());
     });
 
     let root3 = root.clone();
-    let cb = tether::callback(move |x: i64| root3.call_method::<i64>("add", (x, 100)).unwrap_or(-1));
+    let cb = netref::callback(move |x: i64| root3.call_method::<i64>("add", (x, 100)).unwrap_or(-1));
     let nested: Cell<i64> = Cell::default();
     let n = nested.clone();
-    tether::async_(&root).call_method("call_me", (cb, 1)).add_callback(move |r| n.put(r.value_as().unwrap()));
+    netref::async_(&root).call_method("call_me", (cb, 1)).add_callback(move |r| n.put(r.value_as().unwrap()));
 
     run_until(&mut lp, "the callbacks' sync calls", |_| inner.is_set() && nested.is_set());
     assert_eq!(inner.get(), Some(13));
@@ -712,7 +712,7 @@ pub fn sync_call_inside_a_loop_callback<B: Backend>() {
 }
 
 /// Write batching on an attached connection: the peer emits events inside
-/// `tether::batch`, and the loop's connection (with
+/// `netref::batch`, and the loop's connection (with
 /// `Config::batch_replies`) answers each read's worth of them in one write.
 /// Every event runs on the loop's thread and every reply arrives.
 pub fn batched_events_and_replies_on_the_loop<B: Backend>() {
@@ -726,7 +726,7 @@ pub fn batched_events_and_replies_on_the_loop<B: Backend>() {
     let seen = Arc::new(AtomicUsize::new(0));
     let on_loop = Arc::new(AtomicBool::new(true));
     let (s, l) = (seen.clone(), on_loop.clone());
-    let cb = tether::callback(move |i: i64| {
+    let cb = netref::callback(move |i: i64| {
         s.fetch_add(1, Ordering::AcqRel);
         if thread::current().id() != me {
             l.store(false, Ordering::Release);
@@ -735,7 +735,7 @@ pub fn batched_events_and_replies_on_the_loop<B: Backend>() {
     });
     let total: Cell<i64> = Cell::default();
     let t = total.clone();
-    tether::async_(&root).call_method("emit", (cb, N)).add_callback(move |r| t.put(r.value_as().unwrap()));
+    netref::async_(&root).call_method("emit", (cb, N)).add_callback(move |r| t.put(r.value_as().unwrap()));
     run_until(&mut lp, "3000 batched events and the emit's reply", |_| total.is_set());
     assert_eq!(total.get(), Some(N * (N - 1) / 2), "every event's reply reached the peer");
     assert_eq!(seen.load(Ordering::Acquire), N as usize);
@@ -745,7 +745,7 @@ pub fn batched_events_and_replies_on_the_loop<B: Backend>() {
 }
 
 /// Write batching against the backend's server: a client sends 3000 calls
-/// in one `tether::batch`, the server (with `Config::batch_replies`)
+/// in one `netref::batch`, the server (with `Config::batch_replies`)
 /// answers them, and a method on the server's loop thread emits 3000
 /// events to the client inside a batch of its own.
 pub fn batched_calls_and_replies_on_the_backend_server<B: Backend>() {
@@ -759,14 +759,14 @@ pub fn batched_calls_and_replies_on_the_backend_server<B: Backend>() {
     let root = conn.root().expect("root");
 
     let results: Vec<AsyncResult> =
-        tether::batch(|| (0..N).map(|i| tether::async_(&root).call_method("add", (i, 1))).collect());
+        netref::batch(|| (0..N).map(|i| netref::async_(&root).call_method("add", (i, 1))).collect());
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r.value_as::<i64>().unwrap(), i as i64 + 1);
     }
     // The client's thread serves the events while it waits for the reply.
     let seen = Arc::new(AtomicUsize::new(0));
     let s = seen.clone();
-    let cb = tether::callback(move |i: i64| {
+    let cb = netref::callback(move |i: i64| {
         s.fetch_add(1, Ordering::AcqRel);
         i
     });
@@ -783,7 +783,7 @@ pub fn peer_disconnect_ends_only_that_connection<B: Backend>() {
     let server = PeerServer::start();
     let peer = Peer::new();
     let (a, a_peer) = Builder::default().pair(peer.builder()).unwrap();
-    let bg = tether::BgServingThread::new(&a_peer);
+    let bg = netref::BgServingThread::new(&a_peer);
     let b = server.connect();
     let mut lp = B::new_loop();
     let ka = lp.attach(&a);
@@ -791,7 +791,7 @@ pub fn peer_disconnect_ends_only_that_connection<B: Backend>() {
     let a_root = a.root().unwrap();
     let b_root = b.root().unwrap();
 
-    let pending = tether::async_(&a_root).call_method("block", ());
+    let pending = netref::async_(&a_root).call_method("block", ());
     peer.wait_blocked();
     let failed: Cell<String> = Cell::default();
     let f = failed.clone();
@@ -803,7 +803,7 @@ pub fn peer_disconnect_ends_only_that_connection<B: Backend>() {
 
     let after: Cell<i64> = Cell::default();
     let o = after.clone();
-    tether::async_(&b_root).call_method("add", (20, 22)).add_callback(move |r| o.put(r.value_as().unwrap()));
+    netref::async_(&b_root).call_method("add", (20, 22)).add_callback(move |r| o.put(r.value_as().unwrap()));
     run_until(&mut lp, "the other connection", |_| after.is_set());
     assert_eq!(after.get(), Some(42));
     assert!(lp.is_attached(kb));
@@ -825,13 +825,13 @@ pub fn garbage_input_ends_only_that_connection<B: Backend>() {
     let kb = lp.attach(&b);
     let b_root = b.root().unwrap();
 
-    raw.write_all(b"\x00\x00\x00\x08\xff\xfe\xfd garbage that is not a tether frame").unwrap();
+    raw.write_all(b"\x00\x00\x00\x08\xff\xfe\xfd garbage that is not a netref frame").unwrap();
     run_until(&mut lp, "the garbage to end the connection", |lp| a.is_closed() && !lp.is_attached(ka));
     assert!(a.close_reason().is_some());
 
     let after: Cell<i64> = Cell::default();
     let o = after.clone();
-    tether::async_(&b_root).call_method("add", (1, 1)).add_callback(move |r| o.put(r.value_as().unwrap()));
+    netref::async_(&b_root).call_method("add", (1, 1)).add_callback(move |r| o.put(r.value_as().unwrap()));
     run_until(&mut lp, "the other connection", |_| after.is_set());
     assert_eq!(after.get(), Some(2));
     lp.detach(kb);
@@ -879,7 +879,7 @@ pub fn detach_deregisters_cleanly<B: Backend>() {
     let root = conn.root().unwrap();
     let out: Cell<i64> = Cell::default();
     let o = out.clone();
-    tether::async_(&root).call_method("add", (5, 5)).add_callback(move |r| o.put(r.value_as().unwrap()));
+    netref::async_(&root).call_method("add", (5, 5)).add_callback(move |r| o.put(r.value_as().unwrap()));
     run_until(&mut lp, "the re-attached connection", |_| out.is_set());
     assert_eq!(out.get(), Some(10));
     lp.detach(k2);
@@ -907,7 +907,7 @@ pub fn no_request_stranded_after_a_sync_call_on_the_loop_thread<B: Backend>() {
     for round in 0..20 {
         let poked = Flag::default();
         let p = poked.clone();
-        let cb = tether::callback(move |_: i64| p.set());
+        let cb = netref::callback(move |_: i64| p.set());
         assert_eq!(root.call_method::<i64>("poke_then_return", (cb,)).unwrap(), 7);
         run_until(&mut lp, &format!("the peer's request, round {round}"), |_| poked.get());
     }
@@ -925,7 +925,7 @@ pub fn idle_loop_sleeps<B: Backend>() {
     let root = conn.root().unwrap();
     let out: Cell<i64> = Cell::default();
     let o = out.clone();
-    tether::async_(&root).call_method("add", (1, 1)).add_callback(move |r| o.put(r.value_as().unwrap()));
+    netref::async_(&root).call_method("add", (1, 1)).add_callback(move |r| o.put(r.value_as().unwrap()));
     run_until(&mut lp, "a reply", |_| out.is_set());
     // Let stragglers (a release, a wake-up already queued) pass.
     for _ in 0..3 {
@@ -944,14 +944,14 @@ pub fn idle_loop_sleeps<B: Backend>() {
 
 // ---- soak --------------------------------------------------------------------------
 
-/// How big a soak run is: `TETHER_SOAK=full` in the environment gives the
+/// How big a soak run is: `NETREF_SOAK=full` in the environment gives the
 /// full size (200 clients x 10,000 calls); otherwise a reduced size that
 /// takes a few seconds. Run the full size in release mode, one test at a
 /// time, for example:
 ///
 /// ```text
-/// TETHER_SOAK=full cargo test --release -p tether-conformance -p tether-mio \
-///     -p tether-polling -p tether-calloop -p tether-glib soak -- --test-threads=1
+/// NETREF_SOAK=full cargo test --release -p netref-conformance -p netref-mio \
+///     -p netref-polling -p netref-calloop -p netref-glib soak -- --test-threads=1
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SoakSize {
@@ -967,9 +967,9 @@ impl SoakSize {
     /// The size run by a plain `cargo test`.
     pub const REDUCED: SoakSize = SoakSize { clients: 16, calls: 1000 };
 
-    /// [`FULL`](Self::FULL) when `TETHER_SOAK=full`, else [`REDUCED`](Self::REDUCED).
+    /// [`FULL`](Self::FULL) when `NETREF_SOAK=full`, else [`REDUCED`](Self::REDUCED).
     pub fn from_env() -> SoakSize {
-        match std::env::var("TETHER_SOAK").as_deref() {
+        match std::env::var("NETREF_SOAK").as_deref() {
             Ok("full") => SoakSize::FULL,
             _ => SoakSize::REDUCED,
         }
@@ -1073,9 +1073,9 @@ fn soak_client(addr: SocketAddr, c: i64, calls: usize) -> usize {
                 assert_eq!(root.call_method::<i64>("add", (c, i)).unwrap(), c + i);
                 checked += 1;
             }
-            1 => window.push_back((tether::async_(&root).call_method("add", (i, c)), i + c)),
+            1 => window.push_back((netref::async_(&root).call_method("add", (i, c)), i + c)),
             2 => {
-                let cb = tether::callback(move |x: i64| x * 3 + c);
+                let cb = netref::callback(move |x: i64| x * 3 + c);
                 assert_eq!(root.call_method::<i64>("call_me", (cb, i)).unwrap(), i * 3 + c);
                 checked += 1;
             }
@@ -1090,8 +1090,8 @@ fn soak_client(addr: SocketAddr, c: i64, calls: usize) -> usize {
                 checked += 1;
             }
             _ => {
-                let cb = tether::callback(move |x: i64| x - c);
-                window.push_back((tether::async_(&root).call_method("call_me", (cb, i)), i - c));
+                let cb = netref::callback(move |x: i64| x - c);
+                window.push_back((netref::async_(&root).call_method("call_me", (cb, i)), i - c));
             }
         }
         while window.len() > 8 {
@@ -1226,11 +1226,11 @@ pub fn soak_many_clients_mixed_calls<B: Backend>() {
 /// first client, names the others.
 struct RefuseFirst(AtomicUsize);
 
-impl tether::Authenticator for RefuseFirst {
-    fn authenticate(&self, _stream: &mut tether::Stream) -> tether::Result<tether::Credentials> {
+impl netref::Authenticator for RefuseFirst {
+    fn authenticate(&self, _stream: &mut netref::Stream) -> netref::Result<netref::Credentials> {
         match self.0.fetch_add(1, Ordering::AcqRel) {
             0 => Err(Error::Auth("the first client is refused".into())),
-            n => Ok(tether::Credentials::new("test").with_identity(format!("client-{n}"))),
+            n => Ok(netref::Credentials::new("test").with_identity(format!("client-{n}"))),
         }
     }
     fn is_instant(&self) -> bool {
@@ -1266,12 +1266,12 @@ pub fn instant_authenticator_on_the_backend_server<B: Backend>() {
 /// would stall the loop: the server refuses it when it is made, with an
 /// error saying what to do instead; an instant one is accepted.
 pub fn blocking_authentication_is_refused_by_the_server<B: Backend>() {
-    let blocking = Builder::default().authenticator(tether::auth::SharedSecret::new(b"s3cret".to_vec()));
+    let blocking = Builder::default().authenticator(netref::auth::SharedSecret::new(b"s3cret".to_vec()));
     let err = B::make_server(TcpListener::bind("127.0.0.1:0").unwrap(), blocking)
         .expect_err("a shared-secret builder is refused");
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("ThreadedServer"), "{err}");
-    let instant = Builder::default().authenticator(tether::auth::UnixPeerCred::any());
+    let instant = Builder::default().authenticator(netref::auth::UnixPeerCred::any());
     B::make_server(TcpListener::bind("127.0.0.1:0").unwrap(), instant)
         .expect("an instant authenticator is fine");
 }
@@ -1288,14 +1288,14 @@ struct AllowEverySixth {
 
 const ALLOW_EVERY: usize = 6;
 
-impl tether::Authenticator for AllowEverySixth {
-    fn authenticate(&self, _stream: &mut tether::Stream) -> tether::Result<tether::Credentials> {
+impl netref::Authenticator for AllowEverySixth {
+    fn authenticate(&self, _stream: &mut netref::Stream) -> netref::Result<netref::Credentials> {
         // Before the first refusal is logged on this thread.
         log_capture().watch_this_thread();
         *self.server_thread.lock().unwrap() = Some(thread::current().id());
         let n = self.seen.fetch_add(1, Ordering::AcqRel);
         if n % ALLOW_EVERY == ALLOW_EVERY - 1 {
-            Ok(tether::Credentials::new("test"))
+            Ok(netref::Credentials::new("test"))
         } else {
             Err(Error::Auth(format!("client #{n} is not on the list")))
         }
@@ -1360,7 +1360,7 @@ pub fn refused_clients_never_pause_accepting<B: Backend>() {
     let paused: Vec<&String> =
         lines.iter().filter(|l| l.contains("retrying") || l.contains("accept")).collect();
     assert!(paused.is_empty(), "a refused client made the server back off: {paused:#?}");
-    let refusals = lines.iter().filter(|l| l.contains("tether server: refused")).count();
+    let refusals = lines.iter().filter(|l| l.contains("netref server: refused")).count();
     assert_eq!(refusals, REFUSED, "one refusal logged per refused client: {lines:#?}");
     capture.forget(server_thread);
     drop(clients);

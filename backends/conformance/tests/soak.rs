@@ -1,11 +1,11 @@
 //! The soak run against the core's `ThreadedServer` (one thread per
-//! connection). `TETHER_SOAK=full` runs the full size; see
-//! [`tether_conformance::SoakSize`].
+//! connection). `NETREF_SOAK=full` runs the full size; see
+//! [`netref_conformance::SoakSize`].
 
 use std::thread;
 
-use tether::ThreadedServer;
-use tether_conformance::{check_soak_memory, print_soak, soak_with, RunningServer, SoakSize};
+use netref::ThreadedServer;
+use netref_conformance::{check_soak_memory, print_soak, soak_with, RunningServer, SoakSize};
 
 struct Running {
     server: ThreadedServer,

@@ -1,6 +1,6 @@
-//! # tether-glib
+//! # netref-glib
 //!
-//! Runs [`tether`] connections on a GLib [`MainContext`] (the default one a
+//! Runs [`netref`] connections on a GLib [`MainContext`] (the default one a
 //! GTK application iterates, or a private one): replies, callbacks, the
 //! peer's requests and expiries happen on the context's thread as data
 //! arrives, with no extra thread and no polling on a timer. It is the Rust
@@ -10,7 +10,7 @@
 //! use glib::MainContext;
 //! use std::cell::Cell;
 //! use std::rc::Rc;
-//! use tether::{Builder, ObjectBuilder, Service};
+//! use netref::{Builder, ObjectBuilder, Service};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A peer to talk to (here: a socketpair served by a thread).
@@ -20,15 +20,15 @@
 //!
 //! let ctx = MainContext::new(); // or MainContext::default() in a GTK program
 //! ctx.with_thread_default(|| -> Result<(), Box<dyn std::error::Error>> {
-//!     let attached = tether_glib::attach(&conn, &ctx)?;
+//!     let attached = netref_glib::attach(&conn, &ctx)?;
 //!     let root = conn.root()?;
 //!
 //!     // A callback may capture !Send things (a GTK widget, an Rc): it runs
 //!     // on the context's thread.
 //!     let label = Rc::new(Cell::new(0i64));
 //!     let shown = label.clone();
-//!     let answer = tether::async_(&root).call_method("add", (40, 2));
-//!     answer.add_callback(tether_glib::local_callback(&ctx, move |r| {
+//!     let answer = netref::async_(&root).call_method("add", (40, 2));
+//!     answer.add_callback(netref_glib::local_callback(&ctx, move |r| {
 //!         shown.set(r.value_as::<i64>().unwrap());
 //!     }));
 //!     while label.get() == 0 {
@@ -59,8 +59,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use glib::{ControlFlow, IOCondition, MainContext, Priority, Source};
-use tether::server::ACCEPT_BACKOFF;
-use tether::{Accepted, AsyncResult, Builder, Connection, Invoke, Listener, LocalObject, RemoteError};
+use netref::server::ACCEPT_BACKOFF;
+use netref::{Accepted, AsyncResult, Builder, Connection, Invoke, Listener, LocalObject, RemoteError};
 
 pub use glib::thread_guard::ThreadGuard;
 
@@ -120,7 +120,7 @@ pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<GlibConnection
     let input = glib_unix::fd_source_new(
         fd,
         IOCondition::IN | IOCondition::HUP | IOCondition::ERR,
-        Some("tether input"),
+        Some("netref input"),
         Priority::DEFAULT,
         move |_, _| match weak.upgrade() {
             Some(inner) if !inner.detached.load(Ordering::Acquire) => {
@@ -184,7 +184,7 @@ impl Inner {
             return;
         }
         let weak = Arc::downgrade(self);
-        let idle = glib::idle_source_new(Some("tether wake"), Priority::DEFAULT, move || {
+        let idle = glib::idle_source_new(Some("netref wake"), Priority::DEFAULT, move || {
             if let Some(inner) = weak.upgrade() {
                 inner.wake_pending.store(false, Ordering::Release);
                 inner.drive();
@@ -232,7 +232,7 @@ impl Inner {
             let out = glib_unix::fd_source_new(
                 self.fd,
                 IOCondition::OUT | IOCondition::HUP | IOCondition::ERR,
-                Some("tether output"),
+                Some("netref output"),
                 Priority::DEFAULT,
                 move |_, _| {
                     if let Some(inner) = weak.upgrade() {
@@ -258,7 +258,7 @@ impl Inner {
                 let weak = Arc::downgrade(self);
                 let timer = glib::timeout_source_new(
                     Duration::from_millis(ms as u64),
-                    Some("tether deadline"),
+                    Some("netref deadline"),
                     Priority::DEFAULT,
                     move || {
                         if let Some(inner) = weak.upgrade() {
@@ -317,7 +317,7 @@ where
 }
 
 /// Makes an event callback (a [`LocalObject`] the peer calls, like
-/// [`tether::callback`]) from a closure that captures `!Send` values: GTK
+/// [`netref::callback`]) from a closure that captures `!Send` values: GTK
 /// widgets, models, `Rc`s. It runs on the context's thread, which is where
 /// an attached connection serves the peer's calls.
 ///
@@ -334,7 +334,7 @@ where
 /// let ctx = MainContext::default();
 /// let seen: Rc<RefCell<Vec<String>>> = Rc::default(); // stands in for a widget
 /// let log = seen.clone();
-/// let on_change = tether_glib::callback(&ctx, move |path: String| log.borrow_mut().push(path));
+/// let on_change = netref_glib::callback(&ctx, move |path: String| log.borrow_mut().push(path));
 /// # let _ = on_change;
 /// ```
 pub fn callback<Args, F>(ctx: &MainContext, f: F) -> LocalObject
@@ -343,7 +343,7 @@ where
     F: Invoke<Args>,
     F::Output: serde::Serialize,
 {
-    tether::callback(LoopCallback { f: OnContext::new(ctx, f), marker: std::marker::PhantomData })
+    netref::callback(LoopCallback { f: OnContext::new(ctx, f), marker: std::marker::PhantomData })
 }
 
 /// A closure pinned to a context's thread, callable by the peer.
@@ -356,7 +356,7 @@ struct LoopCallback<F: 'static, Args> {
 impl<Args: 'static, F: Invoke<Args>> Invoke<Args> for LoopCallback<F, Args> {
     type Output = F::Output;
 
-    fn invoke(&self, args: Vec<tether::Value>) -> Result<F::Output, RemoteError> {
+    fn invoke(&self, args: Vec<netref::Value>) -> Result<F::Output, RemoteError> {
         match self.f.get() {
             Some(f) => f.invoke(args),
             None => Err(RemoteError::new(
@@ -425,13 +425,13 @@ struct ServerInner {
 ///
 /// ```no_run
 /// use glib::{MainContext, MainLoop};
-/// use tether::{Builder, ObjectBuilder, Service};
+/// use netref::{Builder, ObjectBuilder, Service};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
 /// let listener = std::net::TcpListener::bind("127.0.0.1:18861")?;
 /// let ctx = MainContext::default();
-/// let _server = tether_glib::Server::tcp(listener, Builder::default().service(Service::object(calc)), &ctx)?;
+/// let _server = netref_glib::Server::tcp(listener, Builder::default().service(Service::object(calc)), &ctx)?;
 /// MainLoop::new(Some(&ctx), false).run();
 /// # Ok(())
 /// # }
@@ -504,13 +504,13 @@ impl ServerInner {
         loop {
             let conn = match this.listener.accept_connection(&this.builder) {
                 Accepted::Connection(c) => c,
-                // That client's failure, logged by tether: the next one now.
+                // That client's failure, logged by netref: the next one now.
                 Accepted::Rejected(_) => continue,
                 Accepted::WouldBlock => return,
                 Accepted::Failed(e) => {
                     // Typically out of file descriptors. The watch is
                     // level-triggered: pause it briefly instead of spinning.
-                    log::warn!("tether-glib server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
+                    log::warn!("netref-glib server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
                     ServerInner::pause(this);
                     return;
                 }
@@ -518,7 +518,7 @@ impl ServerInner {
             let attached = match attach(&conn, &this.ctx) {
                 Ok(a) => a,
                 Err(e) => {
-                    log::warn!("tether-glib server: could not attach a connection: {e}");
+                    log::warn!("netref-glib server: could not attach a connection: {e}");
                     continue;
                 }
             };
@@ -543,7 +543,7 @@ impl ServerInner {
         let source = glib_unix::fd_source_new(
             fd,
             IOCondition::IN,
-            Some("tether listener"),
+            Some("netref listener"),
             Priority::DEFAULT,
             move |_, _| match weak.upgrade() {
                 Some(inner) => {

@@ -10,9 +10,9 @@ use std::thread;
 use std::time::Duration;
 
 use glib::{ControlFlow, MainContext, Priority};
-use tether::{Builder, Connection};
-use tether_conformance::{Backend, RunningServer, TestLoop};
-use tether_glib::{GlibConnection, Server};
+use netref::{Builder, Connection};
+use netref_conformance::{Backend, RunningServer, TestLoop};
+use netref_glib::{GlibConnection, Server};
 
 struct GlibLoop {
     ctx: MainContext,
@@ -24,7 +24,7 @@ impl TestLoop for GlibLoop {
     fn attach(&mut self, conn: &Connection) -> usize {
         let key = self.next;
         self.next += 1;
-        self.conns.insert(key, tether_glib::attach(conn, &self.ctx).unwrap());
+        self.conns.insert(key, netref_glib::attach(conn, &self.ctx).unwrap());
         key
     }
 
@@ -109,4 +109,4 @@ impl Backend for Glib {
     }
 }
 
-tether_conformance::conformance_tests!(Glib);
+netref_conformance::conformance_tests!(Glib);

@@ -7,8 +7,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use glib::MainContext;
-use tether::{BgServingThread, Builder};
-use tether_conformance::PeerServer;
+use netref::{BgServingThread, Builder};
+use netref_conformance::PeerServer;
 
 /// Iterates `ctx` until `done` holds; fails after 10 s rather than hanging.
 fn run_until(ctx: &MainContext, what: &str, done: impl Fn() -> bool) {
@@ -47,12 +47,12 @@ fn callback_capturing_widgets_runs_on_the_context_thread() {
     with_context(|ctx| {
         let server = PeerServer::start();
         let conn = server.connect();
-        let attached = tether_glib::attach(&conn, ctx).unwrap();
+        let attached = netref_glib::attach(&conn, ctx).unwrap();
         let root = conn.root().unwrap();
         let dropped = Rc::new(Cell::new(false));
         let widget = Rc::new(Widget { texts: RefCell::default(), dropped: dropped.clone() });
         let w = widget.clone();
-        let cb = tether_glib::callback(ctx, move |x: i64| {
+        let cb = netref_glib::callback(ctx, move |x: i64| {
             w.texts.borrow_mut().push(x);
             x * 2
         });
@@ -78,7 +78,7 @@ fn callback_called_off_its_thread_is_a_clear_remote_error() {
         let root = conn.root().unwrap();
         let dropped = Rc::new(Cell::new(false));
         let widget = Widget { texts: RefCell::default(), dropped: dropped.clone() };
-        let cb = tether_glib::callback(ctx, move |x: i64| {
+        let cb = netref_glib::callback(ctx, move |x: i64| {
             widget.texts.borrow_mut().push(x);
             x
         });
@@ -102,7 +102,7 @@ fn callback_called_off_its_thread_is_a_clear_remote_error() {
 fn connect_closed_runs_on_the_context_thread_when_the_peer_goes() {
     with_context(|ctx| {
         let (client, peer) = Builder::default().pair(Builder::default()).unwrap();
-        let attached = tether_glib::attach(&client, ctx).unwrap();
+        let attached = netref_glib::attach(&client, ctx).unwrap();
         let status = Rc::new(RefCell::new(String::from("connected")));
         let s = status.clone();
         attached.connect_closed(move || *s.borrow_mut() = "disconnected".into());
@@ -116,7 +116,7 @@ fn connect_closed_runs_on_the_context_thread_when_the_peer_goes() {
 fn connect_closed_handlers_of_a_detached_connection_never_run() {
     with_context(|ctx| {
         let (client, peer) = Builder::default().pair(Builder::default()).unwrap();
-        let attached = tether_glib::attach(&client, ctx).unwrap();
+        let attached = netref_glib::attach(&client, ctx).unwrap();
         let ran = Rc::new(Cell::new(false));
         let r = ran.clone();
         attached.connect_closed(move || r.set(true));

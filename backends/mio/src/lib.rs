@@ -1,14 +1,14 @@
-//! # tether-mio
+//! # netref-mio
 //!
-//! Runs [`tether`] connections on a [mio](https://docs.rs/mio) 1.x event
+//! Runs [`netref`] connections on a [mio](https://docs.rs/mio) 1.x event
 //! loop: replies, callbacks, the peer's requests and expiries all happen on
 //! the loop's thread as data arrives, and nothing polls on a timer.
 //!
 //! ```
 //! use std::time::Duration;
 //! use mio::{Events, Poll, Token};
-//! use tether::{Builder, ObjectBuilder, Service};
-//! use tether_mio::{Doorbell, MioConnection};
+//! use netref::{Builder, ObjectBuilder, Service};
+//! use netref_mio::{Doorbell, MioConnection};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A peer to talk to (here: a socketpair served by a thread).
@@ -23,11 +23,11 @@
 //! let mut attached = MioConnection::register(&conn, poll.registry(), CONN, &doorbell)?;
 //!
 //! let root = conn.root()?;
-//! let answer = tether::async_(&root).call_method("add", (40, 2));
+//! let answer = netref::async_(&root).call_method("add", (40, 2));
 //! let mut events = Events::with_capacity(64);
 //! while !answer.ready() {
 //!     // Sleep until an event or the connection's next deadline.
-//!     poll.poll(&mut events, tether_mio::timeout(attached.next_deadline()))?;
+//!     poll.poll(&mut events, netref_mio::timeout(attached.next_deadline()))?;
 //!     for event in events.iter() {
 //!         if event.token() == CONN {
 //!             attached.on_ready(poll.registry())?;
@@ -80,8 +80,8 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use tether::server::ACCEPT_BACKOFF;
-use tether::{Accepted, Builder, Connection, DeadlineIndex, Listener};
+use netref::server::ACCEPT_BACKOFF;
+use netref::{Accepted, Builder, Connection, DeadlineIndex, Listener};
 
 /// The wake-up of one [`Poll`], shared by every connection registered on it:
 /// a mio [`Waker`] used as a doorbell over a queue of tokens that rang.
@@ -107,7 +107,7 @@ impl Doorbell {
     pub fn ring(&self, token: Token) {
         self.rang.lock().unwrap_or_else(|e| e.into_inner()).push(token);
         if let Err(e) = self.waker.wake() {
-            log::warn!("tether-mio: waking the poll failed: {e}");
+            log::warn!("netref-mio: waking the poll failed: {e}");
         }
     }
 
@@ -258,13 +258,13 @@ impl Drop for MioConnection {
         if self.registered {
             // Without the registry we cannot deregister; the kernel drops the
             // registration when the fd closes. Let other threads serve.
-            log::debug!("tether-mio: a connection was dropped without deregister()");
+            log::debug!("netref-mio: a connection was dropped without deregister()");
             self.conn.detach();
         }
     }
 }
 
-// The server keeps its connections' deadlines in a `tether::DeadlineIndex`,
+// The server keeps its connections' deadlines in a `netref::DeadlineIndex`,
 // so that a turn need not ask every connection (each `next_deadline` takes
 // that connection's lock).
 //
@@ -300,10 +300,10 @@ const DOORBELL: Token = Token(usize::MAX - 1);
 /// accepted connection on the thread that calls [`run`](Self::run).
 ///
 /// ```no_run
-/// use tether::{Builder, ObjectBuilder, Service};
+/// use netref::{Builder, ObjectBuilder, Service};
 ///
 /// let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
-/// let mut server = tether_mio::Server::bind_tcp("127.0.0.1:18861", Builder::default().service(Service::object(calc)))?;
+/// let mut server = netref_mio::Server::bind_tcp("127.0.0.1:18861", Builder::default().service(Service::object(calc)))?;
 /// let handle = server.handle(); // handle.close() from any thread stops it
 /// server.run()?;
 /// # Ok::<(), std::io::Error>(())
@@ -482,14 +482,14 @@ impl Server {
                         self.driven(key, true);
                     }
                 }
-                // That client's failure, logged by tether: the next one now.
+                // That client's failure, logged by netref: the next one now.
                 Accepted::Rejected(_) => {}
                 Accepted::WouldBlock => return Ok(()),
                 Accepted::Failed(e) => {
                     // Typically out of file descriptors: keep serving the
                     // others and try again shortly (the listener's edge has
                     // passed, so a timer must bring us back).
-                    log::warn!("tether-mio server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
+                    log::warn!("netref-mio server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
                     self.accept_retry = Some(Instant::now() + ACCEPT_BACKOFF);
                     return Ok(());
                 }

@@ -7,9 +7,9 @@ use std::thread;
 use std::time::Duration;
 
 use mio::{Events, Poll, Token};
-use tether::{Builder, Connection};
-use tether_conformance::{Backend, RunningServer, TestLoop};
-use tether_mio::{Doorbell, MioConnection, Server, ServerHandle};
+use netref::{Builder, Connection};
+use netref_conformance::{Backend, RunningServer, TestLoop};
+use netref_mio::{Doorbell, MioConnection, Server, ServerHandle};
 
 const DOORBELL: Token = Token(usize::MAX);
 
@@ -42,7 +42,7 @@ impl TestLoop for MioLoop {
 
     fn turn(&mut self, max_wait: Duration) {
         let deadline = self.conns.values().filter_map(MioConnection::next_deadline).min();
-        let wait = tether_mio::timeout(deadline).map_or(max_wait, |d| d.min(max_wait));
+        let wait = netref_mio::timeout(deadline).map_or(max_wait, |d| d.min(max_wait));
         self.poll.poll(&mut self.events, Some(wait)).unwrap();
         let mut ready: Vec<usize> =
             self.events.iter().map(|e| e.token().0).filter(|&k| k != DOORBELL.0).collect();
@@ -107,4 +107,4 @@ impl Backend for Mio {
     }
 }
 
-tether_conformance::conformance_tests!(Mio);
+netref_conformance::conformance_tests!(Mio);

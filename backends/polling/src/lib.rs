@@ -1,6 +1,6 @@
-//! # tether-polling
+//! # netref-polling
 //!
-//! Runs [`tether`] connections on a [polling](https://docs.rs/polling) 3.x
+//! Runs [`netref`] connections on a [polling](https://docs.rs/polling) 3.x
 //! [`Poller`]: replies, callbacks, the peer's requests and expiries all happen
 //! on the loop's thread as data arrives, and nothing polls on a timer.
 //!
@@ -11,8 +11,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use polling::{Events, Poller};
-//! use tether::{Builder, ObjectBuilder, Service};
-//! use tether_polling::{Doorbell, PollingConnection};
+//! use netref::{Builder, ObjectBuilder, Service};
+//! use netref_polling::{Doorbell, PollingConnection};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A peer to talk to (here: a socketpair served by a thread).
@@ -25,12 +25,12 @@
 //! let mut attached = PollingConnection::attach(&conn, &doorbell, CONN)?;
 //!
 //! let root = conn.root()?;
-//! let answer = tether::async_(&root).call_method("add", (40, 2));
+//! let answer = netref::async_(&root).call_method("add", (40, 2));
 //! let mut events = Events::new();
 //! while !answer.ready() {
 //!     events.clear();
 //!     // Sleep until an event, a wake-up or the connection's next deadline.
-//!     doorbell.poller().wait(&mut events, tether_polling::timeout(attached.next_deadline()))?;
+//!     doorbell.poller().wait(&mut events, netref_polling::timeout(attached.next_deadline()))?;
 //!     let rang = doorbell.take();
 //!     if events.iter().any(|e| e.key == CONN) || rang.contains(&CONN) {
 //!         attached.on_ready()?;
@@ -74,9 +74,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use netref::server::ACCEPT_BACKOFF;
+use netref::{Accepted, Builder, Connection, DeadlineIndex, Listener};
 use polling::{Event, Events, Poller};
-use tether::server::ACCEPT_BACKOFF;
-use tether::{Accepted, Builder, Connection, DeadlineIndex, Listener};
 
 /// The wake-up of one [`Poller`], shared by every connection on it: a queue
 /// of keys that rang plus [`Poller::notify`].
@@ -105,7 +105,7 @@ impl Doorbell {
     /// Wakes the poller without queueing a key.
     pub fn wake(&self) {
         if let Err(e) = self.poller.notify() {
-            log::warn!("tether-polling: notify failed: {e}");
+            log::warn!("netref-polling: notify failed: {e}");
         }
     }
 
@@ -235,12 +235,12 @@ impl PollingConnection {
 impl Drop for PollingConnection {
     fn drop(&mut self) {
         if let Err(e) = self.unregister() {
-            log::warn!("tether-polling: deleting a connection's fd failed: {e}");
+            log::warn!("netref-polling: deleting a connection's fd failed: {e}");
         }
     }
 }
 
-// Why the server's `tether::DeadlineIndex` of its connections (by deadline,
+// Why the server's `netref::DeadlineIndex` of its connections (by deadline,
 // earliest first, so that a turn
 // need not ask every connection (each `next_deadline` takes that
 // connection's lock): the wait's timeout is the first entry, and the
@@ -279,11 +279,11 @@ const LISTENER: usize = usize::MAX - 1;
 /// accepted connection on the thread that calls [`run`](Self::run).
 ///
 /// ```no_run
-/// use tether::{Builder, ObjectBuilder, Service};
+/// use netref::{Builder, ObjectBuilder, Service};
 ///
 /// let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
 /// let mut server =
-///     tether_polling::Server::bind_tcp("127.0.0.1:18861", Builder::default().service(Service::object(calc)))?;
+///     netref_polling::Server::bind_tcp("127.0.0.1:18861", Builder::default().service(Service::object(calc)))?;
 /// let handle = server.handle(); // handle.close() from any thread stops it
 /// server.run()?;
 /// # Ok::<(), std::io::Error>(())
@@ -462,14 +462,14 @@ impl Server {
                         self.driven(key, true);
                     }
                 }
-                // That client's failure, logged by tether: the next one now.
+                // That client's failure, logged by netref: the next one now.
                 Accepted::Rejected(_) => {}
                 Accepted::WouldBlock => break,
                 Accepted::Failed(e) => {
                     // Typically out of file descriptors: keep serving the
                     // others and come back on a timer (the listener is not
                     // re-armed, so it does not fire meanwhile).
-                    log::warn!("tether-polling server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
+                    log::warn!("netref-polling server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
                     self.accept_retry = Some(Instant::now() + ACCEPT_BACKOFF);
                     return Ok(());
                 }

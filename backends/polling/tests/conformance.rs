@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use netref::{Builder, Connection};
+use netref_conformance::{Backend, RunningServer, TestLoop};
+use netref_polling::{Doorbell, PollingConnection, Server, ServerHandle};
 use polling::{Events, Poller};
-use tether::{Builder, Connection};
-use tether_conformance::{Backend, RunningServer, TestLoop};
-use tether_polling::{Doorbell, PollingConnection, Server, ServerHandle};
 
 struct PollingLoop {
     doorbell: Arc<Doorbell>,
@@ -36,7 +36,7 @@ impl TestLoop for PollingLoop {
 
     fn turn(&mut self, max_wait: Duration) {
         let deadline = self.conns.values().filter_map(PollingConnection::next_deadline).min();
-        let wait = tether_polling::timeout(deadline).map_or(max_wait, |d| d.min(max_wait));
+        let wait = netref_polling::timeout(deadline).map_or(max_wait, |d| d.min(max_wait));
         self.events.clear();
         self.doorbell.poller().wait(&mut self.events, Some(wait)).unwrap();
         let mut ready: Vec<usize> = self.events.iter().map(|e| e.key).collect();
@@ -99,4 +99,4 @@ impl Backend for PollingBackend {
     }
 }
 
-tether_conformance::conformance_tests!(PollingBackend);
+netref_conformance::conformance_tests!(PollingBackend);

@@ -7,8 +7,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use netref::{Builder, Connection, LocalObject, ObjectBuilder, RemoteObject, Service, ThreadedServer, Value};
 use serde::{Deserialize, Serialize};
-use tether::{Builder, Connection, LocalObject, ObjectBuilder, RemoteObject, Service, ThreadedServer, Value};
 
 /// One common factor for the durations of RPyC's scenarios: its seconds are
 /// our fifths of a second (a 4 s expiry must land within 3.5..4.5 s: 100 ms
@@ -66,7 +66,7 @@ pub(crate) fn test_root(
                 .build()
         })
         .try_method("call_me", |cb: RemoteObject, x: i64| cb.call::<i64>((x,)))
-        .try_method("bounce", |n: i64, cb: RemoteObject| -> tether::Result<i64> {
+        .try_method("bounce", |n: i64, cb: RemoteObject| -> netref::Result<i64> {
             if n == 0 {
                 Ok(0)
             } else {
@@ -83,7 +83,7 @@ pub(crate) fn test_root(
                 while !flag.load(Ordering::Acquire) {
                     thread::sleep(secs(period_units));
                     n += 1;
-                    drop(tether::async_(&cb).call((n,)));
+                    drop(netref::async_(&cb).call((n,)));
                 }
             });
             ObjectBuilder::new("Ticker").method("stop", move || stop.store(true, Ordering::Release)).build()
@@ -92,7 +92,7 @@ pub(crate) fn test_root(
             // Sends `n` events without waiting for them, then tells the test
             // (in-process) that they are on their way.
             for i in 1..=n {
-                drop(tether::async_(&cb).call((i,)));
+                drop(netref::async_(&cb).call((i,)));
             }
             let (lock, cvar) = &*bursts;
             *lock.lock().unwrap() += 1;
@@ -142,7 +142,7 @@ impl TestServer {
     }
 
     pub(crate) fn connect(&self) -> Connection {
-        tether::connect(self.server.local_addr().unwrap()).unwrap()
+        netref::connect(self.server.local_addr().unwrap()).unwrap()
     }
 
     pub(crate) fn connect_with(&self, b: Builder) -> Connection {

@@ -1,11 +1,11 @@
-//! A hand-driven peer speaking raw tether frames over a socket, for tests
+//! A hand-driven peer speaking raw netref frames over a socket, for tests
 //! that need a peer misbehaving in one precise way.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 
 use ciborium::value::Value as Cbor;
-use tether::wire::{self, FrameDecoder, Message, WireRequest, FEATURES, VERSION};
+use netref::wire::{self, FrameDecoder, Message, WireRequest, FEATURES, VERSION};
 
 /// The bytes of one frame holding `msg`.
 pub(crate) fn frame(msg: &Message) -> Vec<u8> {

@@ -2,8 +2,8 @@
 //!
 //! A tool in the style of a Wayland client: everything happens on one
 //! [calloop](https://docs.rs/calloop) `EventLoop`, which runs a timer (the
-//! tool's own work: a tick), the tether connection (a
-//! [`tether_calloop::ConnectionSource`]) and a channel into the tool's state.
+//! tool's own work: a tick), the netref connection (a
+//! [`netref_calloop::ConnectionSource`]) and a channel into the tool's state.
 //! A server pushes news events by calling the tool's callback; they arrive
 //! on the loop's thread between ticks, with no extra thread on the tool's
 //! side.
@@ -25,7 +25,7 @@ use std::time::Duration;
 use calloop::channel::{self, Event as ChannelEvent};
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{EventLoop, LoopSignal};
-use tether::{async_, callback, Builder, Connection, LocalObject, ObjectBuilder, RemoteObject, Service};
+use netref::{async_, callback, Builder, Connection, LocalObject, ObjectBuilder, RemoteObject, Service};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -48,7 +48,7 @@ fn news_service() -> Service {
     })
 }
 
-fn subscribe(on_news: RemoteObject, period: Duration, conn: tether::WeakConnection) -> LocalObject {
+fn subscribe(on_news: RemoteObject, period: Duration, conn: netref::WeakConnection) -> LocalObject {
     let running = Arc::new(AtomicBool::new(true));
     let flag = running.clone();
     thread::spawn(move || {
@@ -93,12 +93,12 @@ fn run_tool(addr: &str, want: Option<u64>, tick: Duration, period: Duration) -> 
     let mut event_loop: EventLoop<'_, Tool> = EventLoop::try_new()?;
     let handle = event_loop.handle();
 
-    let conn = tether::connect(addr)?;
+    let conn = netref::connect(addr)?;
     // From here on the loop's thread reads and serves the connection: the
     // server's callbacks run inside `dispatch`, like Wayland events do.
-    let conn_token = tether_calloop::insert(&handle, &conn)?;
+    let conn_token = netref_calloop::insert(&handle, &conn)?;
 
-    // tether objects may be called from any thread, so a callback must be
+    // netref objects may be called from any thread, so a callback must be
     // Send + Sync and cannot borrow the loop's state. It runs on the loop's
     // thread anyway; a calloop channel hands each event to `Tool`.
     let (news_tx, news_rx) = channel::channel::<(u64, String)>();
@@ -146,7 +146,7 @@ fn run_tool(addr: &str, want: Option<u64>, tick: Duration, period: Duration) -> 
 }
 
 fn serve(addr: &str) -> Res<()> {
-    let server = tether::ThreadedServer::bind_tcp(addr, Builder::default().service(news_service()))?;
+    let server = netref::ThreadedServer::bind_tcp(addr, Builder::default().service(news_service()))?;
     println!("listening on {}", server.local_addr().ok_or("no TCP address")?);
     server.start();
     Ok(())
@@ -185,7 +185,7 @@ fn main() -> Res<()> {
         None => {
             // No server given: run one on a thread of this process.
             let server =
-                tether::ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(news_service()))?;
+                netref::ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(news_service()))?;
             let addr = server.local_addr().ok_or("no TCP address")?;
             let accept = server.spawn();
             println!("embedded server listening on {addr}");

@@ -1,7 +1,7 @@
 //! # chat
 //!
 //! A chat room. The server is single-threaded and poll-driven
-//! ([`tether_polling::Server`]): one thread accepts every client, serves
+//! ([`netref_polling::Server`]): one thread accepts every client, serves
 //! every request and sends every broadcast. A client joins with a name and a
 //! callback; each message said in the room reaches every member through the
 //! callback it registered, the sender included (its echo is its receipt).
@@ -17,7 +17,7 @@ use std::error::Error;
 use std::io::{self, BufRead, Write};
 use std::sync::{Arc, Mutex};
 
-use tether::{async_, callback, BgServingThread, Builder, Connection, ObjectBuilder, RemoteObject, Service};
+use netref::{async_, callback, BgServingThread, Builder, Connection, ObjectBuilder, RemoteObject, Service};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -34,11 +34,11 @@ struct Member {
     /// The client's callback: `(from, text)`.
     inbox: RemoteObject,
     /// The member's connection, to notice it has closed.
-    conn: tether::WeakConnection,
+    conn: netref::WeakConnection,
 }
 
 /// Everyone in the room. Only the server's thread touches it; the mutex is
-/// there because tether objects must be `Send + Sync`.
+/// there because netref objects must be `Send + Sync`.
 #[derive(Default)]
 struct Room {
     members: Vec<Member>,
@@ -129,14 +129,14 @@ fn chat_service(room: SharedRoom) -> Service {
 
 fn server(addr: &str) -> Res<()> {
     let room = SharedRoom::default();
-    let mut server = tether_polling::Server::bind_tcp(addr, Builder::default().service(chat_service(room)))?;
+    let mut server = netref_polling::Server::bind_tcp(addr, Builder::default().service(chat_service(room)))?;
     println!("listening on {}", server.local_addr().ok_or("no TCP address")?);
     server.run()?;
     Ok(())
 }
 
 fn client(addr: &str, name: &str) -> Res<()> {
-    let conn = tether::connect(addr)?;
+    let conn = netref::connect(addr)?;
     let on_message = callback(|from: String, text: String| {
         let line = if from == "*" { format!("* {text}\n") } else { format!("<{from}> {text}\n") };
         let mut out = io::stdout().lock();

@@ -24,8 +24,8 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, UNIX_EPOCH};
 
+use netref::{async_, callback, BgServingThread, Builder, Connection, ObjectBuilder, RemoteObject, Service};
 use serde::{Deserialize, Serialize};
-use tether::{async_, callback, BgServingThread, Builder, Connection, ObjectBuilder, RemoteObject, Service};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -78,8 +78,8 @@ fn file_monitor(
     path: PathBuf,
     callback: RemoteObject,
     interval: Duration,
-    conn: tether::WeakConnection,
-) -> io::Result<tether::LocalObject> {
+    conn: netref::WeakConnection,
+) -> io::Result<netref::LocalObject> {
     // The tutorial says "wait a little for the filemon to have a look at the
     // original file". Looking before returning makes every change after
     // `FileMonitor(...)` returns count, with no waiting.
@@ -134,7 +134,7 @@ fn print_change(old: Stat, new: Stat) {
 
 fn server(addr: &str, interval: Duration) -> Res<()> {
     let builder = Builder::default().service(filemon_service(interval));
-    let server = tether::ThreadedServer::bind_tcp(addr, builder)?;
+    let server = netref::ThreadedServer::bind_tcp(addr, builder)?;
     let addr = server.local_addr().ok_or("no TCP address")?;
     println!("listening on {addr}");
     server.start();
@@ -142,7 +142,7 @@ fn server(addr: &str, interval: Duration) -> Res<()> {
 }
 
 fn client(addr: &str, file: &Path, pull: bool) -> Res<()> {
-    let conn = tether::connect(addr)?;
+    let conn = netref::connect(addr)?;
     let seen = Arc::new(AtomicUsize::new(0));
     let count = seen.clone();
     let on_file_changed = callback(move |old: Stat, new: Stat| {
@@ -184,7 +184,7 @@ fn client(addr: &str, file: &Path, pull: bool) -> Res<()> {
 
 /// Server and client in one process, changing a scratch file three times.
 fn demo(interval: Duration) -> Res<()> {
-    let server = tether::ThreadedServer::bind_tcp(
+    let server = netref::ThreadedServer::bind_tcp(
         "127.0.0.1:0",
         Builder::default().service(filemon_service(interval)),
     )?;
@@ -194,7 +194,7 @@ fn demo(interval: Duration) -> Res<()> {
 
     let path = std::env::temp_dir().join(format!("floop-{}.bloop", std::process::id()));
     let mut f = fs::File::create(&path)?;
-    let conn = tether::connect(addr)?;
+    let conn = netref::connect(addr)?;
     let bgsrv = BgServingThread::new(&conn);
     let (tx, changes) = mpsc::channel();
     let on_file_changed = callback(move |old: Stat, new: Stat| {

@@ -1,5 +1,5 @@
-//! `tether-gtk-filemon`: a GTK window listing a file's changes as a tether
-//! server reports them. Run `tether-gtk-filemon --help` for the options.
+//! `netref-gtk-filemon`: a GTK window listing a file's changes as a netref
+//! server reports them. Run `netref-gtk-filemon --help` for the options.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use gtk::glib;
 use gtk::prelude::*;
-use tether_gtk_filemon::{spawn_server, FileMonWindow, Options};
+use netref_gtk_filemon::{spawn_server, FileMonWindow, Options};
 
 const USAGE: &str = "\
-usage: tether-gtk-filemon [--embedded | --addr HOST:PORT] [--file PATH] [--interval-ms N]
-       tether-gtk-filemon --serve HOST:PORT
+usage: netref-gtk-filemon [--embedded | --addr HOST:PORT] [--file PATH] [--interval-ms N]
+       netref-gtk-filemon --serve HOST:PORT
 
   --embedded       run a FileMonitor server inside this process (the default)
   --addr H:P       connect to a FileMonitor server instead (see --serve)
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tether-gtk-filemon: {e}");
+            eprintln!("netref-gtk-filemon: {e}");
             ExitCode::FAILURE
         }
     }
@@ -96,7 +96,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let path = match args.file {
         Some(p) => p,
         None => {
-            let p = std::env::temp_dir().join("tether-filemon-demo.txt");
+            let p = std::env::temp_dir().join("netref-filemon-demo.txt");
             if !p.exists() {
                 std::fs::write(&p, "edit me, or press \"Append a line\"\n")?;
             }
@@ -105,7 +105,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
 
     gtk::init()?;
-    let conn = tether::Builder::default().connect_tcp(addr.as_str())?;
+    let conn = netref::Builder::default().connect_tcp(addr.as_str())?;
     let options = Options { interval: Duration::from_millis(args.interval_ms), ..Options::new(path) };
     let filemon = FileMonWindow::build(&conn, &options)?;
     drop(conn); // the window holds what it needs

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use netref::{Builder, LocalObject, ObjectBuilder, RemoteObject, Service, ThreadedServer};
 use serde::{Deserialize, Serialize};
-use tether::{Builder, LocalObject, ObjectBuilder, RemoteObject, Service, ThreadedServer};
 
 /// What the monitor compares between two looks at the file (the parts of
 /// `os.stat` that matter here).
@@ -94,7 +94,7 @@ pub fn service(checksum_delay: impl Fn() + Send + Sync + 'static) -> Service {
 pub fn spawn_server(
     addr: impl ToSocketAddrs,
     checksum_delay: impl Fn() + Send + Sync + 'static,
-) -> tether::Result<(ThreadedServer, thread::JoinHandle<()>)> {
+) -> netref::Result<(ThreadedServer, thread::JoinHandle<()>)> {
     let server = ThreadedServer::bind_tcp(addr, Builder::default().service(service(checksum_delay)))?;
     let accepting = server.spawn();
     Ok((server, accepting))
@@ -110,7 +110,7 @@ fn file_monitor(path: String, callback: RemoteObject, interval_ms: u64) -> Local
     // Set when notifying failed because the client is gone.
     let gone = Arc::new(AtomicBool::new(false));
     let spawned = thread::Builder::new().name("filemon-poll".into()).spawn(move || {
-        let notify = tether::async_(&callback);
+        let notify = netref::async_(&callback);
         // The wait doubles as the stop signal: `stop()`, or the monitor
         // object being freed (the sender drops), ends it at once.
         while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
@@ -127,7 +127,7 @@ fn file_monitor(path: String, callback: RemoteObject, interval_ms: u64) -> Local
             let reply = notify.call((last, now));
             let gone = gone.clone();
             reply.add_callback(move |r| {
-                if let Err(tether::Error::Closed(_)) = r.value() {
+                if let Err(netref::Error::Closed(_)) = r.value() {
                     gone.store(true, Ordering::Release);
                 }
             });

@@ -1,5 +1,5 @@
-//! The client side: a GTK 4 window fed by a tether connection that the GTK
-//! main loop itself serves (through `tether-glib`), with no extra thread.
+//! The client side: a GTK 4 window fed by a netref connection that the GTK
+//! main loop itself serves (through `netref-glib`), with no extra thread.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use gtk::glib;
 use gtk::prelude::*;
-use tether::{Connection, RemoteObject};
-use tether_glib::GlibConnection;
+use netref::{Connection, RemoteObject};
+use netref_glib::GlibConnection;
 
 use crate::service::{Checksum, Stat};
 
@@ -58,13 +58,13 @@ impl FileMonWindow {
     /// Builds the window on the GTK thread (after `gtk::init`), attaches
     /// `conn` to the default main context and asks the server to watch the
     /// file. The window is not shown yet: call `window.present()`.
-    pub fn build(conn: &Connection, options: &Options) -> tether::Result<FileMonWindow> {
+    pub fn build(conn: &Connection, options: &Options) -> netref::Result<FileMonWindow> {
         let path = options.path.to_string_lossy().into_owned();
 
         // From here on the GTK main loop reads, writes and serves the
         // connection: the server's callbacks run on this thread, between
         // redraws, so they may touch widgets directly.
-        let attached = tether_glib::attach(conn, &glib::MainContext::default())?;
+        let attached = netref_glib::attach(conn, &glib::MainContext::default())?;
         let root = conn.root()?;
 
         let events = gtk::StringList::new(&[]);
@@ -80,12 +80,12 @@ impl FileMonWindow {
             "No changes yet: edit the file, or press \"Append a line\".",
         ))));
 
-        // A GTK model is neither `Send` nor `Sync`; tether_glib::callback
+        // A GTK model is neither `Send` nor `Sync`; netref_glib::callback
         // pins the closure to this thread, where the attached connection
         // serves the server's calls.
         let model = events.clone();
         let ctx = glib::MainContext::default();
-        let on_change = tether_glib::callback(&ctx, move |old: Option<Stat>, new: Option<Stat>| {
+        let on_change = netref_glib::callback(&ctx, move |old: Option<Stat>, new: Option<Stat>| {
             let time = glib::DateTime::now_local().and_then(|t| t.format("%H:%M:%S")).unwrap_or_default();
             model.append(&format!("{time}  {}", describe(old, new)));
         });
@@ -112,12 +112,12 @@ impl FileMonWindow {
             button.set_sensitive(false);
             label.set_text("checksum: computing on the server…");
             // `timed` sends the call and returns at once; the reply (or the
-            // timeout, armed as a main-loop timer by tether-glib) completes
+            // timeout, armed as a main-loop timer by netref-glib) completes
             // the future, which then resumes on this thread.
-            let reply = tether::timed(&root, timeout).call_method("checksum", (path.clone(),));
+            let reply = netref::timed(&root, timeout).call_method("checksum", (path.clone(),));
             let (button, label) = (button.clone(), label.clone());
             glib::MainContext::default().spawn_local(async move {
-                let text = match reply.await.and_then(tether::from_value::<Checksum>) {
+                let text = match reply.await.and_then(netref::from_value::<Checksum>) {
                     Ok(c) => format!("checksum: fnv1a {} over {} bytes ({} ms)", c.fnv1a, c.bytes, c.millis),
                     Err(e) => format!("checksum failed: {e}"),
                 };
@@ -147,7 +147,7 @@ impl FileMonWindow {
         column.append(&result);
 
         let window = gtk::Window::builder()
-            .title("tether file monitor")
+            .title("netref file monitor")
             .default_width(520)
             .default_height(360)
             .child(&column)

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use gtk::glib;
 use gtk::prelude::*;
-use tether_gtk_filemon::{fnv1a64, spawn_server, FileMonWindow, Options};
+use netref_gtk_filemon::{fnv1a64, spawn_server, FileMonWindow, Options};
 
 /// Generous: only a broken build ever waits this long.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -65,12 +65,12 @@ fn main() {
     .expect("starting the FileMonitor server");
     let addr = server.local_addr().expect("a TCP server has an address");
 
-    let dir = std::env::temp_dir().join(format!("tether-gtk-filemon-test-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("netref-gtk-filemon-test-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     let file = dir.join("watched.txt");
     fs::write(&file, "one\n").unwrap();
 
-    let conn = tether::Builder::default().connect_tcp(addr).expect("connecting to the server");
+    let conn = netref::Builder::default().connect_tcp(addr).expect("connecting to the server");
     let options = Options { interval: Duration::from_millis(10), ..Options::new(&file) };
     let filemon = FileMonWindow::build(&conn, &options).expect("building the window");
     filemon.window.present();

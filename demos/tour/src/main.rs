@@ -1,7 +1,7 @@
 //! # tour
 //!
 //! RPyC's tutorial, part 5 ("Asynchronous Operation and Events"), replayed
-//! with tether in one process: a [`ThreadedServer`] on a real TCP socket and
+//! with netref in one process: a [`ThreadedServer`] on a real TCP socket and
 //! a client that talks to it, narrated the way the tutorial's interpreter
 //! session reads (`>>>` the step, then what it gave).
 //!
@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use tether::{
+use netref::{
     async_, callback, timed, BgServingThread, Builder, ObjectBuilder, RemoteError, RemoteObject, Service,
     ThreadedServer,
 };
@@ -62,7 +62,7 @@ fn tour_service() -> Service {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    println!("# tether tour: RPyC's tutorial part 5, asynchronous operation and events.");
+    println!("# netref tour: RPyC's tutorial part 5, asynchronous operation and events.");
     println!("# One process: a ThreadedServer on a real TCP socket, and a client.");
     println!("# The tutorial's seconds last {} ms here.", SECOND.as_millis());
 
@@ -72,8 +72,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("# server listening on {addr}");
     println!();
 
-    step(&format!("let conn = tether::connect(\"{addr}\")?;"));
-    let conn = tether::connect(addr)?;
+    step(&format!("let conn = netref::connect(\"{addr}\")?;"));
+    let conn = netref::connect(addr)?;
     step("let root = conn.root()?;");
     let root = conn.root()?;
     step(&format!(
@@ -84,7 +84,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     println!();
     println!("# async_() turns the invocation asynchronous: calls return an AsyncResult");
-    step("let asleep = tether::async_(&root);");
+    step("let asleep = netref::async_(&root);");
     let asleep = async_(&root);
     step(&format!(
         "let res = asleep.call_method(\"sleep\", ({},));  // the tutorial's sleep(15)",
@@ -104,7 +104,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     println!();
     println!("# a remote int(): a valid call, then one that raises");
-    step("let aint = tether::async_(&root);");
+    step("let aint = netref::async_(&root);");
     let aint = async_(&root);
     step("let x = aint.call_method(\"int\", (\"8\",));");
     let x = aint.call_method("int", ("8",));
@@ -137,7 +137,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!();
     println!("# timed(): a call that may take at most the given time");
     let limit = SECOND.mul_f64(6.0);
-    step(&format!("let timed_sleep = tether::timed(&root, {limit:?});  // the tutorial's 6 seconds"));
+    step(&format!("let timed_sleep = netref::timed(&root, {limit:?});  // the tutorial's 6 seconds"));
     let timed_sleep = timed(&root, limit);
     step(&format!("timed_sleep.call_method(\"sleep\", ({},)).value()  // 3 seconds: works", secs(3.0)));
     match timed_sleep.call_method("sleep", (secs(3.0),)).value() {
@@ -180,10 +180,10 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     println!();
     println!("# events: the server calls a client closure from its own thread");
-    step("let bgsrv = tether::BgServingThread::new(&conn);  // serves incoming events in the background");
+    step("let bgsrv = netref::BgServingThread::new(&conn);  // serves incoming events in the background");
     let bgsrv = BgServingThread::new(&conn);
     let (ticked, ticks) = mpsc::channel();
-    step("let on_tick = tether::callback(|n: i64| println!(\"tick {n} from the server\"));");
+    step("let on_tick = netref::callback(|n: i64| println!(\"tick {n} from the server\"));");
     let on_tick = callback(move |n: i64| {
         println!("tick {n} from the server");
         let _ = ticked.send(n);

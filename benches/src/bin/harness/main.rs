@@ -1,4 +1,4 @@
-//! The benchmark harness: measures tether next to a raw socket, RPyC and
+//! The benchmark harness: measures netref next to a raw socket, RPyC and
 //! tarpc in one run, each client and server in its own process, and reports
 //! ratios (which hold on a noisy shared machine where absolute numbers do
 //! not). See `benches/README.md`.
@@ -10,10 +10,10 @@
 //! ```
 
 mod common;
+mod netref_side;
 mod raw;
 mod report;
 mod tarpc_side;
-mod tether_side;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -48,9 +48,9 @@ fn main() {
 
 const USAGE: &str = "harness [--quick] [--secs S] [--only latency,pipelined,events,payload,scale]
 
-Runs every scenario with tether and its baselines (client and server in
+Runs every scenario with netref and its baselines (client and server in
 separate processes) and writes target/bench-report.md and .svg.
---quick: a smoke run of a few seconds, tether and raw only.";
+--quick: a smoke run of a few seconds, netref and raw only.";
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -58,7 +58,7 @@ fn child_server(opts: &Opts) -> BoxResult<()> {
     match opts.str("impl") {
         "raw" => raw::server(opts)?,
         "tarpc" => tarpc_side::server(opts)?,
-        _ => tether_side::server(opts)?,
+        _ => netref_side::server(opts)?,
     }
     Ok(())
 }
@@ -67,7 +67,7 @@ fn child_client(opts: &Opts) -> BoxResult<()> {
     match opts.str("impl") {
         "raw" => raw::client(opts)?,
         "tarpc" => tarpc_side::client(opts)?,
-        _ => tether_side::client(opts)?,
+        _ => netref_side::client(opts)?,
     }
     Ok(())
 }
@@ -357,8 +357,8 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
             for pin in [false, true] {
                 let p = if pin { "pinned" } else { "unpinned" };
                 put(
-                    format!("latency/{t}/{p}/tether"),
-                    env.run(&job("tether", "tether", "latency", t, pin, vec![])),
+                    format!("latency/{t}/{p}/netref"),
+                    env.run(&job("netref", "netref", "latency", t, pin, vec![])),
                 );
                 put(format!("latency/{t}/{p}/raw"), env.run(&job("raw", "raw", "latency", t, pin, vec![])));
                 if with_baselines {
@@ -378,7 +378,7 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
         }
         if want("pipelined") {
             eprintln!("== pipelined async calls over {t}");
-            for imp in ["tether", "tether-batched"] {
+            for imp in ["netref", "netref-batched"] {
                 put(format!("pipelined/{t}/{imp}"), env.run(&job(imp, imp, "pipelined", t, false, vec![])));
             }
             if with_baselines {
@@ -395,7 +395,7 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
         if want("events") {
             eprintln!("== server-to-client events over {t}");
             let batch = if quick { 5_000 } else { 50_000 };
-            for imp in ["tether", "tether-batched"] {
+            for imp in ["netref", "netref-batched"] {
                 for via in ["bg", "mio", "polling", "calloop", "glib"] {
                     let args = vec![("via", via.to_string()), ("batch", batch.to_string())];
                     let key = format!("events/{t}/{imp}/{via}");
@@ -411,8 +411,8 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
         if want("payload") {
             eprintln!("== 1 MiB echo over {t}");
             put(
-                format!("payload/{t}/tether"),
-                env.run(&job("tether", "tether", "payload", t, false, vec![])),
+                format!("payload/{t}/netref"),
+                env.run(&job("netref", "netref", "payload", t, false, vec![])),
             );
             put(format!("payload/{t}/raw"), env.run(&job("raw", "raw", "payload", t, false, vec![])));
             if with_baselines {
@@ -423,9 +423,9 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
     if want("scale") {
         eprintln!("== scale: one single-threaded server");
         let (idle, active) = if quick { (200, 20) } else { (10_000, 1_000) };
-        for server in ["tether-mio", "tether-polling"] {
+        for server in ["netref-mio", "netref-polling"] {
             let args = vec![("idle", idle.to_string()), ("active", active.to_string())];
-            put(format!("scale/{server}"), env.run(&job(server, "tether", "scale", "tcp", false, args)));
+            put(format!("scale/{server}"), env.run(&job(server, "netref", "scale", "tcp", false, args)));
         }
     }
 
@@ -438,7 +438,7 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut md = String::new();
     md.push_str(&format!(
-        "# tether benchmark report\n\n{date}, {} run of {:.0} s ({} s per measurement), {} CPUs, load average before the report: {}\n\n",
+        "# netref benchmark report\n\n{date}, {} run of {:.0} s ({} s per measurement), {} CPUs, load average before the report: {}\n\n",
         if quick { "quick" } else { "full" },
         started.elapsed().as_secs_f64(),
         env.secs,
@@ -465,11 +465,11 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
     std::fs::write(target.join("bench-report.md"), &md)?;
     std::fs::write(
         target.join("bench-report.svg"),
-        report::svg(&rows, &format!("tether benchmarks, {date}")),
+        report::svg(&rows, &format!("netref benchmarks, {date}")),
     )?;
     eprintln!("wrote {} and bench-report.svg", target.join("bench-report.md").display());
-    if rows.iter().all(|r| r.tether.is_none()) {
-        return Err("no tether measurement succeeded".into());
+    if rows.iter().all(|r| r.netref.is_none()) {
+        return Err("no netref measurement succeeded".into());
     }
     Ok(())
 }
@@ -496,54 +496,54 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
             let k = |imp: &str| format!("latency/{t}/{p}/{imp}");
             for (q, label) in [("p50_us", "p50"), ("p99_us", "p99")] {
                 let mut r = Row::new(format!("sync latency {label}, {}, {p}", tname(t)), "µs");
-                r.tether = get(&k("tether"), q);
+                r.netref = get(&k("netref"), q);
                 r.raw = get(&k("raw"), q);
                 r.rpyc = get(&k("rpyc-cached"), q);
                 r.rpyc_attr = get(&k("rpyc-attr"), q);
                 r.tarpc = get(&k("tarpc"), q);
                 let mut r = r.with_ratios();
                 if p == "pinned" && q == "p50_us" {
-                    r.target = target("tether/raw", r.ratio("raw"), Cmp::AtMost, 1.3);
+                    r.target = target("netref/raw", r.ratio("raw"), Cmp::AtMost, 1.3);
                 }
                 rows.push(r);
             }
             let mut r = Row::new(format!("CPU per sync call (client+server), {}, {p}", tname(t)), "µs");
-            r.tether = sum(&k("tether"));
+            r.netref = sum(&k("netref"));
             r.raw = sum(&k("raw"));
             r.rpyc = sum(&k("rpyc-cached"));
             r.rpyc_attr = sum(&k("rpyc-attr"));
             r.tarpc = sum(&k("tarpc"));
             let mut r = r.with_ratios();
             if let (Some(c), Some(s)) =
-                (get(&k("tether"), "client_cpu_us"), get(&k("tether"), "server_cpu_us"))
+                (get(&k("netref"), "client_cpu_us"), get(&k("netref"), "server_cpu_us"))
             {
                 r.note =
-                    Some(format!("tether client {} + server {}", report::fmt_num(c), report::fmt_num(s)));
+                    Some(format!("netref client {} + server {}", report::fmt_num(c), report::fmt_num(s)));
             }
             if p == "pinned" {
-                r.target = target("tether/raw", r.ratio("raw"), Cmp::AtMost, 1.5);
+                r.target = target("netref/raw", r.ratio("raw"), Cmp::AtMost, 1.5);
             }
             rows.push(r);
         }
-        // The targets apply to tether with write batching on (`tether::batch`
+        // The targets apply to netref with write batching on (`netref::batch`
         // on the sender, `Config::batch_replies` on the server); the default,
         // one write per message, is shown alongside without one.
-        for (imp, mode) in [("tether", "one write per message"), ("tether-batched", "batched")] {
+        for (imp, mode) in [("netref", "one write per message"), ("netref-batched", "batched")] {
             let mut r = Row::new(format!("pipelined async, 1000 in flight, {}, {mode}", tname(t)), "calls/s");
-            r.tether = get(&format!("pipelined/{t}/{imp}"), "calls_per_s");
+            r.netref = get(&format!("pipelined/{t}/{imp}"), "calls_per_s");
             r.rpyc = get(&format!("pipelined/{t}/rpyc"), "calls_per_s");
             r.tarpc = get(&format!("pipelined/{t}/tarpc"), "calls_per_s");
             if get(&format!("pipelined/{t}/rpyc"), "window").is_some() {
                 r.note = Some("RPyC with 100 in flight: it deadlocks with 1000".into());
             }
             let mut r = r.with_ratios();
-            if imp == "tether-batched" {
-                r.target = target("tether/tarpc", r.ratio("tarpc"), Cmp::AtLeast, 2.0);
+            if imp == "netref-batched" {
+                r.target = target("netref/tarpc", r.ratio("tarpc"), Cmp::AtLeast, 2.0);
             }
             rows.push(r);
         }
         let rpyc_events = get(&format!("events/{t}/rpyc"), "events_per_s");
-        for (imp, mode) in [("tether", "one write per message"), ("tether-batched", "batched")] {
+        for (imp, mode) in [("netref", "one write per message"), ("netref-batched", "batched")] {
             for (via, name) in [
                 ("bg", "BgServingThread"),
                 ("mio", "mio loop"),
@@ -552,32 +552,32 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
                 ("glib", "glib MainContext"),
             ] {
                 let mut r = Row::new(format!("events via {name}, {}, {mode}", tname(t)), "events/s");
-                r.tether = get(&format!("events/{t}/{imp}/{via}"), "events_per_s");
+                r.netref = get(&format!("events/{t}/{imp}/{via}"), "events_per_s");
                 r.rpyc = rpyc_events;
                 if get(&format!("events/{t}/rpyc"), "window").is_some() {
                     r.note = Some("RPyC with 100 in flight: it deadlocks with 1000".into());
                 }
                 let mut r = r.with_ratios();
-                if imp == "tether-batched" {
-                    r.target = target("tether/RPyC", r.ratio("RPyC"), Cmp::AtLeast, 50.0);
+                if imp == "netref-batched" {
+                    r.target = target("netref/RPyC", r.ratio("RPyC"), Cmp::AtLeast, 50.0);
                 }
                 rows.push(r);
             }
         }
         let mut r = Row::new(format!("1 MiB echo, {}", tname(t)), "MiB/s");
-        r.tether = get(&format!("payload/{t}/tether"), "mib_per_s");
+        r.netref = get(&format!("payload/{t}/netref"), "mib_per_s");
         r.raw = get(&format!("payload/{t}/raw"), "mib_per_s");
         r.rpyc = get(&format!("payload/{t}/rpyc"), "mib_per_s");
         let mut r = r.with_ratios();
-        r.target = target("tether/raw", r.ratio("raw"), Cmp::AtLeast, 0.8);
+        r.target = target("netref/raw", r.ratio("raw"), Cmp::AtLeast, 0.8);
         rows.push(r);
     }
-    for (server, name) in [("tether-mio", "mio"), ("tether-polling", "polling")] {
+    for (server, name) in [("netref-mio", "mio"), ("netref-polling", "polling")] {
         let k = format!("scale/{server}");
         let idle = get(&k, "idle").unwrap_or(0.0) as usize;
         let wanted = report::fmt_num(idle_wanted as f64);
         let mut r = Row::new(format!("{wanted} idle connections, one {name} server thread"), "KiB/conn");
-        r.tether = get(&k, "idle_kib_per_conn");
+        r.netref = get(&k, "idle_kib_per_conn");
         if idle > 0 && idle < idle_wanted {
             r.note = Some(format!(
                 "LIMIT: only {idle} held: RLIMIT_NOFILE {} at {} fds per server connection",
@@ -586,7 +586,7 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
             ));
             r.scenario = format!("{idle} (of {wanted}) idle connections, one {name} server thread");
         }
-        r.target = r.tether.map(|v| Target {
+        r.target = r.netref.map(|v| Target {
             what: "server RSS per connection".into(),
             value: v,
             cmp: Cmp::AtMost,
@@ -597,12 +597,12 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
         let active = get(&k, "active").unwrap_or(0.0);
         let active = report::fmt_num(active);
         let mut r = Row::new(format!("{active} active clients, one {name} server thread"), "calls/s");
-        r.tether = get(&k, "active_calls_per_s");
+        r.netref = get(&k, "active_calls_per_s");
         if let Some(s) = get(&k, "server_cpu_us") {
             r.note = Some(format!("server CPU {} µs/call", report::fmt_num(s)));
         }
         rows.push(r);
     }
-    rows.retain(|r| r.tether.is_some() || r.raw.is_some() || r.rpyc.is_some() || r.tarpc.is_some());
+    rows.retain(|r| r.netref.is_some() || r.raw.is_some() || r.rpyc.is_some() || r.tarpc.is_some());
     rows
 }

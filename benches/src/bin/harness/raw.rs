@@ -1,5 +1,5 @@
 //! Addresses, and the raw-socket baseline: std only, blocking, the same
-//! framing as tether (a 4-byte big-endian length, then the body),
+//! framing as netref (a 4-byte big-endian length, then the body),
 //! TCP_NODELAY, one thread per connection on the server.
 
 use std::io::{self, Read, Write};

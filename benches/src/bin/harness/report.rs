@@ -15,7 +15,7 @@ pub(crate) enum Cmp {
 /// A target: `value` compared with `threshold`.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
-    /// What is compared, e.g. "tether/raw".
+    /// What is compared, e.g. "netref/raw".
     pub(crate) what: String,
     pub(crate) value: f64,
     pub(crate) cmp: Cmp,
@@ -43,26 +43,26 @@ impl Target {
 pub(crate) struct Row {
     pub(crate) scenario: String,
     pub(crate) unit: &'static str,
-    pub(crate) tether: Option<f64>,
+    pub(crate) netref: Option<f64>,
     pub(crate) raw: Option<f64>,
     pub(crate) rpyc: Option<f64>,
     pub(crate) rpyc_attr: Option<f64>,
     pub(crate) tarpc: Option<f64>,
-    /// tether ÷ each baseline present, e.g. ("raw", 1.1).
+    /// netref ÷ each baseline present, e.g. ("raw", 1.1).
     pub(crate) ratios: Vec<(String, f64)>,
     pub(crate) target: Option<Target>,
     pub(crate) note: Option<String>,
 }
 
 impl Row {
-    /// A row with tether and its baselines; fills in the ratios.
+    /// A row with netref and its baselines; fills in the ratios.
     pub(crate) fn new(scenario: impl Into<String>, unit: &'static str) -> Row {
         Row { scenario: scenario.into(), unit, ..Row::default() }
     }
 
-    /// Computes tether ÷ baseline for every baseline present.
+    /// Computes netref ÷ baseline for every baseline present.
     pub(crate) fn with_ratios(mut self) -> Row {
-        if let Some(t) = self.tether {
+        if let Some(t) = self.netref {
             for (name, b) in [
                 ("raw", self.raw),
                 ("RPyC", self.rpyc),
@@ -77,7 +77,7 @@ impl Row {
         self
     }
 
-    /// The ratio tether ÷ `baseline`, if measured.
+    /// The ratio netref ÷ `baseline`, if measured.
     pub(crate) fn ratio(&self, baseline: &str) -> Option<f64> {
         self.ratios.iter().find(|(n, _)| n == baseline).map(|(_, r)| *r)
     }
@@ -119,7 +119,7 @@ fn cell(v: Option<f64>) -> String {
 pub(crate) fn markdown(rows: &[Row]) -> String {
     let mut s = String::new();
     s.push_str(
-        "| scenario | unit | tether | raw | RPyC (cached) | RPyC `root.add` | tarpc | ratios (tether ÷ baseline) | target | met? |\n",
+        "| scenario | unit | netref | raw | RPyC (cached) | RPyC `root.add` | tarpc | ratios (netref ÷ baseline) | target | met? |\n",
     );
     s.push_str("|---|---|--:|--:|--:|--:|--:|---|---|---|\n");
     for r in rows {
@@ -136,7 +136,7 @@ pub(crate) fn markdown(rows: &[Row]) -> String {
             s,
             "| {scenario} | {} | {} | {} | {} | {} | {} | {} | {target} | {met} |",
             r.unit,
-            cell(r.tether),
+            cell(r.netref),
             cell(r.raw),
             cell(r.rpyc),
             cell(r.rpyc_attr),
@@ -169,7 +169,7 @@ pub(crate) fn svg(rows: &[Row], title: &str) -> String {
                 t.value,
                 Some(t.threshold),
                 if t.met() { "#2e9d4a" } else { "#d0423b" },
-                format!("{}x {}", fmt_num(t.value), t.what.trim_start_matches("tether/")),
+                format!("{}x {}", fmt_num(t.value), t.what.trim_start_matches("netref/")),
             ),
             Some(t) => {
                 // An absolute target (KiB per connection): chart value/threshold.
@@ -208,7 +208,7 @@ pub(crate) fn svg(rows: &[Row], title: &str) -> String {
     let _ = writeln!(s, r#"<text x="10" y="20" font-size="15" font-weight="bold">{}</text>"#, esc(title));
     let _ = writeln!(
         s,
-        r##"<text x="10" y="38" fill="#555">tether ÷ baseline, log scale (latency and KiB: lower is better; throughput: higher). Green met, red missed, blue no target; black tick = target.</text>"##
+        r##"<text x="10" y="38" fill="#555">netref ÷ baseline, log scale (latency and KiB: lower is better; throughput: higher). Green met, red missed, blue no target; black tick = target.</text>"##
     );
     let mut decade = llo;
     while decade <= lhi + 1e-9 {
@@ -274,12 +274,12 @@ mod tests {
 
     fn row() -> Row {
         let mut r = Row::new("sync latency p50, TCP, pinned", "µs");
-        r.tether = Some(13.0);
+        r.netref = Some(13.0);
         r.raw = Some(10.0);
         r.tarpc = Some(20.0);
         let mut r = r.with_ratios();
         r.target = Some(Target {
-            what: "tether/raw".into(),
+            what: "netref/raw".into(),
             value: r.ratio("raw").unwrap(),
             cmp: Cmp::AtMost,
             threshold: 1.3,

@@ -1,15 +1,15 @@
-//! tether's servers and clients.
+//! netref's servers and clients.
 //!
-//! Servers: `tether` (a [`ThreadedServer`](tether::ThreadedServer), a thread per connection, as
-//! RPyC's), `tether-mio` and `tether-polling` (the backends' single-threaded
+//! Servers: `netref` (a [`ThreadedServer`](netref::ThreadedServer), a thread per connection, as
+//! RPyC's), `netref-mio` and `netref-polling` (the backends' single-threaded
 //! servers). Every one exposes the same root: `add(a, b)`, `echo(value)`
 //! and `emit(callback, n)`, which calls `callback(i)` n times from the
 //! server with at most [`WINDOW`] calls in flight.
 //!
-//! `tether-batched` (server and client) is the ThreadedServer and client
+//! `netref-batched` (server and client) is the ThreadedServer and client
 //! with write batching on: [`Config::batch_replies`] on both ends, the
 //! pipelined client's calls and the server's `emit` inside
-//! [`tether::batch`]. The plain `tether` writes every message at once.
+//! [`netref::batch`]. The plain `netref` writes every message at once.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use tether::protocol::{Call, Event, Protocol};
-use tether::{
+use netref::protocol::{Call, Event, Protocol};
+use netref::{
     async_, BgServingThread, Builder, Config, Connection, ObjectBuilder, RemoteObject, Service, Value,
 };
 
@@ -27,8 +27,8 @@ use crate::common::{self, Opts, WINDOW};
 use crate::raw::{Addr, Listener};
 
 /// The benchmark service's root object; `batched`: `emit` sends inside
-/// [`tether::batch`].
-fn root(batched: bool) -> tether::LocalObject {
+/// [`netref::batch`].
+fn root(batched: bool) -> netref::LocalObject {
     ObjectBuilder::new("Bench")
         .method("add", |a: i64, b: i64| a + b)
         .method("echo", |v: Value| v)
@@ -36,7 +36,7 @@ fn root(batched: bool) -> tether::LocalObject {
             "emit",
             move |cb: RemoteObject, n: u64| {
                 if batched {
-                    tether::batch(|| emit(&cb, n))
+                    netref::batch(|| emit(&cb, n))
                 } else {
                     emit(&cb, n)
                 }
@@ -50,7 +50,7 @@ fn emit(cb: &RemoteObject, n: u64) -> u64 {
     let mut pending = VecDeque::with_capacity(WINDOW);
     for i in 0..n {
         if pending.len() >= WINDOW {
-            let r: tether::AsyncResult = pending.pop_front().expect("non-empty");
+            let r: netref::AsyncResult = pending.pop_front().expect("non-empty");
             let _ = r.wait();
         }
         pending.push_back(async_(cb).call((i,)));
@@ -67,52 +67,52 @@ fn builder(batched: bool) -> Builder {
         .config(Config::default().batch_replies(batched))
 }
 
-/// Runs one of tether's servers until killed.
+/// Runs one of netref's servers until killed.
 pub(crate) fn server(opts: &Opts) -> io::Result<()> {
     common::raise_nofile();
     let (listener, addr) = Listener::bind(opts.str("transport"), opts.get("path"))?;
-    let err = |e: tether::Error| io::Error::other(e.to_string());
+    let err = |e: netref::Error| io::Error::other(e.to_string());
     match opts.str("impl") {
-        imp @ ("tether" | "tether-batched") => {
-            let batched = imp == "tether-batched";
+        imp @ ("netref" | "netref-batched") => {
+            let batched = imp == "netref-batched";
             let builder = || builder(batched);
             let server = match (&listener, &addr) {
                 (Listener::Tcp(_), Addr::Tcp(a)) => {
                     drop(listener);
-                    tether::ThreadedServer::bind_tcp(a.as_str(), builder()).map_err(err)?
+                    netref::ThreadedServer::bind_tcp(a.as_str(), builder()).map_err(err)?
                 }
                 (Listener::Unix(_), Addr::Unix(p)) => {
                     drop(listener);
                     let _ = std::fs::remove_file(p);
-                    tether::ThreadedServer::bind_unix(p, builder()).map_err(err)?
+                    netref::ThreadedServer::bind_unix(p, builder()).map_err(err)?
                 }
                 _ => unreachable!(),
             };
             common::ready(&addr.to_string());
             server.start();
         }
-        "tether-mio" => {
+        "netref-mio" => {
             let mut server = match listener {
-                Listener::Tcp(l) => tether_mio::Server::from_tcp(l, builder(false))?,
-                Listener::Unix(l) => tether_mio::Server::from_unix(l, builder(false))?,
+                Listener::Tcp(l) => netref_mio::Server::from_tcp(l, builder(false))?,
+                Listener::Unix(l) => netref_mio::Server::from_unix(l, builder(false))?,
             };
             common::ready(&addr.to_string());
             server.run()?;
         }
-        "tether-polling" => {
+        "netref-polling" => {
             let mut server = match listener {
-                Listener::Tcp(l) => tether_polling::Server::from_tcp(l, builder(false))?,
-                Listener::Unix(l) => tether_polling::Server::from_unix(l, builder(false))?,
+                Listener::Tcp(l) => netref_polling::Server::from_tcp(l, builder(false))?,
+                Listener::Unix(l) => netref_polling::Server::from_unix(l, builder(false))?,
             };
             common::ready(&addr.to_string());
             server.run()?;
         }
-        other => panic!("no tether server {other}"),
+        other => panic!("no netref server {other}"),
     }
     Ok(())
 }
 
-fn connect(addr: &Addr, batched: bool) -> tether::Result<Connection> {
+fn connect(addr: &Addr, batched: bool) -> netref::Result<Connection> {
     let b = Builder::default().config(Config::default().batch_replies(batched));
     match addr {
         Addr::Tcp(a) => b.connect_tcp(a.as_str()),
@@ -120,13 +120,13 @@ fn connect(addr: &Addr, batched: bool) -> tether::Result<Connection> {
     }
 }
 
-/// Runs one of tether's client scenarios and prints its RESULT line.
-pub(crate) fn client(opts: &Opts) -> tether::Result<()> {
+/// Runs one of netref's client scenarios and prints its RESULT line.
+pub(crate) fn client(opts: &Opts) -> netref::Result<()> {
     let addr = Addr::parse(opts.str("addr"));
     if opts.str("scenario") == "scale" {
         return scale(opts, &addr);
     }
-    let batched = opts.str("impl") == "tether-batched";
+    let batched = opts.str("impl") == "netref-batched";
     let conn = connect(&addr, batched)?;
     let root = conn.root()?;
     match opts.str("scenario") {
@@ -141,20 +141,20 @@ pub(crate) fn client(opts: &Opts) -> tether::Result<()> {
             let mut data = Value::Bytes((0..size).map(|i| i as u8).collect());
             crate::raw::payload_loop(opts, size, || {
                 // The echo comes back as the next call's argument: no copies
-                // beyond what tether itself makes.
+                // beyond what netref itself makes.
                 data = root.call_method("echo", vec![std::mem::take(&mut data)]).expect("echo");
             });
             assert!(matches!(&data, Value::Bytes(b) if b.len() == size));
         }
-        other => panic!("tether: no scenario {other}"),
+        other => panic!("netref: no scenario {other}"),
     }
     conn.close();
     Ok(())
 }
 
 /// Keeps [`WINDOW`] calls in flight; `batched`: each hundred new calls
-/// inside one [`tether::batch`] (waiting for a result writes what it holds).
-fn pipelined(opts: &Opts, root: &RemoteObject, batched: bool) -> tether::Result<()> {
+/// inside one [`netref::batch`] (waiting for a result writes what it holds).
+fn pipelined(opts: &Opts, root: &RemoteObject, batched: bool) -> netref::Result<()> {
     let secs = opts.secs();
     let call = || async_(root).call_method("add", (1i64, 1i64));
     let mut pending: VecDeque<_> = (0..WINDOW).map(|_| call()).collect();
@@ -164,7 +164,7 @@ fn pipelined(opts: &Opts, root: &RemoteObject, batched: bool) -> tether::Result<
     }
     let start = Instant::now();
     let mut done = 0u64;
-    let mut hundred = || -> tether::Result<()> {
+    let mut hundred = || -> netref::Result<()> {
         for _ in 0..100 {
             let _: i64 = pending.pop_front().expect("non-empty").value_as()?;
             pending.push_back(call());
@@ -173,7 +173,7 @@ fn pipelined(opts: &Opts, root: &RemoteObject, batched: bool) -> tether::Result<
     };
     while start.elapsed() < secs {
         if batched {
-            tether::batch(&mut hundred)?;
+            netref::batch(&mut hundred)?;
         } else {
             hundred()?;
         }
@@ -235,16 +235,16 @@ impl Counter {
 
 /// Server-to-client callbacks: the client asks for `batch` events at a time
 /// and counts them as they arrive through the chosen delivery (`--via`).
-fn events(opts: &Opts, conn: &Connection, root: &RemoteObject) -> tether::Result<()> {
+fn events(opts: &Opts, conn: &Connection, root: &RemoteObject) -> netref::Result<()> {
     let secs = opts.secs();
     let batch: u64 = opts.num("batch", 50_000);
     let counter = Arc::new(Counter::default());
     let c = counter.clone();
-    let cb = tether::callback(move |_i: u64| c.bump());
+    let cb = netref::callback(move |_i: u64| c.bump());
     let emit = |k: u64| async_(root).call_method("emit", (cb.clone(), k));
     // Runs one round: ask for k events, return once all arrived and the
     // request's reply is in.
-    let mut round: Box<dyn FnMut(u64) -> tether::Result<()>> = match opts.str("via") {
+    let mut round: Box<dyn FnMut(u64) -> netref::Result<()>> = match opts.str("via") {
         "bg" => {
             let bg = BgServingThread::new(conn);
             let counter = counter.clone();
@@ -277,28 +277,28 @@ fn events(opts: &Opts, conn: &Connection, root: &RemoteObject) -> tether::Result
     Ok(())
 }
 
-fn io_err(e: io::Error) -> tether::Error {
-    tether::Error::from(e)
+fn io_err(e: io::Error) -> netref::Error {
+    netref::Error::from(e)
 }
 
 fn reactor_mio(
     conn: &Connection,
     counter: Arc<Counter>,
-    emit: impl Fn(u64) -> tether::AsyncResult,
-) -> tether::Result<impl FnMut(u64) -> tether::Result<()>> {
+    emit: impl Fn(u64) -> netref::AsyncResult,
+) -> netref::Result<impl FnMut(u64) -> netref::Result<()>> {
     use mio::{Events, Poll, Token};
     const BELL: Token = Token(0);
     const CONN: Token = Token(1);
     let mut poll = Poll::new().map_err(io_err)?;
-    let doorbell = tether_mio::Doorbell::new(poll.registry(), BELL).map_err(io_err)?;
+    let doorbell = netref_mio::Doorbell::new(poll.registry(), BELL).map_err(io_err)?;
     let mut attached =
-        tether_mio::MioConnection::register(conn, poll.registry(), CONN, &doorbell).map_err(io_err)?;
+        netref_mio::MioConnection::register(conn, poll.registry(), CONN, &doorbell).map_err(io_err)?;
     let mut events = Events::with_capacity(64);
     Ok(move |k| {
         let target = counter.get() + k;
         let res = emit(k);
         while counter.get() < target || !res.ready() {
-            poll.poll(&mut events, tether_mio::timeout(attached.next_deadline())).map_err(io_err)?;
+            poll.poll(&mut events, netref_mio::timeout(attached.next_deadline())).map_err(io_err)?;
             let mut ready = events.iter().any(|e| e.token() == CONN);
             ready |= doorbell.take().contains(&CONN);
             if ready {
@@ -313,12 +313,12 @@ fn reactor_mio(
 fn reactor_polling(
     conn: &Connection,
     counter: Arc<Counter>,
-    emit: impl Fn(u64) -> tether::AsyncResult,
-) -> tether::Result<impl FnMut(u64) -> tether::Result<()>> {
+    emit: impl Fn(u64) -> netref::AsyncResult,
+) -> netref::Result<impl FnMut(u64) -> netref::Result<()>> {
     use polling::{Events, Poller};
     const CONN: usize = 1;
-    let doorbell = tether_polling::Doorbell::new(Arc::new(Poller::new().map_err(io_err)?));
-    let mut attached = tether_polling::PollingConnection::attach(conn, &doorbell, CONN).map_err(io_err)?;
+    let doorbell = netref_polling::Doorbell::new(Arc::new(Poller::new().map_err(io_err)?));
+    let mut attached = netref_polling::PollingConnection::attach(conn, &doorbell, CONN).map_err(io_err)?;
     let mut events = Events::new();
     Ok(move |k| {
         let target = counter.get() + k;
@@ -327,7 +327,7 @@ fn reactor_polling(
             events.clear();
             doorbell
                 .poller()
-                .wait(&mut events, tether_polling::timeout(attached.next_deadline()))
+                .wait(&mut events, netref_polling::timeout(attached.next_deadline()))
                 .map_err(io_err)?;
             let rang = doorbell.take();
             if events.iter().any(|e| e.key == CONN) || rang.contains(&CONN) {
@@ -342,16 +342,16 @@ fn reactor_polling(
 fn reactor_calloop(
     conn: &Connection,
     counter: Arc<Counter>,
-    emit: impl Fn(u64) -> tether::AsyncResult,
-) -> tether::Result<impl FnMut(u64) -> tether::Result<()>> {
+    emit: impl Fn(u64) -> netref::AsyncResult,
+) -> netref::Result<impl FnMut(u64) -> netref::Result<()>> {
     let mut event_loop: calloop::EventLoop<'static, ()> =
-        calloop::EventLoop::try_new().map_err(|e| tether::Error::Misuse(e.to_string()))?;
-    tether_calloop::insert(&event_loop.handle(), conn).map_err(|e| tether::Error::Misuse(e.to_string()))?;
+        calloop::EventLoop::try_new().map_err(|e| netref::Error::Misuse(e.to_string()))?;
+    netref_calloop::insert(&event_loop.handle(), conn).map_err(|e| netref::Error::Misuse(e.to_string()))?;
     Ok(move |k| {
         let target = counter.get() + k;
         let res = emit(k);
         while counter.get() < target || !res.ready() {
-            event_loop.dispatch(None, &mut ()).map_err(|e| tether::Error::Misuse(e.to_string()))?;
+            event_loop.dispatch(None, &mut ()).map_err(|e| netref::Error::Misuse(e.to_string()))?;
         }
         res.wait()
     })
@@ -360,11 +360,11 @@ fn reactor_calloop(
 fn reactor_glib(
     conn: &Connection,
     counter: Arc<Counter>,
-    emit: impl Fn(u64) -> tether::AsyncResult,
-) -> tether::Result<impl FnMut(u64) -> tether::Result<()>> {
+    emit: impl Fn(u64) -> netref::AsyncResult,
+) -> netref::Result<impl FnMut(u64) -> netref::Result<()>> {
     // A private context, iterated by this (the harness's main) thread.
     let ctx = glib::MainContext::new();
-    let attached = tether_glib::attach(conn, &ctx).map_err(io_err)?;
+    let attached = netref_glib::attach(conn, &ctx).map_err(io_err)?;
     Ok(move |k| {
         let _keep = &attached;
         let target = counter.get() + k;
@@ -379,7 +379,7 @@ fn reactor_glib(
 /// The scale scenario against a single-threaded server: idle connections
 /// (memory per connection from the server's RSS), then active clients
 /// (aggregate calls/s).
-fn scale(opts: &Opts, addr: &Addr) -> tether::Result<()> {
+fn scale(opts: &Opts, addr: &Addr) -> netref::Result<()> {
     let Addr::Tcp(tcp) = addr else { panic!("scale runs over TCP") };
     let my_limit = common::raise_nofile();
     let server: u32 = opts.num("server-pid", 0);
@@ -406,23 +406,23 @@ fn scale(opts: &Opts, addr: &Addr) -> tether::Result<()> {
     let rss1 = common::rss_kib(server);
     let per_idle_kib = (rss1.saturating_sub(rss0)) as f64 / n_idle.max(1) as f64;
 
-    // Active clients: `active` tether connections on one polling loop in
+    // Active clients: `active` netref connections on one polling loop in
     // this process, each making one call after another.
     let calls = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let doorbell = tether_polling::Doorbell::new(Arc::new(polling::Poller::new().map_err(io_err)?));
+    let doorbell = netref_polling::Doorbell::new(Arc::new(polling::Poller::new().map_err(io_err)?));
     let mut conns = Vec::with_capacity(active);
     for key in 0..active {
         let conn = Builder::default().connect_tcp(tcp.as_str())?;
         let root = conn.root()?;
-        let attached = tether_polling::PollingConnection::attach(&conn, &doorbell, key).map_err(io_err)?;
+        let attached = netref_polling::PollingConnection::attach(&conn, &doorbell, key).map_err(io_err)?;
         conns.push((attached, root));
     }
     for (_, root) in &conns {
         chain(root.clone(), calls.clone(), stop.clone());
     }
     let mut events = polling::Events::new();
-    let mut turn = |events: &mut polling::Events| -> tether::Result<()> {
+    let mut turn = |events: &mut polling::Events| -> netref::Result<()> {
         events.clear();
         doorbell.poller().wait(events, Some(Duration::from_millis(100))).map_err(io_err)?;
         let mut keys: Vec<usize> = events.iter().map(|e| e.key).collect();
@@ -482,10 +482,10 @@ fn nofile_limit(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Opens `n` idle connections that completed tether's handshake and one
+/// Opens `n` idle connections that completed netref's handshake and one
 /// ping (so the server has set each one up), using the sans-IO protocol
 /// directly: one file descriptor and no thread per connection here.
-fn open_idle(addr: &str, n: usize, out: &mut Vec<TcpStream>) -> tether::Result<()> {
+fn open_idle(addr: &str, n: usize, out: &mut Vec<TcpStream>) -> netref::Result<()> {
     let mut buf = vec![0u8; 4096];
     for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
         let mut batch = Vec::with_capacity(chunk.len());
@@ -503,7 +503,7 @@ fn open_idle(addr: &str, n: usize, out: &mut Vec<TcpStream>) -> tether::Result<(
             'wait: loop {
                 let k = s.read(&mut buf)?;
                 if k == 0 {
-                    return Err(tether::Error::Closed("the server closed an idle connection".into()));
+                    return Err(netref::Error::Closed("the server closed an idle connection".into()));
                 }
                 p.handle_bytes(&buf[..k], Instant::now())?;
                 while let Some(ev) = p.poll_event() {
