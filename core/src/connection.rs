@@ -39,7 +39,7 @@ use crate::async_result::{AsyncResult, Driver, Slot};
 use crate::auth::{Authenticator, Credentials, Secret};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::error::{Error, RemoteError, Result};
+use crate::error::{Error, Misuse, RemoteError, Result};
 use crate::object::LocalObject;
 use crate::protocol::{Call, Event, Protocol, Request};
 use crate::remote::{RemoteObject, Session};
@@ -1323,7 +1323,7 @@ impl Shared {
             if let Err(e) = waited {
                 if e.kind() == io::ErrorKind::WouldBlock {
                     // An in-memory pair found nothing that could ever progress.
-                    return Err(Error::Misuse(e.to_string()));
+                    return Err(Error::Misuse(Misuse::Other(e.to_string())));
                 }
             }
         }
@@ -1579,7 +1579,9 @@ impl BgServingThread {
         }
         self.conn.shared.transport.wake();
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| Err(Error::Misuse("the serving thread panicked".into()))),
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(Error::Misuse(Misuse::Other("the serving thread panicked".into())))),
             None => Ok(()),
         }
     }

@@ -24,7 +24,7 @@ pub enum Error {
     /// A configured limit was exceeded.
     Limit(LimitError),
     /// The caller used the API in a way it does not support.
-    Misuse(String),
+    Misuse(Misuse),
     /// A value could not be converted to or from a Rust type.
     Convert(String),
     /// An [`AsyncResult`](crate::AsyncResult) expired before its reply arrived
@@ -126,6 +126,31 @@ impl From<ProtocolError> for Error {
 impl From<LimitError> for Error {
     fn from(e: LimitError) -> Self {
         Error::Limit(e)
+    }
+}
+
+/// Which API was misused, and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// An [`AsyncResult`](crate::AsyncResult) was awaited on a connection
+    /// that nothing serves, so its reply would never be read (see
+    /// [Awaiting](crate::AsyncResult#awaiting)).
+    Unserved,
+    /// Any other misuse, described in words.
+    Other(String),
+}
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Misuse::Unserved => f.write_str(
+                "awaited a result of a connection that nobody serves: attach the connection to an event \
+                 loop (netref-glib, netref-calloop, netref-mio, netref-polling) or start a \
+                 BgServingThread, or call value() to serve it from this thread",
+            ),
+            Misuse::Other(m) => f.write_str(m),
+        }
     }
 }
 

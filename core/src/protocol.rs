@@ -32,7 +32,7 @@ use std::time::Instant;
 use ciborium::value::Value as Cbor;
 
 use crate::config::Config;
-use crate::error::{DecodeError, Error, LimitError, ProtocolError, RemoteError, Result};
+use crate::error::{DecodeError, Error, LimitError, Misuse, ProtocolError, RemoteError, Result};
 use crate::object::LocalObject;
 use crate::remote::{ProxyInner, ReleaseQueue, RemoteObject, Session};
 use crate::seq_hash::SeqHash;
@@ -307,7 +307,7 @@ impl Protocol {
             self.first_bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
         if self.lent {
-            let e = Error::Misuse("bytes fed while the input buffer is lent out".into());
+            let e = Error::Misuse(Misuse::Other("bytes fed while the input buffer is lent out".into()));
             self.fail(e.clone());
             return Err(e);
         }
@@ -753,10 +753,10 @@ impl Protocol {
 
     fn target_id(&self, target: &RemoteObject) -> Result<u64> {
         if target.inner.protocol_id != self.id {
-            return Err(Error::Misuse(format!(
+            return Err(Error::Misuse(Misuse::Other(format!(
                 "remote object {} belongs to another connection",
                 target.id()
-            )));
+            ))));
         }
         Ok(target.id())
     }

@@ -344,14 +344,17 @@ fn reactor_calloop(
     counter: Arc<Counter>,
     emit: impl Fn(u64) -> netref::AsyncResult,
 ) -> netref::Result<impl FnMut(u64) -> netref::Result<()>> {
-    let mut event_loop: calloop::EventLoop<'static, ()> =
-        calloop::EventLoop::try_new().map_err(|e| netref::Error::Misuse(e.to_string()))?;
-    netref_calloop::insert(&event_loop.handle(), conn).map_err(|e| netref::Error::Misuse(e.to_string()))?;
+    let mut event_loop: calloop::EventLoop<'static, ()> = calloop::EventLoop::try_new()
+        .map_err(|e| netref::Error::Misuse(netref::Misuse::Other(e.to_string())))?;
+    netref_calloop::insert(&event_loop.handle(), conn)
+        .map_err(|e| netref::Error::Misuse(netref::Misuse::Other(e.to_string())))?;
     Ok(move |k| {
         let target = counter.get() + k;
         let res = emit(k);
         while counter.get() < target || !res.ready() {
-            event_loop.dispatch(None, &mut ()).map_err(|e| netref::Error::Misuse(e.to_string()))?;
+            event_loop
+                .dispatch(None, &mut ())
+                .map_err(|e| netref::Error::Misuse(netref::Misuse::Other(e.to_string())))?;
         }
         res.wait()
     })
