@@ -481,6 +481,9 @@ pub(crate) struct Shared {
     label: String,
     handles: AtomicUsize,
     closing: AtomicBool,
+    /// Standing servers: event loops attached, `BgServingThread`s and
+    /// threads inside `serve_all` (see [`Shared::standing_server_started`]).
+    standing: AtomicUsize,
     me: Weak<Shared>,
 }
 
@@ -581,6 +584,7 @@ impl Connection {
                 label,
                 handles: AtomicUsize::new(1),
                 closing: AtomicBool::new(false),
+                standing: AtomicUsize::new(0),
                 me: me.clone(),
             }
         });
@@ -667,6 +671,7 @@ impl Connection {
     /// Serves until the connection closes (RPyC's `serve_all`). Returns `Ok`
     /// after an orderly close, the error otherwise.
     pub fn serve_all(&self) -> Result<()> {
+        let _standing = Standing::new(&self.shared);
         match self.shared.serve_until(&|_| false, None, true) {
             Err(Error::Closed(_)) | Ok(()) => Ok(()),
             Err(e) => Err(e),
@@ -740,15 +745,21 @@ impl Connection {
     /// queue their request and call `wake`, which must make the loop call
     /// [`flush`](Self::flush), re-arm write interest and the timer soon.
     pub fn attach(&self, wake: impl Fn() + Send + Sync + 'static) {
-        *self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(wake));
+        let before = self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).replace(Arc::new(wake));
         self.shared.lock().loop_thread = Some(thread::current().id());
+        if before.is_none() {
+            self.shared.standing_server_started();
+        }
     }
 
     /// Undoes [`attach`](Self::attach): any thread may serve again.
     pub fn detach(&self) {
         self.shared.lock().loop_thread = None;
-        *self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let before = self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.shared.cond.notify_all();
+        if before.is_some() {
+            self.shared.standing_server_stopped();
+        }
     }
 
     /// Writes queued output until the transport would block.
@@ -815,6 +826,27 @@ impl Shared {
 
     fn arc(&self) -> Arc<Shared> {
         self.me.upgrade().expect("a method runs on a live connection")
+    }
+
+    /// A standing server started: something now serves the connection on
+    /// its own (an event loop it is attached to, a [`BgServingThread`], a
+    /// thread inside [`Connection::serve_all`]), so a future awaited on it
+    /// may wait for its reply. Pair each call with
+    /// [`standing_server_stopped`](Self::standing_server_stopped).
+    pub(crate) fn standing_server_started(&self) {
+        self.standing.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A standing server stopped. When it was the last, every future
+    /// waiting on the connection is woken: it polls again and fails with
+    /// [`Misuse::Unserved`] instead of waiting for a reply nobody will
+    /// read. Call with no state lock held.
+    pub(crate) fn standing_server_stopped(&self) {
+        if self.standing.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        let wakers: Vec<_> = self.lock().slots.values().flat_map(|slot| slot.take_wakers()).collect();
+        wakers.into_iter().for_each(std::task::Waker::wake);
     }
 
     fn may_serve(st: &State, me: ThreadId) -> bool {
@@ -1527,11 +1559,32 @@ impl Driver for Shared {
         self.clock.now()
     }
 
+    fn is_served(&self) -> bool {
+        self.standing.load(Ordering::SeqCst) > 0
+    }
+
     fn set_deadline(&self, seq: u64, deadline: Instant) {
         let st = &mut *self.lock();
         st.proto.set_deadline(seq, Some(deadline));
         self.wake_driver(st);
         self.notify(st);
+    }
+}
+
+/// One standing server, for as long as it lives (see
+/// [`Shared::standing_server_started`]).
+struct Standing(Arc<Shared>);
+
+impl Standing {
+    fn new(shared: &Arc<Shared>) -> Standing {
+        shared.standing_server_started();
+        Standing(shared.clone())
+    }
+}
+
+impl Drop for Standing {
+    fn drop(&mut self) {
+        self.0.standing_server_stopped();
     }
 }
 
@@ -1553,9 +1606,13 @@ impl BgServingThread {
         let stop = Arc::new(AtomicBool::new(false));
         let worker = conn.clone();
         let flag = stop.clone();
+        // Counted from now, not from when the thread runs: a future awaited
+        // right after `new` returns waits for it.
+        let standing = Standing::new(&conn.shared);
         let thread = thread::Builder::new()
             .name("netref-bg-serving".into())
             .spawn(move || {
+                let _standing = standing;
                 let stopped = |_: &State| flag.load(Ordering::Acquire);
                 match worker.shared.serve_until(&stopped, None, true) {
                     Err(Error::Closed(_)) => Ok(()),

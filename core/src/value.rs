@@ -448,7 +448,7 @@ fn type_id_of<T: ?Sized>() -> TypeId {
 
 /// `from` as a `To` when both are the same type, `Err(from)` otherwise.
 /// Only called with `Value` as one of the two types (see the safety note).
-fn cast<From, To>(from: From) -> std::result::Result<To, From> {
+pub(crate) fn cast<From, To>(from: From) -> std::result::Result<To, From> {
     if type_id_of::<From>() != type_id_of::<To>() {
         return Err(from);
     }
