@@ -112,7 +112,7 @@ impl Drop for ProxyInner {
 ///
 /// Calls come in three forms, as in RPyC: synchronous ([`call_method`](Self::call_method),
 /// blocking while serving the connection), asynchronous
-/// ([`async_method`](Self::async_method), returning an [`AsyncResult`]), and
+/// ([`async_(&proxy).call_method(..)`](async_), returning an [`AsyncResult`]), and
 /// [`timed`].
 #[derive(Clone)]
 pub struct RemoteObject {
@@ -199,28 +199,10 @@ impl RemoteObject {
         self.sync(call, timeout)
     }
 
-    /// Calls the remote method `name` asynchronously (RPyC's `async_`).
-    pub fn async_method(&self, name: &str, args: impl IntoArgs) -> AsyncResult {
-        match args.into_args() {
-            Ok(args) => {
-                self.submit(Call::CallMethod { target: self.clone(), name: name.to_owned(), args }, None)
-            }
-            Err(e) => AsyncResult::failed(e),
-        }
-    }
-
     /// Calls the remote object itself and waits for the result.
     pub fn call<R: DeserializeOwned>(&self, args: impl IntoArgs) -> Result<R> {
         let call = Call::Call { target: self.clone(), args: args.into_args()? };
         self.sync(call, self.sync_timeout())
-    }
-
-    /// Calls the remote object itself asynchronously.
-    pub fn async_call(&self, args: impl IntoArgs) -> AsyncResult {
-        match args.into_args() {
-            Ok(args) => self.submit(Call::Call { target: self.clone(), args }, None),
-            Err(e) => AsyncResult::failed(e),
-        }
     }
 
     /// Reads the remote attribute `name`.
@@ -276,7 +258,9 @@ impl Async {
         }
     }
 
-    /// Calls the method `name` of the proxied object.
+    /// Calls the method `name` of the proxied object. The result holds the
+    /// reply as a [`Value`]; [`typed`](AsyncResult::typed) reads it as a Rust
+    /// type (`async_(&p).call_method("add", (1, 2)).typed::<i64>()`).
     pub fn call_method(&self, name: &str, args: impl IntoArgs) -> AsyncResult {
         match args.into_args() {
             Ok(args) => self.proxy.submit(
