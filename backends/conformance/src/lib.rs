@@ -31,8 +31,8 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use netref::{
-    AsyncResult, Builder, Config, Connection, Error, LocalObject, ObjectBuilder, RemoteObject, Service,
-    ThreadedServer,
+    AsyncResult, Builder, Config, Connection, Error, LocalObject, Misuse, ObjectBuilder, RemoteObject,
+    Service, ThreadedServer,
 };
 
 /// How long any one wait in the suite may take before the test fails.
@@ -102,6 +102,7 @@ macro_rules! conformance_tests {
             garbage_input_ends_only_that_connection,
             server_survives_garbage_and_disconnects,
             detach_deregisters_cleanly,
+            detaching_fails_waiting_futures_as_unserved,
             no_request_stranded_after_a_sync_call_on_the_loop_thread,
             idle_loop_sleeps,
             soak_many_clients_mixed_calls,
@@ -888,6 +889,30 @@ pub fn detach_deregisters_cleanly<B: Backend>() {
     let v =
         thread::spawn(move || c.root().unwrap().call_method::<i64>("add", (6, 6)).unwrap()).join().unwrap();
     assert_eq!(v, 12);
+}
+
+/// A future awaited on an attached connection waits for the loop; when the
+/// loop lets go of the connection and nothing else serves it, the future is
+/// woken and fails with `Misuse::Unserved` instead of hanging, while the
+/// call itself stays pending (`value()` serves it from the caller's thread).
+pub fn detaching_fails_waiting_futures_as_unserved<B: Backend>() {
+    let server = PeerServer::start();
+    let mut lp = B::new_loop();
+    let conn = server.connect();
+    let key = lp.attach(&conn);
+    let root = conn.root().unwrap();
+    let gate = netref::async_(&root).call_method("block", ());
+    server.peer.wait_blocked();
+    let (first, woken) = poll_with_flag(&gate);
+    assert!(first.is_pending(), "the loop serves the connection: the future waits");
+    lp.detach(key);
+    assert!(woken.get(), "detaching woke the waiting future");
+    match poll_once(&gate) {
+        Poll::Ready(Err(Error::Misuse(Misuse::Unserved))) => {}
+        other => panic!("expected Misuse::Unserved, got {other:?}"),
+    }
+    server.peer.release();
+    assert!(gate.value_as::<bool>().unwrap());
 }
 
 /// A synchronous call made on the loop's thread outside any loop callback
