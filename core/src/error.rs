@@ -6,6 +6,7 @@
 //! string inspection. The nested enums say where it came from.
 
 use std::fmt;
+use std::io;
 use std::time::Duration;
 
 /// The result type used throughout netref.
@@ -168,14 +169,61 @@ impl RemoteError {
 
     /// Builds a remote error from any displayable error, naming it after its
     /// Rust type (`ParseIntError`, not `core::num::error::ParseIntError`).
+    ///
+    /// An [`io::Error`] is named the way Python names it: `FileNotFoundError`,
+    /// `PermissionError`, `FileExistsError`, `TimeoutError`, ... and
+    /// `OSError` for the rest. Another type whose name is just `Error` keeps
+    /// its module (`fmt::Error`, `serde_json::Error`). A
+    /// [`netref::Error`](Error) from a nested call keeps its remote type and
+    /// traceback.
     pub fn from_error<E: fmt::Display + 'static>(err: &E) -> Self {
-        if let Some(e) = (err as &dyn std::any::Any).downcast_ref::<Error>() {
+        let any = err as &dyn std::any::Any;
+        if let Some(e) = any.downcast_ref::<Error>() {
             return e.clone().into_remote();
         }
-        if let Some(e) = (err as &dyn std::any::Any).downcast_ref::<RemoteError>() {
+        if let Some(e) = any.downcast_ref::<RemoteError>() {
             return e.clone();
         }
-        RemoteError::new(short_type_name::<E>(), err.to_string())
+        if let Some(e) = any.downcast_ref::<io::Error>() {
+            return RemoteError::new(python_os_error(e.kind()), e.to_string());
+        }
+        RemoteError::new(error_type_name::<E>(), err.to_string())
+    }
+}
+
+/// Python's name for the `OSError` subclass of an I/O error kind.
+fn python_os_error(kind: io::ErrorKind) -> &'static str {
+    use io::ErrorKind::*;
+    match kind {
+        NotFound => "FileNotFoundError",
+        PermissionDenied => "PermissionError",
+        AlreadyExists => "FileExistsError",
+        TimedOut => "TimeoutError",
+        WouldBlock => "BlockingIOError",
+        Interrupted => "InterruptedError",
+        BrokenPipe => "BrokenPipeError",
+        ConnectionRefused => "ConnectionRefusedError",
+        ConnectionReset => "ConnectionResetError",
+        ConnectionAborted => "ConnectionAbortedError",
+        IsADirectory => "IsADirectoryError",
+        NotADirectory => "NotADirectoryError",
+        _ => "OSError",
+    }
+}
+
+/// The name a Rust error type goes by on the wire: its short name, with the
+/// module kept when that name is just `Error` (`fmt::Error`, not `Error`;
+/// `serde_json::Error` for `serde_json::error::Error`).
+fn error_type_name<E: ?Sized>() -> String {
+    let short = short_type_name::<E>();
+    if short != "Error" {
+        return short;
+    }
+    let full = std::any::type_name::<E>();
+    let module = full.rsplit("::").skip(1).find(|segment| *segment != "error");
+    match module {
+        Some(m) => format!("{m}::Error"),
+        None => short,
     }
 }
 
@@ -379,5 +427,34 @@ mod tests {
         assert_eq!(short_type_name::<Vec<std::string::String>>(), "Vec<String>");
         let e: std::num::ParseIntError = "x".parse::<i32>().unwrap_err();
         assert_eq!(RemoteError::from_error(&e).type_name, "ParseIntError");
+    }
+
+    #[test]
+    fn a_type_called_just_error_keeps_its_module() {
+        assert_eq!(RemoteError::from_error(&fmt::Error).type_name, "fmt::Error");
+        mod serde_like {
+            pub(super) mod error {
+                #[derive(Debug)]
+                pub(crate) struct Error;
+                impl std::fmt::Display for Error {
+                    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("bad input")
+                    }
+                }
+            }
+        }
+        // `serde_json::error::Error` reads `serde_json::Error`: a module
+        // called `error` is skipped.
+        let e = RemoteError::from_error(&serde_like::error::Error);
+        assert_eq!((e.type_name.as_str(), e.message.as_str()), ("serde_like::Error", "bad input"));
+    }
+
+    #[test]
+    fn io_errors_are_named_as_python_names_them() {
+        let named = |kind: io::ErrorKind| RemoteError::from_error(&io::Error::from(kind)).type_name;
+        assert_eq!(named(io::ErrorKind::NotFound), "FileNotFoundError");
+        assert_eq!(named(io::ErrorKind::PermissionDenied), "PermissionError");
+        assert_eq!(named(io::ErrorKind::ConnectionReset), "ConnectionResetError");
+        assert_eq!(named(io::ErrorKind::InvalidData), "OSError");
     }
 }
