@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, Result};
-use crate::value::{from_value, Value};
+use crate::error::{Error, Place, Result};
+use crate::value::{from_value_at, Value};
 
 /// What an `AsyncResult` needs from the connection that will complete it.
 pub(crate) trait Driver: Send + Sync + 'static {
@@ -28,6 +28,8 @@ type Callback = Box<dyn FnOnce(&AsyncResult) + Send>;
 
 pub(crate) struct Slot {
     state: Mutex<SlotState>,
+    /// What the value is (the result of which call), for conversion errors.
+    place: Place,
 }
 
 struct SlotState {
@@ -41,8 +43,9 @@ struct SlotState {
 }
 
 impl Slot {
-    pub(crate) fn new(seq: u64, expiry: Option<(Instant, Duration)>) -> Arc<Slot> {
+    pub(crate) fn new(seq: u64, expiry: Option<(Instant, Duration)>, place: Place) -> Arc<Slot> {
         Arc::new(Slot {
+            place,
             state: Mutex::new(SlotState {
                 seq,
                 outcome: None,
@@ -127,7 +130,7 @@ impl AsyncResult {
 
     /// A result that is already an error (the call could not even be sent).
     pub fn failed(error: Error) -> Self {
-        let slot = Slot::new(0, None);
+        let slot = Slot::new(0, None, Place::Value);
         slot.complete(Err(error), None);
         AsyncResult { slot, driver: None }
     }
@@ -197,9 +200,10 @@ impl AsyncResult {
         self.slot.lock().outcome.clone().expect("waited until settled with an outcome")
     }
 
-    /// [`value`](Self::value) converted to a Rust type.
+    /// [`value`](Self::value) converted to a Rust type; a conversion error
+    /// names the call (``the result of `watch`: expected ...``).
     pub fn value_as<T: DeserializeOwned>(&self) -> Result<T> {
-        from_value(self.value()?)
+        from_value_at(self.value()?, &self.slot.place)
     }
 
     /// [`value`](Self::value), consuming the result: when this is its only
