@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, Misuse, Result};
-use crate::value::{from_value, Value};
+use crate::error::{Error, Misuse, Place, Result};
+use crate::value::{from_value_at, Value};
 
 /// What an `AsyncResult` needs from the connection that will complete it.
 pub(crate) trait Driver: Send + Sync + 'static {
@@ -33,6 +33,8 @@ type Callback = Box<dyn FnOnce(&AsyncResult) + Send>;
 
 pub(crate) struct Slot {
     state: Mutex<SlotState>,
+    /// What the value is (the result of which call), for conversion errors.
+    place: Place,
 }
 
 struct SlotState {
@@ -51,8 +53,9 @@ struct SlotState {
 }
 
 impl Slot {
-    pub(crate) fn new(seq: u64, expiry: Option<(Instant, Duration)>) -> Arc<Slot> {
+    pub(crate) fn new(seq: u64, expiry: Option<(Instant, Duration)>, place: Place) -> Arc<Slot> {
         Arc::new(Slot {
+            place,
             state: Mutex::new(SlotState {
                 seq,
                 outcome: None,
@@ -216,7 +219,7 @@ impl<T> AsyncResult<T> {
 
     /// A result that is already an error (the call could not even be sent).
     pub fn failed(error: Error) -> Self {
-        let slot = Slot::new(0, None);
+        let slot = Slot::new(0, None, Place::Value);
         slot.complete(Err(error), None);
         // Not a reply: nothing to log if nobody reads it.
         slot.lock().observed = true;
@@ -301,7 +304,7 @@ impl<T> AsyncResult<T> {
 
     /// [`value`](Self::value) converted to another Rust type than `T`.
     pub fn value_as<U: DeserializeOwned>(&self) -> Result<U> {
-        convert(self.outcome()?)
+        convert(self.outcome()?, &self.slot.place)
     }
 
     /// Runs `f` when the reply arrives, on the thread or loop that delivers
@@ -345,7 +348,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
     /// The value: waits for it ([`wait`](Self::wait)), then returns it, or the
     /// peer's error as `Err`. May be called again; it returns the same outcome.
     pub fn value(&self) -> Result<T> {
-        convert(self.outcome()?)
+        convert(self.outcome()?, &self.slot.place)
     }
 
     /// [`value`](Self::value), consuming the result: when this is its only
@@ -358,16 +361,16 @@ impl<T: DeserializeOwned> AsyncResult<T> {
         // the connection (it lets go of a slot once it settles it).
         let outcome = if Arc::strong_count(&self.slot) == 1 { s.outcome.take() } else { s.outcome.clone() };
         drop(s);
-        convert(outcome.expect("waited until settled with an outcome")?)
+        convert(outcome.expect("waited until settled with an outcome")?, &self.slot.place)
     }
 }
 
 /// The stored `Value` as a `T`: a `Value` is moved as it is (no check, no
 /// walk: it came off the wire), anything else converted.
-fn convert<T: DeserializeOwned>(value: Value) -> Result<T> {
+fn convert<T: DeserializeOwned>(value: Value, place: &Place) -> Result<T> {
     match crate::value::cast::<Value, T>(value) {
         Ok(t) => Ok(t),
-        Err(value) => from_value(value),
+        Err(value) => from_value_at(value, place),
     }
 }
 
@@ -401,7 +404,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
             let outcome = outcome.clone();
             s.observed = true;
             drop(s);
-            return Some(outcome.and_then(convert));
+            return Some(outcome.and_then(|v| convert(v, &self.slot.place)));
         }
         if s.expired {
             let after = s.expiry.map_or(Duration::ZERO, |(_, d)| d);

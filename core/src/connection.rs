@@ -39,7 +39,7 @@ use crate::async_result::{AsyncResult, Driver, Slot};
 use crate::auth::{Authenticator, Credentials, Secret};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::error::{Error, Misuse, RemoteError, Result};
+use crate::error::{CloseReason, Error, Misuse, RemoteError, Result};
 use crate::object::LocalObject;
 use crate::protocol::{Call, Event, Protocol, Request};
 use crate::remote::{RemoteObject, Session};
@@ -454,7 +454,7 @@ struct State {
     driver: Option<(ThreadId, u32)>,
     /// In attached mode, the only thread that drives and serves.
     loop_thread: Option<ThreadId>,
-    closed: Option<Error>,
+    closed: Option<CloseReason>,
     /// The peer's root, cached weakly: a proxy keeps the connection open, and
     /// the connection must not keep itself open.
     root: Weak<crate::remote::ProxyInner>,
@@ -622,8 +622,8 @@ impl Connection {
     pub fn root(&self) -> Result<RemoteObject> {
         {
             let st = self.shared.lock();
-            if let Some(e) = &st.closed {
-                return Err(e.clone());
+            if let Some(why) = &st.closed {
+                return Err(Error::Closed(why.clone()));
             }
             if let Some(inner) = st.root.upgrade() {
                 return Ok(RemoteObject { inner });
@@ -669,18 +669,21 @@ impl Connection {
     }
 
     /// Serves until the connection closes (RPyC's `serve_all`). Returns `Ok`
-    /// after an orderly close, the error otherwise.
+    /// after an [orderly](CloseReason::is_orderly) close, the error
+    /// otherwise ([`Error::Closed`] with why: the connection was lost, the
+    /// peer misbehaved).
     pub fn serve_all(&self) -> Result<()> {
         let _standing = Standing::new(&self.shared);
         match self.shared.serve_until(&|_| false, None, true) {
-            Err(Error::Closed(_)) | Ok(()) => Ok(()),
-            Err(e) => Err(e),
+            Err(Error::Closed(why)) if why.is_orderly() => Ok(()),
+            other => other,
         }
     }
 
     /// Closes the connection: runs the service's `before_close` hook (which
     /// may still call the peer), tells the peer, fails pending calls at once
-    /// with [`Error::Closed`], then runs `on_disconnect`.
+    /// with [`Error::Closed`] ([`CloseReason::ByThisSide`]), then runs
+    /// `on_disconnect`.
     pub fn close(&self) {
         if let Some(hook) = self.shared.service.before_close.clone() {
             if !self.shared.closing.swap(true, Ordering::AcqRel) && !self.is_closed() {
@@ -696,7 +699,7 @@ impl Connection {
     }
 
     /// Why the connection closed, once it has.
-    pub fn close_reason(&self) -> Option<Error> {
+    pub fn close_reason(&self) -> Option<CloseReason> {
         self.shared.lock().closed.clone()
     }
 
@@ -772,7 +775,7 @@ impl Connection {
         };
         self.shared.finish(after);
         match result {
-            Some(e) if !matches!(e, Error::Closed(_)) => Err(e),
+            Some(why) if !why.is_orderly() => Err(Error::Closed(why)),
             _ => Ok(()),
         }
     }
@@ -894,14 +897,15 @@ impl Shared {
         let mut after = Vec::new();
         let slot = {
             let mut st = self.lock();
-            if let Some(e) = &st.closed {
-                return AsyncResult::failed(e.clone());
+            if let Some(why) = &st.closed {
+                return AsyncResult::failed(Error::Closed(why.clone()));
             }
+            let place = call.result_place();
             let seq = match st.proto.send_request(call, expiry.map(|e| e.0)) {
                 Ok(seq) => seq,
                 Err(e) => return AsyncResult::failed(e),
             };
-            let slot = Slot::new(seq, expiry);
+            let slot = Slot::new(seq, expiry, place);
             st.slots.insert(seq, slot.clone());
             let held = self.send_or_hold(&mut st, &mut after, in_batch());
             // A driver asleep in the transport's wait must learn of a new
@@ -977,14 +981,15 @@ impl Shared {
             };
             match written {
                 Ok(0) => {
-                    st.proto.handle_transport_error(Error::Closed("the peer stopped accepting data".into()));
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "the peer stopped accepting data");
+                    st.proto.handle_transport_error(e);
                     break;
                 }
                 Ok(n) => st.proto.consume_output(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    st.proto.handle_transport_error(lost(e));
+                    st.proto.handle_transport_error(e);
                     break;
                 }
             }
@@ -1028,9 +1033,9 @@ impl Shared {
                         );
                     }
                 }
-                Event::Closed { error } => {
-                    log::debug!("netref connection to {} closed: {error}", self.label);
-                    self.fail_all(st, error, after);
+                Event::Closed { reason } => {
+                    log::debug!("netref connection to {} closed: {reason}", self.label);
+                    self.fail_all(st, reason, after);
                     // Exported objects die before `on_disconnect` runs.
                     after.push(After::Drop(st.proto.take_released_objects()));
                     after.push(After::Disconnected);
@@ -1056,20 +1061,16 @@ impl Shared {
         }
     }
 
-    fn fail_all(&self, st: &mut State, error: Error, after: &mut Vec<After>) {
+    fn fail_all(&self, st: &mut State, reason: CloseReason, after: &mut Vec<After>) {
         if st.closed.is_some() {
             return;
         }
-        let error = match error {
-            Error::Protocol(_) | Error::Decode(_) | Error::Limit(_) => {
-                log::warn!("netref connection to {} ended by bad input: {error}", self.label);
-                error
-            }
-            e => e,
-        };
-        st.closed = Some(error.clone());
+        if matches!(reason, CloseReason::Protocol(_) | CloseReason::Decode(_) | CloseReason::Limit(_)) {
+            log::warn!("netref connection to {} ended by bad input: {reason}", self.label);
+        }
+        st.closed = Some(reason.clone());
         for (_, slot) in st.slots.drain() {
-            after.push(After::Complete(slot, Err(error.clone())));
+            after.push(After::Complete(slot, Err(Error::Closed(reason.clone()))));
         }
         st.inbox.clear();
         self.transport.shutdown();
@@ -1146,7 +1147,7 @@ impl Shared {
             }
             let dead = st.proto.take_released_objects();
             after.push(After::Drop(dead));
-            self.fail_all(&mut st, Error::Closed(reason.to_string()), &mut after);
+            self.fail_all(&mut st, CloseReason::ByThisSide, &mut after);
             after.push(After::Disconnected);
             self.wake_driver(&st);
         }
@@ -1244,8 +1245,8 @@ impl Shared {
                     continue;
                 }
             }
-            if let Some(e) = &st.closed {
-                return Err(e.clone());
+            if let Some(why) = &st.closed {
+                return Err(Error::Closed(why.clone()));
             }
             let now = self.clock.now();
             if deadline.is_some_and(|d| now >= d) {
@@ -1321,7 +1322,7 @@ impl Shared {
                                 st.proto.handle_eof();
                             }
                         }
-                        Err(e) => st.proto.handle_transport_error(lost(e)),
+                        Err(e) => st.proto.handle_transport_error(e),
                     }
                     st
                 }),
@@ -1355,7 +1356,7 @@ impl Shared {
             if let Err(e) = waited {
                 if e.kind() == io::ErrorKind::WouldBlock {
                     // An in-memory pair found nothing that could ever progress.
-                    return Err(Error::Misuse(Misuse::Other(e.to_string())));
+                    return Err(Misuse::WaitsForever { detail: e.to_string() }.into());
                 }
             }
         }
@@ -1439,7 +1440,7 @@ impl Shared {
         if eof {
             st.proto.handle_eof();
         } else if let Some(e) = error {
-            st.proto.handle_transport_error(lost(e));
+            st.proto.handle_transport_error(e);
         }
         st
     }
@@ -1467,15 +1468,6 @@ impl Shared {
                 Err(_) => return Ok((filled, false, false)),
             }
         }
-    }
-}
-
-fn lost(e: io::Error) -> Error {
-    match e.kind() {
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
-            Error::Closed(format!("connection lost: {e}"))
-        }
-        _ => Error::from(e),
     }
 }
 
@@ -1615,7 +1607,7 @@ impl BgServingThread {
                 let _standing = standing;
                 let stopped = |_: &State| flag.load(Ordering::Acquire);
                 match worker.shared.serve_until(&stopped, None, true) {
-                    Err(Error::Closed(_)) => Ok(()),
+                    Err(Error::Closed(why)) if why.is_orderly() => Ok(()),
                     other => other,
                 }
             })
@@ -1623,7 +1615,9 @@ impl BgServingThread {
         BgServingThread { conn: conn.clone(), stop, thread: Some(thread) }
     }
 
-    /// Stops the thread and waits for it; returns how it ended.
+    /// Stops the thread and waits for it; returns how it ended: `Ok` when
+    /// stopped or after an [orderly](CloseReason::is_orderly) close, the
+    /// error otherwise.
     pub fn stop(mut self) -> Result<()> {
         self.halt()
     }
@@ -1636,9 +1630,7 @@ impl BgServingThread {
         }
         self.conn.shared.transport.wake();
         match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(Error::Misuse(Misuse::Other("the serving thread panicked".into())))),
+            Some(t) => t.join().unwrap_or_else(|_| Err(Misuse::ServingThreadPanicked.into())),
             None => Ok(()),
         }
     }

@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::async_result::AsyncResult;
-use crate::error::Result;
+use crate::error::{Misuse, Result};
 use crate::protocol::Call;
-use crate::value::{from_value, to_value, Value};
+use crate::value::{from_value_at, to_value, Value};
 
 /// What a proxy needs from the connection it came from.
 pub(crate) trait Session: Send + Sync + 'static {
@@ -167,7 +167,7 @@ impl RemoteObject {
     fn submit(&self, call: Call, timeout: Option<Duration>) -> AsyncResult {
         match &self.inner.session {
             Some(s) => s.submit(call, timeout),
-            None => AsyncResult::failed(crate::Error::Closed("this proxy has no connection".into())),
+            None => AsyncResult::failed(Misuse::NoConnection.into()),
         }
     }
 
@@ -176,7 +176,8 @@ impl RemoteObject {
     }
 
     fn sync<R: DeserializeOwned>(&self, call: Call, timeout: Option<Duration>) -> Result<R> {
-        from_value(self.submit(call, timeout).into_value()?)
+        let place = call.result_place();
+        from_value_at(self.submit(call, timeout).into_value()?, &place)
     }
 
     /// Calls the remote method `name` and waits for its result, serving the

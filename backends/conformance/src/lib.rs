@@ -31,8 +31,8 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use netref::{
-    AsyncResult, Builder, Config, Connection, Error, LocalObject, Misuse, ObjectBuilder, RemoteObject,
-    Service, ThreadedServer,
+    AsyncResult, AuthError, Builder, Config, Connection, Error, LocalObject, Misuse, ObjectBuilder,
+    RemoteObject, Service, ThreadedServer,
 };
 
 /// How long any one wait in the suite may take before the test fails.
@@ -1254,7 +1254,7 @@ struct RefuseFirst(AtomicUsize);
 impl netref::Authenticator for RefuseFirst {
     fn authenticate(&self, _stream: &mut netref::Stream) -> netref::Result<netref::Credentials> {
         match self.0.fetch_add(1, Ordering::AcqRel) {
-            0 => Err(Error::Auth("the first client is refused".into())),
+            0 => Err(Error::Auth(AuthError::Refused("the first client is refused".into()))),
             n => Ok(netref::Credentials::new("test").with_identity(format!("client-{n}"))),
         }
     }
@@ -1322,7 +1322,7 @@ impl netref::Authenticator for AllowEverySixth {
         if n % ALLOW_EVERY == ALLOW_EVERY - 1 {
             Ok(netref::Credentials::new("test"))
         } else {
-            Err(Error::Auth(format!("client #{n} is not on the list")))
+            Err(Error::Auth(AuthError::Refused(format!("client #{n} is not on the list"))))
         }
     }
     fn is_instant(&self) -> bool {
