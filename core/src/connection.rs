@@ -48,6 +48,8 @@ use crate::value::{to_value, Value};
 
 type Hook = Arc<dyn Fn(&Connection) + Send + Sync>;
 type RootFactory = Arc<dyn Fn(&Connection) -> LocalObject + Send + Sync>;
+// CloseReason
+type CloseHook = Box<dyn FnOnce(&Error) + Send>;
 
 /// What one side exposes: a root object made per connection, and lifecycle
 /// hooks (RPyC's `Service` with `on_connect` / `on_disconnect`).
@@ -474,6 +476,8 @@ pub(crate) struct Shared {
     /// The attached event loop's wake-up, kept outside `state` so that it can
     /// be rung from anywhere, even with the state lock held.
     loop_waker: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    /// [`Connection::on_close`] handlers, run once when it closes.
+    close_hooks: Mutex<Vec<CloseHook>>,
     clock: Arc<dyn Clock>,
     credentials: Option<Credentials>,
     config: Config,
@@ -574,6 +578,7 @@ impl Connection {
                 cond: Condvar::new(),
                 transport,
                 loop_waker: Mutex::new(None),
+                close_hooks: Mutex::new(Vec::new()),
                 clock: b.clock,
                 credentials,
                 config: b.config,
@@ -726,6 +731,48 @@ impl Connection {
     /// The limits of this connection.
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// Runs `f` once the connection has closed, with why: after pending
+    /// calls failed, on the thread that noticed the close (an event loop's
+    /// thread for an attached connection), or at once when it is already
+    /// closed. It runs once, whoever closed the connection.
+    ///
+    /// For a handler that touches `!Send` things (GTK widgets), wrap it in
+    /// netref-glib's `local_callback`, which runs it on the context's thread.
+    ///
+    /// ```
+    /// # fn main() -> netref::Result<()> {
+    /// let (client, server) = netref::Builder::default().pair(netref::Builder::default())?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// client.on_close(move |why| tx.send(why.to_string()).unwrap());
+    /// server.close();
+    /// client.serve(std::time::Duration::from_secs(10))?; // notices the close
+    /// assert!(rx.recv().unwrap().contains("closed"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    // CloseReason
+    pub fn on_close(&self, f: impl FnOnce(&Error) + Send + 'static) {
+        let why = {
+            let st = self.shared.lock();
+            match &st.closed {
+                Some(why) => why.clone(),
+                None => {
+                    // Queued under the state lock: the close sets `closed`
+                    // under it before it runs the hooks, so none is missed.
+                    self.shared.close_hooks.lock().unwrap_or_else(|e| e.into_inner()).push(Box::new(f));
+                    return;
+                }
+            }
+        };
+        f(&why);
+    }
+
+    /// Bytes queued for the peer that the transport has not taken yet: a
+    /// statistic, like [`pending_count`](Self::pending_count).
+    pub fn pending_output_len(&self) -> usize {
+        self.shared.lock().proto.pending_output_len()
     }
 
     // ---- event-loop entry points ------------------------------------------------
@@ -1070,8 +1117,21 @@ impl Shared {
                         let conn = Connection { shared: self.arc() };
                         hook(&conn);
                     }
+                    self.run_close_hooks();
                 }
             }
+        }
+    }
+
+    /// Runs the [`Connection::on_close`] handlers, once the close is done.
+    fn run_close_hooks(&self) {
+        let hooks = std::mem::take(&mut *self.close_hooks.lock().unwrap_or_else(|e| e.into_inner()));
+        if hooks.is_empty() {
+            return;
+        }
+        let Some(why) = self.lock().closed.clone() else { return };
+        for hook in hooks {
+            hook(&why);
         }
     }
 
