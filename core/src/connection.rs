@@ -19,14 +19,14 @@
 //! before) its reply, so when nobody else serves the connection a reply
 //! never overtakes a callback the peer sent before it.
 //!
-//! A connection *attached* to an event loop ([`Connection::attach`]) is only
-//! driven and served by the loop's thread: other threads' calls queue their
-//! request, wake the loop, and sleep until the loop delivers the reply.
+//! A connection *attached* to an event loop (through a
+//! [`Driver`](crate::Driver), which the backends use) is only driven and
+//! served by the loop's thread: other threads' calls queue their request,
+//! wake the loop, and sleep until the loop delivers the reply.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -45,6 +45,10 @@ use crate::protocol::{Call, Event, Protocol, Request};
 use crate::remote::{RemoteObject, Session};
 use crate::transport::{SocketTransport, Stream, Transport};
 use crate::value::{to_value, Value};
+
+// The driver-facing side (`Driver`, `Step`), in its own file.
+#[path = "driver.rs"]
+pub(crate) mod driver;
 
 type Hook = Arc<dyn Fn(&Connection) + Send + Sync>;
 type RootFactory = Arc<dyn Fn(&Connection) -> LocalObject + Send + Sync>;
@@ -770,70 +774,11 @@ impl Connection {
     }
 
     /// Bytes queued for the peer that the transport has not taken yet: a
-    /// statistic, like [`pending_count`](Self::pending_count).
+    /// statistic, like [`pending_count`](Self::pending_count). (An event
+    /// loop learns when to watch for writability from its
+    /// [`Driver`](crate::Driver)'s [`Step`](crate::Step).)
     pub fn pending_output_len(&self) -> usize {
         self.shared.lock().proto.pending_output_len()
-    }
-
-    // ---- event-loop entry points ------------------------------------------------
-
-    /// The file descriptor an event loop should watch, if the transport has one.
-    pub fn raw_fd(&self) -> Option<RawFd> {
-        self.shared.transport.raw_fd()
-    }
-
-    /// Hands the connection to the calling thread's event loop. From now on
-    /// only this thread reads, writes and serves; calls from other threads
-    /// queue their request and call `wake`, which must make the loop call
-    /// [`flush`](Self::flush), re-arm write interest and the timer soon.
-    pub fn attach(&self, wake: impl Fn() + Send + Sync + 'static) {
-        *self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(wake));
-        self.shared.lock().loop_thread = Some(thread::current().id());
-    }
-
-    /// Undoes [`attach`](Self::attach): any thread may serve again.
-    pub fn detach(&self) {
-        self.shared.lock().loop_thread = None;
-        *self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.shared.cond.notify_all();
-    }
-
-    /// Writes queued output until the transport would block.
-    pub fn flush(&self) -> Result<()> {
-        let mut after = Vec::new();
-        let result = {
-            let mut st = self.shared.lock();
-            self.shared.flush_locked(&mut st, &mut after);
-            st.closed.clone()
-        };
-        self.shared.finish(after);
-        match result {
-            Some(e) if !matches!(e, Error::Closed(_)) => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    /// True while output is queued: the loop should watch for writability.
-    pub fn wants_write(&self) -> bool {
-        let st = self.shared.lock();
-        st.closed.is_none() && st.proto.wants_write()
-    }
-
-    /// When the loop's timer should next fire for this connection.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.shared.lock().proto.poll_timeout()
-    }
-
-    /// Fires every deadline that has passed (expiring results, sending
-    /// cancels, closing an idle connection). Call when the timer fires.
-    pub fn handle_timeout(&self) {
-        let mut after = Vec::new();
-        {
-            let mut st = self.shared.lock();
-            self.shared.timeouts_locked(&mut st, &mut after, self.shared.clock.now());
-            self.shared.flush_locked(&mut st, &mut after);
-        }
-        self.shared.finish(after);
     }
 }
 
