@@ -182,11 +182,13 @@ impl Drop for Driver {
     /// Detaches: any thread may serve the connection again.
     fn drop(&mut self) {
         let shared = &self.conn.shared;
-        {
+        let waker = {
             let mut st = shared.lock();
             st.loop_thread = None;
-            *shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        }
+            shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).take()
+        };
+        // Dropped without the lock: its captures are the backend's.
+        drop(waker);
         // standing server stopped
         // Threads asleep waiting for the loop to deliver may drive now.
         shared.cond.notify_all();

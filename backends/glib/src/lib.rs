@@ -105,13 +105,22 @@ pub struct Attached {
 /// reads, writes and serves the connection. Fails with `Unsupported` for a
 /// connection that has no fd or is already attached.
 pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<Attached> {
-    // The waker needs the `Inner` it is part of: it finds it here.
+    // The waker needs the `Inner` it is part of: it finds it here. It only
+    // queues an idle source that looks `Inner` up on the context's thread:
+    // it may run on any thread with the connection's lock held, where the
+    // last reference to `Inner` (and the driver in it) must not die.
     let slot: Arc<OnceLock<Weak<Inner>>> = Arc::default();
     let found = slot.clone();
+    let wake_ctx = ctx.clone();
     let driver = Driver::attach(conn, move || {
-        if let Some(inner) = found.get().and_then(Weak::upgrade) {
-            inner.wake();
-        }
+        let weak = found.get().cloned();
+        let idle = glib::idle_source_new(Some("netref wake"), Priority::DEFAULT, move || {
+            if let Some(inner) = weak.as_ref().and_then(Weak::upgrade) {
+                inner.drive();
+            }
+            ControlFlow::Break
+        });
+        idle.attach(Some(&wake_ctx));
     })
     .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
     let inner = Arc::new(Inner {
@@ -169,22 +178,6 @@ impl Drop for Attached {
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, Sources> {
         self.sources.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// From any thread, possibly with the connection's state lock held: only
-    /// queue an idle source on the context (the driver asks once per step).
-    fn wake(self: &Arc<Self>) {
-        if self.detached.load(Ordering::Acquire) {
-            return;
-        }
-        let weak = Arc::downgrade(self);
-        let idle = glib::idle_source_new(Some("netref wake"), Priority::DEFAULT, move || {
-            if let Some(inner) = weak.upgrade() {
-                inner.drive();
-            }
-            ControlFlow::Break
-        });
-        idle.attach(Some(&self.ctx));
     }
 
     /// Serves the connection and re-arms the sources.
@@ -595,3 +588,8 @@ impl Drop for ServerInner {
         }
     }
 }
+
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
