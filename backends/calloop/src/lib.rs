@@ -604,3 +604,8 @@ impl EventSource for Server {
         Ok(())
     }
 }
+
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

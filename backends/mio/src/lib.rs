@@ -449,3 +449,8 @@ impl Server {
         }
     }
 }
+
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

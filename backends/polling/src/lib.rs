@@ -437,3 +437,8 @@ impl Drop for Server {
         let _ = self.doorbell.poller().delete(&self.listener);
     }
 }
+
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
