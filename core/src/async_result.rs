@@ -242,7 +242,9 @@ impl<T> AsyncResult<T> {
     }
 
     /// True when the reply has arrived. When it has not, serves what the
-    /// connection has already received, without blocking.
+    /// connection has already received, without blocking (RPyC's
+    /// semantics); on a connection attached to an event loop it only
+    /// looks, since the loop serves the connection.
     pub fn ready(&self) -> bool {
         if self.is_ready_now() {
             return true;

@@ -19,14 +19,14 @@
 //! before) its reply, so when nobody else serves the connection a reply
 //! never overtakes a callback the peer sent before it.
 //!
-//! A connection *attached* to an event loop ([`Connection::attach`]) is only
-//! driven and served by the loop's thread: other threads' calls queue their
-//! request, wake the loop, and sleep until the loop delivers the reply.
+//! A connection *attached* to an event loop (through a
+//! [`Driver`](crate::Driver), which the backends use) is only driven and
+//! served by the loop's thread: other threads' calls queue their request,
+//! wake the loop, and sleep until the loop delivers the reply.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -46,8 +46,13 @@ use crate::remote::{RemoteObject, Session};
 use crate::transport::{SocketTransport, Stream, Transport};
 use crate::value::{to_value, Value};
 
+// The driver-facing side (`Driver`, `Step`), in its own file.
+#[path = "driver.rs"]
+pub(crate) mod driver;
+
 type Hook = Arc<dyn Fn(&Connection) + Send + Sync>;
 type RootFactory = Arc<dyn Fn(&Connection) -> LocalObject + Send + Sync>;
+type CloseHook = Box<dyn FnOnce(&CloseReason) + Send>;
 
 /// What one side exposes: a root object made per connection, and lifecycle
 /// hooks (RPyC's `Service` with `on_connect` / `on_disconnect`).
@@ -474,6 +479,8 @@ pub(crate) struct Shared {
     /// The attached event loop's wake-up, kept outside `state` so that it can
     /// be rung from anywhere, even with the state lock held.
     loop_waker: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    /// [`Connection::on_close`] handlers, run once when it closes.
+    close_hooks: Mutex<Vec<CloseHook>>,
     clock: Arc<dyn Clock>,
     credentials: Option<Credentials>,
     config: Config,
@@ -577,6 +584,7 @@ impl Connection {
                 cond: Condvar::new(),
                 transport,
                 loop_waker: Mutex::new(None),
+                close_hooks: Mutex::new(Vec::new()),
                 clock: b.clock,
                 credentials,
                 config: b.config,
@@ -736,71 +744,47 @@ impl Connection {
         &self.shared.config
     }
 
-    // ---- event-loop entry points ------------------------------------------------
-
-    /// The file descriptor an event loop should watch, if the transport has one.
-    pub fn raw_fd(&self) -> Option<RawFd> {
-        self.shared.transport.raw_fd()
-    }
-
-    /// Hands the connection to the calling thread's event loop. From now on
-    /// only this thread reads, writes and serves; calls from other threads
-    /// queue their request and call `wake`, which must make the loop call
-    /// [`flush`](Self::flush), re-arm write interest and the timer soon.
-    pub fn attach(&self, wake: impl Fn() + Send + Sync + 'static) {
-        let before = self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).replace(Arc::new(wake));
-        self.shared.lock().loop_thread = Some(thread::current().id());
-        if before.is_none() {
-            self.shared.standing_server_started();
-        }
-    }
-
-    /// Undoes [`attach`](Self::attach): any thread may serve again.
-    pub fn detach(&self) {
-        self.shared.lock().loop_thread = None;
-        let before = self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).take();
-        self.shared.cond.notify_all();
-        if before.is_some() {
-            self.shared.standing_server_stopped();
-        }
-    }
-
-    /// Writes queued output until the transport would block.
-    pub fn flush(&self) -> Result<()> {
-        let mut after = Vec::new();
-        let result = {
-            let mut st = self.shared.lock();
-            self.shared.flush_locked(&mut st, &mut after);
-            st.closed.clone()
+    /// Runs `f` once the connection has closed, with why: after pending
+    /// calls failed, on the thread that noticed the close (an event loop's
+    /// thread for an attached connection), or at once when it is already
+    /// closed. It runs once, whoever closed the connection.
+    ///
+    /// For a handler that touches `!Send` things (GTK widgets), wrap it in
+    /// netref-glib's `local_callback`, which runs it on the context's thread.
+    ///
+    /// ```
+    /// # fn main() -> netref::Result<()> {
+    /// let (client, server) = netref::Builder::default().pair(netref::Builder::default())?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// client.on_close(move |why| tx.send(why.to_string()).unwrap());
+    /// server.close();
+    /// client.serve(std::time::Duration::from_secs(10))?; // notices the close
+    /// assert!(rx.recv().unwrap().contains("closed"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_close(&self, f: impl FnOnce(&CloseReason) + Send + 'static) {
+        let why = {
+            let st = self.shared.lock();
+            match &st.closed {
+                Some(why) => why.clone(),
+                None => {
+                    // Queued under the state lock: the close sets `closed`
+                    // under it before it runs the hooks, so none is missed.
+                    self.shared.close_hooks.lock().unwrap_or_else(|e| e.into_inner()).push(Box::new(f));
+                    return;
+                }
+            }
         };
-        self.shared.finish(after);
-        match result {
-            Some(why) if !why.is_orderly() => Err(Error::Closed(why)),
-            _ => Ok(()),
-        }
+        f(&why);
     }
 
-    /// True while output is queued: the loop should watch for writability.
-    pub fn wants_write(&self) -> bool {
-        let st = self.shared.lock();
-        st.closed.is_none() && st.proto.wants_write()
-    }
-
-    /// When the loop's timer should next fire for this connection.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.shared.lock().proto.poll_timeout()
-    }
-
-    /// Fires every deadline that has passed (expiring results, sending
-    /// cancels, closing an idle connection). Call when the timer fires.
-    pub fn handle_timeout(&self) {
-        let mut after = Vec::new();
-        {
-            let mut st = self.shared.lock();
-            self.shared.timeouts_locked(&mut st, &mut after, self.shared.clock.now());
-            self.shared.flush_locked(&mut st, &mut after);
-        }
-        self.shared.finish(after);
+    /// Bytes queued for the peer that the transport has not taken yet: a
+    /// statistic, like [`pending_count`](Self::pending_count). (An event
+    /// loop learns when to watch for writability from its
+    /// [`Driver`](crate::Driver)'s [`Step`](crate::Step).)
+    pub fn pending_output_len(&self) -> usize {
+        self.shared.lock().proto.pending_output_len()
     }
 }
 
@@ -1103,8 +1087,21 @@ impl Shared {
                         let conn = Connection { shared: self.arc() };
                         hook(&conn);
                     }
+                    self.run_close_hooks();
                 }
             }
+        }
+    }
+
+    /// Runs the [`Connection::on_close`] handlers, once the close is done.
+    fn run_close_hooks(&self) {
+        let hooks = std::mem::take(&mut *self.close_hooks.lock().unwrap_or_else(|e| e.into_inner()));
+        if hooks.is_empty() {
+            return;
+        }
+        let Some(why) = self.lock().closed.clone() else { return };
+        for hook in hooks {
+            hook(&why);
         }
     }
 
@@ -1532,6 +1529,12 @@ impl Session for Shared {
 
 impl Driver for Shared {
     fn poll(&self) {
+        // An attached connection is the loop's to serve: serving it here,
+        // outside the loop's dispatch, would run the peer's requests where
+        // loop-bound callbacks cannot reach what they need (calloop's data).
+        if self.lock().loop_thread.is_some() {
+            return;
+        }
         let _ = self.serve_until(&|_| false, None, false);
     }
 

@@ -5,11 +5,11 @@ use std::time::Instant;
 
 /// Connections' deadlines by time, earliest first, keyed by the server's
 /// own connection key: the loop's timeout is [`first`](Self::first) and the
-/// connections due are [`due`](Self::due), without asking every connection
-/// on every turn (each [`Connection::next_deadline`](crate::Connection::next_deadline)
-/// takes that connection's lock).
+/// connections due are [`due`](Self::due), without going through every
+/// connection on every turn.
 ///
-/// The server records a connection's deadline each time it drives it.
+/// The server records a connection's deadline each time it drives it (the
+/// [`Step`](crate::Step)'s `next_deadline`).
 /// That is complete when every change that makes a deadline *earlier* also
 /// wakes the loop for that connection, which an attached connection does
 /// (a request with an expiry and `set_expiry` call its waker).

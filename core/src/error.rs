@@ -320,6 +320,8 @@ pub enum Misuse {
     /// An event loop was asked to watch a connection whose transport has
     /// no file descriptor.
     NoFileDescriptor,
+    /// A connection was attached to an event loop while it already was.
+    AlreadyAttached,
     /// A proxy was passed to a connection other than the one it came from.
     ForeignObject {
         /// The peer's id of the object.
@@ -353,6 +355,10 @@ impl fmt::Display for Misuse {
             ),
             Misuse::NoFileDescriptor => f.write_str(
                 "the connection's transport has no file descriptor, so no event loop can watch it",
+            ),
+            Misuse::AlreadyAttached => f.write_str(
+                "the connection is already attached to an event loop: detach it (drop its \
+                 `Attached`) before attaching it again",
             ),
             Misuse::ForeignObject { id } => write!(
                 f,

@@ -12,7 +12,7 @@
 //! | [`value`], [`object`] | what crosses the wire: [`Value`] (plain data, any serde type, plus object references) and the local [`Object`]s a side exposes |
 //! | [`wire`] | frames (4-byte length + one CBOR item) and message shapes, with hard limits |
 //! | [`protocol`] | the sans-IO state machine: bytes in, [`Event`](protocol::Event)s out; sequence numbers, pending table, object tables, deadlines as data |
-//! | [`connection`] | [`Connection`]: the protocol driven over a [`Transport`]; synchronous calls, [`AsyncResult`], serving, [`BgServingThread`], event-loop entry points |
+//! | [`connection`] | [`Connection`]: the protocol driven over a [`Transport`]; synchronous calls, [`AsyncResult`], serving, [`BgServingThread`]; the [`Driver`] event-loop backends step, and [`thread_callback`] for callbacks bound to a loop's thread |
 //! | [`listener`], [`server`] | the [`Listener`] every server accepts on (a refused client vs a failed listener: [`Accepted`]); [`ThreadedServer`] and [`OneShotServer`] |
 //! | [`deadlines`] | [`DeadlineIndex`]: many connections' deadlines for one event-loop server |
 //! | [`auth`] | authenticators run before the handshake: Unix peer credentials, a shared-secret challenge-response |
@@ -62,6 +62,7 @@ pub mod connection;
 pub mod deadlines;
 pub mod error;
 pub mod listener;
+mod loop_thread;
 pub mod object;
 pub mod protocol;
 pub mod remote;
@@ -76,11 +77,13 @@ pub use async_result::AsyncResult;
 pub use auth::{Authenticator, Credentials};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
+pub use connection::driver::{Driver, Step};
 pub use connection::{batch, connect, BgServingThread, Builder, Connection, Service, WeakConnection};
 pub use deadlines::DeadlineIndex;
 pub use error::{AuthError, CloseReason, ConvertError, Error, Misuse, Place, RemoteError, Result};
 pub use listener::{Accepted, Listener};
-pub use object::{callback, Invoke, LocalObject, Method, Object, ObjectBuilder};
+pub use loop_thread::thread_callback;
+pub use object::{callback, Invoke, InvokeWith, LocalObject, Method, Object, ObjectBuilder};
 pub use remote::{async_, timed, Async, IntoArgs, RemoteObject};
 pub use server::{OneShotServer, ThreadedServer};
 pub use transport::{SocketTransport, Stream, Transport};

@@ -377,6 +377,17 @@ pub trait Invoke<Args>: 'static {
     fn invoke(&self, args: Vec<Value>) -> Result<Self::Output, RemoteError>;
 }
 
+/// A closure that can serve a call with a context lent by its caller:
+/// `Fn(&mut C, A1, ..., An) -> R` for up to eight arguments. netref-calloop
+/// uses it to give callbacks the loop's shared data (`C` is the loop's
+/// `Data`); the arguments convert as for [`Invoke`].
+pub trait InvokeWith<C, Args>: 'static {
+    /// What the closure returns.
+    type Output;
+    /// Checks the arity, converts the arguments and calls the closure with `cx`.
+    fn invoke_with(&self, cx: &mut C, args: Vec<Value>) -> Result<Self::Output, RemoteError>;
+}
+
 /// A closure usable as an exposed method: an [`Invoke`] that any serving
 /// thread may call.
 pub trait Method<Args>: Invoke<Args> + Send + Sync {}
@@ -425,6 +436,39 @@ macro_rules! impl_method {
         }
     };
 }
+
+// `InvokeWith` converts its arguments through `Invoke` itself (a function
+// returning its arguments as a tuple), so both read them the same way.
+macro_rules! impl_invoke_with {
+    ($($a:ident),*) => {
+        impl<C, F, R, $($a),*> InvokeWith<C, ($($a,)*)> for F
+        where
+            F: Fn(&mut C, $($a),*) -> R + 'static,
+            $($a: DeserializeOwned + 'static,)*
+        {
+            type Output = R;
+            #[allow(non_snake_case, clippy::unused_unit)]
+            fn invoke_with(&self, cx: &mut C, args: Vec<Value>) -> Result<R, RemoteError> {
+                #[allow(clippy::too_many_arguments)]
+                fn unpack<$($a),*>($($a: $a),*) -> ($($a,)*) {
+                    ($($a,)*)
+                }
+                let ($($a,)*) = Invoke::<($($a,)*)>::invoke(&unpack::<$($a),*>, args)?;
+                Ok(self(cx, $($a),*))
+            }
+        }
+    };
+}
+
+impl_invoke_with!();
+impl_invoke_with!(A1);
+impl_invoke_with!(A1, A2);
+impl_invoke_with!(A1, A2, A3);
+impl_invoke_with!(A1, A2, A3, A4);
+impl_invoke_with!(A1, A2, A3, A4, A5);
+impl_invoke_with!(A1, A2, A3, A4, A5, A6);
+impl_invoke_with!(A1, A2, A3, A4, A5, A6, A7);
+impl_invoke_with!(A1, A2, A3, A4, A5, A6, A7, A8);
 
 impl_method!(0;);
 impl_method!(1; A1);

@@ -173,6 +173,15 @@ fn unix(path: &Path) -> Result<Bound> {
     Ok(Bound { listener: Listener::bind_unix(path)?, unix_path: Some(path.to_owned()) })
 }
 
+/// A listener bound elsewhere; its socket file (if any) is the caller's.
+fn given(listener: impl Into<Listener>) -> Result<Bound> {
+    let listener = listener.into();
+    // The accept loop polls, then accepts: a client gone in between must
+    // not block it.
+    listener.set_nonblocking(true)?;
+    Ok(Bound { listener, unix_path: None })
+}
+
 impl Inner {
     fn builder(&self) -> Builder {
         self.builder.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -290,6 +299,13 @@ impl ThreadedServer {
         Ok(ThreadedServer { inner: bind(unix(path.as_ref())?, builder)? })
     }
 
+    /// Serves a bound listener: a std `TcpListener` or `UnixListener`, or a
+    /// [`Listener`] (made non-blocking here; a Unix socket file stays when
+    /// the server is dropped).
+    pub fn from_listener(listener: impl Into<Listener>, builder: Builder) -> Result<Self> {
+        Ok(ThreadedServer { inner: bind(given(listener)?, builder)? })
+    }
+
     /// Authenticates every client with `authenticator` before the handshake,
     /// on the client's own thread, within the builder's
     /// [`auth_timeout`](Builder::auth_timeout). A refused client's socket is
@@ -354,6 +370,11 @@ impl OneShotServer {
     /// Listens on a Unix socket path.
     pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> Result<Self> {
         Ok(OneShotServer { inner: bind(unix(path.as_ref())?, builder)? })
+    }
+
+    /// Serves a bound listener (see [`ThreadedServer::from_listener`]).
+    pub fn from_listener(listener: impl Into<Listener>, builder: Builder) -> Result<Self> {
+        Ok(OneShotServer { inner: bind(given(listener)?, builder)? })
     }
 
     /// Authenticates the client before the handshake (see

@@ -2,13 +2,30 @@
 //!
 //! Runs [`netref`] connections on a [calloop](https://docs.rs/calloop) 0.14
 //! event loop, the loop smithay-client-toolkit (Wayland) tools already run.
-//! A connection becomes a [`ConnectionSource`]: an [`EventSource`] composed of
-//! the socket (a [`Generic`] source, write interest only while output is
-//! pending), a [`Ping`] that other threads ring, and a [`Timer`] armed for the
-//! connection's next deadline. Replies, callbacks, the peer's requests and
-//! expiries happen on the loop's thread as data arrives; nothing polls on a
-//! timer. [`ListenerSource`] and [`serve`] accept and serve many connections
-//! on the loop's thread.
+//! Replies, callbacks, the peer's requests and expiries happen on the
+//! loop's thread as data arrives; nothing polls on a timer.
+//!
+//! ## The loop's contract
+//!
+//! 1. On the loop's thread, [`attach`] the connection: it becomes a
+//!    [`ConnectionSource`], an [`EventSource`] composed of the socket (a
+//!    [`Generic`] source), a [`Ping`] that other threads ring when the
+//!    connection has new output or a nearer deadline, and a [`Timer`] for
+//!    its next deadline.
+//! 2. Run the loop (`dispatch` or `run`) as usual.
+//! 3. When one of the three fires, the source's callback serves the
+//!    connection ([`Serve::lending`]): deadlines that passed fire, what
+//!    arrived is read and served, output is flushed. Meanwhile the loop's
+//!    data is lent to the [`callback`]s the peer calls.
+//! 4. The source re-arms itself: write interest only while output is
+//!    pending, the timer for the next deadline. Once the connection has
+//!    closed it removes itself from the loop.
+//! 5. Dropping the [`Attached`] (or [`Attached::detach`]) removes the source
+//!    and detaches the connection: any thread may then serve it.
+//!
+//! A synchronous call made inside a calloop callback works: it waits on the
+//! connection's own fd, without re-entering `dispatch`. [`Server`] accepts
+//! and serves many connections on the loop's thread.
 //!
 //! ```
 //! use calloop::EventLoop;
@@ -21,7 +38,7 @@
 //! std::thread::spawn(move || peer.serve_all());
 //!
 //! let mut event_loop: EventLoop<'_, Option<i64>> = EventLoop::try_new()?;
-//! let token = netref_calloop::insert(&event_loop.handle(), &conn)?;
+//! let attached = netref_calloop::attach(&event_loop.handle(), &conn)?;
 //!
 //! let root = conn.root()?;
 //! let signal = event_loop.get_signal();
@@ -32,18 +49,38 @@
 //! });
 //! let mut state = None;
 //! event_loop.run(None, &mut state, |_| {})?;
-//! event_loop.handle().remove(token); // unregisters the socket, then detaches
+//! drop(attached); // removes the source, then detaches
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! A synchronous call made inside a calloop callback works: it waits on the
-//! connection's own fd, without re-entering `dispatch`.
+//! ## Callbacks that reach the loop's data
+//!
+//! [`callback`] makes a callback for the peer from a closure that takes the
+//! loop's shared data first, `Fn(&mut D, A1, ..., An) -> R`. It need not be
+//! `Send`: it runs on the loop's thread, while calloop dispatches the
+//! connection, with the `&mut D` that dispatch holds.
+//!
+//! ```
+//! use std::rc::Rc;
+//!
+//! struct Tool { headlines: Vec<String> }
+//! let prefix = Rc::new(String::from("news: ")); // !Send is fine
+//! let on_news = netref_calloop::callback(move |tool: &mut Tool, headline: String| {
+//!     tool.headlines.push(format!("{prefix}{headline}"));
+//! });
+//! # let _ = on_news;
+//! ```
 
+use std::any::{type_name, TypeId};
+use std::cell::Cell;
 use std::io;
-use std::net::TcpListener;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::net::UnixListener;
+use std::marker::PhantomData;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use calloop::generic::Generic;
@@ -54,72 +91,145 @@ use calloop::{
     TokenFactory,
 };
 use netref::server::ACCEPT_BACKOFF;
-use netref::{Accepted, Builder, Connection, Listener};
+use netref::{
+    Accepted, Builder, Connection, Driver, Invoke, InvokeWith, Listener, LocalObject, RemoteError, Step,
+};
 
-/// The connection's fd, kept open by the `Connection` held beside it.
-struct ConnFd {
-    fd: RawFd,
-    _conn: Connection,
+/// Puts `conn` on the loop of `handle` as a [`ConnectionSource`] that lends
+/// the loop's data to [`callback`]s. Call on the loop's thread. Fails for a
+/// connection that has no fd or is already attached.
+pub fn attach<'l, D: 'static>(
+    handle: &LoopHandle<'l, D>,
+    conn: &Connection,
+) -> calloop::Result<Attached<'l, D>> {
+    let source = ConnectionSource::new(conn)?;
+    let live = source.live.clone();
+    let token = handle.insert_source(source, |(), serve, data| serve.lending(data)).map_err(|e| e.error)?;
+    Ok(Attached { handle: handle.clone(), token, conn: conn.clone(), live })
 }
 
-impl AsFd for ConnFd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: `_conn` keeps the transport, and so the fd, open while
-        // `self` lives.
-        unsafe { BorrowedFd::borrow_raw(self.fd) }
-    }
-}
-
-/// What a [`ConnectionSource`] reports to its callback.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ConnectionEvent {
-    /// The connection closed (with the reason); the source then removes
-    /// itself from the loop.
-    Closed(Option<netref::CloseReason>),
-}
-
-/// A connection as a calloop event source. Insert it with
-/// [`insert`] or `LoopHandle::insert_source`; registering attaches the
-/// connection to the loop's thread, unregistering (removal) detaches it.
-pub struct ConnectionSource {
+/// A connection on a calloop loop (see [`attach`]). Dropping it removes its
+/// source from the loop and detaches the connection.
+pub struct Attached<'l, D> {
+    handle: LoopHandle<'l, D>,
+    token: RegistrationToken,
     conn: Connection,
-    socket: Generic<ConnFd>,
-    ping: PingSource,
-    wake: Ping,
-    timer: Option<Timer>,
-    armed: Option<Instant>,
+    live: Arc<AtomicBool>,
 }
 
-impl ConnectionSource {
-    /// A source for `conn` (which must have a file descriptor).
-    pub fn new(conn: &Connection) -> io::Result<ConnectionSource> {
-        let fd = conn.raw_fd().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::Unsupported, "the connection's transport has no file descriptor")
-        })?;
-        let (wake, ping) = make_ping()?;
-        let socket = Generic::new(ConnFd { fd, _conn: conn.clone() }, Interest::READ, Mode::Level);
-        Ok(ConnectionSource { conn: conn.clone(), socket, ping, wake, timer: None, armed: None })
-    }
-
+impl<D> Attached<'_, D> {
     /// The connection.
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
 
-    fn wanted_interest(&self) -> Interest {
-        if self.conn.wants_write() {
-            Interest::BOTH
-        } else {
-            Interest::READ
-        }
+    /// The source's registration in the loop.
+    pub fn token(&self) -> RegistrationToken {
+        self.token
     }
 
+    /// True until the connection closed (its source then removed itself) or
+    /// was detached.
+    pub fn is_attached(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Removes the source and detaches the connection (any thread may then
+    /// serve it). Same as dropping.
+    pub fn detach(self) {}
+}
+
+impl<D> Drop for Attached<'_, D> {
+    fn drop(&mut self) {
+        if self.live.load(Ordering::Acquire) {
+            self.handle.remove(self.token);
+        }
+    }
+}
+
+/// A connection as a calloop event source: the socket, a ping other threads
+/// ring, and a timer for the next deadline. [`attach`] inserts one; insert
+/// it yourself (or compose it into a source of your own) with a callback
+/// that serves it:
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (conn, _peer) = netref::Builder::default().pair(netref::Builder::default())?;
+/// # struct Data;
+/// let event_loop: calloop::EventLoop<'_, Data> = calloop::EventLoop::try_new()?;
+/// let source = netref_calloop::ConnectionSource::new(&conn)?;
+/// event_loop.handle().insert_source(source, |(), serve, data: &mut Data| serve.lending(data))?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Making the source attaches the connection to the calling thread, which
+/// must be the loop's; dropping it (calloop does, when it is removed)
+/// detaches it. It removes itself once the connection has closed.
+pub struct ConnectionSource {
+    serve: Serve,
+    socket: Generic<Arc<Driver>>,
+    ping: PingSource,
+    wake: Ping,
+    timer: Option<Timer>,
+    armed: Option<Instant>,
+    /// False once the source removed itself or was dropped.
+    live: Arc<AtomicBool>,
+}
+
+/// What a [`ConnectionSource`] hands its callback: serve the connection with
+/// [`lending`](Self::lending) (a callback that does not, gets it served
+/// without the loop's data).
+pub struct Serve {
+    driver: Arc<Driver>,
+    step: Option<Step>,
+}
+
+impl Serve {
+    /// Serves the connection now, lending `data` (the loop's shared data) to
+    /// the [`callback`]s the peer calls meanwhile.
+    pub fn lending<D: 'static>(&mut self, data: &mut D) {
+        let driver = &self.driver;
+        self.step = Some(lend(data, || driver.step()));
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        self.driver.connection()
+    }
+}
+
+impl ConnectionSource {
+    /// A source for `conn`, attached to the calling thread. Fails with
+    /// `Unsupported` for a connection that has no fd or is already attached.
+    pub fn new(conn: &Connection) -> io::Result<ConnectionSource> {
+        let (wake, ping) = make_ping()?;
+        let ring = wake.clone();
+        let driver = Driver::attach(conn, move || ring.ping())
+            .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
+        let driver = Arc::new(driver);
+        Ok(ConnectionSource {
+            socket: Generic::new(driver.clone(), Interest::READ, Mode::Level),
+            serve: Serve { driver, step: None },
+            ping,
+            wake,
+            timer: None,
+            armed: None,
+            live: Arc::new(AtomicBool::new(true)),
+        })
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        self.serve.connection()
+    }
+
+    /// Re-arms the timer for the last step's deadline.
     fn register_timer(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
         if let Some(mut old) = self.timer.take() {
             old.unregister(poll)?;
         }
-        self.armed = self.conn.next_deadline();
+        self.armed = self.serve.step.and_then(|s| s.next_deadline);
         if let Some(deadline) = self.armed {
             let mut timer = Timer::from_deadline(deadline);
             timer.register(poll, factory)?;
@@ -127,11 +237,18 @@ impl ConnectionSource {
         }
         Ok(())
     }
+
+    fn wanted_interest(&self) -> Interest {
+        match self.serve.step {
+            Some(step) if step.wants_write => Interest::BOTH,
+            _ => Interest::READ,
+        }
+    }
 }
 
 impl EventSource for ConnectionSource {
-    type Event = ConnectionEvent;
-    type Metadata = ();
+    type Event = ();
+    type Metadata = Serve;
     type Ret = ();
     type Error = io::Error;
 
@@ -142,7 +259,7 @@ impl EventSource for ConnectionSource {
         mut callback: F,
     ) -> io::Result<PostAction>
     where
-        F: FnMut(ConnectionEvent, &mut ()),
+        F: FnMut((), &mut Serve),
     {
         let mut active = false;
         self.socket.process_events(readiness, token, |_, _| {
@@ -150,43 +267,53 @@ impl EventSource for ConnectionSource {
             Ok(PostAction::Continue)
         })?;
         self.ping.process_events(readiness, token, |(), _| active = true).map_err(io::Error::other)?;
-        let mut fired = false;
         if let Some(timer) = &mut self.timer {
+            let mut fired = false;
             timer.process_events(readiness, token, |_, _| {
                 fired = true;
                 TimeoutAction::Drop
             })?;
+            if fired {
+                // The wheel already dropped the entry; re-armed below.
+                self.timer = None;
+                self.armed = None;
+                active = true;
+            }
         }
-        if fired {
-            // The wheel already dropped the entry; re-arm below.
-            self.timer = None;
-            self.armed = None;
-            self.conn.handle_timeout();
+        if !active {
+            return Ok(PostAction::Continue);
         }
-        if active || fired {
-            // Errors of the connection show up as `is_closed`.
-            let _ = self.conn.poll_all();
-            let _ = self.conn.flush();
-        }
-        if self.conn.is_closed() {
-            callback(ConnectionEvent::Closed(self.conn.close_reason()), &mut ());
+        self.serve.step = None;
+        callback((), &mut self.serve);
+        let step = match self.serve.step {
+            Some(step) => step,
+            None => {
+                let step = self.serve.driver.step();
+                self.serve.step = Some(step);
+                step
+            }
+        };
+        if step.closed {
+            self.live.store(false, Ordering::Release);
             return Ok(PostAction::Remove);
         }
-        if self.wanted_interest().writable != self.socket.interest.writable
-            || self.conn.next_deadline() != self.armed
-        {
+        if step.wants_write != self.socket.interest.writable || step.next_deadline != self.armed {
             return Ok(PostAction::Reregister);
         }
         Ok(PostAction::Continue)
     }
 
     fn register(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
-        let wake = self.wake.clone();
-        self.conn.attach(move || wake.ping());
         self.socket.interest = self.wanted_interest();
         self.socket.register(poll, factory)?;
         self.ping.register(poll, factory)?;
-        self.register_timer(poll, factory)
+        self.register_timer(poll, factory)?;
+        if self.serve.step.is_none() {
+            // The hello may still be queued and data already buffered: the
+            // first dispatch serves the connection.
+            self.wake.ping();
+        }
+        Ok(())
     }
 
     fn reregister(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
@@ -197,7 +324,6 @@ impl EventSource for ConnectionSource {
     }
 
     fn unregister(&mut self, poll: &mut Poll) -> calloop::Result<()> {
-        self.conn.detach();
         self.socket.unregister(poll)?;
         self.ping.unregister(poll)?;
         if let Some(mut timer) = self.timer.take() {
@@ -208,58 +334,196 @@ impl EventSource for ConnectionSource {
     }
 }
 
-/// Inserts `conn` into the loop of `handle` as a [`ConnectionSource`] whose
-/// events are ignored (it removes itself when the connection closes). Call
-/// on the loop's thread. `handle.remove(token)` detaches it.
-pub fn insert<D>(handle: &LoopHandle<'_, D>, conn: &Connection) -> calloop::Result<RegistrationToken> {
-    let source = ConnectionSource::new(conn)?;
-    handle.insert_source(source, |_, _, _| {}).map_err(|e| e.error)
+impl Drop for ConnectionSource {
+    fn drop(&mut self) {
+        self.live.store(false, Ordering::Release);
+    }
 }
 
-/// A listener as a calloop event source: each accepted client becomes a
-/// [`Connection`] (not yet attached) handed to the callback, which usually
-/// inserts it (see [`serve`]).
-pub struct ListenerSource {
+// ---- the loop's data, lent to callbacks ----------------------------------------
+
+/// What this thread lends [`callback`]s right now.
+#[derive(Clone, Copy)]
+enum Lend {
+    /// Nothing: no connection is being served by calloop's dispatch.
+    Idle,
+    /// The `&mut D` a [`ConnectionSource`]'s callback received, while it
+    /// serves its connection.
+    Data { ptr: *mut (), ty: TypeId, name: &'static str },
+    /// Taken by the callback that runs now.
+    Busy,
+}
+
+thread_local! {
+    static LENT: Cell<Lend> = const { Cell::new(Lend::Idle) };
+}
+
+/// Puts back what was lent before, also when unwinding.
+struct Restore(Lend);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        LENT.set(self.0);
+    }
+}
+
+/// Runs `f` with `data` lent to the callbacks it runs on this thread.
+fn lend<D: 'static, R>(data: &mut D, f: impl FnOnce() -> R) -> R {
+    let ptr = (data as *mut D).cast::<()>();
+    let _restore = Restore(LENT.replace(Lend::Data { ptr, ty: TypeId::of::<D>(), name: type_name::<D>() }));
+    f()
+}
+
+/// Calls `f` with the data lent to this thread, taking it out meanwhile.
+fn with_lent<D: 'static, R>(f: impl FnOnce(&mut D) -> R) -> Result<R, RemoteError> {
+    match LENT.get() {
+        Lend::Data { ptr, ty, .. } if ty == TypeId::of::<D>() => {
+            let _restore = Restore(LENT.replace(Lend::Busy));
+            // SAFETY: `ptr` is the `&mut D` that `lend` holds, unused, for
+            // the whole of its closure; it is in this thread's `LENT` only
+            // during that closure (`Restore` takes it out on return and on
+            // unwind), so it is live, and only this thread sees it. The type
+            // is checked above. While this reference exists `LENT` says
+            // `Busy`, so no second `&mut` is made from the pointer, and `f`
+            // cannot keep the reference past its call (its lifetime is the
+            // closure's argument's).
+            Ok(f(unsafe { &mut *ptr.cast::<D>() }))
+        }
+        Lend::Data { name, .. } => Err(RemoteError::new(
+            "RuntimeError",
+            format!(
+                "a loop-data callback for `{}` was called while the loop lends `{name}`: make it for the \
+                 data type of the loop its connection is attached to",
+                type_name::<D>()
+            ),
+        )),
+        Lend::Busy => Err(RemoteError::new(
+            "RuntimeError",
+            "a loop-data callback was called while another one runs (a synchronous call made inside \
+             it was answered by a call to a loop-data callback): the loop's data is already lent to \
+             the outer one; make that call asynchronous, or use netref::callback for the inner callback",
+        )),
+        Lend::Idle => Err(RemoteError::new(
+            "RuntimeError",
+            "a loop-data callback was called outside calloop's dispatch of its connection (a \
+             synchronous call made outside the loop's callbacks, or a connection not attached with \
+             netref-calloop): it reaches the loop's data only while the loop serves the connection",
+        )),
+    }
+}
+
+/// A callback for the peer (a [`LocalObject`], like [`netref::callback`])
+/// that reaches the loop's shared data: `f` is `Fn(&mut D, A1, ..., An) ->
+/// R`, where `D` is the loop's `Data`, and need not be `Send` (it may
+/// capture `Rc`s).
+///
+/// It runs on the thread that made it, while calloop dispatches the
+/// connection's source (the peer's calls are served there), with the
+/// `&mut D` that dispatch holds. The peer gets a `RuntimeError` instead
+/// when the callback is called from another thread, outside that dispatch
+/// (a synchronous call made outside calloop's callbacks serves the
+/// connection itself, without the data), or while another loop-data
+/// callback runs (a nested call cannot get a second `&mut D`).
+///
+/// Its captures are dropped on its thread (see [`netref::thread_callback`]).
+pub fn callback<D, Args, F>(f: F) -> LocalObject
+where
+    D: 'static,
+    Args: 'static,
+    F: InvokeWith<D, Args>,
+    F::Output: serde::Serialize,
+{
+    netref::thread_callback(WithData { f, marker: PhantomData })
+}
+
+/// A closure that takes the lent data first.
+struct WithData<F, D, Args> {
+    f: F,
+    marker: PhantomData<fn(D) -> Args>,
+}
+
+impl<D: 'static, Args: 'static, F: InvokeWith<D, Args>> Invoke<Args> for WithData<F, D, Args> {
+    type Output = F::Output;
+
+    fn invoke(&self, args: Vec<netref::Value>) -> Result<F::Output, RemoteError> {
+        with_lent(|data: &mut D| self.f.invoke_with(data, args))?
+    }
+}
+
+// ---- the server ------------------------------------------------------------------
+
+/// A listener as a calloop event source: accepts clients and hands each
+/// [`Connection`] (not yet attached) to its callback.
+/// [`attach`](Self::attach) inserts it with a callback that puts every
+/// connection on the loop, lending the loop's data to [`callback`]s.
+///
+/// ```no_run
+/// use calloop::EventLoop;
+/// use netref::{Builder, ObjectBuilder, Service};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
+/// let server = netref_calloop::Server::bind_tcp("127.0.0.1:18861", Builder::default().service(Service::object(calc)))?;
+/// let mut event_loop: EventLoop<'_, ()> = EventLoop::try_new()?;
+/// server.attach(&event_loop.handle())?;
+/// event_loop.run(None, &mut (), |_| {})?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Server {
     listener: Generic<Listener>,
     builder: Builder,
     backoff: Option<Timer>,
 }
 
-impl ListenerSource {
-    /// Accepts on a bound TCP listener (made non-blocking here).
-    pub fn tcp(listener: TcpListener, builder: Builder) -> io::Result<ListenerSource> {
-        Self::new(listener.into(), builder)
+impl Server {
+    /// Listens on a TCP address (port 0 picks a free port; see
+    /// [`local_addr`](Self::local_addr)).
+    pub fn bind_tcp(addr: impl ToSocketAddrs, builder: Builder) -> io::Result<Server> {
+        Server::from_listener(Listener::bind_tcp(addr)?, builder)
     }
 
-    /// Accepts on a bound Unix listener (made non-blocking here).
-    pub fn unix(listener: UnixListener, builder: Builder) -> io::Result<ListenerSource> {
-        Self::new(listener.into(), builder)
+    /// Listens on a Unix socket path (the socket file stays when the server
+    /// is dropped).
+    pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> io::Result<Server> {
+        Server::from_listener(Listener::bind_unix(path)?, builder)
     }
 
-    /// Accepts on a bound [`Listener`], TCP or Unix (made non-blocking here).
+    /// Serves a bound listener: a std `TcpListener` or `UnixListener`, or a
+    /// [`Listener`] (made non-blocking here).
     ///
     /// Fails with `InvalidInput` for a builder whose authentication waits for
     /// the client: see [`Listener::prepare_for_event_loop`].
-    pub fn new(listener: Listener, builder: Builder) -> io::Result<ListenerSource> {
+    pub fn from_listener(listener: impl Into<Listener>, builder: Builder) -> io::Result<Server> {
+        let listener = listener.into();
         listener.prepare_for_event_loop(&builder)?;
-        Ok(ListenerSource {
-            listener: Generic::new(listener, Interest::READ, Mode::Level),
-            builder,
-            backoff: None,
-        })
+        Ok(Server { listener: Generic::new(listener, Interest::READ, Mode::Level), builder, backoff: None })
     }
 
     /// The TCP address listened on.
-    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.get_ref().local_addr()
     }
 
-    fn fd(&self) -> RawFd {
-        self.listener.get_ref().as_fd().as_raw_fd()
+    /// Inserts the server into the loop of `handle`, which then serves every
+    /// accepted connection on its thread (each as a [`ConnectionSource`]
+    /// lending the loop's data to [`callback`]s). Call on the loop's thread;
+    /// `handle.remove(token)` stops accepting.
+    pub fn attach<'l, D: 'static>(self, handle: &LoopHandle<'l, D>) -> calloop::Result<RegistrationToken> {
+        let h = handle.clone();
+        let serve = move |conn: Connection, _: &mut (), _: &mut D| {
+            let inserted = ConnectionSource::new(&conn).map_err(calloop::Error::from).and_then(|source| {
+                h.insert_source(source, |(), serve, data| serve.lending(data)).map_err(|e| e.error)
+            });
+            if let Err(e) = inserted {
+                log::warn!("netref-calloop server: could not attach a connection from {}: {e}", conn.peer());
+            }
+        };
+        handle.insert_source(self, serve).map_err(|e| e.error)
     }
 }
 
-impl EventSource for ListenerSource {
+impl EventSource for Server {
     type Event = Connection;
     type Metadata = ();
     type Ret = ();
@@ -301,7 +565,7 @@ impl EventSource for ListenerSource {
                     // spinning, and keep serving the others.
                     log::warn!(
                         "netref-calloop: accept on fd {} failed ({e}); retrying in {ACCEPT_BACKOFF:?}",
-                        self.fd()
+                        self.listener.get_ref().as_fd().as_raw_fd()
                     );
                     self.backoff = Some(Timer::from_duration(ACCEPT_BACKOFF));
                     self.listener.interest = Interest::EMPTY;
@@ -341,33 +605,7 @@ impl EventSource for ListenerSource {
     }
 }
 
-/// Inserts `listener` into the loop of `handle` and serves every accepted
-/// connection on the loop's thread (each inserted with [`insert`]).
-///
-/// ```no_run
-/// use calloop::EventLoop;
-/// use netref::{Builder, ObjectBuilder, Service};
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
-/// let listener = std::net::TcpListener::bind("127.0.0.1:18861")?;
-/// let source = netref_calloop::ListenerSource::tcp(listener, Builder::default().service(Service::object(calc)))?;
-/// let mut event_loop: EventLoop<'_, ()> = EventLoop::try_new()?;
-/// netref_calloop::serve(&event_loop.handle(), source)?;
-/// event_loop.run(None, &mut (), |_| {})?;
-/// # Ok(())
-/// # }
-/// ```
-pub fn serve<'l, D: 'l>(
-    handle: &LoopHandle<'l, D>,
-    listener: ListenerSource,
-) -> calloop::Result<RegistrationToken> {
-    let h = handle.clone();
-    handle
-        .insert_source(listener, move |conn, _, _| {
-            if let Err(e) = insert(&h, &conn) {
-                log::warn!("netref-calloop: could not insert a connection from {}: {e}", conn.peer());
-            }
-        })
-        .map_err(|e| e.error)
-}
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,24 +1,21 @@
 //! The shared conformance suite, run against the calloop backend.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::TcpListener;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
 use calloop::ping::{make_ping, Ping};
-use calloop::{EventLoop, LoopSignal, RegistrationToken};
+use calloop::{EventLoop, LoopSignal};
 use netref::{Builder, Connection};
-use netref_calloop::{ConnectionEvent, ConnectionSource, ListenerSource};
+use netref_calloop::{Attached, ConnectionSource, Server};
 use netref_conformance::{Backend, RunningServer, TestLoop};
 
 struct CalloopLoop {
     event_loop: EventLoop<'static, ()>,
-    tokens: HashMap<usize, RegistrationToken>,
-    closed: Rc<RefCell<HashSet<usize>>>,
+    conns: HashMap<usize, Attached<'static, ()>>,
     notify: Ping,
     next: usize,
 }
@@ -27,30 +24,17 @@ impl TestLoop for CalloopLoop {
     fn attach(&mut self, conn: &Connection) -> usize {
         let key = self.next;
         self.next += 1;
-        let closed = self.closed.clone();
-        let token = self
-            .event_loop
-            .handle()
-            .insert_source(ConnectionSource::new(conn).unwrap(), move |event, _, _| {
-                if let ConnectionEvent::Closed(_) = event {
-                    closed.borrow_mut().insert(key);
-                }
-            })
-            .map_err(|e| e.error)
-            .unwrap();
-        self.tokens.insert(key, token);
+        self.conns.insert(key, netref_calloop::attach(&self.event_loop.handle(), conn).unwrap());
         key
     }
 
     fn is_attached(&self, key: usize) -> bool {
-        self.tokens.contains_key(&key) && !self.closed.borrow().contains(&key)
+        self.conns.get(&key).is_some_and(Attached::is_attached)
     }
 
     fn detach(&mut self, key: usize) {
-        if let Some(token) = self.tokens.remove(&key) {
-            if !self.closed.borrow().contains(&key) {
-                self.event_loop.handle().remove(token);
-            }
+        if let Some(attached) = self.conns.remove(&key) {
+            attached.detach();
         }
     }
 
@@ -90,13 +74,17 @@ impl Backend for Calloop {
         let event_loop = EventLoop::try_new().unwrap();
         let (notify, source) = make_ping().unwrap();
         event_loop.handle().insert_source(source, |_, _, _| {}).unwrap();
-        CalloopLoop { event_loop, tokens: HashMap::new(), closed: Rc::default(), notify, next: 0 }
+        CalloopLoop { event_loop, conns: HashMap::new(), notify, next: 0 }
     }
 
     fn make_server(listener: TcpListener, builder: Builder) -> std::io::Result<()> {
-        ListenerSource::tcp(listener, builder).map(drop)
+        Server::from_listener(listener, builder).map(drop)
     }
 
+    /// The server source inserted by hand (as a program composing its own
+    /// sources would), so the suite can count connections: each is attached
+    /// as a `ConnectionSource` and counted off by `Connection::on_close`.
+    /// (`Server::attach` is exercised in tests/calloop.rs.)
     fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer> {
         let count = Arc::new(AtomicUsize::new(0));
         let counter = count.clone();
@@ -106,15 +94,18 @@ impl Backend for Calloop {
             tx.send(event_loop.get_signal()).unwrap();
             let handle = event_loop.handle();
             let h = handle.clone();
+            let server = Server::from_listener(listener, builder).unwrap();
             handle
-                .insert_source(ListenerSource::tcp(listener, builder).unwrap(), move |conn, _, _| {
+                .insert_source(server, move |conn, _, _| {
                     counter.fetch_add(1, Ordering::AcqRel);
                     let c = counter.clone();
-                    h.insert_source(ConnectionSource::new(&conn).unwrap(), move |_, _, _| {
+                    conn.on_close(move |_| {
                         c.fetch_sub(1, Ordering::AcqRel);
-                    })
-                    .map_err(|e| e.error)
-                    .unwrap();
+                    });
+                    let source = ConnectionSource::new(&conn).unwrap();
+                    h.insert_source(source, |(), serve, data| serve.lending(data))
+                        .map_err(|e| e.error)
+                        .unwrap();
                 })
                 .map_err(|e| e.error)
                 .unwrap();

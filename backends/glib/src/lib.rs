@@ -6,11 +6,33 @@
 //! arrives, with no extra thread and no polling on a timer. It is the Rust
 //! form of PyGTK's `io_add_watch` over an RPyC connection.
 //!
+//! ## The loop's contract
+//!
+//! 1. On the thread that iterates the context (for `MainContext::default()`,
+//!    the GTK main thread), [`attach`] the connection. Only this thread then
+//!    reads, writes and serves it.
+//! 2. Iterate the context as usual (`MainLoop::run`, `gtk::Application`).
+//! 3. The connection's sources serve it when they fire: a permanent `IN`
+//!    watch on its fd; an `OUT` watch that exists only while output is
+//!    pending (GLib watches are level-triggered, so an idle `OUT` watch would
+//!    spin); a timeout source for its next deadline; and an idle source that
+//!    other threads queue when the connection has new output or a nearer
+//!    deadline.
+//! 4. Each serving re-arms them; once the connection has closed they are
+//!    destroyed.
+//! 5. Dropping the [`Attached`] (or [`Attached::detach`]) destroys the
+//!    sources and detaches the connection: any thread may then serve it.
+//!
+//! A synchronous call made inside a callback waits on the connection's own
+//! fd, without iterating the context. [`callback`] and [`local_callback`]
+//! let callbacks capture widgets; [`Server`] accepts and serves many
+//! connections on the context's thread.
+//!
 //! ```
 //! use glib::MainContext;
 //! use std::cell::Cell;
 //! use std::rc::Rc;
-//! use netref::{Builder, ObjectBuilder, Service};
+//! use netref::{AsyncResult, Builder, ObjectBuilder, Service};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A peer to talk to (here: a socketpair served by a thread).
@@ -28,45 +50,34 @@
 //!     let label = Rc::new(Cell::new(0i64));
 //!     let shown = label.clone();
 //!     let answer = netref::async_(&root).call_method("add", (40, 2));
-//!     answer.add_callback(netref_glib::local_callback(&ctx, move |r| {
+//!     answer.add_callback(netref_glib::local_callback(&ctx, move |r: &AsyncResult| {
 //!         shown.set(r.value_as::<i64>().unwrap());
 //!     }));
 //!     while label.get() == 0 {
 //!         ctx.iteration(true);
 //!     }
 //!     assert_eq!(label.get(), 42);
-//!     drop(attached); // destroys the watches, then detaches
+//!     drop(attached); // destroys the sources, then detaches
 //!     Ok(())
 //! })??;
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! How it maps onto GLib: a permanent `IN` watch on the connection's fd; an
-//! `OUT` watch that exists only while output is pending (GLib watches are
-//! level-triggered, so an idle `OUT` watch would spin); a timeout source for
-//! the connection's next deadline; and wake-ups from other threads as idle
-//! sources attached to the context. A synchronous call made inside a
-//! callback waits on the connection's own fd, without iterating the context.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixListener;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use glib::{ControlFlow, IOCondition, MainContext, Priority, Source};
 use netref::server::ACCEPT_BACKOFF;
-use netref::{Accepted, AsyncResult, Builder, Connection, Invoke, Listener, LocalObject, RemoteError};
+use netref::{Accepted, Builder, Connection, Driver, Invoke, Listener, LocalObject, RemoteError};
 
 pub use glib::thread_guard::ThreadGuard;
-
-type OnClose = Box<dyn FnOnce() + Send>;
-/// A close handler that may capture widgets: it lives on the context's thread.
-type ClosedHandler = OnContext<Box<dyn FnOnce()>>;
 
 #[derive(Default)]
 struct Sources {
@@ -76,49 +87,52 @@ struct Sources {
 }
 
 struct Inner {
-    conn: Connection,
-    fd: RawFd,
+    driver: Driver,
     ctx: MainContext,
     sources: Mutex<Sources>,
-    wake_pending: AtomicBool,
     detached: AtomicBool,
-    on_close: Mutex<Option<OnClose>>,
-    closed_handlers: Mutex<Vec<ClosedHandler>>,
 }
 
-/// A connection attached to a [`MainContext`]. Dropping it (or
-/// [`detach`](Self::detach)) destroys its watches and detaches the
+/// A connection attached to a [`MainContext`] (see [`attach`]). Dropping it
+/// (or [`detach`](Self::detach)) destroys its sources and detaches the
 /// connection; it also lets go by itself when the connection closes.
-pub struct GlibConnection {
+pub struct Attached {
     inner: Arc<Inner>,
 }
 
 /// Attaches `conn` to `ctx`. Call on the thread that iterates `ctx` (for
 /// `MainContext::default()`, the GTK main thread): from then on that thread
-/// reads, writes and serves the connection.
-pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<GlibConnection> {
-    let fd = conn.raw_fd().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::Unsupported, "the connection's transport has no file descriptor")
-    })?;
+/// reads, writes and serves the connection. Fails with `Unsupported` for a
+/// connection that has no fd or is already attached.
+pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<Attached> {
+    // The waker needs the `Inner` it is part of: it finds it here. It only
+    // queues an idle source that looks `Inner` up on the context's thread:
+    // it may run on any thread with the connection's lock held, where the
+    // last reference to `Inner` (and the driver in it) must not die.
+    let slot: Arc<OnceLock<Weak<Inner>>> = Arc::default();
+    let found = slot.clone();
+    let wake_ctx = ctx.clone();
+    let driver = Driver::attach(conn, move || {
+        let weak = found.get().cloned();
+        let idle = glib::idle_source_new(Some("netref wake"), Priority::DEFAULT, move || {
+            if let Some(inner) = weak.as_ref().and_then(Weak::upgrade) {
+                inner.drive();
+            }
+            ControlFlow::Break
+        });
+        idle.attach(Some(&wake_ctx));
+    })
+    .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
     let inner = Arc::new(Inner {
-        conn: conn.clone(),
-        fd,
+        driver,
         ctx: ctx.clone(),
         sources: Mutex::new(Sources::default()),
-        wake_pending: AtomicBool::new(false),
         detached: AtomicBool::new(false),
-        on_close: Mutex::new(None),
-        closed_handlers: Mutex::new(Vec::new()),
     });
-    let weak = Arc::downgrade(&inner);
-    conn.attach(move || {
-        if let Some(inner) = weak.upgrade() {
-            inner.wake();
-        }
-    });
+    let _ = slot.set(Arc::downgrade(&inner));
     let weak = Arc::downgrade(&inner);
     let input = glib_unix::fd_source_new(
-        fd,
+        inner.driver.as_fd().as_raw_fd(),
         IOCondition::IN | IOCondition::HUP | IOCondition::ERR,
         Some("netref input"),
         Priority::DEFAULT,
@@ -134,13 +148,13 @@ pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<GlibConnection
     inner.lock().input = Some(input);
     // The hello may still be queued, and data may already be buffered.
     inner.drive();
-    Ok(GlibConnection { inner })
+    Ok(Attached { inner })
 }
 
-impl GlibConnection {
+impl Attached {
     /// The connection.
     pub fn connection(&self) -> &Connection {
-        &self.inner.conn
+        self.inner.driver.connection()
     }
 
     /// True until detached or closed.
@@ -148,26 +162,15 @@ impl GlibConnection {
         !self.inner.detached.load(Ordering::Acquire)
     }
 
-    /// Destroys the watches and detaches the connection (any thread may then
+    /// Destroys the sources and detaches the connection (any thread may then
     /// serve it). Same as dropping.
     pub fn detach(self) {}
-
-    /// Runs `f` on the context's thread when the connection closes (the
-    /// peer went away, sent garbage, or either side closed it), after the
-    /// watches are gone. `f` may capture widgets. Call on the context's
-    /// thread; handlers of a connection detached before it closes never run.
-    pub fn connect_closed(&self, f: impl FnOnce() + 'static) {
-        let handler = OnContext::new(&self.inner.ctx, Box::new(f) as Box<dyn FnOnce()>);
-        self.inner.closed_handlers.lock().unwrap_or_else(|e| e.into_inner()).push(handler);
-    }
-
-    fn on_close(&self, f: impl FnOnce() + Send + 'static) {
-        *self.inner.on_close.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
-    }
 }
 
-impl Drop for GlibConnection {
+impl Drop for Attached {
     fn drop(&mut self) {
+        // The driver (and with it the attachment) goes with the last
+        // reference to `inner`: here, or when a serving in progress ends.
         self.inner.teardown();
     }
 }
@@ -177,60 +180,24 @@ impl Inner {
         self.sources.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// From any thread, possibly with the connection's state lock held: only
-    /// queue an idle source on the context.
-    fn wake(self: &Arc<Self>) {
-        if self.detached.load(Ordering::Acquire) || self.wake_pending.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(self);
-        let idle = glib::idle_source_new(Some("netref wake"), Priority::DEFAULT, move || {
-            if let Some(inner) = weak.upgrade() {
-                inner.wake_pending.store(false, Ordering::Release);
-                inner.drive();
-            }
-            ControlFlow::Break
-        });
-        idle.attach(Some(&self.ctx));
-    }
-
-    /// Reads and serves what arrived, flushes, re-arms the watches.
+    /// Serves the connection and re-arms the sources.
     fn drive(self: &Arc<Self>) {
         if self.detached.load(Ordering::Acquire) {
             return;
         }
-        // Errors of the connection show up as `is_closed`.
-        let _ = self.conn.poll_all();
-        let _ = self.conn.flush();
-        self.rearm();
-    }
-
-    fn rearm(self: &Arc<Self>) {
-        if self.conn.is_closed() {
+        let step = self.driver.step();
+        if step.closed {
             self.teardown();
-            let hook = self.on_close.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let handlers =
-                std::mem::take(&mut *self.closed_handlers.lock().unwrap_or_else(|e| e.into_inner()));
-            for handler in handlers {
-                if let Some(f) = handler.into_inner() {
-                    f();
-                }
-            }
-            if let Some(hook) = hook {
-                hook();
-            }
             return;
         }
-        let want_write = self.conn.wants_write();
-        let deadline = self.conn.next_deadline();
         let mut s = self.lock();
         if self.detached.load(Ordering::Acquire) {
             return;
         }
-        if want_write && s.output.is_none() {
+        if step.wants_write && s.output.is_none() {
             let weak = Arc::downgrade(self);
             let out = glib_unix::fd_source_new(
-                self.fd,
+                self.driver.as_fd().as_raw_fd(),
                 IOCondition::OUT | IOCondition::HUP | IOCondition::ERR,
                 Some("netref output"),
                 Priority::DEFAULT,
@@ -243,16 +210,16 @@ impl Inner {
             );
             out.attach(Some(&self.ctx));
             s.output = Some(out);
-        } else if !want_write {
+        } else if !step.wants_write {
             if let Some(out) = s.output.take() {
                 out.destroy();
             }
         }
-        if s.timer.as_ref().map(|t| t.0) != deadline {
+        if s.timer.as_ref().map(|t| t.0) != step.next_deadline {
             if let Some((_, old)) = s.timer.take() {
                 old.destroy();
             }
-            if let Some(at) = deadline {
+            if let Some(at) = step.next_deadline {
                 // GLib counts whole milliseconds: round up, never fire early.
                 let ms = at.saturating_duration_since(Instant::now()).as_nanos().div_ceil(1_000_000);
                 let weak = Arc::downgrade(self);
@@ -268,7 +235,6 @@ impl Inner {
                                     s.timer = None; // this source ends by returning Break
                                 }
                             }
-                            inner.conn.handle_timeout();
                             inner.drive();
                         }
                         ControlFlow::Break
@@ -288,30 +254,52 @@ impl Inner {
         for source in [s.input, s.output, s.timer.map(|t| t.1)].into_iter().flatten() {
             source.destroy();
         }
-        self.conn.detach();
     }
 }
 
-/// Wraps a callback that captures `!Send` values (GTK widgets, `Rc`s) so it
-/// can be passed to [`AsyncResult::add_callback`]. It runs on the thread that
-/// made it (the context's thread); if the result is delivered on another
-/// thread, the call is sent to `ctx` with [`MainContext::invoke`].
+/// Wraps a one-shot handler that captures `!Send` values (GTK widgets,
+/// `Rc`s) so it can be handed to an API that wants a `Send` one:
+/// [`AsyncResult::add_callback`](netref::AsyncResult::add_callback),
+/// [`Connection::on_close`]. It runs on the thread that made it (the
+/// context's thread); called on another thread, it clones its argument and
+/// runs on `ctx`'s thread through [`MainContext::invoke`]. Dropped without
+/// running, its captures are dropped on the context's thread too.
 ///
-/// The captures are held in a [`ThreadGuard`]: a callback that is dropped
-/// without running (its result expired) must be dropped on the context's
-/// thread, which is where an attached connection expires its results.
-pub fn local_callback<F>(ctx: &MainContext, f: F) -> impl FnOnce(&AsyncResult) + Send + 'static
+/// ```
+/// use glib::MainContext;
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// # fn main() -> netref::Result<()> {
+/// let ctx = MainContext::default();
+/// # let (conn, _peer) = netref::Builder::default().pair(netref::Builder::default())?;
+/// let status: Rc<RefCell<String>> = Rc::default(); // stands in for a label
+/// let shown = status.clone();
+/// conn.on_close(netref_glib::local_callback(&ctx, move |why: &netref::CloseReason| {
+///     *shown.borrow_mut() = format!("disconnected: {why}");
+/// }));
+/// # Ok(())
+/// # }
+/// ```
+pub fn local_callback<T, F>(ctx: &MainContext, f: F) -> impl FnOnce(&T) + Send + 'static
 where
-    F: FnOnce(&AsyncResult) + 'static,
+    T: Clone + Send + 'static,
+    F: FnOnce(&T) + 'static,
 {
-    let guard = ThreadGuard::new(f);
-    let ctx = ctx.clone();
-    move |res: &AsyncResult| {
-        if guard.is_owner() {
-            (guard.into_inner())(res)
+    let f = OnContext::new(ctx, f);
+    move |value: &T| {
+        if f.get().is_some() {
+            if let Some(f) = f.into_inner() {
+                f(value);
+            }
         } else {
-            let res = res.clone();
-            ctx.invoke(move || (guard.into_inner())(&res));
+            let value = value.clone();
+            let ctx = f.ctx.clone();
+            ctx.invoke(move || {
+                if let Some(f) = f.into_inner() {
+                    f(&value);
+                }
+            });
         }
     }
 }
@@ -412,16 +400,17 @@ impl<T: 'static> Drop for OnContext<T> {
 struct ServerInner {
     listener: Listener,
     builder: Builder,
-    ctx: MainContext,
-    conns: Mutex<HashMap<u64, GlibConnection>>,
+    ctx: OnceLock<MainContext>,
+    conns: Mutex<HashMap<u64, Attached>>,
     source: Mutex<Option<Source>>,
     next: AtomicU64,
     closed: AtomicBool,
 }
 
 /// Accepts on a listener and serves every accepted connection on the
-/// thread that iterates the context. Cloning gives another handle to the
-/// same server; [`close`](Self::close) stops it.
+/// thread that iterates the context it is [attached](Self::attach) to.
+/// Cloning gives another handle to the same server; [`close`](Self::close)
+/// stops it.
 ///
 /// ```no_run
 /// use glib::{MainContext, MainLoop};
@@ -429,9 +418,9 @@ struct ServerInner {
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
-/// let listener = std::net::TcpListener::bind("127.0.0.1:18861")?;
+/// let server = netref_glib::Server::bind_tcp("127.0.0.1:18861", Builder::default().service(Service::object(calc)))?;
 /// let ctx = MainContext::default();
-/// let _server = netref_glib::Server::tcp(listener, Builder::default().service(Service::object(calc)), &ctx)?;
+/// server.attach(&ctx)?;
 /// MainLoop::new(Some(&ctx), false).run();
 /// # Ok(())
 /// # }
@@ -442,35 +431,46 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves a bound TCP listener (made non-blocking here) on `ctx`. Call
-    /// on the thread that iterates `ctx`.
-    pub fn tcp(listener: TcpListener, builder: Builder, ctx: &MainContext) -> io::Result<Server> {
-        Server::from_listener(listener.into(), builder, ctx)
+    /// Listens on a TCP address (port 0 picks a free port; see
+    /// [`local_addr`](Self::local_addr)).
+    pub fn bind_tcp(addr: impl ToSocketAddrs, builder: Builder) -> io::Result<Server> {
+        Server::from_listener(Listener::bind_tcp(addr)?, builder)
     }
 
-    /// Serves a bound Unix listener (made non-blocking here) on `ctx`.
-    pub fn unix(listener: UnixListener, builder: Builder, ctx: &MainContext) -> io::Result<Server> {
-        Server::from_listener(listener.into(), builder, ctx)
+    /// Listens on a Unix socket path (the socket file stays when the server
+    /// is dropped).
+    pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> io::Result<Server> {
+        Server::from_listener(Listener::bind_unix(path)?, builder)
     }
 
-    /// Serves a bound [`Listener`], TCP or Unix (made non-blocking here), on
-    /// `ctx`.
+    /// Serves a bound listener: a std `TcpListener` or `UnixListener`, or a
+    /// [`Listener`] (made non-blocking here).
     ///
     /// Fails with `InvalidInput` for a builder whose authentication waits for
     /// the client: see [`Listener::prepare_for_event_loop`].
-    pub fn from_listener(listener: Listener, builder: Builder, ctx: &MainContext) -> io::Result<Server> {
+    pub fn from_listener(listener: impl Into<Listener>, builder: Builder) -> io::Result<Server> {
+        let listener = listener.into();
         listener.prepare_for_event_loop(&builder)?;
         let inner = Arc::new(ServerInner {
             listener,
             builder,
-            ctx: ctx.clone(),
+            ctx: OnceLock::new(),
             conns: Mutex::new(HashMap::new()),
             source: Mutex::new(None),
             next: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
-        ServerInner::watch(&inner);
         Ok(Server { inner })
+    }
+
+    /// Starts accepting on `ctx`, serving every connection on the thread
+    /// that iterates it. Call on that thread, once (`AlreadyExists` after).
+    pub fn attach(&self, ctx: &MainContext) -> io::Result<()> {
+        self.inner.ctx.set(ctx.clone()).map_err(|_| {
+            io::Error::new(io::ErrorKind::AlreadyExists, "this server is already attached to a context")
+        })?;
+        ServerInner::watch(&self.inner);
+        Ok(())
     }
 
     /// The TCP address listened on.
@@ -500,6 +500,10 @@ impl Server {
 }
 
 impl ServerInner {
+    fn ctx(&self) -> &MainContext {
+        self.ctx.get().expect("a watching server is attached")
+    }
+
     fn accept(this: &Arc<ServerInner>) {
         loop {
             let conn = match this.listener.accept_connection(&this.builder) {
@@ -515,7 +519,7 @@ impl ServerInner {
                     return;
                 }
             };
-            let attached = match attach(&conn, &this.ctx) {
+            let attached = match attach(&conn, this.ctx()) {
                 Ok(a) => a,
                 Err(e) => {
                     log::warn!("netref-glib server: could not attach a connection: {e}");
@@ -523,25 +527,24 @@ impl ServerInner {
                 }
             };
             let key = this.next.fetch_add(1, Ordering::Relaxed);
+            this.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(key, attached);
+            // Registered after the insert: it runs at once if the
+            // connection is already closed.
             let weak: Weak<ServerInner> = Arc::downgrade(this);
-            attached.on_close(move || {
+            conn.on_close(move |_| {
                 if let Some(s) = weak.upgrade() {
                     let gone = s.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
                     drop(gone);
                 }
             });
-            if attached.is_attached() {
-                this.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(key, attached);
-            }
         }
     }
 
     /// Watches the listener for clients.
     fn watch(this: &Arc<ServerInner>) {
-        let fd = this.listener.as_raw_fd();
         let weak = Arc::downgrade(this);
         let source = glib_unix::fd_source_new(
-            fd,
+            this.listener.as_raw_fd(),
             IOCondition::IN,
             Some("netref listener"),
             Priority::DEFAULT,
@@ -553,7 +556,7 @@ impl ServerInner {
                 None => ControlFlow::Break,
             },
         );
-        source.attach(Some(&this.ctx));
+        source.attach(Some(this.ctx()));
         if let Some(old) = this.source.lock().unwrap_or_else(|e| e.into_inner()).replace(source) {
             old.destroy();
         }
@@ -573,6 +576,20 @@ impl ServerInner {
             }
             ControlFlow::Break
         });
-        retry.attach(Some(&this.ctx));
+        retry.attach(Some(this.ctx()));
     }
 }
+
+impl Drop for ServerInner {
+    fn drop(&mut self) {
+        // The listener closes now: its watch must not outlive it.
+        if let Some(source) = self.source.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            source.destroy();
+        }
+    }
+}
+
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -12,11 +12,11 @@ use std::time::Duration;
 use glib::{ControlFlow, MainContext, Priority};
 use netref::{Builder, Connection};
 use netref_conformance::{Backend, RunningServer, TestLoop};
-use netref_glib::{GlibConnection, Server};
+use netref_glib::{Attached, Server};
 
 struct GlibLoop {
     ctx: MainContext,
-    conns: HashMap<usize, GlibConnection>,
+    conns: HashMap<usize, Attached>,
     next: usize,
 }
 
@@ -29,7 +29,7 @@ impl TestLoop for GlibLoop {
     }
 
     fn is_attached(&self, key: usize) -> bool {
-        self.conns.get(&key).is_some_and(GlibConnection::is_attached)
+        self.conns.get(&key).is_some_and(Attached::is_attached)
     }
 
     fn detach(&mut self, key: usize) {
@@ -80,8 +80,7 @@ impl Backend for Glib {
     }
 
     fn make_server(listener: TcpListener, builder: Builder) -> std::io::Result<()> {
-        let ctx = MainContext::new();
-        Server::tcp(listener, builder, &ctx).map(|server| server.close())
+        Server::from_listener(listener, builder).map(|server| server.close())
     }
 
     fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer> {
@@ -91,7 +90,8 @@ impl Backend for Glib {
         let thread = thread::spawn(move || {
             let ctx = MainContext::new();
             ctx.with_thread_default(|| {
-                let server = Server::tcp(listener, builder, &ctx).unwrap();
+                let server = Server::from_listener(listener, builder).unwrap();
+                server.attach(&ctx).unwrap();
                 tx.send((server.clone(), ctx.clone())).unwrap();
                 while !flag.load(Ordering::Acquire) {
                     ctx.iteration(true);

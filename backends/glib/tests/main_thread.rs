@@ -1,4 +1,4 @@
-//! Callbacks that capture `!Send` values (widgets) and close notifications.
+//! Callbacks that capture `!Send` values (widgets) and close handlers.
 //! Each test runs under its own private thread-default `MainContext`, so the
 //! tests run in parallel and need no display.
 
@@ -99,32 +99,37 @@ fn callback_called_off_its_thread_is_a_clear_remote_error() {
 }
 
 #[test]
-fn connect_closed_runs_on_the_context_thread_when_the_peer_goes() {
+fn on_close_with_a_local_callback_runs_on_the_context_thread_when_the_peer_goes() {
     with_context(|ctx| {
         let (client, peer) = Builder::default().pair(Builder::default()).unwrap();
         let attached = netref_glib::attach(&client, ctx).unwrap();
-        let status = Rc::new(RefCell::new(String::from("connected")));
+        let status = Rc::new(RefCell::new(String::from("connected"))); // stands in for a label
         let s = status.clone();
-        attached.connect_closed(move || *s.borrow_mut() = "disconnected".into());
+        client.on_close(netref_glib::local_callback(ctx, move |why: &netref::CloseReason| {
+            *s.borrow_mut() = format!("disconnected: {why}");
+        }));
         peer.close();
-        run_until(ctx, "the close handler", || *status.borrow() == "disconnected");
-        assert!(!attached.is_attached());
+        run_until(ctx, "the close handler", || status.borrow().starts_with("disconnected"));
+        assert!(status.borrow().contains("closed"), "{}", status.borrow());
+        assert!(!attached.is_attached(), "the sources went with the connection");
     });
 }
 
 #[test]
-fn connect_closed_handlers_of_a_detached_connection_never_run() {
+fn a_local_callback_run_on_another_thread_hops_to_the_context_thread() {
     with_context(|ctx| {
-        let (client, peer) = Builder::default().pair(Builder::default()).unwrap();
-        let attached = netref_glib::attach(&client, ctx).unwrap();
-        let ran = Rc::new(Cell::new(false));
-        let r = ran.clone();
-        attached.connect_closed(move || r.set(true));
-        attached.detach();
-        peer.close();
-        client.serve(Duration::from_secs(10)).ok();
-        assert!(client.is_closed());
-        while ctx.iteration(false) {}
-        assert!(!ran.get());
+        let (client, _peer) = Builder::default().pair(Builder::default()).unwrap();
+        let ran_on: Rc<Cell<Option<std::thread::ThreadId>>> = Rc::default();
+        let r = ran_on.clone();
+        client.on_close(netref_glib::local_callback(ctx, move |_: &netref::CloseReason| {
+            r.set(Some(std::thread::current().id()));
+        }));
+        // Closed on another thread: the handler is called there, and hops.
+        std::thread::scope(|s| {
+            s.spawn(|| client.close());
+        });
+        assert_eq!(ran_on.get(), None, "not run off the context's thread");
+        run_until(ctx, "the handler on the context's thread", || ran_on.get().is_some());
+        assert_eq!(ran_on.get(), Some(std::thread::current().id()));
     });
 }

@@ -4,11 +4,35 @@
 //! loop: replies, callbacks, the peer's requests and expiries all happen on
 //! the loop's thread as data arrives, and nothing polls on a timer.
 //!
+//! ## The loop's contract
+//!
+//! 1. Make one [`Doorbell`] per [`Poll`]: other threads (and the loop's own
+//!    callbacks) ring it with a connection's token when that connection has
+//!    new output or a nearer deadline.
+//! 2. On the loop's thread, [`attach`] each connection under a [`Token`] of
+//!    your choice. Only this thread then reads, writes and serves it.
+//! 3. Poll, with the timeout of the earliest [`Attached::next_deadline`]
+//!    (see [`timeout`]).
+//! 4. After each poll, [`drive`](Attached::drive) every connection whose
+//!    token had an event, whose token rang ([`Doorbell::take`]), or whose
+//!    deadline passed: it reads until `WouldBlock` (mio is edge-triggered),
+//!    serves what arrived, flushes, and arms write interest only while
+//!    output is pending.
+//! 5. When `drive` returns `false` the connection has closed and has been
+//!    deregistered: drop it. To stop earlier, call
+//!    [`Attached::detach`] (dropping it without the registry leaves the fd
+//!    registered). Otherwise go to 3.
+//!
+//! A synchronous call made inside a callback on the loop's thread works: it
+//! waits on the connection's own fd, without re-entering the loop.
+//! [`callback`] makes callbacks that stay on the loop's thread, so they may
+//! capture `!Send` state. [`Server`] is a ready-made single-threaded server
+//! loop built the same way.
+//!
 //! ```
-//! use std::time::Duration;
 //! use mio::{Events, Poll, Token};
 //! use netref::{Builder, ObjectBuilder, Service};
-//! use netref_mio::{Doorbell, MioConnection};
+//! use netref_mio::Doorbell;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A peer to talk to (here: a socketpair served by a thread).
@@ -20,60 +44,29 @@
 //! const CONN: Token = Token(1);
 //! let mut poll = Poll::new()?;
 //! let doorbell = Doorbell::new(poll.registry(), DOORBELL)?;
-//! let mut attached = MioConnection::register(&conn, poll.registry(), CONN, &doorbell)?;
+//! let mut attached = netref_mio::attach(&conn, poll.registry(), CONN, &doorbell)?;
 //!
 //! let root = conn.root()?;
 //! let answer = netref::async_(&root).call_method("add", (40, 2));
 //! let mut events = Events::with_capacity(64);
 //! while !answer.ready() {
-//!     // Sleep until an event or the connection's next deadline.
 //!     poll.poll(&mut events, netref_mio::timeout(attached.next_deadline()))?;
-//!     for event in events.iter() {
-//!         if event.token() == CONN {
-//!             attached.on_ready(poll.registry())?;
-//!         }
+//!     let ready = events.iter().any(|e| e.token() == CONN) || doorbell.take().contains(&CONN);
+//!     if ready || attached.is_due() {
+//!         attached.drive(poll.registry())?;
 //!     }
-//!     for token in doorbell.take() {
-//!         if token == CONN {
-//!             attached.on_ready(poll.registry())?;
-//!         }
-//!     }
-//!     attached.on_timer(poll.registry())?; // fires passed deadlines only
 //! }
 //! assert_eq!(answer.value_as::<i64>()?, 42);
-//! attached.deregister(poll.registry())?;
+//! attached.detach(poll.registry())?;
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! ## The loop's contract
-//!
-//! 1. Register each connection under a [`Token`] of your choice with
-//!    [`MioConnection::register`], on the loop's thread. The connection is
-//!    then *attached*: only this thread reads, writes and serves it.
-//! 2. Make one [`Doorbell`] per [`Poll`]: other threads (and the loop's own
-//!    callbacks) ring it when a connection has new output or a nearer
-//!    deadline; [`Doorbell::take`] says which tokens rang.
-//! 3. On every event for the token and every time its token rang, call
-//!    [`MioConnection::on_ready`]: it reads until `WouldBlock` (mio is
-//!    edge-triggered), serves what arrived, flushes, and arms write interest
-//!    only while output is pending.
-//! 4. Compute the poll timeout from [`MioConnection::next_deadline`] (see
-//!    [`timeout`]) and call [`MioConnection::on_timer`] after each poll.
-//! 5. When `on_ready` returns `false` the connection has closed and has
-//!    been deregistered: drop it. Otherwise call
-//!    [`MioConnection::deregister`] before dropping it.
-//!
-//! A synchronous call made inside a callback on the loop's thread works: it
-//! waits on the connection's own fd, without re-entering the loop.
-//!
-//! [`Server`] is a ready-made single-threaded server loop built the same way.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixListener;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,9 +74,11 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use netref::server::ACCEPT_BACKOFF;
-use netref::{Accepted, Builder, Connection, DeadlineIndex, Listener};
+use netref::{Accepted, Builder, Connection, DeadlineIndex, Driver, Listener};
 
-/// The wake-up of one [`Poll`], shared by every connection registered on it:
+pub use netref::thread_callback as callback;
+
+/// The wake-up of one [`Poll`], shared by every connection attached to it:
 /// a mio [`Waker`] used as a doorbell over a queue of tokens that rang.
 pub struct Doorbell {
     waker: Waker,
@@ -106,14 +101,14 @@ impl Doorbell {
     /// Queues `token` and wakes the poll. Callable from any thread.
     pub fn ring(&self, token: Token) {
         self.rang.lock().unwrap_or_else(|e| e.into_inner()).push(token);
-        if let Err(e) = self.waker.wake() {
-            log::warn!("netref-mio: waking the poll failed: {e}");
-        }
+        self.wake();
     }
 
     /// Wakes the poll without queueing a token.
     pub fn wake(&self) {
-        let _ = self.waker.wake();
+        if let Err(e) = self.waker.wake() {
+            log::warn!("netref-mio: waking the poll failed: {e}");
+        }
     }
 
     /// Takes the tokens that rang since the last call. Call after every poll
@@ -128,49 +123,40 @@ pub fn timeout(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
-/// A connection attached to a mio loop under a token.
-pub struct MioConnection {
-    conn: Connection,
-    fd: RawFd,
+/// Registers `conn` with the poll of `registry` under `token` and attaches
+/// it to the calling thread, which must be the loop's thread. Wake-ups from
+/// other threads ring `doorbell` with `token`. Fails with `Unsupported` for
+/// a connection that has no fd or is already attached.
+pub fn attach(
+    conn: &Connection,
+    registry: &Registry,
     token: Token,
-    write_armed: bool,
-    rung: Arc<AtomicBool>,
-    registered: bool,
+    doorbell: &Arc<Doorbell>,
+) -> io::Result<Attached> {
+    let bell = doorbell.clone();
+    let driver = Driver::attach(conn, move || bell.ring(token))
+        .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
+    registry.register(&mut SourceFd(&driver.as_fd().as_raw_fd()), token, Interest::READABLE)?;
+    let mut me = Attached { driver, token, write_armed: false, deadline: None, attached: true };
+    // Output queued before attaching (the hello) and data already received
+    // must not wait for an edge that has passed.
+    me.drive(registry)?;
+    Ok(me)
 }
 
-impl MioConnection {
-    /// Registers `conn` with the poll of `registry` under `token` and
-    /// attaches it to the calling thread, which must be the loop's thread.
-    /// Wake-ups from other threads ring `doorbell` with `token`.
-    pub fn register(
-        conn: &Connection,
-        registry: &Registry,
-        token: Token,
-        doorbell: &Arc<Doorbell>,
-    ) -> io::Result<MioConnection> {
-        let fd = conn.raw_fd().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::Unsupported, "the connection's transport has no file descriptor")
-        })?;
-        registry.register(&mut SourceFd(&fd), token, Interest::READABLE)?;
-        let rung = Arc::new(AtomicBool::new(false));
-        let flag = rung.clone();
-        let bell = doorbell.clone();
-        conn.attach(move || {
-            if !flag.swap(true, Ordering::AcqRel) {
-                bell.ring(token);
-            }
-        });
-        let mut me =
-            MioConnection { conn: conn.clone(), fd, token, write_armed: false, rung, registered: true };
-        // Output queued before registering (the hello) and data already
-        // received must not wait for an edge that has passed.
-        me.on_ready(registry)?;
-        Ok(me)
-    }
+/// A connection attached to a mio loop under a token (see [`attach`]).
+pub struct Attached {
+    driver: Driver,
+    token: Token,
+    write_armed: bool,
+    deadline: Option<Instant>,
+    attached: bool,
+}
 
+impl Attached {
     /// The connection.
     pub fn connection(&self) -> &Connection {
-        &self.conn
+        self.driver.connection()
     }
 
     /// The token this connection's events carry.
@@ -178,120 +164,92 @@ impl MioConnection {
         self.token
     }
 
-    /// Serves the connection: reads until `WouldBlock`, runs what arrived,
-    /// flushes, then arms write interest only while output is pending. Call
-    /// on every event with this token and whenever the doorbell rang it.
+    /// Serves the connection: fires the deadlines that passed, reads until
+    /// `WouldBlock`, runs what arrived, flushes, then arms write interest
+    /// only while output is pending. Call on every event with this token,
+    /// whenever the doorbell rang it, and when its deadline passes.
     ///
     /// Returns `Ok(false)` once the connection has closed; it is then
-    /// deregistered and detached, and should be dropped. An `Err` is a
-    /// failure of the poll itself, not of the connection.
-    pub fn on_ready(&mut self, registry: &Registry) -> io::Result<bool> {
-        if !self.registered {
+    /// deregistered, and should be dropped. An `Err` is a failure of the
+    /// poll itself, not of the connection.
+    pub fn drive(&mut self, registry: &Registry) -> io::Result<bool> {
+        if !self.attached {
             return Ok(false);
         }
-        self.rung.store(false, Ordering::Release);
-        // Errors of the connection show up as `is_closed`; the loop goes on.
-        let _ = self.conn.poll_all();
-        let _ = self.conn.flush();
-        self.rearm(registry)
-    }
-
-    /// Fires the connection's deadlines that have passed (expiring results,
-    /// sending cancels); does nothing before the deadline.
-    pub fn on_timer(&mut self, registry: &Registry) -> io::Result<bool> {
-        if !self.registered {
+        let step = self.driver.step();
+        self.deadline = step.next_deadline;
+        if step.closed {
+            self.deregister(registry)?;
             return Ok(false);
         }
-        if self.next_deadline().is_some_and(|d| d <= Instant::now()) {
-            self.conn.handle_timeout();
-            return self.on_ready(registry);
+        if step.wants_write != self.write_armed {
+            let interest =
+                if step.wants_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            registry.reregister(&mut SourceFd(&self.fd()), self.token, interest)?;
+            self.write_armed = step.wants_write;
         }
         Ok(true)
     }
 
-    /// When the loop should next call [`on_timer`](Self::on_timer).
+    /// When the loop must [`drive`](Self::drive) this connection even if
+    /// nothing happens on its fd (as of its last drive).
     pub fn next_deadline(&self) -> Option<Instant> {
-        if self.registered {
-            self.conn.next_deadline()
-        } else {
-            None
-        }
+        self.deadline
     }
 
-    /// True while registered (false once the connection closed).
-    pub fn is_registered(&self) -> bool {
-        self.registered
+    /// True once [`next_deadline`](Self::next_deadline) has passed.
+    pub fn is_due(&self) -> bool {
+        self.deadline.is_some_and(|d| d <= Instant::now())
+    }
+
+    /// True until the connection closed or was detached.
+    pub fn is_attached(&self) -> bool {
+        self.attached
     }
 
     /// Deregisters the fd and detaches the connection (any thread may then
-    /// serve it). Call before dropping an open connection.
-    pub fn deregister(mut self, registry: &Registry) -> io::Result<()> {
-        self.unregister(registry)
+    /// serve it). Call this rather than dropping an attached connection:
+    /// without the registry, a drop cannot deregister the fd.
+    pub fn detach(mut self, registry: &Registry) -> io::Result<()> {
+        self.deregister(registry)
     }
 
-    fn unregister(&mut self, registry: &Registry) -> io::Result<()> {
-        if !self.registered {
+    fn fd(&self) -> RawFd {
+        self.driver.as_fd().as_raw_fd()
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        if !self.attached {
             return Ok(());
         }
-        self.registered = false;
-        self.conn.detach();
-        registry.deregister(&mut SourceFd(&self.fd))
-    }
-
-    fn rearm(&mut self, registry: &Registry) -> io::Result<bool> {
-        if self.conn.is_closed() {
-            self.unregister(registry)?;
-            return Ok(false);
-        }
-        let want = self.conn.wants_write();
-        if want != self.write_armed {
-            let interest = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            registry.reregister(&mut SourceFd(&self.fd), self.token, interest)?;
-            self.write_armed = want;
-        }
-        Ok(true)
+        self.attached = false;
+        registry.deregister(&mut SourceFd(&self.fd()))
     }
 }
 
-impl Drop for MioConnection {
+impl Drop for Attached {
     fn drop(&mut self) {
-        if self.registered {
+        if self.attached {
             // Without the registry we cannot deregister; the kernel drops the
-            // registration when the fd closes. Let other threads serve.
-            log::debug!("netref-mio: a connection was dropped without deregister()");
-            self.conn.detach();
+            // registration when the fd closes. The driver detaches.
+            log::debug!("netref-mio: a connection was dropped without detach(registry)");
         }
     }
 }
 
 // The server keeps its connections' deadlines in a `netref::DeadlineIndex`,
-// so that a turn need not ask every connection (each `next_deadline` takes
-// that connection's lock).
-//
-// The server re-reads a connection's deadline only when it drove it (after
-// `register`, `on_ready` or `on_timer`, in `Server::driven`). That misses
+// so that a turn need not go through every connection, and re-reads one
+// (the last `Step`'s) only when it drove that connection. That misses
 // nothing, because a deadline moves *earlier* only in two places, and both
-// ring the connection's token:
-//
-// - core's `Shared::submit` (a request with an expiry) and
-//   `Driver::set_deadline` (`AsyncResult::set_expiry`) call `wake_driver`
-//   after the change, under the connection's lock; on an attached
-//   connection that calls the waker `register` installed, which queues the
-//   token in the `Doorbell`. Whoever made the change (another thread, or
-//   the loop's own thread dispatching another connection's request), the
-//   token is in the next turn's `ready` and its `on_ready` runs before the
-//   re-read. The waker does not queue the token again while its `rung` flag
-//   is set, but then the token is already queued, or was taken and its
-//   `on_ready` (which clears the flag first) has not yet run.
-// - A new connection's first deadline (`idle_timeout`) is read when it is
-//   registered.
-//
-// Everything else only moves a deadline later or removes it: a reply
-// arriving, an expiry firing, input pushing `idle_timeout` back, closing.
-// When that happens outside `on_ready` (a synchronous call made on the
-// loop's thread reads its connection itself), the entry left is too early:
-// harmless, as that connection's `on_timer` then runs once for nothing and
-// its deadline is re-read.
+// ring the connection's token: a request with an expiry and
+// `AsyncResult::set_expiry` wake the connection's driver, which rings the
+// `Doorbell` (once per step: if the token is already queued, or was taken
+// and its drive has not run yet, that drive will see the change). A new
+// connection's first deadline (`idle_timeout`) is read when it is attached.
+// Everything else only moves a deadline later or removes it; when that
+// happens outside a drive (a synchronous call made on the loop's thread
+// reads its connection itself), the entry left is too early: harmless, as
+// that connection is then driven once for nothing and its deadline re-read.
 
 const LISTENER: Token = Token(usize::MAX);
 const DOORBELL: Token = Token(usize::MAX - 1);
@@ -313,7 +271,7 @@ pub struct Server {
     events: Events,
     listener: Listener,
     builder: Builder,
-    conns: HashMap<usize, MioConnection>,
+    conns: HashMap<usize, Attached>,
     deadlines: DeadlineIndex,
     next_key: usize,
     doorbell: Arc<Doorbell>,
@@ -344,26 +302,25 @@ impl ServerHandle {
 }
 
 impl Server {
-    /// Binds a TCP listener.
+    /// Listens on a TCP address (port 0 picks a free port; see
+    /// [`local_addr`](Self::local_addr)).
     pub fn bind_tcp(addr: impl ToSocketAddrs, builder: Builder) -> io::Result<Server> {
-        Server::from_tcp(TcpListener::bind(addr)?, builder)
+        Server::from_listener(Listener::bind_tcp(addr)?, builder)
     }
 
-    /// Serves a bound TCP listener (made non-blocking here).
-    pub fn from_tcp(listener: TcpListener, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(listener.into(), builder)
+    /// Listens on a Unix socket path (the socket file stays when the server
+    /// is dropped).
+    pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> io::Result<Server> {
+        Server::from_listener(Listener::bind_unix(path)?, builder)
     }
 
-    /// Serves a bound Unix listener (made non-blocking here).
-    pub fn from_unix(listener: UnixListener, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(listener.into(), builder)
-    }
-
-    /// Serves a bound [`Listener`], TCP or Unix (made non-blocking here).
+    /// Serves a bound listener: a std `TcpListener` or `UnixListener`, or a
+    /// [`Listener`] (made non-blocking here).
     ///
     /// Fails with `InvalidInput` for a builder whose authentication waits for
     /// the client: see [`Listener::prepare_for_event_loop`].
-    pub fn from_listener(listener: Listener, builder: Builder) -> io::Result<Server> {
+    pub fn from_listener(listener: impl Into<Listener>, builder: Builder) -> io::Result<Server> {
+        let listener = listener.into();
         listener.prepare_for_event_loop(&builder)?;
         let poll = Poll::new()?;
         poll.registry().register(&mut SourceFd(&listener.as_raw_fd()), LISTENER, Interest::READABLE)?;
@@ -406,7 +363,7 @@ impl Server {
         let registry = self.poll.registry();
         for (_, c) in self.conns.drain() {
             let conn = c.connection().clone();
-            c.deregister(registry)?;
+            c.detach(registry)?;
             conn.close();
         }
         self.deadlines.clear();
@@ -440,33 +397,28 @@ impl Server {
         if accept {
             self.accept()?;
         }
+        ready.extend(self.deadlines.due(Instant::now()));
+        ready.sort_unstable();
+        ready.dedup();
         for k in ready {
-            if let Some(c) = self.conns.get_mut(&k) {
-                let open = c.on_ready(self.poll.registry())?;
-                self.driven(k, open);
-            }
-        }
-        for k in self.deadlines.due(Instant::now()) {
-            if let Some(c) = self.conns.get_mut(&k) {
-                let open = c.on_timer(self.poll.registry())?;
-                self.driven(k, open);
-            }
+            self.drive(k)?;
         }
         self.count.store(self.conns.len(), Ordering::Release);
         Ok(())
     }
 
-    /// Connection `key` was just driven (registered, served or its timer
-    /// ran): re-reads its deadline, or lets go of it once it closed.
-    fn driven(&mut self, key: usize, open: bool) {
-        let deadline = match self.conns.get(&key) {
-            Some(c) if open => c.next_deadline(),
-            _ => {
-                self.conns.remove(&key);
-                None
-            }
+    /// Drives connection `key` (if it is still there), then re-reads its
+    /// deadline, or lets go of it once it closed.
+    fn drive(&mut self, key: usize) -> io::Result<()> {
+        let Some(c) = self.conns.get_mut(&key) else { return Ok(()) };
+        let deadline = if c.drive(self.poll.registry())? {
+            c.next_deadline()
+        } else {
+            self.conns.remove(&key);
+            None
         };
         self.deadlines.set(key, deadline);
+        Ok(())
     }
 
     fn accept(&mut self) -> io::Result<()> {
@@ -476,10 +428,10 @@ impl Server {
                 Accepted::Connection(conn) => {
                     let key = self.next_key;
                     self.next_key += 1;
-                    let c = MioConnection::register(&conn, self.poll.registry(), Token(key), &self.doorbell)?;
-                    if c.is_registered() {
+                    let c = attach(&conn, self.poll.registry(), Token(key), &self.doorbell)?;
+                    if c.is_attached() {
+                        self.deadlines.set(key, c.next_deadline());
                         self.conns.insert(key, c);
-                        self.driven(key, true);
                     }
                 }
                 // That client's failure, logged by netref: the next one now.
@@ -497,3 +449,8 @@ impl Server {
         }
     }
 }
+
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use mio::{Events, Poll, Token};
 use netref::{Builder, Connection};
 use netref_conformance::{Backend, RunningServer, TestLoop};
-use netref_mio::{Doorbell, MioConnection, Server, ServerHandle};
+use netref_mio::{Attached, Doorbell, Server, ServerHandle};
 
 const DOORBELL: Token = Token(usize::MAX);
 
@@ -17,7 +17,7 @@ struct MioLoop {
     poll: Poll,
     events: Events,
     doorbell: Arc<Doorbell>,
-    conns: HashMap<usize, MioConnection>,
+    conns: HashMap<usize, Attached>,
     next: usize,
 }
 
@@ -25,7 +25,7 @@ impl TestLoop for MioLoop {
     fn attach(&mut self, conn: &Connection) -> usize {
         let key = self.next;
         self.next += 1;
-        let c = MioConnection::register(conn, self.poll.registry(), Token(key), &self.doorbell).unwrap();
+        let c = netref_mio::attach(conn, self.poll.registry(), Token(key), &self.doorbell).unwrap();
         self.conns.insert(key, c);
         key
     }
@@ -36,29 +36,24 @@ impl TestLoop for MioLoop {
 
     fn detach(&mut self, key: usize) {
         if let Some(c) = self.conns.remove(&key) {
-            c.deregister(self.poll.registry()).unwrap();
+            c.detach(self.poll.registry()).unwrap();
         }
     }
 
     fn turn(&mut self, max_wait: Duration) {
-        let deadline = self.conns.values().filter_map(MioConnection::next_deadline).min();
+        let deadline = self.conns.values().filter_map(Attached::next_deadline).min();
         let wait = netref_mio::timeout(deadline).map_or(max_wait, |d| d.min(max_wait));
         self.poll.poll(&mut self.events, Some(wait)).unwrap();
         let mut ready: Vec<usize> =
             self.events.iter().map(|e| e.token().0).filter(|&k| k != DOORBELL.0).collect();
         ready.extend(self.doorbell.take().into_iter().map(|t| t.0));
+        ready.extend(self.conns.iter().filter(|(_, c)| c.is_due()).map(|(&k, _)| k));
         let registry = self.poll.registry();
         for k in ready {
             if let Some(c) = self.conns.get_mut(&k) {
-                if !c.on_ready(registry).unwrap() {
+                if !c.drive(registry).unwrap() {
                     self.conns.remove(&k);
                 }
-            }
-        }
-        let keys: Vec<usize> = self.conns.keys().copied().collect();
-        for k in keys {
-            if !self.conns.get_mut(&k).unwrap().on_timer(registry).unwrap() {
-                self.conns.remove(&k);
             }
         }
     }
@@ -96,11 +91,11 @@ impl Backend for Mio {
     }
 
     fn make_server(listener: TcpListener, builder: Builder) -> std::io::Result<()> {
-        Server::from_tcp(listener, builder).map(drop)
+        Server::from_listener(listener, builder).map(drop)
     }
 
     fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer> {
-        let mut server = Server::from_tcp(listener, builder).unwrap();
+        let mut server = Server::from_listener(listener, builder).unwrap();
         let handle = server.handle();
         let thread = thread::spawn(move || server.run().unwrap());
         Box::new(Running { handle, thread })

@@ -4,15 +4,40 @@
 //! [`Poller`]: replies, callbacks, the peer's requests and expiries all happen
 //! on the loop's thread as data arrives, and nothing polls on a timer.
 //!
+//! ## The loop's contract
+//!
+//! 1. Make one [`Doorbell`] per poller: other threads (and the loop's own
+//!    callbacks) ring it, through [`Poller::notify`], with a connection's
+//!    key when that connection has new output or a nearer deadline.
+//! 2. On the loop's thread, [`attach`] each connection under a key of your
+//!    choice. Only this thread then reads, writes and serves it.
+//! 3. Wait on the poller, no longer than the earliest
+//!    [`Attached::next_deadline`] (see [`timeout`]).
+//! 4. After each wait, [`drive`](Attached::drive) every connection whose key
+//!    had an event, whose key rang ([`Doorbell::take`]), or whose deadline
+//!    passed: it reads until `WouldBlock`, serves, flushes, and re-arms the
+//!    (oneshot) registration with write interest only while output is
+//!    pending.
+//! 5. When `drive` returns `false` the connection has closed and its fd has
+//!    been deleted from the poller: drop it. Dropping an [`Attached`] (or
+//!    [`detach`](Attached::detach)) deletes the fd and detaches the
+//!    connection. Otherwise go to 3.
+//!
 //! `Poller::add` is `unsafe` (the fd must be deleted before it closes);
-//! [`PollingConnection`] wraps that contract: it keeps the connection (and so
-//! its fd) alive while registered and deletes the fd when dropped.
+//! [`Attached`] keeps that contract: it keeps the connection (and so its
+//! fd) open while the fd is in the poller, and deletes it when dropped.
+//!
+//! A synchronous call made inside a callback on the loop's thread works: it
+//! waits on the connection's own fd, without re-entering the poller.
+//! [`callback`] makes callbacks that stay on the loop's thread, so they may
+//! capture `!Send` state. [`Server`] is a ready-made single-threaded server
+//! loop built the same way.
 //!
 //! ```
 //! use std::sync::Arc;
 //! use polling::{Events, Poller};
 //! use netref::{Builder, ObjectBuilder, Service};
-//! use netref_polling::{Doorbell, PollingConnection};
+//! use netref_polling::Doorbell;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A peer to talk to (here: a socketpair served by a thread).
@@ -22,61 +47,39 @@
 //!
 //! const CONN: usize = 1;
 //! let doorbell = Doorbell::new(Arc::new(Poller::new()?));
-//! let mut attached = PollingConnection::attach(&conn, &doorbell, CONN)?;
+//! let mut attached = netref_polling::attach(&conn, &doorbell, CONN)?;
 //!
 //! let root = conn.root()?;
 //! let answer = netref::async_(&root).call_method("add", (40, 2));
 //! let mut events = Events::new();
 //! while !answer.ready() {
 //!     events.clear();
-//!     // Sleep until an event, a wake-up or the connection's next deadline.
 //!     doorbell.poller().wait(&mut events, netref_polling::timeout(attached.next_deadline()))?;
-//!     let rang = doorbell.take();
-//!     if events.iter().any(|e| e.key == CONN) || rang.contains(&CONN) {
-//!         attached.on_ready()?;
+//!     let ready = events.iter().any(|e| e.key == CONN) || doorbell.take().contains(&CONN);
+//!     if ready || attached.is_due() {
+//!         attached.drive()?;
 //!     }
-//!     attached.on_timer()?; // fires passed deadlines only
 //! }
 //! assert_eq!(answer.value_as::<i64>()?, 42);
 //! drop(attached); // deletes the fd from the poller and detaches
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! ## The loop's contract
-//!
-//! 1. Attach each connection under a key of your choice with
-//!    [`PollingConnection::attach`], on the loop's thread. Only this thread
-//!    then reads, writes and serves it.
-//! 2. One [`Doorbell`] per poller: other threads (and the loop's own
-//!    callbacks) ring it, through [`Poller::notify`], when a connection has
-//!    new output or a nearer deadline; [`Doorbell::take`] says which keys rang.
-//! 3. On every event with the key and whenever its key rang, call
-//!    [`PollingConnection::on_ready`]: it reads until `WouldBlock`, serves,
-//!    flushes, and re-arms the (oneshot) registration with write interest
-//!    only while output is pending.
-//! 4. Wait no longer than [`PollingConnection::next_deadline`] (see
-//!    [`timeout`]) and call [`PollingConnection::on_timer`] after each wait.
-//! 5. When `on_ready` returns `false` the connection has closed and its fd
-//!    has been deleted: drop it.
-//!
-//! A synchronous call made inside a callback on the loop's thread works: it
-//! waits on the connection's own fd, without re-entering the poller.
-//!
-//! [`Server`] is a ready-made single-threaded server loop built the same way.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::net::UnixListener;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use netref::server::ACCEPT_BACKOFF;
-use netref::{Accepted, Builder, Connection, DeadlineIndex, Listener};
+use netref::{Accepted, Builder, Connection, DeadlineIndex, Driver, Listener};
 use polling::{Event, Events, Poller};
+
+pub use netref::thread_callback as callback;
 
 /// The wake-up of one [`Poller`], shared by every connection on it: a queue
 /// of keys that rang plus [`Poller::notify`].
@@ -120,46 +123,41 @@ pub fn timeout(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
-/// A connection attached to a poller under a key. Dropping it deletes the fd
-/// from the poller (before the fd can close) and detaches the connection.
-pub struct PollingConnection {
-    conn: Connection,
-    fd: RawFd,
-    key: usize,
-    poller: Arc<Poller>,
-    rung: Arc<AtomicBool>,
-    registered: bool,
+/// Adds `conn`'s fd to the doorbell's poller under `key` and attaches the
+/// connection to the calling thread, which must be the loop's thread.
+/// Fails with `Unsupported` for a connection that has no fd or is already
+/// attached.
+pub fn attach(conn: &Connection, doorbell: &Arc<Doorbell>, key: usize) -> io::Result<Attached> {
+    let bell = doorbell.clone();
+    let driver = Driver::attach(conn, move || bell.ring(key))
+        .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
+    let poller = doorbell.poller().clone();
+    // SAFETY: the fd belongs to the driver's connection, which keeps it open
+    // while the driver lives; the `Attached` returned owns the driver and
+    // deletes the fd from the poller before the driver drops (on close and
+    // in `Drop`, which runs before its fields are dropped).
+    unsafe { poller.add(driver.as_fd().as_raw_fd(), Event::readable(key))? };
+    let mut me = Attached { driver, key, poller, deadline: None, attached: true };
+    // The hello may still be queued, and data may already be buffered.
+    me.drive()?;
+    Ok(me)
 }
 
-impl PollingConnection {
-    /// Adds `conn`'s fd to the doorbell's poller under `key` and attaches the
-    /// connection to the calling thread, which must be the loop's thread.
-    pub fn attach(conn: &Connection, doorbell: &Arc<Doorbell>, key: usize) -> io::Result<PollingConnection> {
-        let fd = conn.raw_fd().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::Unsupported, "the connection's transport has no file descriptor")
-        })?;
-        let poller = doorbell.poller().clone();
-        // SAFETY: the fd belongs to `conn`'s transport, which stays open at
-        // least as long as the `Connection` clone held by the value returned
-        // here; that value deletes the fd from the poller before releasing
-        // the clone (in `unregister`, called on close and on drop).
-        unsafe { poller.add(fd, Event::readable(key))? };
-        let rung = Arc::new(AtomicBool::new(false));
-        let flag = rung.clone();
-        let bell = doorbell.clone();
-        conn.attach(move || {
-            if !flag.swap(true, Ordering::AcqRel) {
-                bell.ring(key);
-            }
-        });
-        let mut me = PollingConnection { conn: conn.clone(), fd, key, poller, rung, registered: true };
-        me.on_ready()?;
-        Ok(me)
-    }
+/// A connection attached to a poller under a key (see [`attach`]). Dropping
+/// it deletes the fd from the poller (before the fd can close) and detaches
+/// the connection.
+pub struct Attached {
+    driver: Driver,
+    key: usize,
+    poller: Arc<Poller>,
+    deadline: Option<Instant>,
+    attached: bool,
+}
 
+impl Attached {
     /// The connection.
     pub fn connection(&self) -> &Connection {
-        &self.conn
+        self.driver.connection()
     }
 
     /// The key this connection's events carry.
@@ -167,110 +165,69 @@ impl PollingConnection {
         self.key
     }
 
-    /// Serves the connection: reads until `WouldBlock`, runs what arrived,
-    /// flushes, then re-arms the registration (write interest only while
-    /// output is pending). Call on every event with this key and whenever
-    /// the doorbell rang it.
+    /// Serves the connection: fires the deadlines that passed, reads until
+    /// `WouldBlock`, runs what arrived, flushes, then re-arms the
+    /// registration (write interest only while output is pending). Call on
+    /// every event with this key, whenever the doorbell rang it, and when
+    /// its deadline passes.
     ///
     /// Returns `Ok(false)` once the connection has closed; its fd is then
     /// deleted from the poller. An `Err` is a failure of the poller.
-    pub fn on_ready(&mut self) -> io::Result<bool> {
-        if !self.registered {
+    pub fn drive(&mut self) -> io::Result<bool> {
+        if !self.attached {
             return Ok(false);
         }
-        self.rung.store(false, Ordering::Release);
-        let _ = self.conn.poll_all();
-        let _ = self.conn.flush();
-        if self.conn.is_closed() {
-            self.unregister()?;
+        let step = self.driver.step();
+        self.deadline = step.next_deadline;
+        if step.closed {
+            self.delete()?;
             return Ok(false);
         }
-        let interest = Event::new(self.key, true, self.conn.wants_write());
-        self.poller.modify(self.borrowed(), interest)?;
+        self.poller.modify(&self.driver, Event::new(self.key, true, step.wants_write))?;
         Ok(true)
     }
 
-    /// Fires the connection's deadlines that have passed; does nothing
-    /// before the deadline.
-    pub fn on_timer(&mut self) -> io::Result<bool> {
-        if !self.registered {
-            return Ok(false);
-        }
-        if self.next_deadline().is_some_and(|d| d <= Instant::now()) {
-            self.conn.handle_timeout();
-            return self.on_ready();
-        }
-        Ok(true)
-    }
-
-    /// When the loop should next call [`on_timer`](Self::on_timer).
+    /// When the loop must [`drive`](Self::drive) this connection even if
+    /// nothing happens on its fd (as of its last drive).
     pub fn next_deadline(&self) -> Option<Instant> {
-        if self.registered {
-            self.conn.next_deadline()
-        } else {
-            None
-        }
+        self.deadline
     }
 
-    /// True while registered (false once the connection closed).
-    pub fn is_registered(&self) -> bool {
-        self.registered
+    /// True once [`next_deadline`](Self::next_deadline) has passed.
+    pub fn is_due(&self) -> bool {
+        self.deadline.is_some_and(|d| d <= Instant::now())
     }
 
-    fn borrowed(&self) -> BorrowedFd<'_> {
-        // SAFETY: `self.conn` keeps the fd open for as long as `self` lives.
-        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    /// True until the connection closed or was detached.
+    pub fn is_attached(&self) -> bool {
+        self.attached
     }
 
-    fn unregister(&mut self) -> io::Result<()> {
-        if !self.registered {
+    /// Deletes the fd from the poller and detaches the connection (any
+    /// thread may then serve it). Same as dropping.
+    pub fn detach(self) {}
+
+    fn delete(&mut self) -> io::Result<()> {
+        if !self.attached {
             return Ok(());
         }
-        self.registered = false;
-        self.conn.detach();
-        self.poller.delete(self.borrowed())
+        self.attached = false;
+        self.poller.delete(&self.driver)
     }
 }
 
-impl Drop for PollingConnection {
+impl Drop for Attached {
     fn drop(&mut self) {
-        if let Err(e) = self.unregister() {
+        if let Err(e) = self.delete() {
             log::warn!("netref-polling: deleting a connection's fd failed: {e}");
         }
     }
 }
 
-// Why the server's `netref::DeadlineIndex` of its connections (by deadline,
-// earliest first, so that a turn
-// need not ask every connection (each `next_deadline` takes that
-// connection's lock): the wait's timeout is the first entry, and the
-// connections due are a prefix.
-//
-// The server re-reads a connection's deadline only when it drove it (after
-// `attach`, `on_ready` or `on_timer`, in `Server::driven`). That misses
-// nothing, because a deadline moves *earlier* only in two places, and both
-// ring the connection's key:
-//
-// - core's `Shared::submit` (a request with an expiry) and
-//   `Driver::set_deadline` (`AsyncResult::set_expiry`) call `wake_driver`
-//   after the change, under the connection's lock; on an attached
-//   connection that calls the waker [`PollingConnection::attach`]
-//   installed, which queues the key in the [`Doorbell`]. Whoever made the
-//   change (another thread, or the loop's own thread dispatching another
-//   connection's request), the key is in the next turn's `ready` and its
-//   `on_ready` runs before the re-read. The waker does not queue the key
-//   again while its `rung` flag is set, but then the key is already queued,
-//   or was taken and its `on_ready` (which clears the flag first) has not
-//   yet run.
-// - A new connection's first deadline (`idle_timeout`) is read when it is
-//   attached.
-//
-// Everything else only moves a deadline later or removes it: a reply
-// arriving, an expiry firing, input pushing `idle_timeout` back, closing.
-// When that happens outside `on_ready` (a synchronous call made on the
-// loop's thread reads its connection itself), the entry left is too early:
-// harmless, as that connection's `on_timer` then runs once for nothing and
-// its deadline is re-read.
+// The server keeps its connections' deadlines in a `netref::DeadlineIndex`
+// and re-reads one only when it drove that connection; see netref-mio's
+// server for why that misses nothing (a deadline moves earlier only with a
+// wake-up, which rings the connection's key).
 
 // polling reserves `usize::MAX` for its own notifications.
 const LISTENER: usize = usize::MAX - 1;
@@ -293,7 +250,7 @@ pub struct Server {
     events: Events,
     // Declared before `listener`: connections and the listener are deleted
     // from the poller before their fds close.
-    conns: HashMap<usize, PollingConnection>,
+    conns: HashMap<usize, Attached>,
     deadlines: DeadlineIndex,
     listener: Listener,
     builder: Builder,
@@ -325,26 +282,25 @@ impl ServerHandle {
 }
 
 impl Server {
-    /// Binds a TCP listener.
+    /// Listens on a TCP address (port 0 picks a free port; see
+    /// [`local_addr`](Self::local_addr)).
     pub fn bind_tcp(addr: impl ToSocketAddrs, builder: Builder) -> io::Result<Server> {
-        Server::from_tcp(TcpListener::bind(addr)?, builder)
+        Server::from_listener(Listener::bind_tcp(addr)?, builder)
     }
 
-    /// Serves a bound TCP listener (made non-blocking here).
-    pub fn from_tcp(listener: TcpListener, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(listener.into(), builder)
+    /// Listens on a Unix socket path (the socket file stays when the server
+    /// is dropped).
+    pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> io::Result<Server> {
+        Server::from_listener(Listener::bind_unix(path)?, builder)
     }
 
-    /// Serves a bound Unix listener (made non-blocking here).
-    pub fn from_unix(listener: UnixListener, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(listener.into(), builder)
-    }
-
-    /// Serves a bound [`Listener`], TCP or Unix (made non-blocking here).
+    /// Serves a bound listener: a std `TcpListener` or `UnixListener`, or a
+    /// [`Listener`] (made non-blocking here).
     ///
     /// Fails with `InvalidInput` for a builder whose authentication waits for
     /// the client: see [`Listener::prepare_for_event_loop`].
-    pub fn from_listener(listener: Listener, builder: Builder) -> io::Result<Server> {
+    pub fn from_listener(listener: impl Into<Listener>, builder: Builder) -> io::Result<Server> {
+        let listener = listener.into();
         listener.prepare_for_event_loop(&builder)?;
         let doorbell = Doorbell::new(Arc::new(Poller::new()?));
         // SAFETY: the listener is owned by the server, which deletes it from
@@ -420,33 +376,28 @@ impl Server {
         if accept {
             self.accept()?;
         }
+        ready.extend(self.deadlines.due(Instant::now()));
+        ready.sort_unstable();
+        ready.dedup();
         for k in ready {
-            if let Some(c) = self.conns.get_mut(&k) {
-                let open = c.on_ready()?;
-                self.driven(k, open);
-            }
-        }
-        for k in self.deadlines.due(Instant::now()) {
-            if let Some(c) = self.conns.get_mut(&k) {
-                let open = c.on_timer()?;
-                self.driven(k, open);
-            }
+            self.drive(k)?;
         }
         self.count.store(self.conns.len(), Ordering::Release);
         Ok(())
     }
 
-    /// Connection `key` was just driven (attached, served or its timer ran):
-    /// re-reads its deadline, or lets go of it once it closed.
-    fn driven(&mut self, key: usize, open: bool) {
-        let deadline = match self.conns.get(&key) {
-            Some(c) if open => c.next_deadline(),
-            _ => {
-                self.conns.remove(&key);
-                None
-            }
+    /// Drives connection `key` (if it is still there), then re-reads its
+    /// deadline, or lets go of it once it closed.
+    fn drive(&mut self, key: usize) -> io::Result<()> {
+        let Some(c) = self.conns.get_mut(&key) else { return Ok(()) };
+        let deadline = if c.drive()? {
+            c.next_deadline()
+        } else {
+            self.conns.remove(&key);
+            None
         };
         self.deadlines.set(key, deadline);
+        Ok(())
     }
 
     fn accept(&mut self) -> io::Result<()> {
@@ -456,10 +407,10 @@ impl Server {
                 Accepted::Connection(conn) => {
                     let key = self.next_key;
                     self.next_key += 1;
-                    let c = PollingConnection::attach(&conn, &self.doorbell, key)?;
-                    if c.is_registered() {
+                    let c = attach(&conn, &self.doorbell, key)?;
+                    if c.is_attached() {
+                        self.deadlines.set(key, c.next_deadline());
                         self.conns.insert(key, c);
-                        self.driven(key, true);
                     }
                 }
                 // That client's failure, logged by netref: the next one now.
@@ -486,3 +437,8 @@ impl Drop for Server {
         let _ = self.doorbell.poller().delete(&self.listener);
     }
 }
+
+// The README's example is compiled and run as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

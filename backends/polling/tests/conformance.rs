@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use netref::{Builder, Connection};
 use netref_conformance::{Backend, RunningServer, TestLoop};
-use netref_polling::{Doorbell, PollingConnection, Server, ServerHandle};
+use netref_polling::{Attached, Doorbell, Server, ServerHandle};
 use polling::{Events, Poller};
 
 struct PollingLoop {
     doorbell: Arc<Doorbell>,
     events: Events,
-    conns: HashMap<usize, PollingConnection>,
+    conns: HashMap<usize, Attached>,
     next: usize,
 }
 
@@ -22,7 +22,7 @@ impl TestLoop for PollingLoop {
     fn attach(&mut self, conn: &Connection) -> usize {
         let key = self.next;
         self.next += 1;
-        self.conns.insert(key, PollingConnection::attach(conn, &self.doorbell, key).unwrap());
+        self.conns.insert(key, netref_polling::attach(conn, &self.doorbell, key).unwrap());
         key
     }
 
@@ -35,23 +35,18 @@ impl TestLoop for PollingLoop {
     }
 
     fn turn(&mut self, max_wait: Duration) {
-        let deadline = self.conns.values().filter_map(PollingConnection::next_deadline).min();
+        let deadline = self.conns.values().filter_map(Attached::next_deadline).min();
         let wait = netref_polling::timeout(deadline).map_or(max_wait, |d| d.min(max_wait));
         self.events.clear();
         self.doorbell.poller().wait(&mut self.events, Some(wait)).unwrap();
         let mut ready: Vec<usize> = self.events.iter().map(|e| e.key).collect();
         ready.extend(self.doorbell.take());
+        ready.extend(self.conns.iter().filter(|(_, c)| c.is_due()).map(|(&k, _)| k));
         for k in ready {
             if let Some(c) = self.conns.get_mut(&k) {
-                if !c.on_ready().unwrap() {
+                if !c.drive().unwrap() {
                     self.conns.remove(&k);
                 }
-            }
-        }
-        let keys: Vec<usize> = self.conns.keys().copied().collect();
-        for k in keys {
-            if !self.conns.get_mut(&k).unwrap().on_timer().unwrap() {
-                self.conns.remove(&k);
             }
         }
     }
@@ -88,11 +83,11 @@ impl Backend for PollingBackend {
     }
 
     fn make_server(listener: TcpListener, builder: Builder) -> std::io::Result<()> {
-        Server::from_tcp(listener, builder).map(drop)
+        Server::from_listener(listener, builder).map(drop)
     }
 
     fn spawn_server(listener: TcpListener, builder: Builder) -> Box<dyn RunningServer> {
-        let mut server = Server::from_tcp(listener, builder).unwrap();
+        let mut server = Server::from_listener(listener, builder).unwrap();
         let handle = server.handle();
         let thread = thread::spawn(move || server.run().unwrap());
         Box::new(Running { handle, thread })

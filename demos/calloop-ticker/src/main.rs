@@ -2,11 +2,12 @@
 //!
 //! A tool in the style of a Wayland client: everything happens on one
 //! [calloop](https://docs.rs/calloop) `EventLoop`, which runs a timer (the
-//! tool's own work: a tick), the netref connection (a
-//! [`netref_calloop::ConnectionSource`]) and a channel into the tool's state.
-//! A server pushes news events by calling the tool's callback; they arrive
-//! on the loop's thread between ticks, with no extra thread on the tool's
-//! side.
+//! tool's own work: a tick) and the netref connection (a
+//! [`netref_calloop::ConnectionSource`], put there by
+//! [`netref_calloop::attach`]). A server pushes news events by calling the
+//! tool's callback ([`netref_calloop::callback`]); they arrive on the loop's
+//! thread between ticks, with the loop's state at hand and no extra thread
+//! on the tool's side.
 //!
 //! ```text
 //! cargo run -p calloop-ticker -- [--events N] [--tick-ms T] [--period-ms P]     # embedded server
@@ -22,10 +23,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use calloop::channel::{self, Event as ChannelEvent};
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{EventLoop, LoopSignal};
-use netref::{async_, callback, Builder, Connection, LocalObject, ObjectBuilder, RemoteObject, Service};
+use netref::{async_, Builder, Connection, LocalObject, ObjectBuilder, RemoteObject, Service};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -96,14 +96,17 @@ fn run_tool(addr: &str, want: Option<u64>, tick: Duration, period: Duration) -> 
     let conn = netref::connect(addr)?;
     // From here on the loop's thread reads and serves the connection: the
     // server's callbacks run inside `dispatch`, like Wayland events do.
-    let conn_token = netref_calloop::insert(&handle, &conn)?;
+    let attached = netref_calloop::attach(&handle, &conn)?;
 
-    // netref objects may be called from any thread, so a callback must be
-    // Send + Sync and cannot borrow the loop's state. It runs on the loop's
-    // thread anyway; a calloop channel hands each event to `Tool`.
-    let (news_tx, news_rx) = channel::channel::<(u64, String)>();
-    handle.insert_source(news_rx, |event, _, tool: &mut Tool| {
-        let ChannelEvent::Msg((n, headline)) = event else { return };
+    handle.insert_source(Timer::from_duration(tick), move |_, _, tool: &mut Tool| {
+        tool.ticks += 1;
+        println!("tick {} ({} events so far)", tool.ticks, tool.events);
+        TimeoutAction::ToDuration(tick)
+    })?;
+
+    // The server calls this on the loop's thread, inside `dispatch`, which
+    // lends it the loop's `Tool`: no channel, and it need not be `Send`.
+    let on_news = netref_calloop::callback(|tool: &mut Tool, n: u64, headline: String| {
         if tool.want.is_some_and(|want| tool.events >= want) {
             return; // already done; the loop stops after this dispatch
         }
@@ -120,16 +123,6 @@ fn run_tool(addr: &str, want: Option<u64>, tick: Duration, period: Duration) -> 
             println!("done: {} events, {} ticks", tool.events, tool.ticks);
             tool.signal.stop();
         }
-    })?;
-
-    handle.insert_source(Timer::from_duration(tick), move |_, _, tool: &mut Tool| {
-        tool.ticks += 1;
-        println!("tick {} ({} events so far)", tool.ticks, tool.events);
-        TimeoutAction::ToDuration(tick)
-    })?;
-
-    let on_news = callback(move |n: u64, headline: String| {
-        let _ = news_tx.send((n, headline));
     });
     let period_ms = u64::try_from(period.as_millis())?;
     let subscription: RemoteObject = conn.root()?.call_method("subscribe", (on_news, period_ms))?;
@@ -140,7 +133,7 @@ fn run_tool(addr: &str, want: Option<u64>, tick: Duration, period: Duration) -> 
     event_loop.run(None, &mut tool, |_| {})?;
 
     // Detach before closing, so the close happens on a plain connection.
-    handle.remove(conn_token);
+    drop(attached);
     conn.close();
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use gtk::glib;
 use gtk::prelude::*;
 use netref::{Connection, RemoteObject};
-use netref_glib::GlibConnection;
+use netref_glib::Attached;
 
 use crate::service::{Checksum, Stat};
 
@@ -51,7 +51,7 @@ pub struct FileMonWindow {
     pub result: gtk::Label,
     monitor: RemoteObject,
     // Last: dropping it detaches the connection from the main loop.
-    attached: GlibConnection,
+    attached: Attached,
 }
 
 impl FileMonWindow {
@@ -132,7 +132,11 @@ impl FileMonWindow {
         header.set_xalign(0.0);
         header.set_wrap(true);
         let status = header.clone();
-        attached.connect_closed(move || status.set_text("The server went away: no more events."));
+        // Runs on this thread whoever notices the close (a widget is not
+        // `Send`: local_callback carries it to the context's thread).
+        conn.on_close(netref_glib::local_callback(&ctx, move |_: &netref::CloseReason| {
+            status.set_text("The server went away: no more events.")
+        }));
         let scroller = gtk::ScrolledWindow::builder().child(&list).vexpand(true).build();
         let buttons = gtk::Box::new(gtk::Orientation::Horizontal, 6);
         buttons.append(&append_button);

@@ -93,16 +93,16 @@ pub(crate) fn server(opts: &Opts) -> io::Result<()> {
         }
         "netref-mio" => {
             let mut server = match listener {
-                Listener::Tcp(l) => netref_mio::Server::from_tcp(l, builder(false))?,
-                Listener::Unix(l) => netref_mio::Server::from_unix(l, builder(false))?,
+                Listener::Tcp(l) => netref_mio::Server::from_listener(l, builder(false))?,
+                Listener::Unix(l) => netref_mio::Server::from_listener(l, builder(false))?,
             };
             common::ready(&addr.to_string());
             server.run()?;
         }
         "netref-polling" => {
             let mut server = match listener {
-                Listener::Tcp(l) => netref_polling::Server::from_tcp(l, builder(false))?,
-                Listener::Unix(l) => netref_polling::Server::from_unix(l, builder(false))?,
+                Listener::Tcp(l) => netref_polling::Server::from_listener(l, builder(false))?,
+                Listener::Unix(l) => netref_polling::Server::from_listener(l, builder(false))?,
             };
             common::ready(&addr.to_string());
             server.run()?;
@@ -296,20 +296,17 @@ fn reactor_mio(
     const CONN: Token = Token(1);
     let mut poll = Poll::new().map_err(io_err)?;
     let doorbell = netref_mio::Doorbell::new(poll.registry(), BELL).map_err(io_err)?;
-    let mut attached =
-        netref_mio::MioConnection::register(conn, poll.registry(), CONN, &doorbell).map_err(io_err)?;
+    let mut attached = netref_mio::attach(conn, poll.registry(), CONN, &doorbell).map_err(io_err)?;
     let mut events = Events::with_capacity(64);
     Ok(move |k| {
         let target = counter.get() + k;
         let res = emit(k);
         while counter.get() < target || !res.ready() {
             poll.poll(&mut events, netref_mio::timeout(attached.next_deadline())).map_err(io_err)?;
-            let mut ready = events.iter().any(|e| e.token() == CONN);
-            ready |= doorbell.take().contains(&CONN);
-            if ready {
-                attached.on_ready(poll.registry()).map_err(io_err)?;
+            let ready = events.iter().any(|e| e.token() == CONN) || doorbell.take().contains(&CONN);
+            if ready || attached.is_due() {
+                attached.drive(poll.registry()).map_err(io_err)?;
             }
-            attached.on_timer(poll.registry()).map_err(io_err)?;
         }
         res.wait()
     })
@@ -323,7 +320,7 @@ fn reactor_polling(
     use polling::{Events, Poller};
     const CONN: usize = 1;
     let doorbell = netref_polling::Doorbell::new(Arc::new(Poller::new().map_err(io_err)?));
-    let mut attached = netref_polling::PollingConnection::attach(conn, &doorbell, CONN).map_err(io_err)?;
+    let mut attached = netref_polling::attach(conn, &doorbell, CONN).map_err(io_err)?;
     let mut events = Events::new();
     Ok(move |k| {
         let target = counter.get() + k;
@@ -334,11 +331,10 @@ fn reactor_polling(
                 .poller()
                 .wait(&mut events, netref_polling::timeout(attached.next_deadline()))
                 .map_err(io_err)?;
-            let rang = doorbell.take();
-            if events.iter().any(|e| e.key == CONN) || rang.contains(&CONN) {
-                attached.on_ready().map_err(io_err)?;
+            let ready = events.iter().any(|e| e.key == CONN) || doorbell.take().contains(&CONN);
+            if ready || attached.is_due() {
+                attached.drive().map_err(io_err)?;
             }
-            attached.on_timer().map_err(io_err)?;
         }
         res.wait()
     })
@@ -350,8 +346,9 @@ fn reactor_calloop(
     emit: impl Fn(u64) -> netref::AsyncResult,
 ) -> netref::Result<impl FnMut(u64) -> netref::Result<()>> {
     let mut event_loop: calloop::EventLoop<'static, ()> = calloop::EventLoop::try_new().map_err(loop_err)?;
-    netref_calloop::insert(&event_loop.handle(), conn).map_err(loop_err)?;
+    let attached = netref_calloop::attach(&event_loop.handle(), conn).map_err(loop_err)?;
     Ok(move |k| {
+        let _keep = &attached;
         let target = counter.get() + k;
         let res = emit(k);
         while counter.get() < target || !res.ready() {
@@ -419,7 +416,7 @@ fn scale(opts: &Opts, addr: &Addr) -> netref::Result<()> {
     for key in 0..active {
         let conn = Builder::default().connect_tcp(tcp.as_str())?;
         let root = conn.root()?;
-        let attached = netref_polling::PollingConnection::attach(&conn, &doorbell, key).map_err(io_err)?;
+        let attached = netref_polling::attach(&conn, &doorbell, key).map_err(io_err)?;
         conns.push((attached, root));
     }
     for (_, root) in &conns {
@@ -433,7 +430,7 @@ fn scale(opts: &Opts, addr: &Addr) -> netref::Result<()> {
         keys.extend(doorbell.take());
         for k in keys {
             if let Some((c, _)) = conns.get_mut(k) {
-                c.on_ready().map_err(io_err)?;
+                c.drive().map_err(io_err)?;
             }
         }
         Ok(())

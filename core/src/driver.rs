@@ -1,0 +1,207 @@
+//! The driver-facing side of a connection on an event loop.
+//!
+//! This file is a child module of `connection` (declared there with
+//! `#[path]`), so the drive step reaches the connection's state without
+//! widening visibility all over `connection.rs`.
+
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use super::{Connection, State};
+use crate::error::{Misuse, Result};
+
+/// The driver-facing side of a connection on an event loop. Backends
+/// (netref-mio, netref-polling, netref-calloop, netref-glib) use it;
+/// applications use their backend's `attach`.
+///
+/// # The drive loop
+///
+/// Every backend is this loop with a different "wait":
+///
+/// 1. On the loop's thread, [`attach`](Self::attach) the connection, giving
+///    a `wake` that makes the loop call [`step`](Self::step) soon. From then
+///    on only this thread reads, writes and serves the connection; other
+///    threads' calls queue their request and call `wake`.
+/// 2. Watch the driver's fd ([`AsFd`]) for readability.
+/// 3. Wait on the loop until the fd is ready, `wake` was called, or the
+///    last step's [`next_deadline`](Step::next_deadline) passed.
+/// 4. Call [`step`](Self::step): it fires the deadlines that passed, reads
+///    and serves what arrived, and flushes.
+/// 5. Re-arm from the [`Step`] it returned: write interest only while
+///    [`wants_write`](Step::wants_write) (a level-triggered loop would spin
+///    on an idle write watch), the timer for `next_deadline`. Once
+///    [`closed`](Step::closed), stop watching the fd and drop the driver.
+///    Otherwise go to 3.
+///
+/// Dropping the driver detaches the connection: any thread may serve it
+/// again. Delete the fd from the loop before that (the driver keeps the
+/// connection, and so the fd, open while it lives).
+///
+/// ```
+/// use std::os::fd::{AsFd, AsRawFd};
+/// use std::time::Instant;
+/// use netref::{Builder, Driver, ObjectBuilder, Service};
+///
+/// # fn main() -> netref::Result<()> {
+/// let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
+/// let (conn, peer) = Builder::default().pair(Builder::default().service(Service::object(calc)))?;
+/// std::thread::spawn(move || peer.serve_all());
+///
+/// // The smallest loop: poll(2) on the driver's fd; no other thread calls,
+/// // so `wake` has nothing to do.
+/// let driver = Driver::attach(&conn, || {})?;
+/// let root = conn.root()?; // a synchronous call on the loop's thread serves itself
+/// let answer = netref::async_(&root).call_method("add", (40, 2));
+/// let mut step = driver.step();
+/// while !answer.ready() && !step.closed {
+///     let events = if step.wants_write { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
+///     let mut fd = libc::pollfd { fd: driver.as_fd().as_raw_fd(), events, revents: 0 };
+///     let ms = step.next_deadline.map_or(-1, |d| d.saturating_duration_since(Instant::now()).as_millis() as i32);
+///     // SAFETY: one valid pollfd for the whole call.
+///     unsafe { libc::poll(&mut fd, 1, ms) };
+///     step = driver.step();
+/// }
+/// assert_eq!(answer.value_as::<i64>()?, 42);
+/// drop(driver); // detached: any thread may serve `conn` again
+/// # Ok(())
+/// # }
+/// ```
+pub struct Driver {
+    conn: Connection,
+    fd: RawFd,
+    /// Set when `wake` was called and the loop has not stepped since: the
+    /// loop's own wake-up is rung once per step at most.
+    rung: Arc<AtomicBool>,
+}
+
+/// What the loop must do after a [`Driver::step`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Step {
+    /// Output is queued: watch the fd for writability (and only then).
+    pub wants_write: bool,
+    /// When the loop must step again even if nothing happens on the fd.
+    pub next_deadline: Option<Instant>,
+    /// The connection has closed: stop watching its fd and drop the driver.
+    pub closed: bool,
+}
+
+impl Driver {
+    /// Hands `conn` to the calling thread's loop. `wake` may be called from
+    /// any thread, with locks held, and must only make the loop call
+    /// [`step`](Self::step) soon (ring the loop's doorbell, ping, queue an
+    /// idle source); it is called at most once between two steps.
+    ///
+    /// Fails with [`Error::Misuse`] when the transport has no file
+    /// descriptor (an in-memory pair) or the connection is already
+    /// attached to a loop.
+    pub fn attach(conn: &Connection, wake: impl Fn() + Send + Sync + 'static) -> Result<Driver> {
+        let shared = &conn.shared;
+        let fd = shared.transport.raw_fd().ok_or(Misuse::NoFileDescriptor)?;
+        let rung = Arc::new(AtomicBool::new(false));
+        let flag = rung.clone();
+        let wake = move || {
+            if !flag.swap(true, Ordering::AcqRel) {
+                wake();
+            }
+        };
+        {
+            let mut st = shared.lock();
+            if st.loop_thread.is_some() {
+                return Err(Misuse::AlreadyAttached.into());
+            }
+            // The waker first: from the moment the loop thread is set, other
+            // threads rely on it to reach the loop.
+            *shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(wake));
+            st.loop_thread = Some(thread::current().id());
+        }
+        shared.standing_server_started();
+        Ok(Driver { conn: conn.clone(), fd, rung })
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// One non-blocking step, on the loop's thread: fires the deadlines that
+    /// passed, reads and serves what is ready, flushes; then reports what
+    /// the loop must do next. Errors of the connection end it and show up
+    /// as [`Step::closed`] (with the reason in
+    /// [`Connection::close_reason`]).
+    pub fn step(&self) -> Step {
+        // Cleared first: a wake-up from now on asks for another step.
+        self.rung.store(false, Ordering::Release);
+        crate::loop_thread::drop_orphans();
+        let shared = &self.conn.shared;
+        // Serving fires passed deadlines before it reads.
+        let _ = shared.serve_until(&|_| false, None, false);
+        let mut after = Vec::new();
+        {
+            let mut st = shared.lock();
+            shared.flush_locked(&mut st, &mut after);
+        }
+        shared.finish(after);
+        Step::of(&shared.lock())
+    }
+}
+
+impl Step {
+    fn of(st: &State) -> Step {
+        let closed = st.closed.is_some();
+        Step {
+            wants_write: !closed && st.proto.wants_write(),
+            next_deadline: if closed { None } else { st.proto.poll_timeout() },
+            closed,
+        }
+    }
+}
+
+impl AsFd for Driver {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the fd is the transport's, and `self.conn` keeps the
+        // transport alive (and the fd open: closing only shuts the socket
+        // down) for as long as `self` lives.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+}
+
+impl Drop for Driver {
+    /// Detaches: any thread may serve the connection again.
+    fn drop(&mut self) {
+        let shared = &self.conn.shared;
+        let waker = {
+            let mut st = shared.lock();
+            st.loop_thread = None;
+            shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).take()
+        };
+        // Dropped without the lock: its captures are the backend's.
+        drop(waker);
+        shared.standing_server_stopped();
+        // Threads asleep waiting for the loop to deliver may drive now.
+        shared.cond.notify_all();
+    }
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").field("conn", &self.conn).field("fd", &self.fd).finish()
+    }
+}
+
+impl Connection {
+    /// Fires every deadline that has passed and flushes (the in-memory
+    /// [`Pair`](crate::testing::Pair) advancing its virtual clock).
+    pub(crate) fn handle_timeout(&self) {
+        let mut after = Vec::new();
+        {
+            let mut st = self.shared.lock();
+            self.shared.timeouts_locked(&mut st, &mut after, self.shared.clock.now());
+            self.shared.flush_locked(&mut st, &mut after);
+        }
+        self.shared.finish(after);
+    }
+}

@@ -1,0 +1,268 @@
+//! What event-loop backends build on: the `Driver` and its drive loop,
+//! `Connection::on_close` and the servers' `from_listener`, over real
+//! sockets.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use netref::testing::Pair;
+use netref::{Builder, Config, Driver, Error, ObjectBuilder, OneShotServer, Service, Step, ThreadedServer};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn calc() -> Builder {
+    Builder::default()
+        .service(Service::object(ObjectBuilder::new("Calc").method("add", |a: i64, b: i64| a + b).build()))
+}
+
+// ---- Driver ------------------------------------------------------------------
+
+/// The smallest event loop: poll(2) on the driver's fd and a wake-up pipe
+/// that `wake` writes to, following the driver's contract.
+struct MiniLoop {
+    driver: Driver,
+    bell: UnixStream,
+    ringer: UnixStream,
+    rings: Arc<AtomicUsize>,
+    steps: usize,
+    last: Step,
+}
+
+impl MiniLoop {
+    fn attach(conn: &netref::Connection) -> MiniLoop {
+        let (bell, ringer) = UnixStream::pair().unwrap();
+        bell.set_nonblocking(true).unwrap();
+        let rings = Arc::new(AtomicUsize::new(0));
+        let r = rings.clone();
+        let wake = ringer.try_clone().unwrap();
+        let driver = Driver::attach(conn, move || {
+            r.fetch_add(1, Ordering::AcqRel);
+            let _ = (&wake).write(&[1]);
+        })
+        .unwrap();
+        let last = driver.step();
+        MiniLoop { driver, bell, ringer, rings, steps: 1, last }
+    }
+
+    /// Another way into the loop's wake-up pipe.
+    fn ringer(&self) -> UnixStream {
+        self.ringer.try_clone().unwrap()
+    }
+
+    /// Waits (no longer than the last step's deadline) and steps, until `done`.
+    fn run_until(&mut self, what: &str, done: impl Fn(&Step) -> bool) {
+        let give_up = Instant::now() + PATIENCE;
+        while !done(&self.last) {
+            let now = Instant::now();
+            assert!(now < give_up, "timed out waiting for {what}");
+            let until = self.last.next_deadline.map_or(give_up, |d| d.min(give_up));
+            let events = if self.last.wants_write { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
+            let mut fds = [
+                libc::pollfd { fd: self.driver.as_fd().as_raw_fd(), events, revents: 0 },
+                libc::pollfd { fd: self.bell.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            ];
+            // Rounded up: waking before the deadline would only spin.
+            let ms = until.saturating_duration_since(now).as_nanos().div_ceil(1_000_000).min(i32::MAX as u128)
+                as i32;
+            // SAFETY: two valid pollfds for the whole call.
+            unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+            let mut sink = [0u8; 64];
+            while (&self.bell).read(&mut sink).is_ok_and(|n| n > 0) {}
+            self.last = self.driver.step();
+            self.steps += 1;
+        }
+    }
+}
+
+#[test]
+fn attach_refuses_a_transport_without_a_file_descriptor() {
+    let pair = Pair::new(Service::none(), Service::none());
+    let err = Driver::attach(&pair.client, || {}).unwrap_err();
+    assert!(matches!(err, Error::Misuse(_)), "{err:?}");
+    assert!(err.to_string().contains("no file descriptor"), "{err}");
+}
+
+#[test]
+fn attach_refuses_a_connection_already_attached() {
+    let (client, _server) = Builder::default().pair(Builder::default()).unwrap();
+    let first = Driver::attach(&client, || {}).unwrap();
+    let err = Driver::attach(&client, || {}).unwrap_err();
+    assert!(err.to_string().contains("already attached"), "{err}");
+    drop(first);
+    let again = Driver::attach(&client, || {}).expect("detached by the drop: attachable again");
+    assert!(again.connection().same_as(&client));
+}
+
+#[test]
+fn another_threads_call_wakes_the_loop_once_per_step_and_completes_through_it() {
+    let (client, server) = Builder::default().pair(calc()).unwrap();
+    let serving = thread::spawn(move || server.serve_all());
+    let mut lp = MiniLoop::attach(&client);
+    let root = client.root().unwrap(); // on the loop's thread: serves itself
+    lp.last = lp.driver.step(); // what root() rang for
+    let rings = lp.rings.load(Ordering::Acquire);
+    // Two calls from another thread before the loop steps, each with a
+    // deadline the loop must learn: one wake-up.
+    let r = root.clone();
+    let pending = thread::spawn(move || {
+        let a = netref::timed(&r, PATIENCE).call_method("add", (1, 2));
+        let b = netref::timed(&r, PATIENCE).call_method("add", (3, 4));
+        (a, b)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(lp.rings.load(Ordering::Acquire), rings + 1, "wake is called once between steps");
+    lp.run_until("both replies", |_| pending.0.ready() && pending.1.ready());
+    assert_eq!(pending.0.value_as::<i64>().unwrap() + pending.1.value_as::<i64>().unwrap(), 10);
+
+    // A synchronous call from another thread: the loop delivers its reply
+    // (the thread then rings the loop, so that it notices the answer).
+    let r = root.clone();
+    let ringer = lp.ringer();
+    let (tx, rx) = mpsc::channel();
+    let sync = thread::spawn(move || {
+        tx.send(r.call_method::<i64>("add", (20, 22))).unwrap();
+        let _ = (&ringer).write(&[1]);
+    });
+    let got = std::cell::OnceCell::new();
+    lp.run_until("the other thread's call", |_| {
+        if let Ok(v) = rx.try_recv() {
+            let _ = got.set(v);
+        }
+        got.get().is_some()
+    });
+    assert_eq!(*got.get().unwrap().as_ref().unwrap(), 42);
+    sync.join().unwrap();
+    drop((root, pending));
+    client.close();
+    lp.run_until("the close", |s| s.closed);
+    assert_eq!(lp.last, lp.driver.step(), "closed stays closed");
+    assert!(!lp.last.wants_write && lp.last.next_deadline.is_none());
+    serving.join().unwrap().unwrap();
+}
+
+#[test]
+fn the_step_reports_the_next_deadline_and_a_step_after_it_fires_it() {
+    let (client, server) = Builder::default().pair(calc()).unwrap();
+    let root = {
+        let bg = netref::BgServingThread::new(&server);
+        let root = client.root().unwrap();
+        bg.stop().unwrap();
+        root
+    };
+    // Nobody serves `server` now: only the expiry can settle this call.
+    let mut lp = MiniLoop::attach(&client);
+    let expiry = Duration::from_millis(30);
+    let started = Instant::now();
+    let res = netref::timed(&root, expiry).call_method("add", (1, 1));
+    lp.last = lp.driver.step();
+    let deadline = lp.last.next_deadline.expect("the expiry is the next deadline");
+    assert!(deadline >= started + expiry);
+    lp.run_until("the expiry", |_| res.expired());
+    assert!(started.elapsed() >= expiry, "fired no earlier than its deadline");
+    assert!(matches!(res.value(), Err(Error::Timeout(d)) if d == expiry));
+    assert!(lp.steps <= 4, "the loop slept until the deadline ({} steps)", lp.steps);
+}
+
+#[test]
+fn dropping_the_driver_lets_other_threads_serve() {
+    let patient = Builder::default().config(Config::default().sync_request_timeout(Some(PATIENCE)));
+    let (client, server) = patient.pair(calc()).unwrap();
+    let serving = thread::spawn(move || server.serve_all());
+    let lp = MiniLoop::attach(&client);
+    drop(lp);
+    // Nobody steps any more: another thread serves its own call.
+    let c = client.clone();
+    let sum = thread::spawn(move || c.root()?.call_method::<i64>("add", (2, 2))).join().unwrap();
+    assert_eq!(sum.unwrap(), 4);
+    client.close();
+    serving.join().unwrap().unwrap();
+}
+
+// ---- on_close ----------------------------------------------------------------
+
+#[test]
+fn on_close_runs_once_after_pending_calls_failed_on_the_thread_that_noticed() {
+    let (client, server) = Builder::default().pair(calc()).unwrap();
+    let root = {
+        let bg = netref::BgServingThread::new(&server);
+        let root = client.root().unwrap();
+        bg.stop().unwrap();
+        root
+    };
+    // Nobody serves the server now: this call stays pending.
+    let pending = netref::async_(&root).call_method("add", (1, 2));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    let r = runs.clone();
+    let p = pending.clone();
+    client.on_close(move |why| {
+        r.fetch_add(1, Ordering::AcqRel);
+        let _ = tx.send((why.to_string(), p.ready() && p.error(), thread::current().id()));
+    });
+    server.close();
+    // This thread notices the close while it serves.
+    assert!(client.serve(PATIENCE).is_err() || client.is_closed());
+    let (why, pending_failed, on) = rx.recv_timeout(PATIENCE).expect("the handler ran");
+    assert!(why.contains("closed"), "{why}");
+    assert!(pending_failed, "pending calls had failed before the handler ran");
+    assert_eq!(on, thread::current().id());
+    client.close(); // closing again runs nothing again
+    assert_eq!(runs.load(Ordering::Acquire), 1);
+}
+
+#[test]
+fn on_close_of_a_closed_connection_runs_at_once() {
+    let (client, _server) = Builder::default().pair(Builder::default()).unwrap();
+    client.close();
+    let (tx, rx) = mpsc::channel();
+    client.on_close(move |why| tx.send(why.to_string()).unwrap());
+    let why = rx.try_recv().expect("ran before on_close returned");
+    assert!(why.contains("closed by this side"), "{why}");
+}
+
+#[test]
+fn on_close_runs_when_the_last_handle_goes() {
+    let (client, _server) = Builder::default().pair(Builder::default()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    client.on_close(move |why| tx.send(why.clone()).unwrap());
+    drop(client);
+    let why = rx.try_recv().expect("the drop closed the connection and ran the handler");
+    assert!(matches!(why, netref::CloseReason::ByThisSide), "{why:?}");
+}
+
+// ---- from_listener -----------------------------------------------------------------
+
+#[test]
+fn threaded_server_from_listener_serves_a_bound_unix_listener() {
+    let dir = std::env::temp_dir().join(format!("netref-driver-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("threaded.sock");
+    let _ = std::fs::remove_file(&path);
+    let server = ThreadedServer::from_listener(UnixListener::bind(&path).unwrap(), calc()).unwrap();
+    let accept = server.spawn();
+    let conn = Builder::default().connect_unix(&path).unwrap();
+    assert_eq!(conn.root().unwrap().call_method::<i64>("add", (2, 3)).unwrap(), 5);
+    conn.close();
+    server.close();
+    accept.join().unwrap();
+    assert!(path.exists(), "a listener bound elsewhere keeps its socket file");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn one_shot_server_from_listener_serves_one_tcp_client() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = OneShotServer::from_listener(listener, calc()).unwrap();
+    let serving = thread::spawn(move || server.start());
+    let conn = Builder::default().connect_tcp(addr).unwrap();
+    assert_eq!(conn.root().unwrap().call_method::<i64>("add", (20, 22)).unwrap(), 42);
+    conn.close();
+    serving.join().unwrap().unwrap();
+}
