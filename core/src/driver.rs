@@ -95,7 +95,7 @@ impl Driver {
     /// [`step`](Self::step) soon (ring the loop's doorbell, ping, queue an
     /// idle source); it is called at most once between two steps.
     ///
-    /// Fails with [`Error::Misuse`] when the transport has no file
+    /// Fails with [`Error::Misuse`](crate::Error::Misuse) when the transport has no file
     /// descriptor (an in-memory pair) or the connection is already
     /// attached to a loop.
     pub fn attach(conn: &Connection, wake: impl Fn() + Send + Sync + 'static) -> Result<Driver> {
