@@ -2,7 +2,9 @@
 
 use std::{fs, sync::mpsc, thread, time::Duration};
 
-use netref::{async_, callback, BgServingThread, Builder, ObjectBuilder, RemoteObject, Service, ThreadedServer};
+use netref::{
+    async_, callback, BgServingThread, Builder, ObjectBuilder, RemoteObject, Service, ThreadedServer,
+};
 
 fn size(path: &str) -> std::io::Result<u64> {
     Ok(fs::metadata(path)?.len())
@@ -28,7 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<_, std::io::Error>(())
         })
         .build();
-    let server = ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(Service::object(monitor)))?;
+    let server =
+        ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(Service::object(monitor)))?;
     let addr = server.local_addr().ok_or("no TCP address")?;
     server.spawn();
 

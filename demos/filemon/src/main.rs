@@ -164,7 +164,8 @@ enum Input {
 
 fn client(addr: &str, file: &Path, pull: bool) -> Res<()> {
     let path = fs::canonicalize(file).map_err(|e| {
-        let hint = if e.kind() == io::ErrorKind::NotFound { " (create it first, e.g. with touch)" } else { "" };
+        let hint =
+            if e.kind() == io::ErrorKind::NotFound { " (create it first, e.g. with touch)" } else { "" };
         format!("cannot watch {}: {e}{hint}", file.display())
     })?;
     let conn = netref::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
