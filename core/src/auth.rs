@@ -71,7 +71,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{AuthError, AuthStep, Result};
 use crate::transport::Stream;
 
 mod sha256;
@@ -122,7 +122,8 @@ pub struct PeerCred {
 ///
 /// `authenticate` may read and write the stream, which is in blocking mode
 /// with read and write timeouts set; it returns the peer's credentials or an
-/// error naming why the peer was refused (usually [`Error::Auth`]).
+/// error naming why the peer was refused (usually [`Error::Auth`](crate::Error::Auth),
+/// with [`AuthError::Refused`] for an application's own reasons).
 pub trait Authenticator: Send + Sync + 'static {
     /// Checks the peer on `stream`.
     fn authenticate(&self, stream: &mut Stream) -> Result<Credentials>;
@@ -148,7 +149,7 @@ impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
 /// Reads the peer process's credentials from the kernel (`SO_PEERCRED`).
 pub fn peer_cred(stream: &Stream) -> Result<PeerCred> {
     let Stream::Unix(s) = stream else {
-        return Err(Error::Auth("peer credentials (SO_PEERCRED) need a Unix socket, not TCP".into()));
+        return Err(AuthError::NotUnixSocket.into());
     };
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
@@ -163,7 +164,7 @@ pub fn peer_cred(stream: &Stream) -> Result<PeerCred> {
         )
     };
     if rc != 0 {
-        return Err(Error::Auth(format!("reading peer credentials failed: {}", io::Error::last_os_error())));
+        return Err(AuthError::PeerCredentials(Arc::new(io::Error::last_os_error())).into());
     }
     Ok(PeerCred { pid: cred.pid, uid: cred.uid, gid: cred.gid })
 }
@@ -193,10 +194,12 @@ impl Authenticator for UnixPeerCred {
         let peer = peer_cred(stream)?;
         if let Some(allowed) = &self.allowed {
             if !allowed.contains(&peer.uid) {
-                return Err(Error::Auth(format!(
-                    "peer process {} runs as uid {}, which is not among the allowed uids {allowed:?}",
-                    peer.pid, peer.uid
-                )));
+                return Err(AuthError::UidNotAllowed {
+                    pid: peer.pid,
+                    uid: peer.uid,
+                    allowed: allowed.clone(),
+                }
+                .into());
             }
         }
         Ok(Credentials::new("unix-peer-cred").with_peer(peer))
@@ -264,21 +267,19 @@ impl Authenticator for SharedSecret {
         let server_nonce = random_nonce()?;
         let mut hello = MAGIC.to_vec();
         hello.extend_from_slice(&server_nonce);
-        stream.write_all(&hello).map_err(|e| io_auth("sending the challenge", e))?;
+        stream.write_all(&hello).map_err(|e| io_auth(AuthStep::SendingChallenge, e))?;
         let mut answer = [0u8; NONCE_LEN + MAC_LEN];
-        stream.read_exact(&mut answer).map_err(|e| io_auth("reading the client's answer", e))?;
+        stream.read_exact(&mut answer).map_err(|e| io_auth(AuthStep::ReadingAnswer, e))?;
         let (client_nonce, client_mac) = answer.split_at(NONCE_LEN);
         let expected = sha256::hmac_sha256(&self.secret.0, &[CLIENT_LABEL, &server_nonce, client_nonce]);
         if !sha256::constant_time_eq(&expected, client_mac) {
             let _ = stream.write_all(&[REJECTED]);
-            return Err(Error::Auth(
-                "the client's answer to the challenge is wrong (it does not know the shared secret)".into(),
-            ));
+            return Err(AuthError::WrongAnswer.into());
         }
         let proof = sha256::hmac_sha256(&self.secret.0, &[SERVER_LABEL, client_nonce, &server_nonce]);
         let mut reply = vec![ACCEPTED];
         reply.extend_from_slice(&proof);
-        stream.write_all(&reply).map_err(|e| io_auth("sending the server's proof", e))?;
+        stream.write_all(&reply).map_err(|e| io_auth(AuthStep::SendingProof, e))?;
         Ok(Credentials::new("shared-secret"))
     }
 }
@@ -287,48 +288,42 @@ impl Authenticator for SharedSecret {
 /// checks the server's proof.
 pub(crate) fn answer_challenge(stream: &mut Stream, secret: &Secret) -> Result<Credentials> {
     let mut hello = [0u8; MAGIC.len() + NONCE_LEN];
-    stream.read_exact(&mut hello).map_err(|e| io_auth("reading the server's challenge", e))?;
+    stream.read_exact(&mut hello).map_err(|e| io_auth(AuthStep::ReadingChallenge, e))?;
     if &hello[..MAGIC.len()] != MAGIC {
-        return Err(Error::Auth(
-            "the server did not send a netref-auth challenge (does it require a shared secret?)".into(),
-        ));
+        return Err(AuthError::NoChallenge.into());
     }
     let server_nonce = &hello[MAGIC.len()..];
     let client_nonce = random_nonce()?;
     let mac = sha256::hmac_sha256(&secret.0, &[CLIENT_LABEL, server_nonce, &client_nonce]);
     let mut answer = client_nonce.to_vec();
     answer.extend_from_slice(&mac);
-    stream.write_all(&answer).map_err(|e| io_auth("sending our answer", e))?;
+    stream.write_all(&answer).map_err(|e| io_auth(AuthStep::SendingAnswer, e))?;
     let mut status = [0u8; 1];
     stream.read_exact(&mut status).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => {
-            Error::Auth("the server closed the connection after our answer (wrong shared secret?)".into())
-        }
-        _ => io_auth("reading the server's verdict", e),
+        io::ErrorKind::UnexpectedEof => AuthError::ClosedAfterAnswer.into(),
+        _ => io_auth(AuthStep::ReadingVerdict, e),
     })?;
     match status[0] {
         ACCEPTED => {}
         REJECTED => {
-            return Err(Error::Auth("the server rejected our answer: the shared secrets differ".into()));
+            return Err(AuthError::Rejected.into());
         }
-        other => return Err(Error::Auth(format!("the server sent an unknown verdict {other}"))),
+        other => return Err(AuthError::UnknownVerdict(other).into()),
     }
     let mut proof = [0u8; MAC_LEN];
-    stream.read_exact(&mut proof).map_err(|e| io_auth("reading the server's proof", e))?;
+    stream.read_exact(&mut proof).map_err(|e| io_auth(AuthStep::ReadingProof, e))?;
     let expected = sha256::hmac_sha256(&secret.0, &[SERVER_LABEL, &client_nonce, server_nonce]);
     if !sha256::constant_time_eq(&expected, &proof) {
-        return Err(Error::Auth("the server failed to prove that it knows the shared secret".into()));
+        return Err(AuthError::ServerUnproven.into());
     }
     Ok(Credentials::new("shared-secret"))
 }
 
-fn io_auth(what: &str, e: io::Error) -> Error {
+fn io_auth(step: AuthStep, e: io::Error) -> crate::Error {
     match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            Error::Auth(format!("timed out {what} (auth_timeout)"))
-        }
-        io::ErrorKind::UnexpectedEof => Error::Auth(format!("the peer closed the connection while {what}")),
-        _ => Error::Auth(format!("{what} failed: {e}")),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => AuthError::TimedOut(step).into(),
+        io::ErrorKind::UnexpectedEof => AuthError::PeerClosed(step).into(),
+        _ => AuthError::Io(step, Arc::new(e)).into(),
     }
 }
 
@@ -336,6 +331,6 @@ fn random_nonce() -> Result<[u8; NONCE_LEN]> {
     let mut nonce = [0u8; NONCE_LEN];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut nonce))
-        .map_err(|e| Error::Auth(format!("reading a random nonce from /dev/urandom failed: {e}")))?;
+        .map_err(|e| AuthError::NoRandomness(Arc::new(e)))?;
     Ok(nonce)
 }

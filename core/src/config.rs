@@ -13,7 +13,7 @@ use std::time::Duration;
 /// | `max_imported` | 1,000,000 | references past it are refused (that call or reply fails) |
 /// | `max_output_buffer` | 256 MiB | new calls (sync and async) fail with `LimitError::OutputBufferFull` (the peer is not reading); a peer that keeps sending requests while not reading the replies is disconnected with that error |
 /// | `sync_request_timeout` | 30 s | a synchronous call fails with `Error::Timeout` (RPyC's default) |
-/// | `idle_timeout` | none | a connection that receives nothing for this long is closed (`Error::Closed` naming `idle_timeout`); also ends a peer that holds a partial frame open |
+/// | `idle_timeout` | none | a connection that receives nothing for this long is closed ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)); also ends a peer that holds a partial frame open |
 /// | `include_traceback` | true | when false, remote errors carry no traceback (RPyC's `include_local_traceback`) |
 /// | `batch_replies` | false | when true, replies to requests that arrived together are written together once the last of them is served (see the field) |
 ///

@@ -39,7 +39,7 @@ use crate::async_result::{AsyncResult, Driver, Slot};
 use crate::auth::{Authenticator, Credentials, Secret};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::error::{Error, RemoteError, Result};
+use crate::error::{CloseReason, Error, Misuse, RemoteError, Result};
 use crate::object::LocalObject;
 use crate::protocol::{Call, Event, Protocol, Request};
 use crate::remote::{RemoteObject, Session};
@@ -454,7 +454,7 @@ struct State {
     driver: Option<(ThreadId, u32)>,
     /// In attached mode, the only thread that drives and serves.
     loop_thread: Option<ThreadId>,
-    closed: Option<Error>,
+    closed: Option<CloseReason>,
     /// The peer's root, cached weakly: a proxy keeps the connection open, and
     /// the connection must not keep itself open.
     root: Weak<crate::remote::ProxyInner>,
@@ -481,6 +481,9 @@ pub(crate) struct Shared {
     label: String,
     handles: AtomicUsize,
     closing: AtomicBool,
+    /// Standing servers: event loops attached, `BgServingThread`s and
+    /// threads inside `serve_all` (see [`Shared::standing_server_started`]).
+    standing: AtomicUsize,
     me: Weak<Shared>,
 }
 
@@ -581,6 +584,7 @@ impl Connection {
                 label,
                 handles: AtomicUsize::new(1),
                 closing: AtomicBool::new(false),
+                standing: AtomicUsize::new(0),
                 me: me.clone(),
             }
         });
@@ -618,8 +622,8 @@ impl Connection {
     pub fn root(&self) -> Result<RemoteObject> {
         {
             let st = self.shared.lock();
-            if let Some(e) = &st.closed {
-                return Err(e.clone());
+            if let Some(why) = &st.closed {
+                return Err(Error::Closed(why.clone()));
             }
             if let Some(inner) = st.root.upgrade() {
                 return Ok(RemoteObject { inner });
@@ -665,17 +669,21 @@ impl Connection {
     }
 
     /// Serves until the connection closes (RPyC's `serve_all`). Returns `Ok`
-    /// after an orderly close, the error otherwise.
+    /// after an [orderly](CloseReason::is_orderly) close, the error
+    /// otherwise ([`Error::Closed`] with why: the connection was lost, the
+    /// peer misbehaved).
     pub fn serve_all(&self) -> Result<()> {
+        let _standing = Standing::new(&self.shared);
         match self.shared.serve_until(&|_| false, None, true) {
-            Err(Error::Closed(_)) | Ok(()) => Ok(()),
-            Err(e) => Err(e),
+            Err(Error::Closed(why)) if why.is_orderly() => Ok(()),
+            other => other,
         }
     }
 
     /// Closes the connection: runs the service's `before_close` hook (which
     /// may still call the peer), tells the peer, fails pending calls at once
-    /// with [`Error::Closed`], then runs `on_disconnect`.
+    /// with [`Error::Closed`] ([`CloseReason::ByThisSide`]), then runs
+    /// `on_disconnect`.
     pub fn close(&self) {
         if let Some(hook) = self.shared.service.before_close.clone() {
             if !self.shared.closing.swap(true, Ordering::AcqRel) && !self.is_closed() {
@@ -691,7 +699,7 @@ impl Connection {
     }
 
     /// Why the connection closed, once it has.
-    pub fn close_reason(&self) -> Option<Error> {
+    pub fn close_reason(&self) -> Option<CloseReason> {
         self.shared.lock().closed.clone()
     }
 
@@ -740,15 +748,21 @@ impl Connection {
     /// queue their request and call `wake`, which must make the loop call
     /// [`flush`](Self::flush), re-arm write interest and the timer soon.
     pub fn attach(&self, wake: impl Fn() + Send + Sync + 'static) {
-        *self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(wake));
+        let before = self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).replace(Arc::new(wake));
         self.shared.lock().loop_thread = Some(thread::current().id());
+        if before.is_none() {
+            self.shared.standing_server_started();
+        }
     }
 
     /// Undoes [`attach`](Self::attach): any thread may serve again.
     pub fn detach(&self) {
         self.shared.lock().loop_thread = None;
-        *self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let before = self.shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.shared.cond.notify_all();
+        if before.is_some() {
+            self.shared.standing_server_stopped();
+        }
     }
 
     /// Writes queued output until the transport would block.
@@ -761,7 +775,7 @@ impl Connection {
         };
         self.shared.finish(after);
         match result {
-            Some(e) if !matches!(e, Error::Closed(_)) => Err(e),
+            Some(why) if !why.is_orderly() => Err(Error::Closed(why)),
             _ => Ok(()),
         }
     }
@@ -817,6 +831,27 @@ impl Shared {
         self.me.upgrade().expect("a method runs on a live connection")
     }
 
+    /// A standing server started: something now serves the connection on
+    /// its own (an event loop it is attached to, a [`BgServingThread`], a
+    /// thread inside [`Connection::serve_all`]), so a future awaited on it
+    /// may wait for its reply. Pair each call with
+    /// [`standing_server_stopped`](Self::standing_server_stopped).
+    pub(crate) fn standing_server_started(&self) {
+        self.standing.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A standing server stopped. When it was the last, every future
+    /// waiting on the connection is woken: it polls again and fails with
+    /// [`Misuse::Unserved`] instead of waiting for a reply nobody will
+    /// read. Call with no state lock held.
+    pub(crate) fn standing_server_stopped(&self) {
+        if self.standing.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        let wakers: Vec<_> = self.lock().slots.values().flat_map(|slot| slot.take_wakers()).collect();
+        wakers.into_iter().for_each(std::task::Waker::wake);
+    }
+
     fn may_serve(st: &State, me: ThreadId) -> bool {
         st.loop_thread.is_none_or(|t| t == me)
     }
@@ -862,14 +897,15 @@ impl Shared {
         let mut after = Vec::new();
         let slot = {
             let mut st = self.lock();
-            if let Some(e) = &st.closed {
-                return AsyncResult::failed(e.clone());
+            if let Some(why) = &st.closed {
+                return AsyncResult::failed(Error::Closed(why.clone()));
             }
+            let place = call.result_place();
             let seq = match st.proto.send_request(call, expiry.map(|e| e.0)) {
                 Ok(seq) => seq,
                 Err(e) => return AsyncResult::failed(e),
             };
-            let slot = Slot::new(seq, expiry);
+            let slot = Slot::new(seq, expiry, place);
             st.slots.insert(seq, slot.clone());
             let held = self.send_or_hold(&mut st, &mut after, in_batch());
             // A driver asleep in the transport's wait must learn of a new
@@ -945,14 +981,15 @@ impl Shared {
             };
             match written {
                 Ok(0) => {
-                    st.proto.handle_transport_error(Error::Closed("the peer stopped accepting data".into()));
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "the peer stopped accepting data");
+                    st.proto.handle_transport_error(e);
                     break;
                 }
                 Ok(n) => st.proto.consume_output(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    st.proto.handle_transport_error(lost(e));
+                    st.proto.handle_transport_error(e);
                     break;
                 }
             }
@@ -996,9 +1033,9 @@ impl Shared {
                         );
                     }
                 }
-                Event::Closed { error } => {
-                    log::debug!("netref connection to {} closed: {error}", self.label);
-                    self.fail_all(st, error, after);
+                Event::Closed { reason } => {
+                    log::debug!("netref connection to {} closed: {reason}", self.label);
+                    self.fail_all(st, reason, after);
                     // Exported objects die before `on_disconnect` runs.
                     after.push(After::Drop(st.proto.take_released_objects()));
                     after.push(After::Disconnected);
@@ -1024,20 +1061,16 @@ impl Shared {
         }
     }
 
-    fn fail_all(&self, st: &mut State, error: Error, after: &mut Vec<After>) {
+    fn fail_all(&self, st: &mut State, reason: CloseReason, after: &mut Vec<After>) {
         if st.closed.is_some() {
             return;
         }
-        let error = match error {
-            Error::Protocol(_) | Error::Decode(_) | Error::Limit(_) => {
-                log::warn!("netref connection to {} ended by bad input: {error}", self.label);
-                error
-            }
-            e => e,
-        };
-        st.closed = Some(error.clone());
+        if matches!(reason, CloseReason::Protocol(_) | CloseReason::Decode(_) | CloseReason::Limit(_)) {
+            log::warn!("netref connection to {} ended by bad input: {reason}", self.label);
+        }
+        st.closed = Some(reason.clone());
         for (_, slot) in st.slots.drain() {
-            after.push(After::Complete(slot, Err(error.clone())));
+            after.push(After::Complete(slot, Err(Error::Closed(reason.clone()))));
         }
         st.inbox.clear();
         self.transport.shutdown();
@@ -1114,7 +1147,7 @@ impl Shared {
             }
             let dead = st.proto.take_released_objects();
             after.push(After::Drop(dead));
-            self.fail_all(&mut st, Error::Closed(reason.to_string()), &mut after);
+            self.fail_all(&mut st, CloseReason::ByThisSide, &mut after);
             after.push(After::Disconnected);
             self.wake_driver(&st);
         }
@@ -1212,8 +1245,8 @@ impl Shared {
                     continue;
                 }
             }
-            if let Some(e) = &st.closed {
-                return Err(e.clone());
+            if let Some(why) = &st.closed {
+                return Err(Error::Closed(why.clone()));
             }
             let now = self.clock.now();
             if deadline.is_some_and(|d| now >= d) {
@@ -1289,7 +1322,7 @@ impl Shared {
                                 st.proto.handle_eof();
                             }
                         }
-                        Err(e) => st.proto.handle_transport_error(lost(e)),
+                        Err(e) => st.proto.handle_transport_error(e),
                     }
                     st
                 }),
@@ -1323,7 +1356,7 @@ impl Shared {
             if let Err(e) = waited {
                 if e.kind() == io::ErrorKind::WouldBlock {
                     // An in-memory pair found nothing that could ever progress.
-                    return Err(Error::Misuse(e.to_string()));
+                    return Err(Misuse::WaitsForever { detail: e.to_string() }.into());
                 }
             }
         }
@@ -1407,7 +1440,7 @@ impl Shared {
         if eof {
             st.proto.handle_eof();
         } else if let Some(e) = error {
-            st.proto.handle_transport_error(lost(e));
+            st.proto.handle_transport_error(e);
         }
         st
     }
@@ -1435,15 +1468,6 @@ impl Shared {
                 Err(_) => return Ok((filled, false, false)),
             }
         }
-    }
-}
-
-fn lost(e: io::Error) -> Error {
-    match e.kind() {
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
-            Error::Closed(format!("connection lost: {e}"))
-        }
-        _ => Error::from(e),
     }
 }
 
@@ -1527,11 +1551,32 @@ impl Driver for Shared {
         self.clock.now()
     }
 
+    fn is_served(&self) -> bool {
+        self.standing.load(Ordering::SeqCst) > 0
+    }
+
     fn set_deadline(&self, seq: u64, deadline: Instant) {
         let st = &mut *self.lock();
         st.proto.set_deadline(seq, Some(deadline));
         self.wake_driver(st);
         self.notify(st);
+    }
+}
+
+/// One standing server, for as long as it lives (see
+/// [`Shared::standing_server_started`]).
+struct Standing(Arc<Shared>);
+
+impl Standing {
+    fn new(shared: &Arc<Shared>) -> Standing {
+        shared.standing_server_started();
+        Standing(shared.clone())
+    }
+}
+
+impl Drop for Standing {
+    fn drop(&mut self) {
+        self.0.standing_server_stopped();
     }
 }
 
@@ -1553,12 +1598,16 @@ impl BgServingThread {
         let stop = Arc::new(AtomicBool::new(false));
         let worker = conn.clone();
         let flag = stop.clone();
+        // Counted from now, not from when the thread runs: a future awaited
+        // right after `new` returns waits for it.
+        let standing = Standing::new(&conn.shared);
         let thread = thread::Builder::new()
             .name("netref-bg-serving".into())
             .spawn(move || {
+                let _standing = standing;
                 let stopped = |_: &State| flag.load(Ordering::Acquire);
                 match worker.shared.serve_until(&stopped, None, true) {
-                    Err(Error::Closed(_)) => Ok(()),
+                    Err(Error::Closed(why)) if why.is_orderly() => Ok(()),
                     other => other,
                 }
             })
@@ -1566,7 +1615,9 @@ impl BgServingThread {
         BgServingThread { conn: conn.clone(), stop, thread: Some(thread) }
     }
 
-    /// Stops the thread and waits for it; returns how it ended.
+    /// Stops the thread and waits for it; returns how it ended: `Ok` when
+    /// stopped or after an [orderly](CloseReason::is_orderly) close, the
+    /// error otherwise.
     pub fn stop(mut self) -> Result<()> {
         self.halt()
     }
@@ -1579,7 +1630,7 @@ impl BgServingThread {
         }
         self.conn.shared.transport.wake();
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| Err(Error::Misuse("the serving thread panicked".into()))),
+            Some(t) => t.join().unwrap_or_else(|_| Err(Misuse::ServingThreadPanicked.into())),
             None => Ok(()),
         }
     }

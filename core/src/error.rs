@@ -3,40 +3,51 @@
 //! Errors that are *events* (the peer raised an exception, the peer went away)
 //! and errors that are *faults* (the peer sent garbage, a limit was hit, the API
 //! was misused) share one enum so callers can match on what happened without
-//! string inspection. The nested enums say where it came from.
+//! string inspection. The nested types say where it came from: why a
+//! connection closed ([`CloseReason`]), which API was misused ([`Misuse`]),
+//! where a value failed to convert ([`ConvertError`]), why authentication
+//! refused a peer ([`AuthError`]).
 
 use std::fmt;
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The result type used throughout netref.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in netref.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `PartialEq` compares I/O errors by their kind and message.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// The remote side raised an error while handling our request.
     Remote(RemoteError),
-    /// The peer broke the protocol; the connection is unusable.
+    /// The connection is closed, and why. Every call pending when it
+    /// closed fails with this, and so does every later call.
+    Closed(CloseReason),
+    /// The peer answered in a way the protocol does not allow, without the
+    /// connection closing (a fault that closes it is [`Error::Closed`]).
     Protocol(ProtocolError),
     /// Bytes could not be decoded into a frame or message.
     Decode(DecodeError),
-    /// A configured limit was exceeded.
+    /// A configured limit stopped this call (the connection stays open).
     Limit(LimitError),
     /// The caller used the API in a way it does not support.
-    Misuse(String),
+    Misuse(Misuse),
     /// A value could not be converted to or from a Rust type.
-    Convert(String),
+    Convert(ConvertError),
     /// An [`AsyncResult`](crate::AsyncResult) expired before its reply arrived
     /// (RPyC's `AsyncResultTimeout`).
     Timeout(Duration),
-    /// The connection is closed; the string says why.
-    Closed(String),
-    /// An I/O error on the transport (kind and message).
-    Io(std::io::ErrorKind, String),
+    /// An I/O error outside a running connection (connecting, binding,
+    /// accepting); shared so that `Error` stays `Clone`.
+    /// [`source`](std::error::Error::source) returns it.
+    Io(Arc<io::Error>),
     /// Authentication failed before the connection started (see
-    /// [`auth`](crate::auth)); the string says why.
-    Auth(String),
+    /// [`auth`](crate::auth)).
+    Auth(AuthError),
 }
 
 impl Error {
@@ -47,7 +58,7 @@ impl Error {
 
     /// True when the connection was closed or lost.
     pub fn is_closed(&self) -> bool {
-        matches!(self, Error::Closed(_) | Error::Io(..))
+        matches!(self, Error::Closed(_))
     }
 
     /// The remote error, when this error came from the peer.
@@ -58,11 +69,21 @@ impl Error {
         }
     }
 
+    /// Why the connection closed, when this error says it did.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        match self {
+            Error::Closed(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// Turns any error into the form it takes on the wire when a local method
     /// fails while serving the peer.
     pub(crate) fn into_remote(self) -> RemoteError {
         match self {
             Error::Remote(r) => r,
+            // Python's OSErrors carry the system's message alone.
+            Error::Io(e) => RemoteError::new(python_os_error(e.kind()), e.to_string()),
             other => RemoteError::new(other.kind_name(), other.to_string()),
         }
     }
@@ -77,7 +98,7 @@ impl Error {
             Error::Convert(_) => "TypeError",
             Error::Timeout(_) => "AsyncResultTimeout",
             Error::Closed(_) => "EOFError",
-            Error::Io(..) => "IOError",
+            Error::Io(e) => python_os_error(e.kind()),
             Error::Auth(_) => "AuthenticationError",
         }
     }
@@ -87,24 +108,57 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Remote(r) => r.fmt(f),
+            Error::Closed(why) => why.fmt(f),
             Error::Protocol(e) => write!(f, "protocol error: {e}"),
             Error::Decode(e) => write!(f, "decode error: {e}"),
             Error::Limit(e) => write!(f, "limit exceeded: {e}"),
-            Error::Misuse(m) => write!(f, "API misuse: {m}"),
-            Error::Convert(m) => write!(f, "conversion error: {m}"),
+            Error::Misuse(m) => m.fmt(f),
+            Error::Convert(e) => e.fmt(f),
             Error::Timeout(d) => write!(f, "result expired after {d:?} (AsyncResultTimeout)"),
-            Error::Closed(why) => write!(f, "connection closed: {why}"),
-            Error::Io(kind, m) => write!(f, "I/O error ({kind:?}): {m}"),
+            Error::Io(e) => write!(f, "I/O error: {e}"),
             Error::Auth(why) => write!(f, "authentication failed: {why}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(&**e),
+            Error::Closed(why) => why.source(),
+            Error::Auth(why) => why.source(),
+            _ => None,
+        }
+    }
+}
 
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::Io(e.kind(), e.to_string())
+impl PartialEq for Error {
+    fn eq(&self, other: &Error) -> bool {
+        use Error::*;
+        match (self, other) {
+            (Remote(a), Remote(b)) => a == b,
+            (Closed(a), Closed(b)) => a == b,
+            (Protocol(a), Protocol(b)) => a == b,
+            (Decode(a), Decode(b)) => a == b,
+            (Limit(a), Limit(b)) => a == b,
+            (Misuse(a), Misuse(b)) => a == b,
+            (Convert(a), Convert(b)) => a == b,
+            (Timeout(a), Timeout(b)) => a == b,
+            (Io(a), Io(b)) => same_io_error(a, b),
+            (Auth(a), Auth(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// I/O errors compare by kind and message (`io::Error` has no `PartialEq`).
+fn same_io_error(a: &io::Error, b: &io::Error) -> bool {
+    a.kind() == b.kind() && a.to_string() == b.to_string()
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(Arc::new(e))
     }
 }
 
@@ -126,6 +180,500 @@ impl From<ProtocolError> for Error {
 impl From<LimitError> for Error {
     fn from(e: LimitError) -> Self {
         Error::Limit(e)
+    }
+}
+impl From<Misuse> for Error {
+    fn from(e: Misuse) -> Self {
+        Error::Misuse(e)
+    }
+}
+impl From<ConvertError> for Error {
+    fn from(e: ConvertError) -> Self {
+        Error::Convert(e)
+    }
+}
+impl From<AuthError> for Error {
+    fn from(e: AuthError) -> Self {
+        Error::Auth(e)
+    }
+}
+impl From<CloseReason> for Error {
+    fn from(e: CloseReason) -> Self {
+        Error::Closed(e)
+    }
+}
+
+// ---- why a connection closed ----------------------------------------------------
+
+/// Why a connection closed: what [`Connection::close_reason`](crate::Connection::close_reason)
+/// returns and what [`Error::Closed`] carries.
+///
+/// `PartialEq` compares I/O errors by their kind and message.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// This side closed it: [`Connection::close`](crate::Connection::close),
+    /// or every handle to it was dropped.
+    ByThisSide,
+    /// The peer closed it in order: it sent its close message, or its end
+    /// of the stream after its hello.
+    ByPeer,
+    /// The transport failed (connection reset, broken pipe, ...);
+    /// [`source`](std::error::Error::source) returns the I/O error.
+    Lost(Arc<io::Error>),
+    /// The peer broke the protocol (a bad handshake, a reply to a request
+    /// never sent, a reference to an object never handed out, ...).
+    Protocol(ProtocolError),
+    /// The peer sent bytes that are no valid message.
+    Decode(DecodeError),
+    /// A limit was exceeded: the peer sent a frame or value past one, or
+    /// stopped reading while this side's output grew past
+    /// `max_output_buffer`.
+    Limit(LimitError),
+    /// Nothing arrived for [`Config::idle_timeout`](crate::Config::idle_timeout).
+    IdleTimeout(Duration),
+    /// This side's driver misused the sans-IO [`Protocol`](crate::protocol::Protocol)
+    /// in a way that leaves the stream unusable.
+    Misuse(Misuse),
+}
+
+impl CloseReason {
+    /// True when the connection ended as intended: closed by either side,
+    /// or by the idle timeout. False when something went wrong (the
+    /// transport failed, the peer misbehaved, a limit was hit). This is
+    /// what [`Connection::serve_all`](crate::Connection::serve_all) and
+    /// [`BgServingThread::stop`](crate::BgServingThread::stop) report as
+    /// `Ok`.
+    pub fn is_orderly(&self) -> bool {
+        matches!(self, CloseReason::ByThisSide | CloseReason::ByPeer | CloseReason::IdleTimeout(_))
+    }
+
+    /// The reason a fault found while feeding or driving the protocol
+    /// closes the connection with.
+    pub(crate) fn from_fault(e: Error) -> CloseReason {
+        match e {
+            Error::Closed(r) => r,
+            Error::Protocol(p) => CloseReason::Protocol(p),
+            Error::Decode(d) => CloseReason::Decode(d),
+            Error::Limit(l) => CloseReason::Limit(l),
+            Error::Misuse(m) => CloseReason::Misuse(m),
+            Error::Io(e) => CloseReason::Lost(e),
+            // Not produced by the protocol's inputs or outputs; kept total
+            // rather than panic inside the driver.
+            other => CloseReason::Lost(Arc::new(io::Error::other(other.to_string()))),
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::ByThisSide => f.write_str("connection closed by this side"),
+            CloseReason::ByPeer => f.write_str("connection closed by the peer"),
+            CloseReason::Lost(e) => write!(f, "connection lost: {e}"),
+            CloseReason::Protocol(e) => write!(f, "connection closed: the peer broke the protocol: {e}"),
+            CloseReason::Decode(e) => write!(f, "connection closed: the peer sent an invalid message: {e}"),
+            CloseReason::Limit(e) => write!(f, "connection closed: limit exceeded: {e}"),
+            CloseReason::IdleTimeout(d) => {
+                write!(f, "connection closed: nothing received for {d:?} (idle_timeout)")
+            }
+            CloseReason::Misuse(m) => write!(f, "connection closed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for CloseReason {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CloseReason::Lost(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for CloseReason {
+    fn eq(&self, other: &CloseReason) -> bool {
+        use CloseReason::*;
+        match (self, other) {
+            (ByThisSide, ByThisSide) | (ByPeer, ByPeer) => true,
+            (Lost(a), Lost(b)) => same_io_error(a, b),
+            (Protocol(a), Protocol(b)) => a == b,
+            (Decode(a), Decode(b)) => a == b,
+            (Limit(a), Limit(b)) => a == b,
+            (IdleTimeout(a), IdleTimeout(b)) => a == b,
+            (Misuse(a), Misuse(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+// ---- misuse ------------------------------------------------------------------------
+
+/// A way of using the API that it does not support; each says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// An [`AsyncResult`](crate::AsyncResult) was awaited on a connection
+    /// that nobody serves, so its reply would never be read (see
+    /// [Awaiting](crate::AsyncResult#awaiting)).
+    Unserved,
+    /// An event loop was asked to watch a connection whose transport has
+    /// no file descriptor.
+    NoFileDescriptor,
+    /// A proxy was passed to a connection other than the one it came from.
+    ForeignObject {
+        /// The peer's id of the object.
+        id: u64,
+    },
+    /// A call was made on a proxy from a bare [`Protocol`](crate::protocol::Protocol),
+    /// which has no connection to send it on.
+    NoConnection,
+    /// Bytes were fed to a [`Protocol`](crate::protocol::Protocol) while
+    /// its input buffer was lent out.
+    InputBufferLent,
+    /// A wait could never end: the transport reports that nothing can
+    /// arrive (an in-memory [`Pair`](crate::testing::Pair) with neither side
+    /// able to act).
+    WaitsForever {
+        /// What the transport said.
+        detail: String,
+    },
+    /// The thread serving the connection panicked: a result callback or a
+    /// service hook it ran panicked.
+    ServingThreadPanicked,
+}
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Misuse::Unserved => f.write_str(
+                "awaited a result of a connection that nobody serves: attach the connection to an \
+                 event loop (netref-glib, netref-calloop, netref-mio, netref-polling) or start a \
+                 BgServingThread, or call value() to serve it from this thread",
+            ),
+            Misuse::NoFileDescriptor => f.write_str(
+                "the connection's transport has no file descriptor, so no event loop can watch it",
+            ),
+            Misuse::ForeignObject { id } => write!(
+                f,
+                "remote object {id} belongs to another connection: pass a proxy only to the \
+                 connection it came from"
+            ),
+            Misuse::NoConnection => f.write_str(
+                "this proxy comes from a bare Protocol, which has no connection to call through: \
+                 send requests with Protocol::send_request, or use a Connection",
+            ),
+            Misuse::InputBufferLent => f.write_str(
+                "bytes were fed while the input buffer is lent out: give it back with \
+                 Protocol::handle_input first",
+            ),
+            Misuse::WaitsForever { detail } => {
+                write!(
+                    f,
+                    "{detail}: the wait could never end (give the call a timeout, or let the peer act first)"
+                )
+            }
+            Misuse::ServingThreadPanicked => f.write_str(
+                "the serving thread panicked: a result callback or a service hook it ran panicked",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Misuse {}
+
+// ---- conversions --------------------------------------------------------------------
+
+/// Where a value that failed to convert was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Place {
+    /// An argument of a method or callable this side serves.
+    Argument {
+        /// Its position, counted from 1.
+        position: usize,
+        /// What was called: `Type.method`, `Type()` for a callable object,
+        /// `callback()` for a [`callback`](crate::callback). `None` when
+        /// unknown.
+        callee: Option<String>,
+    },
+    /// What a method returned: the peer's reply to one of our calls, or a
+    /// local method's return value.
+    Result {
+        /// The method (`watch`, or `Type.method` for a local one); `None`
+        /// when an object itself was called.
+        method: Option<String>,
+    },
+    /// The value of an attribute.
+    Attribute {
+        /// The attribute's name.
+        name: String,
+    },
+    /// A value converted with no further context ([`from_value`](crate::from_value),
+    /// [`to_value`](crate::to_value)).
+    Value,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Argument { position, callee: Some(c) } => write!(f, "argument {position} of `{c}`"),
+            Place::Argument { position, callee: None } => write!(f, "argument {position}"),
+            Place::Result { method: Some(m) } => write!(f, "the result of `{m}`"),
+            Place::Result { method: None } => f.write_str("the result of the call"),
+            Place::Attribute { name } => write!(f, "the attribute `{name}`"),
+            Place::Value => f.write_str("a value"),
+        }
+    }
+}
+
+/// A value that did not convert to (or from) the Rust type asked for: where
+/// it was, what was expected and what was found, in the user's terms, e.g.
+/// ``argument 2 of `FileMonitor.watch`: expected a callback (a remote
+/// object), got the integer 1``.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertError {
+    place: Place,
+    problem: Problem,
+}
+
+/// What went wrong in a conversion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Problem {
+    /// The value is not of the kind asked for.
+    Mismatch { expected: Expected, got: String },
+    /// Anything else (a missing field, a custom serde error), in words.
+    Other(String),
+}
+
+/// What a conversion expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Expected {
+    /// A proxy for a peer's object: worded by place (an argument of a
+    /// served method is the peer's callback).
+    RemoteObject,
+    /// Anything else, in words ("an integer", "a list of 2 items").
+    Text(String),
+}
+
+impl ConvertError {
+    /// A mismatch: `expected` (in words) was asked for, `got` (in words) was found.
+    pub(crate) fn mismatch(expected: Expected, got: impl Into<String>) -> Self {
+        ConvertError { place: Place::Value, problem: Problem::Mismatch { expected, got: got.into() } }
+    }
+
+    /// A problem that is no mismatch, in words.
+    pub(crate) fn other(message: impl Into<String>) -> Self {
+        ConvertError { place: Place::Value, problem: Problem::Other(message.into()) }
+    }
+
+    /// The same problem, found at `place`.
+    pub(crate) fn at(mut self, place: Place) -> Self {
+        self.place = place;
+        self
+    }
+
+    /// Where the value was.
+    pub fn place(&self) -> &Place {
+        &self.place
+    }
+
+    /// What was expected, in words ("a callback (a remote object)",
+    /// "nothing (`()`)"); `None` when the problem is not a mismatch of kinds
+    /// (a missing field, say).
+    pub fn expected(&self) -> Option<&str> {
+        match &self.problem {
+            Problem::Mismatch { expected: Expected::RemoteObject, .. } => Some(match self.place {
+                Place::Argument { .. } => "a callback (a remote object)",
+                _ => "a remote object (a callback or proxy)",
+            }),
+            Problem::Mismatch { expected: Expected::Text(t), .. } => Some(t),
+            Problem::Other(_) => None,
+        }
+    }
+
+    /// What was found instead, in words ("the integer 1", "a remote
+    /// object"); `None` when the problem is not a mismatch of kinds.
+    pub fn got(&self) -> Option<&str> {
+        match &self.problem {
+            Problem::Mismatch { got, .. } => Some(got),
+            Problem::Other(_) => None,
+        }
+    }
+
+    /// What went wrong, without the place: "expected X, got Y", or the
+    /// problem in words.
+    pub fn problem(&self) -> String {
+        match &self.problem {
+            Problem::Mismatch { got, .. } => {
+                format!("expected {}, got {got}", self.expected().expect("a mismatch"))
+            }
+            Problem::Other(m) => m.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.place {
+            Place::Value => write!(f, "cannot convert a value: {}", self.problem()),
+            place => write!(f, "{place}: {}", self.problem()),
+        }
+    }
+}
+
+impl std::error::Error for ConvertError {}
+
+// ---- authentication -------------------------------------------------------------------
+
+/// A step of the shared-secret exchange (see [`auth`](crate::auth)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthStep {
+    /// The server sends its challenge.
+    SendingChallenge,
+    /// The server reads the client's answer.
+    ReadingAnswer,
+    /// The server sends its proof.
+    SendingProof,
+    /// The client reads the server's challenge.
+    ReadingChallenge,
+    /// The client sends its answer.
+    SendingAnswer,
+    /// The client reads the server's verdict.
+    ReadingVerdict,
+    /// The client reads the server's proof.
+    ReadingProof,
+}
+
+impl fmt::Display for AuthStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthStep::SendingChallenge => "sending the challenge",
+            AuthStep::ReadingAnswer => "reading the client's answer",
+            AuthStep::SendingProof => "sending the server's proof",
+            AuthStep::ReadingChallenge => "reading the server's challenge",
+            AuthStep::SendingAnswer => "sending our answer",
+            AuthStep::ReadingVerdict => "reading the server's verdict",
+            AuthStep::ReadingProof => "reading the server's proof",
+        })
+    }
+}
+
+/// Why authentication refused a peer (or a server refused us).
+///
+/// `PartialEq` compares I/O errors by their kind and message.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// An [`Authenticator`](crate::Authenticator) of the application refused
+    /// the peer, for this reason.
+    Refused(String),
+    /// Peer credentials (`SO_PEERCRED`) need a Unix socket; the stream is TCP.
+    NotUnixSocket,
+    /// The kernel did not tell the peer's credentials.
+    PeerCredentials(Arc<io::Error>),
+    /// The peer process runs as a uid that is not allowed.
+    UidNotAllowed {
+        /// The peer's process id.
+        pid: i32,
+        /// The peer's user id.
+        uid: u32,
+        /// The allowed user ids.
+        allowed: Vec<u32>,
+    },
+    /// (Server) the client's answer to the challenge is wrong: it does not
+    /// know the shared secret.
+    WrongAnswer,
+    /// (Client) the server sent no netref-auth challenge.
+    NoChallenge,
+    /// (Client) the server rejected our answer: the shared secrets differ.
+    Rejected,
+    /// (Client) the server closed the connection after our answer,
+    /// usually for a wrong shared secret.
+    ClosedAfterAnswer,
+    /// (Client) the server sent a verdict byte this version does not know.
+    UnknownVerdict(u8),
+    /// (Client) the server failed to prove that it knows the shared secret.
+    ServerUnproven,
+    /// A step took longer than the builder's `auth_timeout`.
+    TimedOut(AuthStep),
+    /// The peer closed the connection during a step.
+    PeerClosed(AuthStep),
+    /// A step failed with an I/O error.
+    Io(AuthStep, Arc<io::Error>),
+    /// No random nonce could be read from `/dev/urandom`.
+    NoRandomness(Arc<io::Error>),
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::Refused(why) => f.write_str(why),
+            AuthError::NotUnixSocket => {
+                f.write_str("peer credentials (SO_PEERCRED) need a Unix socket, not TCP")
+            }
+            AuthError::PeerCredentials(e) => write!(f, "reading peer credentials failed: {e}"),
+            AuthError::UidNotAllowed { pid, uid, allowed } => write!(
+                f,
+                "peer process {pid} runs as uid {uid}, which is not among the allowed uids {allowed:?}"
+            ),
+            AuthError::WrongAnswer => f.write_str(
+                "the client's answer to the challenge is wrong (it does not know the shared secret)",
+            ),
+            AuthError::NoChallenge => f.write_str(
+                "the server did not send a netref-auth challenge (does it require a shared secret?)",
+            ),
+            AuthError::Rejected => f.write_str("the server rejected our answer: the shared secrets differ"),
+            AuthError::ClosedAfterAnswer => {
+                f.write_str("the server closed the connection after our answer (wrong shared secret?)")
+            }
+            AuthError::UnknownVerdict(v) => write!(f, "the server sent an unknown verdict {v}"),
+            AuthError::ServerUnproven => {
+                f.write_str("the server failed to prove that it knows the shared secret")
+            }
+            AuthError::TimedOut(step) => write!(f, "timed out {step} (auth_timeout)"),
+            AuthError::PeerClosed(step) => write!(f, "the peer closed the connection while {step}"),
+            AuthError::Io(step, e) => write!(f, "{step} failed: {e}"),
+            AuthError::NoRandomness(e) => {
+                write!(f, "reading a random nonce from /dev/urandom failed: {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AuthError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AuthError::PeerCredentials(e) | AuthError::Io(_, e) | AuthError::NoRandomness(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for AuthError {
+    fn eq(&self, other: &AuthError) -> bool {
+        use AuthError::*;
+        match (self, other) {
+            (Refused(a), Refused(b)) => a == b,
+            (PeerCredentials(a), PeerCredentials(b)) | (NoRandomness(a), NoRandomness(b)) => {
+                same_io_error(a, b)
+            }
+            (
+                UidNotAllowed { pid: p1, uid: u1, allowed: a1 },
+                UidNotAllowed { pid: p2, uid: u2, allowed: a2 },
+            ) => p1 == p2 && u1 == u2 && a1 == a2,
+            (UnknownVerdict(a), UnknownVerdict(b)) => a == b,
+            (TimedOut(a), TimedOut(b)) | (PeerClosed(a), PeerClosed(b)) => a == b,
+            (Io(s1, e1), Io(s2, e2)) => s1 == s2 && same_io_error(e1, e2),
+            (NotUnixSocket, NotUnixSocket)
+            | (WrongAnswer, WrongAnswer)
+            | (NoChallenge, NoChallenge)
+            | (Rejected, Rejected)
+            | (ClosedAfterAnswer, ClosedAfterAnswer)
+            | (ServerUnproven, ServerUnproven) => true,
+            _ => false,
+        }
     }
 }
 
@@ -168,14 +716,61 @@ impl RemoteError {
 
     /// Builds a remote error from any displayable error, naming it after its
     /// Rust type (`ParseIntError`, not `core::num::error::ParseIntError`).
+    ///
+    /// An [`io::Error`] is named the way Python names it: `FileNotFoundError`,
+    /// `PermissionError`, `FileExistsError`, `TimeoutError`, ... and
+    /// `OSError` for the rest. Another type whose name is just `Error` keeps
+    /// its module (`fmt::Error`, `serde_json::Error`). A
+    /// [`netref::Error`](Error) from a nested call keeps its remote type and
+    /// traceback.
     pub fn from_error<E: fmt::Display + 'static>(err: &E) -> Self {
-        if let Some(e) = (err as &dyn std::any::Any).downcast_ref::<Error>() {
+        let any = err as &dyn std::any::Any;
+        if let Some(e) = any.downcast_ref::<Error>() {
             return e.clone().into_remote();
         }
-        if let Some(e) = (err as &dyn std::any::Any).downcast_ref::<RemoteError>() {
+        if let Some(e) = any.downcast_ref::<RemoteError>() {
             return e.clone();
         }
-        RemoteError::new(short_type_name::<E>(), err.to_string())
+        if let Some(e) = any.downcast_ref::<io::Error>() {
+            return RemoteError::new(python_os_error(e.kind()), e.to_string());
+        }
+        RemoteError::new(error_type_name::<E>(), err.to_string())
+    }
+}
+
+/// Python's name for the `OSError` subclass of an I/O error kind.
+fn python_os_error(kind: io::ErrorKind) -> &'static str {
+    use io::ErrorKind::*;
+    match kind {
+        NotFound => "FileNotFoundError",
+        PermissionDenied => "PermissionError",
+        AlreadyExists => "FileExistsError",
+        TimedOut => "TimeoutError",
+        WouldBlock => "BlockingIOError",
+        Interrupted => "InterruptedError",
+        BrokenPipe => "BrokenPipeError",
+        ConnectionRefused => "ConnectionRefusedError",
+        ConnectionReset => "ConnectionResetError",
+        ConnectionAborted => "ConnectionAbortedError",
+        IsADirectory => "IsADirectoryError",
+        NotADirectory => "NotADirectoryError",
+        _ => "OSError",
+    }
+}
+
+/// The name a Rust error type goes by on the wire: its short name, with the
+/// module kept when that name is just `Error` (`fmt::Error`, not `Error`;
+/// `serde_json::Error` for `serde_json::error::Error`).
+fn error_type_name<E: ?Sized>() -> String {
+    let short = short_type_name::<E>();
+    if short != "Error" {
+        return short;
+    }
+    let full = std::any::type_name::<E>();
+    let module = full.rsplit("::").skip(1).find(|segment| *segment != "error");
+    match module {
+        Some(m) => format!("{m}::Error"),
+        None => short,
     }
 }
 
@@ -210,6 +805,9 @@ impl fmt::Display for RemoteError {
 }
 
 impl std::error::Error for RemoteError {}
+impl std::error::Error for ProtocolError {}
+impl std::error::Error for DecodeError {}
+impl std::error::Error for LimitError {}
 
 /// The peer broke the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,5 +977,51 @@ mod tests {
         assert_eq!(short_type_name::<Vec<std::string::String>>(), "Vec<String>");
         let e: std::num::ParseIntError = "x".parse::<i32>().unwrap_err();
         assert_eq!(RemoteError::from_error(&e).type_name, "ParseIntError");
+    }
+
+    #[test]
+    fn a_type_called_just_error_keeps_its_module() {
+        assert_eq!(RemoteError::from_error(&fmt::Error).type_name, "fmt::Error");
+        mod serde_like {
+            pub(super) mod error {
+                #[derive(Debug)]
+                pub(crate) struct Error;
+                impl std::fmt::Display for Error {
+                    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("bad input")
+                    }
+                }
+            }
+        }
+        // `serde_json::error::Error` reads `serde_json::Error`: a module
+        // called `error` is skipped.
+        let e = RemoteError::from_error(&serde_like::error::Error);
+        assert_eq!((e.type_name.as_str(), e.message.as_str()), ("serde_like::Error", "bad input"));
+    }
+
+    #[test]
+    fn misuse_names_the_fix() {
+        assert_eq!(
+            Error::from(Misuse::Unserved).to_string(),
+            "awaited a result of a connection that nobody serves: attach the connection to an event loop \
+             (netref-glib, netref-calloop, netref-mio, netref-polling) or start a BgServingThread, or call \
+             value() to serve it from this thread"
+        );
+        assert_eq!(
+            Misuse::NoFileDescriptor.to_string(),
+            "the connection's transport has no file descriptor, so no event loop can watch it"
+        );
+    }
+
+    #[test]
+    fn io_errors_are_named_as_python_names_them() {
+        let named = |kind: io::ErrorKind| RemoteError::from_error(&io::Error::from(kind)).type_name;
+        assert_eq!(named(io::ErrorKind::NotFound), "FileNotFoundError");
+        assert_eq!(named(io::ErrorKind::PermissionDenied), "PermissionError");
+        assert_eq!(named(io::ErrorKind::ConnectionReset), "ConnectionResetError");
+        assert_eq!(named(io::ErrorKind::InvalidData), "OSError");
+        // Also when it reaches the peer inside a netref::Error.
+        let wrapped = Error::from(io::Error::from(io::ErrorKind::NotFound));
+        assert_eq!(RemoteError::from_error(&wrapped).type_name, "FileNotFoundError");
     }
 }

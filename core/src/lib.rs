@@ -101,7 +101,7 @@ pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
 pub use connection::{batch, connect, BgServingThread, Builder, Connection, Service, WeakConnection};
 pub use deadlines::DeadlineIndex;
-pub use error::{Error, RemoteError, Result};
+pub use error::{AuthError, CloseReason, ConvertError, Error, Misuse, Place, RemoteError, Result};
 pub use listener::{Accepted, Listener};
 pub use object::{callback, Invoke, LocalObject, Method, Object, ObjectBuilder};
 pub use remote::{async_, timed, Async, IntoArgs, RemoteObject};

@@ -5,6 +5,7 @@
 //! closures whose arguments and results are serde types (or object
 //! references); anything more dynamic implements [`Object`] directly.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::RemoteError;
-use crate::value::{from_value, into_value, to_value, Value};
+use crate::error::{Error, Place, RemoteError};
+use crate::value::{from_value, into_value, placed, to_value, Value};
 
 /// Result of serving one request on a local object.
 pub type CallResult = Result<Value, RemoteError>;
@@ -138,7 +139,11 @@ impl ObjectBuilder {
         F::Output: Serialize,
     {
         let f = Arc::new(f);
-        self.methods.insert(name.to_owned(), Arc::new(move |args| returned(f.invoke(args)?)));
+        let callee = self.callee(name);
+        self.methods.insert(
+            name.to_owned(),
+            Arc::new(move |args| returned(&callee, calling(&callee, || f.invoke(args))?)),
+        );
         self
     }
 
@@ -152,10 +157,11 @@ impl ObjectBuilder {
         E: fmt::Display + 'static,
     {
         let f = Arc::new(f);
+        let callee = self.callee(name);
         self.methods.insert(
             name.to_owned(),
-            Arc::new(move |args| match f.invoke(args)? {
-                Ok(t) => returned(t),
+            Arc::new(move |args| match calling(&callee, || f.invoke(args))? {
+                Ok(t) => returned(&callee, t),
                 Err(e) => Err(RemoteError::from_error(&e)),
             }),
         );
@@ -167,7 +173,7 @@ impl ObjectBuilder {
         let attr = match to_value(&value) {
             Ok(v) => Attr::Fixed(v),
             Err(e) => {
-                let e = RemoteError::from_error(&e);
+                let e = RemoteError::from_error(&placed(e, &Place::Attribute { name: name.to_owned() }));
                 Attr::Getter(Arc::new(move || Err(e.clone())))
             }
         };
@@ -177,7 +183,8 @@ impl ObjectBuilder {
 
     /// Exposes an attribute computed on each read.
     pub fn getter<T: Serialize>(mut self, name: &str, f: impl Fn() -> T + Send + Sync + 'static) -> Self {
-        self.attrs.insert(name.to_owned(), Attr::Getter(Arc::new(move || returned(f()))));
+        let place = Place::Attribute { name: name.to_owned() };
+        self.attrs.insert(name.to_owned(), Attr::Getter(Arc::new(move || converted(&place, f()))));
         self
     }
 
@@ -187,7 +194,8 @@ impl ObjectBuilder {
         F::Output: Serialize,
     {
         let f = Arc::new(f);
-        self.call = Some(Arc::new(move |args| returned(f.invoke(args)?)));
+        let callee: Arc<str> = format!("{}()", self.type_name).into();
+        self.call = Some(Arc::new(move |args| returned(&callee, calling(&callee, || f.invoke(args))?)));
         self
     }
 
@@ -199,11 +207,17 @@ impl ObjectBuilder {
         E: fmt::Display + 'static,
     {
         let f = Arc::new(f);
-        self.call = Some(Arc::new(move |args| match f.invoke(args)? {
-            Ok(t) => returned(t),
+        let callee: Arc<str> = format!("{}()", self.type_name).into();
+        self.call = Some(Arc::new(move |args| match calling(&callee, || f.invoke(args))? {
+            Ok(t) => returned(&callee, t),
             Err(e) => Err(RemoteError::from_error(&e)),
         }));
         self
+    }
+
+    /// How errors name the method `name`: `Type.method`.
+    fn callee(&self, name: &str) -> Arc<str> {
+        format!("{}.{name}", self.type_name).into()
     }
 
     /// Finishes the object.
@@ -231,8 +245,51 @@ where
     ObjectBuilder::new("callback").callable(f).build()
 }
 
-fn returned<T: Serialize>(t: T) -> CallResult {
-    into_value(t).map_err(|e| RemoteError::type_error(format!("cannot convert the result: {e}")))
+/// What `callee` returned, as a value for the peer.
+fn returned<T: Serialize>(callee: &str, t: T) -> CallResult {
+    converted(&Place::Result { method: Some(callee.to_owned()) }, t)
+}
+
+/// `t` as a value for the peer; a failure is a `TypeError` naming `place`.
+fn converted<T: Serialize>(place: &Place, t: T) -> CallResult {
+    into_value(t).map_err(|e| type_error_at(place, e))
+}
+
+/// A conversion failure at `place` as the `TypeError` the peer receives:
+/// its message is exactly the conversion error's text.
+fn type_error_at(place: &Place, e: Error) -> RemoteError {
+    match placed(e, place) {
+        Error::Convert(c) => RemoteError::type_error(c.to_string()),
+        other => RemoteError::type_error(format!("{place}: {other}")),
+    }
+}
+
+thread_local! {
+    /// What this thread is calling now (`Type.method`, `Type()`), set by
+    /// [`ObjectBuilder`]'s handlers around [`Invoke::invoke`] so that the
+    /// argument and arity errors it makes name the callee, through any
+    /// wrapper an event-loop crate puts around the closure.
+    static CALLEE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `callee` as what this thread is calling (restored after,
+/// so nested calls name their own).
+fn calling<R>(callee: &Arc<str>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Arc<str>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let saved = self.0.take();
+            // `try_with`: the thread's locals may be going away.
+            let _ = CALLEE.try_with(|c| *c.borrow_mut() = saved);
+        }
+    }
+    let _restore = Restore(CALLEE.with(|c| c.replace(Some(callee.clone()))));
+    f()
+}
+
+/// What this thread is calling, if an [`ObjectBuilder`] handler said.
+fn callee() -> Option<String> {
+    CALLEE.with(|c| c.borrow().as_deref().map(str::to_owned))
 }
 
 struct Built {
@@ -306,6 +363,13 @@ impl Object for BoundMethod {
 ///
 /// `Args` is a marker (the argument tuple) that lets one closure type
 /// implement this for exactly one arity.
+///
+/// A wrong number of arguments, or an argument that does not convert, is a
+/// `TypeError` in Python's words, naming what is called when an
+/// [`ObjectBuilder`] method or callable (or a [`callback`]) runs it:
+/// ``argument 2 of `FileMonitor.watch`: expected a callback (a remote
+/// object), got the integer 1``, or `` `Calc.add` takes 2 arguments but 3
+/// were given ``.
 pub trait Invoke<Args>: 'static {
     /// What the closure returns.
     type Output;
@@ -319,8 +383,26 @@ pub trait Method<Args>: Invoke<Args> + Send + Sync {}
 
 impl<Args, F: Invoke<Args> + Send + Sync> Method<Args> for F {}
 
+/// Converts the argument at `index` (from 0): an error names its position
+/// and the callee.
 fn arg<T: DeserializeOwned>(v: Value, index: usize) -> Result<T, RemoteError> {
-    from_value(v).map_err(|e| RemoteError::type_error(format!("argument {}: {e}", index + 1)))
+    from_value(v).map_err(|e| type_error_at(&Place::Argument { position: index + 1, callee: callee() }, e))
+}
+
+/// "`Calc.add` takes 2 arguments but 3 were given", as Python words it.
+fn arity_error(takes: usize, given: usize) -> RemoteError {
+    let takes = match takes {
+        1 => "1 argument".to_string(),
+        n => format!("{n} arguments"),
+    };
+    let given = match given {
+        1 => "1 was given".to_string(),
+        n => format!("{n} were given"),
+    };
+    RemoteError::type_error(match callee() {
+        Some(c) => format!("`{c}` takes {takes} but {given}"),
+        None => format!("takes {takes} but {given}"),
+    })
 }
 
 macro_rules! impl_method {
@@ -334,9 +416,7 @@ macro_rules! impl_method {
             #[allow(unused_variables, unused_mut, non_snake_case)]
             fn invoke(&self, args: Vec<Value>) -> Result<R, RemoteError> {
                 if args.len() != $n {
-                    return Err(RemoteError::type_error(format!(
-                        "takes {} argument{} but {} were given", $n, if $n == 1 { "" } else { "s" }, args.len()
-                    )));
+                    return Err(arity_error($n, args.len()));
                 }
                 let mut it = args.into_iter().enumerate();
                 $(let $a = { let (i, v) = it.next().expect("arity checked"); arg::<$a>(v, i)? };)*

@@ -32,7 +32,9 @@ use std::time::Instant;
 use ciborium::value::Value as Cbor;
 
 use crate::config::Config;
-use crate::error::{DecodeError, Error, LimitError, ProtocolError, RemoteError, Result};
+use crate::error::{
+    CloseReason, DecodeError, Error, LimitError, Misuse, Place, ProtocolError, RemoteError, Result,
+};
 use crate::object::LocalObject;
 use crate::remote::{ProxyInner, ReleaseQueue, RemoteObject, Session};
 use crate::seq_hash::SeqHash;
@@ -72,11 +74,11 @@ pub enum Event {
         /// The peer's request's sequence number.
         seq: u64,
     },
-    /// The connection ended; every request awaiting a reply has failed with
-    /// this error ([`Error::Closed`] for an orderly close).
+    /// The connection ended; every request awaiting a reply has failed
+    /// (a driver fails them with [`Error::Closed`] and this reason).
     Closed {
         /// Why it ended.
-        error: Error,
+        reason: CloseReason,
     },
 }
 
@@ -153,6 +155,20 @@ pub enum Call {
     Ping(Value),
 }
 
+impl Call {
+    /// Where the reply's value is, for conversion errors.
+    pub(crate) fn result_place(&self) -> Place {
+        match self {
+            Call::Root => Place::Result { method: Some("root".into()) },
+            Call::Call { .. } => Place::Result { method: None },
+            Call::CallMethod { name, .. } => Place::Result { method: Some(name.clone()) },
+            Call::GetAttr { name, .. } => Place::Attribute { name: name.clone() },
+            Call::Dir { .. } => Place::Result { method: Some("dir".into()) },
+            Call::Ping(_) => Place::Result { method: Some("ping".into()) },
+        }
+    }
+}
+
 /// Where the connection is in its life, named for what it expects next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -208,12 +224,14 @@ pub struct Protocol {
     /// user code in their `Drop` never runs inside the driver's lock.
     released: Vec<LocalObject>,
     last_input: Instant,
+    /// Why it ended, once it has.
+    closed: Option<CloseReason>,
 }
 
 struct NoSession;
 impl Session for NoSession {
     fn submit(&self, _: Call, _: Option<std::time::Duration>) -> crate::AsyncResult {
-        crate::AsyncResult::failed(Error::Closed("proxy has no connection".into()))
+        crate::AsyncResult::failed(Misuse::NoConnection.into())
     }
 }
 
@@ -254,6 +272,7 @@ impl Protocol {
             root,
             released: Vec::new(),
             last_input: now,
+            closed: None,
         };
         let hello = Message::Hello { version: wire::VERSION, features: wire::FEATURES };
         p.out.push_frame(hello.into_cbor(), usize::MAX).expect("hello encodes");
@@ -268,6 +287,11 @@ impl Protocol {
     /// True once the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.closed.as_ref()
     }
 
     /// The limits this protocol enforces.
@@ -293,8 +317,9 @@ impl Protocol {
 
     // ---- input -------------------------------------------------------------
 
-    /// Feeds bytes received from the peer. An error ends the connection (an
-    /// [`Event::Closed`] is queued too); later input is ignored.
+    /// Feeds bytes received from the peer. An error ends the connection: it
+    /// is [`Error::Closed`] with the [`CloseReason`] that an
+    /// [`Event::Closed`] queued too reports; later input is ignored.
     pub fn handle_bytes(&mut self, bytes: &[u8], now: Instant) -> Result<()> {
         if self.phase == Phase::Closed {
             return Ok(());
@@ -307,9 +332,9 @@ impl Protocol {
             self.first_bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
         if self.lent {
-            let e = Error::Misuse("bytes fed while the input buffer is lent out".into());
-            self.fail(e.clone());
-            return Err(e);
+            let reason = CloseReason::Misuse(Misuse::InputBufferLent);
+            self.fail(reason.clone());
+            return Err(Error::Closed(reason));
         }
         self.feed(bytes)
     }
@@ -440,9 +465,9 @@ impl Protocol {
             }
         });
         if let Err(e) = result {
-            let e = self.explain_bad_greeting(e);
-            self.fail(e.clone());
-            return Err(e);
+            let reason = CloseReason::from_fault(self.explain_bad_greeting(e));
+            self.fail(reason.clone());
+            return Err(Error::Closed(reason));
         }
         Ok(())
     }
@@ -469,26 +494,34 @@ impl Protocol {
         ProtocolError::Handshake(message).into()
     }
 
-    /// The peer closed its end of the stream.
+    /// The peer closed its end of the stream: [`CloseReason::ByPeer`] after
+    /// its hello, a handshake failure before it, a decoding error in the
+    /// middle of a frame.
     pub fn handle_eof(&mut self) {
         if self.phase == Phase::Closed {
             return;
         }
         if let Some(large) = &self.large {
             let e = large.truncated();
-            self.fail(e);
+            self.fail(CloseReason::from_fault(e));
             return;
         }
         match self.decoder.finish() {
-            Err(e) => self.fail(e),
-            Ok(()) => self.fail(Error::Closed("the peer closed the connection".into())),
+            Err(e) => self.fail(CloseReason::from_fault(e)),
+            Ok(()) if self.phase == Phase::ExpectHello => {
+                self.fail(CloseReason::Protocol(ProtocolError::Handshake(
+                    "the peer closed the connection before its hello (did it refuse this side?)".into(),
+                )))
+            }
+            Ok(()) => self.fail(CloseReason::ByPeer),
         }
     }
 
-    /// Ends the connection because its transport failed.
-    pub fn handle_transport_error(&mut self, error: Error) {
+    /// Ends the connection because its transport failed
+    /// ([`CloseReason::Lost`]).
+    pub fn handle_transport_error(&mut self, error: std::io::Error) {
         if self.phase != Phase::Closed {
-            self.fail(error);
+            self.fail(CloseReason::Lost(Arc::new(error)));
         }
     }
 
@@ -523,7 +556,7 @@ impl Protocol {
             if self.phase != Phase::Closed && now >= self.last_input + idle {
                 let bye = Message::Request { seq: 0, request: WireRequest::Close("idle timeout".into()) };
                 let _ = self.send(bye);
-                self.fail(Error::Closed(format!("nothing received for {idle:?} (idle_timeout)")));
+                self.fail(CloseReason::IdleTimeout(idle));
             }
         }
     }
@@ -534,7 +567,7 @@ impl Protocol {
     /// returned sequence number, or an [`Event::Expired`] after `deadline`.
     pub fn send_request(&mut self, call: Call, deadline: Option<Instant>) -> Result<u64> {
         if self.phase == Phase::Closed {
-            return Err(Error::Closed("the connection is closed".into()));
+            return Err(Error::Closed(self.closed.clone().unwrap_or(CloseReason::ByThisSide)));
         }
         if self.pending.len() >= self.config.max_pending {
             return Err(LimitError::TooManyPending { max: self.config.max_pending }.into());
@@ -596,7 +629,10 @@ impl Protocol {
         }
         let queued = self.out.len();
         if queued > self.config.max_output_buffer {
-            self.fail(LimitError::OutputBufferFull { queued, max: self.config.max_output_buffer }.into());
+            self.fail(CloseReason::Limit(LimitError::OutputBufferFull {
+                queued,
+                max: self.config.max_output_buffer,
+            }));
             return;
         }
         self.flush_releases();
@@ -618,7 +654,7 @@ impl Protocol {
         if let Err(e) = sent {
             let error = RemoteError::new("ReplyError", format!("the reply could not be sent: {e}"));
             if let Err(e) = self.send(Message::Error { seq, error }) {
-                self.fail(e);
+                self.fail(CloseReason::from_fault(e));
             }
         }
     }
@@ -632,6 +668,7 @@ impl Protocol {
         self.flush_releases();
         let _ = self.send(Message::Request { seq: 0, request: WireRequest::Close(reason.into()) });
         self.phase = Phase::Closed;
+        self.closed = Some(CloseReason::ByThisSide);
         self.forget_everything();
     }
 
@@ -694,15 +731,16 @@ impl Protocol {
 
     // ---- internals -------------------------------------------------------------
 
-    fn fail(&mut self, error: Error) {
+    fn fail(&mut self, reason: CloseReason) {
         if self.phase == Phase::Closed {
             // An orderly local close already happened; report nothing new.
             return;
         }
-        log::debug!("netref connection {} ends: {error}", self.id);
+        log::debug!("netref connection {} ends: {reason}", self.id);
         self.phase = Phase::Closed;
+        self.closed = Some(reason.clone());
         self.forget_everything();
-        self.events.push_back(Event::Closed { error });
+        self.events.push_back(Event::Closed { reason });
     }
 
     fn forget_everything(&mut self) {
@@ -753,10 +791,7 @@ impl Protocol {
 
     fn target_id(&self, target: &RemoteObject) -> Result<u64> {
         if target.inner.protocol_id != self.id {
-            return Err(Error::Misuse(format!(
-                "remote object {} belongs to another connection",
-                target.id()
-            )));
+            return Err(Misuse::ForeignObject { id: target.id() }.into());
         }
         Ok(target.id())
     }
@@ -831,7 +866,7 @@ impl Protocol {
         if !batch.is_empty() {
             let msg = Message::Request { seq: 0, request: WireRequest::Release(batch) };
             if let Err(e) = self.send(msg) {
-                self.fail(e);
+                self.fail(CloseReason::from_fault(e));
             }
         }
     }
@@ -983,7 +1018,7 @@ impl Protocol {
             }
             WireRequest::Close(reason) => {
                 log::debug!("netref connection {}: peer closes ({reason})", self.id);
-                self.fail(Error::Closed(format!("the peer closed the connection ({reason})")));
+                self.fail(CloseReason::ByPeer);
                 return Ok(());
             }
             WireRequest::Call { target, args } => self.local_target(target).and_then(|target| {

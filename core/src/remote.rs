@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::async_result::AsyncResult;
-use crate::error::Result;
+use crate::error::{Misuse, Result};
 use crate::protocol::Call;
-use crate::value::{from_value, to_value, Value};
+use crate::value::{from_value_at, to_value, Value};
 
 /// What a proxy needs from the connection it came from.
 pub(crate) trait Session: Send + Sync + 'static {
@@ -112,7 +112,7 @@ impl Drop for ProxyInner {
 ///
 /// Calls come in three forms, as in RPyC: synchronous ([`call_method`](Self::call_method),
 /// blocking while serving the connection), asynchronous
-/// ([`async_method`](Self::async_method), returning an [`AsyncResult`]), and
+/// ([`async_(&proxy).call_method(..)`](async_), returning an [`AsyncResult`]), and
 /// [`timed`].
 #[derive(Clone)]
 pub struct RemoteObject {
@@ -167,7 +167,7 @@ impl RemoteObject {
     fn submit(&self, call: Call, timeout: Option<Duration>) -> AsyncResult {
         match &self.inner.session {
             Some(s) => s.submit(call, timeout),
-            None => AsyncResult::failed(crate::Error::Closed("this proxy has no connection".into())),
+            None => AsyncResult::failed(Misuse::NoConnection.into()),
         }
     }
 
@@ -176,7 +176,8 @@ impl RemoteObject {
     }
 
     fn sync<R: DeserializeOwned>(&self, call: Call, timeout: Option<Duration>) -> Result<R> {
-        from_value(self.submit(call, timeout).into_value()?)
+        let place = call.result_place();
+        from_value_at(self.submit(call, timeout).into_value()?, &place)
     }
 
     /// Calls the remote method `name` and waits for its result, serving the
@@ -199,28 +200,10 @@ impl RemoteObject {
         self.sync(call, timeout)
     }
 
-    /// Calls the remote method `name` asynchronously (RPyC's `async_`).
-    pub fn async_method(&self, name: &str, args: impl IntoArgs) -> AsyncResult {
-        match args.into_args() {
-            Ok(args) => {
-                self.submit(Call::CallMethod { target: self.clone(), name: name.to_owned(), args }, None)
-            }
-            Err(e) => AsyncResult::failed(e),
-        }
-    }
-
     /// Calls the remote object itself and waits for the result.
     pub fn call<R: DeserializeOwned>(&self, args: impl IntoArgs) -> Result<R> {
         let call = Call::Call { target: self.clone(), args: args.into_args()? };
         self.sync(call, self.sync_timeout())
-    }
-
-    /// Calls the remote object itself asynchronously.
-    pub fn async_call(&self, args: impl IntoArgs) -> AsyncResult {
-        match args.into_args() {
-            Ok(args) => self.submit(Call::Call { target: self.clone(), args }, None),
-            Err(e) => AsyncResult::failed(e),
-        }
     }
 
     /// Reads the remote attribute `name`.
@@ -276,7 +259,9 @@ impl Async {
         }
     }
 
-    /// Calls the method `name` of the proxied object.
+    /// Calls the method `name` of the proxied object. The result holds the
+    /// reply as a [`Value`]; [`typed`](AsyncResult::typed) reads it as a Rust
+    /// type (`async_(&p).call_method("add", (1, 2)).typed::<i64>()`).
     pub fn call_method(&self, name: &str, args: impl IntoArgs) -> AsyncResult {
         match args.into_args() {
             Ok(args) => self.proxy.submit(

@@ -6,7 +6,7 @@
 //! shared [`VirtualClock`] jumps to the waiting side's deadline. So a call
 //! with a 30 s timeout against a peer that never answers fails at once, in
 //! 30 s of virtual time, and a wait that could never end fails with
-//! [`Error::Misuse`](crate::Error::Misuse) instead of hanging.
+//! [`Misuse::WaitsForever`](crate::Misuse::WaitsForever) instead of hanging.
 //!
 //! ```
 //! use netref::testing::Pair;

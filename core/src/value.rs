@@ -4,12 +4,16 @@
 //! [`to_value`] and [`from_value`]; object references ([`RemoteObject`],
 //! [`LocalObject`], [`ObjectRef`]) may sit anywhere inside such a type.
 //!
-//! Object references cannot be expressed in serde's data model, so during a
-//! conversion they are parked in a thread-local *stash* and represented by a
-//! private CBOR tag holding their stash index. After deserializing, every
-//! parked reference must have been claimed: a target type that would silently
-//! ignore the tag (ciborium drops tags for types that are not tag-aware) makes
-//! the conversion fail instead of losing the reference.
+//! Object references cannot be expressed in serde's data model. Into a
+//! `Value` ([`to_value`]), they are parked in a thread-local *stash* and
+//! represented by a private CBOR tag holding their stash index. Out of a
+//! `Value` ([`from_value`]), a deserializer of netref's own hands them to
+//! the reference types directly; a type that has no place for one fails
+//! the conversion instead of losing the reference.
+//!
+//! Conversion errors are [`ConvertError`]s in the user's words: what was
+//! expected and what was found ("expected nothing (`()`), got a remote
+//! object").
 
 use std::any::TypeId;
 use std::cell::RefCell;
@@ -18,13 +22,15 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 
 use ciborium::value::Value as Cbor;
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::{DeserializeOwned, Error as _, Unexpected, Visitor};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{Error, LimitError, Result};
+use crate::error::{ConvertError, DecodeError, Error, Expected, LimitError, Place, Result};
 use crate::object::LocalObject;
 use crate::remote::RemoteObject;
+
+mod de;
 
 /// A dynamically typed value: what one argument or result is on the wire.
 #[derive(Clone, Debug, Default)]
@@ -148,10 +154,7 @@ impl Value {
         Ok(match self {
             Value::Null => Cbor::Null,
             Value::Bool(b) => Cbor::Bool(*b),
-            Value::Integer(i) => Cbor::Integer(
-                ciborium::value::Integer::try_from(*i)
-                    .map_err(|_| Error::Convert(format!("integer {i} is outside CBOR's range")))?,
-            ),
+            Value::Integer(i) => Cbor::Integer(cbor_integer(*i)?),
             Value::Float(x) => Cbor::Float(*x),
             Value::Bytes(b) => Cbor::Bytes(b.clone()),
             Value::Text(s) => Cbor::Text(s.clone()),
@@ -228,8 +231,7 @@ impl Value {
             }
             match v {
                 Value::Integer(i) => {
-                    ciborium::value::Integer::try_from(*i)
-                        .map_err(|_| Error::Convert(format!("integer {i} is outside CBOR's range")))?;
+                    cbor_integer(*i)?;
                 }
                 Value::Array(items) => items.iter().try_for_each(|v| walk(v, depth + 1))?,
                 Value::Map(entries) => {
@@ -290,10 +292,21 @@ impl Value {
             ),
             Cbor::Tag(tag, inner) => on_tag(tag, *inner)?,
             other => {
-                return Err(Error::Convert(format!("unsupported CBOR value {other:?}")));
+                return Err(DecodeError::Malformed(format!("unsupported CBOR value {other:?}")).into());
             }
         })
     }
+}
+
+/// `i` as a CBOR integer, or the error saying it does not fit.
+fn cbor_integer(i: i128) -> Result<ciborium::value::Integer> {
+    ciborium::value::Integer::try_from(i).map_err(|_| {
+        ConvertError::mismatch(
+            Expected::Text("an integer from -2^64 to 2^64-1 (what CBOR carries)".into()),
+            format!("the integer {i}"),
+        )
+        .into()
+    })
 }
 
 /// Nesting allowed in conversions between Rust types and [`Value`] (the wire
@@ -335,15 +348,11 @@ fn park(o: ObjectRef) -> Option<u64> {
     })
 }
 
-fn claim(index: u64) -> std::result::Result<ObjectRef, String> {
-    STASH.with(|s| {
-        let mut s = s.borrow_mut();
-        let stash = s.as_mut().ok_or("object references deserialize only through netref::from_value")?;
-        stash
-            .get_mut(index as usize)
-            .and_then(Option::take)
-            .ok_or_else(|| format!("object reference #{index} claimed twice or never parked"))
-    })
+/// ciborium's serializer error, in words (its `Display` is its `Debug`).
+fn serialize_error(e: ciborium::value::Error) -> Error {
+    match e {
+        ciborium::value::Error::Custom(message) => ConvertError::other(message).into(),
+    }
 }
 
 /// Converts any serializable Rust value into a [`Value`].
@@ -354,57 +363,59 @@ pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
     if let Some(v) = as_value_ref(value) {
         // A `Value` converts to itself: clone it rather than walk it into
         // CBOR and back (each walk copies every byte string).
-        v.check_convertible().map_err(|e| Error::Convert(e.to_string()))?;
+        v.check_convertible()?;
         return Ok(v.clone());
     }
     let (cbor, mut stash) = with_stash(Vec::new(), || Cbor::serialized(value));
-    let cbor = cbor.map_err(|e| Error::Convert(e.to_string()))?;
+    let cbor = cbor.map_err(serialize_error)?;
     Value::from_cbor(cbor, CONVERT_MAX_DEPTH, &mut |tag, inner| unstash(tag, inner, &mut stash))
 }
 
 fn unstash(tag: u64, inner: Cbor, stash: &mut [Option<ObjectRef>]) -> Result<Value> {
     if tag != STASH_TAG {
-        return Err(Error::Convert(format!("CBOR tag {tag} is not supported in netref values")));
+        return Err(ConvertError::other(format!("CBOR tag {tag} is not supported in netref values")).into());
     }
     let index = inner
         .as_integer()
         .and_then(|i| usize::try_from(i128::from(i)).ok())
-        .ok_or_else(|| Error::Convert("malformed object placeholder".into()))?;
+        .ok_or_else(|| ConvertError::other("malformed object placeholder"))?;
     stash
         .get_mut(index)
         .and_then(Option::take)
         .map(Value::Object)
-        .ok_or_else(|| Error::Convert(format!("object placeholder #{index} used twice")))
+        .ok_or_else(|| ConvertError::other(format!("object placeholder #{index} used twice")).into())
 }
 
 /// Converts a [`Value`] into any deserializable Rust type.
 ///
 /// Fails, rather than losing the reference, when `value` holds an object
 /// reference at a place where `T` has no field that can take one.
+///
+/// Errors are [`Error::Convert`] with what `T` expected and what the value
+/// holds, or [`Error::Limit`] for a value nested deeper than 128 levels.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T> {
-    // A `Value` asked for as a `Value` is returned as is, references and
-    // all: the round trip through CBOR would copy every byte string twice.
-    if type_id_of::<T>() == TypeId::of::<Value>() {
-        value.check_convertible()?;
-    }
+    // Fails where the wire would: nesting too deep, an integer CBOR cannot
+    // carry. (Also keeps the deserializer's recursion bounded.)
+    value.check_convertible()?;
+    // A `Value` asked for as a `Value` is returned as is, references and all.
     let value = match cast::<Value, T>(value) {
         Ok(t) => return Ok(t),
         Err(value) => value,
     };
-    let mut parked = Vec::new();
-    let cbor = value.into_cbor(CONVERT_MAX_DEPTH, &mut |o| {
-        parked.push(Some(o.clone()));
-        Ok(Cbor::Tag(STASH_TAG, Box::new(Cbor::Integer((parked.len() as u64 - 1).into()))))
-    })?;
-    let (result, left) = with_stash(parked, || cbor.deserialized::<T>());
-    let t = result.map_err(|e| Error::Convert(e.to_string()))?;
-    if left.iter().any(Option::is_some) {
-        return Err(Error::Convert(format!(
-            "an object reference would be dropped: `{}` has no RemoteObject, LocalObject, ObjectRef or Value where the value holds an object",
-            crate::error::short_type_name::<T>()
-        )));
+    Ok(de::from_value(value)?)
+}
+
+/// [`from_value`], naming `place` in a conversion error.
+pub(crate) fn from_value_at<T: DeserializeOwned>(value: Value, place: &Place) -> Result<T> {
+    from_value(value).map_err(|e| placed(e, place))
+}
+
+/// `e` with `place` named, when it is a conversion error.
+pub(crate) fn placed(e: Error, place: &Place) -> Error {
+    match e {
+        Error::Convert(c) => Error::Convert(c.at(place.clone())),
+        other => other,
     }
-    Ok(t)
 }
 
 /// Like [`to_value`], taking the value: a `Value` is moved, not copied.
@@ -413,7 +424,7 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T> {
 pub(crate) fn into_value<T: Serialize>(value: T) -> Result<Value> {
     match cast::<T, Value>(value) {
         Ok(v) => {
-            v.check_convertible().map_err(|e| Error::Convert(e.to_string()))?;
+            v.check_convertible()?;
             Ok(v)
         }
         Err(value) => to_value(&value),
@@ -448,7 +459,7 @@ fn type_id_of<T: ?Sized>() -> TypeId {
 
 /// `from` as a `To` when both are the same type, `Err(from)` otherwise.
 /// Only called with `Value` as one of the two types (see the safety note).
-fn cast<From, To>(from: From) -> std::result::Result<To, From> {
+pub(crate) fn cast<From, To>(from: From) -> std::result::Result<To, From> {
     if type_id_of::<From>() != type_id_of::<To>() {
         return Err(from);
     }
@@ -480,10 +491,34 @@ impl Serialize for ObjectRef {
     }
 }
 
+/// Receives an object reference from netref's deserializer (see `de`).
+struct ObjectVisitor(&'static str);
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = ObjectRef;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<ObjectRef, E> {
+        match de::take_handed_over() {
+            Some(Value::Object(o)) => Ok(o),
+            _ => Err(E::custom("object references deserialize only through netref::from_value")),
+        }
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, _: D) -> std::result::Result<ObjectRef, D::Error> {
+        Err(D::Error::custom("object references deserialize only through netref::from_value"))
+    }
+}
+
 impl<'de> Deserialize<'de> for ObjectRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let ciborium::tag::Required(index) = Placeholder::deserialize(d)?;
-        claim(index).map_err(D::Error::custom)
+        d.deserialize_newtype_struct(
+            de::OBJECT_TOKEN,
+            ObjectVisitor("an object reference (a remote object or one of this side's own)"),
+        )
     }
 }
 
@@ -493,28 +528,92 @@ impl Serialize for Value {
             .to_cbor(CONVERT_MAX_DEPTH, &mut |o| match park(o.clone()) {
                 Some(i) => Ok(Cbor::Tag(STASH_TAG, Box::new(Cbor::Integer(i.into())))),
                 None => {
-                    Err(Error::Convert("object references serialize only through netref::to_value".into()))
+                    Err(ConvertError::other("object references serialize only through netref::to_value")
+                        .into())
                 }
             })
-            .map_err(S::Error::custom)?;
+            .map_err(|e| match e {
+                Error::Convert(c) => S::Error::custom(c.problem()),
+                other => S::Error::custom(other),
+            })?;
         cbor.serialize(s)
+    }
+}
+
+/// Builds a [`Value`] from any deserializer; netref's own hands the value
+/// over whole (see `de`), so nested values move instead of being rebuilt.
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Value, E> {
+        Ok(de::take_handed_over().unwrap_or(Value::Null))
+    }
+    fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> std::result::Result<Value, E> {
+        Ok(Value::Integer(i.into()))
+    }
+    fn visit_i128<E: serde::de::Error>(self, i: i128) -> std::result::Result<Value, E> {
+        Ok(Value::Integer(i))
+    }
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> std::result::Result<Value, E> {
+        Ok(Value::Integer(u.into()))
+    }
+    fn visit_u128<E: serde::de::Error>(self, u: u128) -> std::result::Result<Value, E> {
+        i128::try_from(u)
+            .map(Value::Integer)
+            .map_err(|_| E::invalid_value(Unexpected::Other("an integer past 2^127"), &self))
+    }
+    fn visit_f64<E: serde::de::Error>(self, x: f64) -> std::result::Result<Value, E> {
+        Ok(Value::Float(x))
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Value, E> {
+        Ok(Value::Text(s.to_owned()))
+    }
+    fn visit_string<E: serde::de::Error>(self, s: String) -> std::result::Result<Value, E> {
+        Ok(Value::Text(s))
+    }
+    fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> std::result::Result<Value, E> {
+        Ok(Value::Bytes(b.to_vec()))
+    }
+    fn visit_byte_buf<E: serde::de::Error>(self, b: Vec<u8>) -> std::result::Result<Value, E> {
+        Ok(Value::Bytes(b))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(v) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(Value::Map(entries))
     }
 }
 
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let cbor = Cbor::deserialize(d)?;
-        Value::from_cbor(cbor, CONVERT_MAX_DEPTH, &mut |tag, inner| {
-            if tag != STASH_TAG {
-                return Err(Error::Convert(format!("CBOR tag {tag} is not supported in netref values")));
-            }
-            let index = inner
-                .as_integer()
-                .and_then(|i| u64::try_from(i128::from(i)).ok())
-                .ok_or_else(|| Error::Convert("malformed object placeholder".into()))?;
-            claim(index).map(Value::Object).map_err(Error::Convert)
-        })
-        .map_err(D::Error::custom)
+        d.deserialize_newtype_struct(de::VALUE_TOKEN, ValueVisitor)
     }
 }
 
@@ -526,12 +625,15 @@ impl Serialize for RemoteObject {
 
 impl<'de> Deserialize<'de> for RemoteObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        match ObjectRef::deserialize(d)? {
+        match d.deserialize_newtype_struct(de::REMOTE_TOKEN, ObjectVisitor(de::REMOTE_EXPECTING))? {
             ObjectRef::Remote(r) => Ok(r),
-            ObjectRef::Local(l) => Err(D::Error::custom(format!(
-                "expected a remote object, got this side's own `{}` handed back (take LocalObject or ObjectRef)",
-                l.type_name()
-            ))),
+            ObjectRef::Local(l) => Err(D::Error::invalid_type(
+                Unexpected::Other(&format!(
+                    "this side's own `{}` object, handed back (take a LocalObject or ObjectRef for it)",
+                    l.type_name()
+                )),
+                &de::REMOTE_EXPECTING,
+            )),
         }
     }
 }
@@ -544,12 +646,13 @@ impl Serialize for LocalObject {
 
 impl<'de> Deserialize<'de> for LocalObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        match ObjectRef::deserialize(d)? {
+        const EXPECTING: &str = "one of this side's own objects, handed back";
+        match d.deserialize_newtype_struct(de::LOCAL_TOKEN, ObjectVisitor(EXPECTING))? {
             ObjectRef::Local(l) => Ok(l),
-            ObjectRef::Remote(r) => Err(D::Error::custom(format!(
-                "expected one of this side's objects handed back, got a proxy for remote object {}",
-                r.id()
-            ))),
+            ObjectRef::Remote(r) => Err(D::Error::invalid_type(
+                Unexpected::Other(&format!("a remote object (the peer's object {})", r.id())),
+                &EXPECTING,
+            )),
         }
     }
 }

@@ -642,7 +642,7 @@ fn close_frame(
 ) -> Result<()> {
     if let Err(e) = written {
         out.truncate(at);
-        return Err(Error::Convert(format!("CBOR encoding failed: {e}")));
+        return Err(encoding_failed(e));
     }
     let len = out.len() - at - HEADER_LEN;
     if len > max_len || len > u32::MAX as usize {
@@ -656,6 +656,15 @@ fn close_frame(
 /// What ciborium's encoder fails with (never, writing to a `Vec`, but its
 /// signature says it may).
 type CborWriteError = ciborium::ser::Error<std::io::Error>;
+
+/// An encoding failure as the write error it is.
+fn encoding_failed(e: CborWriteError) -> Error {
+    let e = match e {
+        ciborium::ser::Error::Io(e) => std::io::Error::new(e.kind(), format!("CBOR encoding failed: {e}")),
+        ciborium::ser::Error::Value(m) => std::io::Error::other(format!("CBOR encoding failed: {m}")),
+    };
+    Error::from(e)
+}
 
 /// Appends a CBOR header of major type `major` with argument `arg`, in its
 /// shortest form (as ciborium writes it).
@@ -912,7 +921,7 @@ impl Output {
         };
         if let Err(e) = ciborium::ser::into_writer(&item, &mut w) {
             self.buf.truncate(at);
-            return Err(Error::Convert(format!("CBOR encoding failed: {e}")));
+            return Err(encoding_failed(e));
         }
         let found = w.found;
         let spliced: usize = found.iter().map(|&(_, i)| large[i].1).sum();

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use ciborium::value::Value as Cbor;
 use netref::error::LimitError;
 use netref::wire::{Message, TAG_SENDER_OBJECT};
-use netref::{async_, Builder, Config, Connection, Error, ObjectBuilder, Service, ThreadedServer};
+use netref::{
+    async_, Builder, CloseReason, Config, Connection, Error, ObjectBuilder, Service, ThreadedServer,
+};
 use rawpeer::RawPeer;
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -231,8 +233,8 @@ fn peer_half_close_fails_pending_calls_and_nothing_hangs() {
     }
     peer.stream.shutdown(Shutdown::Write).unwrap();
     let err = done.recv_timeout(PROMPTLY).expect("the sync call returned promptly").unwrap_err();
-    assert!(err.is_closed(), "{err}");
-    assert!(err.to_string().contains("the peer closed the connection"), "{err}");
+    assert_eq!(err, Error::Closed(CloseReason::ByPeer));
+    assert_eq!(err.to_string(), "connection closed by the peer");
     for res in &pending {
         assert!(res.value().unwrap_err().is_closed());
     }
@@ -279,6 +281,14 @@ fn limit_error(err: &Error) -> (usize, usize) {
     match err {
         Error::Limit(LimitError::OutputBufferFull { queued, max }) => (*queued, *max),
         other => panic!("expected OutputBufferFull, got {other}"),
+    }
+}
+
+/// The connection closed because the output buffer filled.
+fn closed_at_the_cap(reason: &CloseReason) {
+    match reason {
+        CloseReason::Limit(LimitError::OutputBufferFull { max, .. }) => assert_eq!(*max, CAP),
+        other => panic!("expected a close at the output cap, got {other}"),
     }
 }
 
@@ -352,8 +362,8 @@ fn a_peer_that_asks_without_reading_replies_is_cut_off_at_the_output_cap() {
         assert!(sent < 100_000, "the server never stopped reading");
     }
     let ended = serving.join().unwrap().unwrap_err();
-    limit_error(&ended);
-    limit_error(&server.close_reason().unwrap());
+    closed_at_the_cap(ended.close_reason().expect("serve_all ends with the close"));
+    closed_at_the_cap(&server.close_reason().unwrap());
     logcap::wait_for(&["ended by bad input", "max_output_buffer"], PATIENCE);
 }
 

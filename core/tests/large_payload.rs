@@ -50,7 +50,7 @@ fn outcome(p: &mut Protocol) -> (Vec<u8>, Vec<String>) {
     let mut events = Vec::new();
     while let Some(e) = p.poll_event() {
         events.push(match e {
-            Event::Closed { error } => format!("closed: {error}"),
+            Event::Closed { reason } => format!("closed: {reason}"),
             other => format!("{other:?}"),
         });
     }

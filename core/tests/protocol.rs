@@ -13,7 +13,9 @@ use netref::wire::{
     self, FrameDecoder, Message, WireRequest, FEATURES, MAGIC, TAG_RECEIVER_OBJECT, TAG_SENDER_OBJECT,
     VERSION,
 };
-use netref::{Config, Error, LocalObject, ObjectBuilder, ObjectRef, RemoteError, RemoteObject, Value};
+use netref::{
+    CloseReason, Config, Error, LocalObject, ObjectBuilder, ObjectRef, RemoteError, RemoteObject, Value,
+};
 
 // ---- harness ---------------------------------------------------------------
 
@@ -247,14 +249,14 @@ fn version_mismatch_names_both_versions() {
     let mut p = Protocol::new(Config::default(), None, now);
     let bad = frame_msg(&Message::Hello { version: VERSION + 6, features: 0 });
     let err = p.handle_bytes(&bad, now).unwrap_err();
-    assert!(matches!(err, Error::Protocol(ProtocolError::Handshake(_))), "{err:?}");
+    assert!(matches!(err, Error::Closed(CloseReason::Protocol(ProtocolError::Handshake(_)))), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("handshake failed"), "{msg}");
     assert!(msg.contains(&format!("version {}", VERSION + 6)), "{msg}");
     assert!(msg.contains(&format!("speaks {VERSION}")), "{msg}");
     assert!(p.is_closed());
     match p.poll_event() {
-        Some(Event::Closed { error }) => assert_eq!(error, err),
+        Some(Event::Closed { reason }) => assert_eq!(Error::Closed(reason), err),
         other => panic!("expected Closed, got {other:?}"),
     }
     // Later input is ignored, not re-reported.
@@ -268,7 +270,7 @@ fn first_message_must_be_hello() {
     let mut p = Protocol::new(Config::default(), None, now);
     let ping = frame_msg(&Message::Request { seq: 1, request: WireRequest::Ping(uint(1)) });
     let err = p.handle_bytes(&ping, now).unwrap_err();
-    assert!(matches!(err, Error::Protocol(ProtocolError::Handshake(_))), "{err:?}");
+    assert!(matches!(err, Error::Closed(CloseReason::Protocol(ProtocolError::Handshake(_)))), "{err:?}");
     assert!(err.to_string().contains("expected the peer's hello first, got a request"), "{err}");
     assert!(p.is_closed());
 }
@@ -281,7 +283,7 @@ fn wrong_magic_is_named() {
     let err = p.handle_bytes(&bad, now).unwrap_err();
     // Before the hello, a bad greeting is a handshake failure that quotes
     // what the peer sent and keeps the decoder's own explanation.
-    assert!(matches!(err, Error::Protocol(ProtocolError::Handshake(_))), "{err:?}");
+    assert!(matches!(err, Error::Closed(CloseReason::Protocol(ProtocolError::Handshake(_)))), "{err:?}");
     assert!(err.to_string().contains("\"rpyc\"") && err.to_string().contains(MAGIC), "{err}");
 }
 
@@ -289,7 +291,7 @@ fn wrong_magic_is_named() {
 fn second_hello_is_fatal() {
     let mut n = net();
     let err = n.a.p.handle_bytes(&hello(), n.now).unwrap_err();
-    assert!(matches!(err, Error::Protocol(ProtocolError::Unexpected(_))), "{err:?}");
+    assert!(matches!(err, Error::Closed(CloseReason::Protocol(ProtocolError::Unexpected(_)))), "{err:?}");
     assert!(err.to_string().contains("second hello"), "{err}");
 }
 
@@ -420,7 +422,7 @@ fn reply_to_unknown_sequence_is_fatal() {
     let mut n = net();
     let forged = frame_msg(&Message::Reply { seq: 4242, value: Cbor::Null });
     let err = n.b.p.handle_bytes(&forged, n.now).unwrap_err();
-    assert_eq!(err, Error::Protocol(ProtocolError::UnknownSequence(4242)));
+    assert_eq!(err, Error::Closed(CloseReason::Protocol(ProtocolError::UnknownSequence(4242))));
     assert!(err.to_string().contains("unknown sequence number 4242"), "{err}");
     assert!(n.b.p.is_closed());
 
@@ -428,7 +430,7 @@ fn reply_to_unknown_sequence_is_fatal() {
     let mut n = net();
     let forged = frame_msg(&Message::Error { seq: 7, error: RemoteError::new("E", "m") });
     let err = n.b.p.handle_bytes(&forged, n.now).unwrap_err();
-    assert_eq!(err, Error::Protocol(ProtocolError::UnknownSequence(7)));
+    assert_eq!(err, Error::Closed(CloseReason::Protocol(ProtocolError::UnknownSequence(7))));
 
     let mut n = net();
     let seq = n.b.call(Call::Ping(Value::Null));
@@ -436,7 +438,7 @@ fn reply_to_unknown_sequence_is_fatal() {
     n.b.take_reply(seq).unwrap();
     let again = frame_msg(&Message::Reply { seq, value: Cbor::Null });
     let err = n.b.p.handle_bytes(&again, n.now).unwrap_err();
-    assert_eq!(err, Error::Protocol(ProtocolError::UnknownSequence(seq)));
+    assert_eq!(err, Error::Closed(CloseReason::Protocol(ProtocolError::UnknownSequence(seq))));
 }
 
 #[test]
@@ -452,17 +454,21 @@ fn close_fails_nothing_twice_and_peer_sees_reason() {
     n.settle();
     n.a.p.close("shutting down");
     assert!(n.a.p.is_closed());
+    assert_eq!(n.a.p.close_reason(), Some(&CloseReason::ByThisSide));
     assert_eq!(n.a.p.exported_count(), 0);
+    // The close message carries the reason (the peer logs it).
+    let bye = Message::Request { seq: 0, request: WireRequest::Close("shutting down".into()) };
+    assert_eq!(n.a.peek_output().last(), Some(&bye));
     n.a.send_to(&mut n.b, n.now);
     n.b.process();
     assert!(n.b.p.is_closed());
     assert_eq!(n.b.p.pending_count(), 0, "pending calls fail at once");
     match n.b.events.pop_front() {
-        Some(Event::Closed { error: Error::Closed(why) }) => assert!(why.contains("shutting down"), "{why}"),
-        other => panic!("expected Closed, got {other:?}"),
+        Some(Event::Closed { reason: CloseReason::ByPeer }) => {}
+        other => panic!("expected Closed by the peer, got {other:?}"),
     }
     let err = n.b.p.send_request(Call::Ping(Value::Null), None).unwrap_err();
-    assert!(err.is_closed(), "{err:?}");
+    assert_eq!(err, Error::Closed(CloseReason::ByPeer));
     let _ = seq;
 }
 
@@ -475,7 +481,10 @@ fn eof_closes_and_fails_pending() {
     assert_eq!(n.b.p.pending_count(), 0);
     assert!(n.b.p.poll_timeout().is_none());
     match n.b.p.poll_event() {
-        Some(Event::Closed { error }) => assert!(error.to_string().contains("peer closed"), "{error}"),
+        Some(Event::Closed { reason }) => {
+            assert_eq!(reason, CloseReason::ByPeer);
+            assert_eq!(reason.to_string(), "connection closed by the peer");
+        }
         other => panic!("expected Closed, got {other:?}"),
     }
 }
@@ -522,7 +531,7 @@ fn deadline_expires_sends_cancel_and_drops_late_reply() {
     let again = frame_msg(&Message::Reply { seq, value: Cbor::Null });
     assert_eq!(
         n.b.p.handle_bytes(&again, n.now).unwrap_err(),
-        Error::Protocol(ProtocolError::UnknownSequence(seq))
+        Error::Closed(CloseReason::Protocol(ProtocolError::UnknownSequence(seq)))
     );
 }
 
@@ -615,7 +624,10 @@ fn idle_timeout_closes() {
     n.b.p.handle_timeout(t1 + Duration::from_secs(10));
     assert!(n.b.p.is_closed());
     match n.b.p.poll_event() {
-        Some(Event::Closed { error }) => assert!(error.to_string().contains("idle_timeout"), "{error}"),
+        Some(Event::Closed { reason }) => {
+            assert_eq!(reason, CloseReason::IdleTimeout(Duration::from_secs(10)));
+            assert!(reason.to_string().contains("idle_timeout"), "{reason}");
+        }
         other => panic!("expected Closed, got {other:?}"),
     }
     assert!(matches!(
@@ -1053,24 +1065,26 @@ impl Raw {
     }
 
     /// Feeds a fatal input; checks that the returned error and the `Closed`
-    /// event agree and that the message names `needle`.
-    fn fatal(&mut self, bytes: &[u8], needle: &str) -> Error {
+    /// event agree and that the message names `needle`; returns why it closed.
+    fn fatal(&mut self, bytes: &[u8], needle: &str) -> CloseReason {
         let err = self.feed(bytes).expect_err("input must be rejected");
         assert!(err.to_string().contains(needle), "error {err:?} ({err}) does not name {needle:?}");
-        self.check_closed(&err);
-        err
+        let Error::Closed(reason) = err else { panic!("a fatal input closes the connection: {err:?}") };
+        self.check_closed(&reason);
+        reason
     }
 
-    fn check_closed(&mut self, err: &Error) {
+    fn check_closed(&mut self, reason: &CloseReason) {
         assert!(self.p.is_closed());
+        assert_eq!(self.p.close_reason(), Some(reason));
         let mut closed = None;
         while let Some(ev) = self.p.poll_event() {
-            if let Event::Closed { error } = ev {
+            if let Event::Closed { reason } = ev {
                 assert!(closed.is_none(), "closed twice");
-                closed = Some(error);
+                closed = Some(reason);
             }
         }
-        assert_eq!(closed.as_ref(), Some(err));
+        assert_eq!(closed.as_ref(), Some(reason));
         // Nothing more is accepted or reported.
         self.feed(&frame(&Cbor::Array(vec![uint(1), uint(9), uint(5), Cbor::Null]))).unwrap();
         assert!(self.p.poll_event().is_none());
@@ -1124,16 +1138,19 @@ fn truncated_frame_then_eof() {
     raw.feed(&whole[..whole.len() - 3]).unwrap();
     assert!(raw.p.poll_event().is_none());
     raw.p.handle_eof();
-    let Some(Event::Closed { error }) = raw.p.poll_event() else { panic!("expected Closed") };
-    assert_eq!(error, Error::Decode(DecodeError::Truncated { expected: whole.len(), got: whole.len() - 3 }));
+    let Some(Event::Closed { reason: error }) = raw.p.poll_event() else { panic!("expected Closed") };
+    assert_eq!(
+        error,
+        CloseReason::Decode(DecodeError::Truncated { expected: whole.len(), got: whole.len() - 3 })
+    );
     assert!(error.to_string().contains("truncated frame"), "{error}");
 
     // A header cut short is truncated too.
     let mut raw = Raw::new();
     raw.feed(&[0, 0]).unwrap();
     raw.p.handle_eof();
-    let Some(Event::Closed { error }) = raw.p.poll_event() else { panic!("expected Closed") };
-    assert!(matches!(error, Error::Decode(DecodeError::Truncated { got: 2, .. })), "{error:?}");
+    let Some(Event::Closed { reason: error }) = raw.p.poll_event() else { panic!("expected Closed") };
+    assert!(matches!(error, CloseReason::Decode(DecodeError::Truncated { got: 2, .. })), "{error:?}");
 }
 
 #[test]
@@ -1141,11 +1158,11 @@ fn oversized_length_prefix_fails_on_the_header() {
     let mut raw = Raw::new();
     // Only the header arrives: the limit is checked before any body is buffered.
     let err = raw.fatal(&header(u32::MAX), "exceeds max_frame_len");
-    assert_eq!(err, Error::Limit(LimitError::FrameTooLarge { len: u32::MAX as usize, max: 128 << 20 }));
+    assert_eq!(err, CloseReason::Limit(LimitError::FrameTooLarge { len: u32::MAX as usize, max: 128 << 20 }));
 
     let mut raw = Raw::with(Config::default().max_frame_len(64));
     let err = raw.fatal(&header(65), "max_frame_len (64)");
-    assert!(matches!(err, Error::Limit(LimitError::FrameTooLarge { len: 65, max: 64 })), "{err:?}");
+    assert!(matches!(err, CloseReason::Limit(LimitError::FrameTooLarge { len: 65, max: 64 })), "{err:?}");
     // Exactly at the limit is fine (it is waiting for the body).
     let mut raw = Raw::with(Config::default().max_frame_len(64));
     raw.feed(&header(64)).unwrap();
@@ -1161,7 +1178,7 @@ fn bad_cbor() {
         let mut bytes = header(body.len() as u32).to_vec();
         bytes.extend_from_slice(body);
         let err = raw.fatal(&bytes, "invalid CBOR");
-        assert!(matches!(err, Error::Decode(DecodeError::BadCbor(_))), "{body:?}: {err:?}");
+        assert!(matches!(err, CloseReason::Decode(DecodeError::BadCbor(_))), "{body:?}: {err:?}");
     }
 }
 
@@ -1176,7 +1193,7 @@ fn huge_declared_lengths_fail_without_allocating() {
         let mut bytes = header(body.len() as u32).to_vec();
         bytes.extend_from_slice(&body);
         let err = raw.fatal(&bytes, "invalid CBOR");
-        assert!(matches!(err, Error::Decode(DecodeError::BadCbor(_))), "{major:#x}: {err:?}");
+        assert!(matches!(err, CloseReason::Decode(DecodeError::BadCbor(_))), "{major:#x}: {err:?}");
     }
 }
 
@@ -1189,14 +1206,14 @@ fn trailing_bytes_after_the_item() {
     let mut bytes = header(body.len() as u32).to_vec();
     bytes.extend_from_slice(&body);
     let err = raw.fatal(&bytes, "3 trailing bytes");
-    assert_eq!(err, Error::Decode(DecodeError::TrailingBytes(3)));
+    assert_eq!(err, CloseReason::Decode(DecodeError::TrailingBytes(3)));
 }
 
 #[test]
 fn unknown_message_kind() {
     let mut raw = Raw::new();
     let err = raw.fatal(&frame(&Cbor::Array(vec![uint(9), uint(1)])), "unknown message kind 9");
-    assert_eq!(err, Error::Decode(DecodeError::UnknownMessage(9)));
+    assert_eq!(err, CloseReason::Decode(DecodeError::UnknownMessage(9)));
 }
 
 #[test]
@@ -1227,7 +1244,7 @@ fn malformed_message_shapes() {
     for (item, needle) in cases {
         let mut raw = Raw::new();
         let err = raw.fatal(&frame(&item), needle);
-        assert!(matches!(err, Error::Decode(DecodeError::Malformed(_))), "{item:?}: {err:?}");
+        assert!(matches!(err, CloseReason::Decode(DecodeError::Malformed(_))), "{item:?}: {err:?}");
         assert!(err.to_string().contains("malformed message"), "{err}");
     }
 }
@@ -1241,7 +1258,7 @@ fn unknown_request_kind_gets_an_error_reply() {
     // A one-way request of an unknown kind cannot be answered: fatal.
     let mut raw = Raw::new();
     let err = raw.fatal(&frame(&Cbor::Array(vec![uint(1), uint(0), uint(99)])), "unknown request kind 99");
-    assert_eq!(err, Error::Decode(DecodeError::UnknownRequest(99)));
+    assert_eq!(err, CloseReason::Decode(DecodeError::UnknownRequest(99)));
 }
 
 #[test]
@@ -1310,13 +1327,13 @@ fn reference_to_unknown_object() {
         ]))
     };
     let err = raw.fatal(&release(999, 1), "unknown object id 999");
-    assert_eq!(err, Error::Protocol(ProtocolError::UnknownObject(999)));
+    assert_eq!(err, CloseReason::Protocol(ProtocolError::UnknownObject(999)));
 
     // So is releasing more references than were handed out, or none.
     let mut raw = Raw::new();
     let root = raw.root;
     let err = raw.fatal(&release(root, 2), "released 2 references");
-    assert_eq!(err, Error::Protocol(ProtocolError::OverRelease { id: root, released: 2, held: 1 }));
+    assert_eq!(err, CloseReason::Protocol(ProtocolError::OverRelease { id: root, released: 2, held: 1 }));
     let mut raw = Raw::new();
     let root = raw.root;
     raw.fatal(&release(root, 0), "released 0 references");
@@ -1388,7 +1405,7 @@ fn excessive_nesting() {
             bytes[..4].copy_from_slice(&len.to_be_bytes());
         }
         let err = raw.fatal(&bytes, "max_depth (64)");
-        assert_eq!(err, Error::Limit(LimitError::TooDeep { max: 64 }), "depth {depth}, byte {open:#x}");
+        assert_eq!(err, CloseReason::Limit(LimitError::TooDeep { max: 64 }), "depth {depth}, byte {open:#x}");
     }
 }
 
@@ -1425,7 +1442,7 @@ fn one_bad_frame_among_good_ones() {
     bytes.extend(frame(&Cbor::Array(vec![uint(7)])));
     bytes.extend(frame(&Cbor::Array(vec![uint(1), uint(3), uint(5), text("b")])));
     let err = raw.feed(&bytes).unwrap_err();
-    assert_eq!(err, Error::Decode(DecodeError::UnknownMessage(7)));
+    assert_eq!(err, Error::Closed(CloseReason::Decode(DecodeError::UnknownMessage(7))));
     assert_eq!(raw.output(), vec![Message::Reply { seq: 2, value: text("a") }]);
 }
 

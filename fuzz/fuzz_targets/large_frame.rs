@@ -100,7 +100,7 @@ fn feed(stream: &[u8], steps: &[usize], lend: bool, eof: bool) -> Outcome {
     let mut events = Vec::new();
     while let Some(e) = p.poll_event() {
         events.push(match e {
-            Event::Closed { error } => format!("closed: {error}"),
+            Event::Closed { reason } => format!("closed: {reason}"),
             other => format!("{other:?}"),
         });
     }

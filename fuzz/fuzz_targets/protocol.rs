@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use netref::protocol::{Call, Event, Protocol, Request};
-use netref::{Config, Error, LocalObject, ObjectBuilder, ObjectRef, RemoteError, RemoteObject, Value};
+use netref::{CloseReason, Config, LocalObject, ObjectBuilder, ObjectRef, RemoteError, RemoteObject, Value};
 
 #[derive(Arbitrary, Debug, Clone)]
 enum Arg {
@@ -74,7 +74,7 @@ struct Side {
     proxies: Vec<RemoteObject>,
     held: Vec<(u64, Request)>,
     pending: Vec<u64>,
-    error: Option<Error>,
+    error: Option<CloseReason>,
 }
 
 fn config() -> Config {
@@ -152,9 +152,9 @@ impl Side {
                     self.pending.retain(|&s| s != seq);
                 }
                 Event::Cancelled { .. } => {}
-                Event::Closed { error } => {
+                Event::Closed { reason } => {
                     assert!(self.error.is_none(), "closed twice");
-                    self.error = Some(error);
+                    self.error = Some(reason);
                     self.pending.clear();
                 }
             }
@@ -332,7 +332,7 @@ pub fn run(input: Input) {
     }
     for s in [&a, &b] {
         if let Some(e) = &s.error {
-            assert!(matches!(e, Error::Closed(_)), "well-behaved peers failed: {e}");
+            assert!(e.is_orderly(), "well-behaved peers failed: {e}");
         }
     }
     if !a.p.is_closed() && !b.p.is_closed() {

@@ -76,7 +76,7 @@ impl AsFd for ConnFd {
 pub enum ConnectionEvent {
     /// The connection closed (with the reason); the source then removes
     /// itself from the loop.
-    Closed(Option<netref::Error>),
+    Closed(Option<netref::CloseReason>),
 }
 
 /// A connection as a calloop event source. Insert it with

@@ -31,8 +31,8 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use netref::{
-    AsyncResult, Builder, Config, Connection, Error, LocalObject, ObjectBuilder, RemoteObject, Service,
-    ThreadedServer,
+    AsyncResult, AuthError, Builder, Config, Connection, Error, LocalObject, Misuse, ObjectBuilder,
+    RemoteObject, Service, ThreadedServer,
 };
 
 /// How long any one wait in the suite may take before the test fails.
@@ -102,6 +102,7 @@ macro_rules! conformance_tests {
             garbage_input_ends_only_that_connection,
             server_survives_garbage_and_disconnects,
             detach_deregisters_cleanly,
+            detaching_fails_waiting_futures_as_unserved,
             no_request_stranded_after_a_sync_call_on_the_loop_thread,
             idle_loop_sleeps,
             soak_many_clients_mixed_calls,
@@ -890,6 +891,30 @@ pub fn detach_deregisters_cleanly<B: Backend>() {
     assert_eq!(v, 12);
 }
 
+/// A future awaited on an attached connection waits for the loop; when the
+/// loop lets go of the connection and nothing else serves it, the future is
+/// woken and fails with `Misuse::Unserved` instead of hanging, while the
+/// call itself stays pending (`value()` serves it from the caller's thread).
+pub fn detaching_fails_waiting_futures_as_unserved<B: Backend>() {
+    let server = PeerServer::start();
+    let mut lp = B::new_loop();
+    let conn = server.connect();
+    let key = lp.attach(&conn);
+    let root = conn.root().unwrap();
+    let gate = netref::async_(&root).call_method("block", ());
+    server.peer.wait_blocked();
+    let (first, woken) = poll_with_flag(&gate);
+    assert!(first.is_pending(), "the loop serves the connection: the future waits");
+    lp.detach(key);
+    assert!(woken.get(), "detaching woke the waiting future");
+    match poll_once(&gate) {
+        Poll::Ready(Err(Error::Misuse(Misuse::Unserved))) => {}
+        other => panic!("expected Misuse::Unserved, got {other:?}"),
+    }
+    server.peer.release();
+    assert!(gate.value_as::<bool>().unwrap());
+}
+
 /// A synchronous call made on the loop's thread outside any loop callback
 /// (a button handler, say) may read a peer request together with its reply;
 /// that request still runs promptly, although its bytes were already read
@@ -1229,7 +1254,7 @@ struct RefuseFirst(AtomicUsize);
 impl netref::Authenticator for RefuseFirst {
     fn authenticate(&self, _stream: &mut netref::Stream) -> netref::Result<netref::Credentials> {
         match self.0.fetch_add(1, Ordering::AcqRel) {
-            0 => Err(Error::Auth("the first client is refused".into())),
+            0 => Err(Error::Auth(AuthError::Refused("the first client is refused".into()))),
             n => Ok(netref::Credentials::new("test").with_identity(format!("client-{n}"))),
         }
     }
@@ -1297,7 +1322,7 @@ impl netref::Authenticator for AllowEverySixth {
         if n % ALLOW_EVERY == ALLOW_EVERY - 1 {
             Ok(netref::Credentials::new("test"))
         } else {
-            Err(Error::Auth(format!("client #{n} is not on the list")))
+            Err(Error::Auth(AuthError::Refused(format!("client #{n} is not on the list"))))
         }
     }
     fn is_instant(&self) -> bool {

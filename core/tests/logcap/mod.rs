@@ -69,3 +69,9 @@ pub(crate) fn wait_for(needles: &[&str], patience: Duration) -> String {
         lines = c.cond.wait_timeout(lines, give_up - now).unwrap().0;
     }
 }
+
+/// True when a line captured so far contains every one of `needles`. For
+/// records logged synchronously by the calling thread (no waiting).
+pub(crate) fn logged(needles: &[&str]) -> bool {
+    capture(false).lines.lock().unwrap().iter().any(|l| needles.iter().all(|n| l.contains(n)))
+}

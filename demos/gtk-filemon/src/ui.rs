@@ -114,10 +114,11 @@ impl FileMonWindow {
             // `timed` sends the call and returns at once; the reply (or the
             // timeout, armed as a main-loop timer by netref-glib) completes
             // the future, which then resumes on this thread.
-            let reply = netref::timed(&root, timeout).call_method("checksum", (path.clone(),));
+            let reply =
+                netref::timed(&root, timeout).call_method("checksum", (path.clone(),)).typed::<Checksum>();
             let (button, label) = (button.clone(), label.clone());
             glib::MainContext::default().spawn_local(async move {
-                let text = match reply.await.and_then(netref::from_value::<Checksum>) {
+                let text = match reply.await {
                     Ok(c) => format!("checksum: fnv1a {} over {} bytes ({} ms)", c.fnv1a, c.bytes, c.millis),
                     Err(e) => format!("checksum failed: {e}"),
                 };

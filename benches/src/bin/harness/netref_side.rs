@@ -281,6 +281,11 @@ fn io_err(e: io::Error) -> netref::Error {
     netref::Error::from(e)
 }
 
+/// An event loop's own error, as the I/O error it reports.
+fn loop_err(e: impl std::fmt::Display) -> netref::Error {
+    netref::Error::from(io::Error::other(e.to_string()))
+}
+
 fn reactor_mio(
     conn: &Connection,
     counter: Arc<Counter>,
@@ -344,14 +349,13 @@ fn reactor_calloop(
     counter: Arc<Counter>,
     emit: impl Fn(u64) -> netref::AsyncResult,
 ) -> netref::Result<impl FnMut(u64) -> netref::Result<()>> {
-    let mut event_loop: calloop::EventLoop<'static, ()> =
-        calloop::EventLoop::try_new().map_err(|e| netref::Error::Misuse(e.to_string()))?;
-    netref_calloop::insert(&event_loop.handle(), conn).map_err(|e| netref::Error::Misuse(e.to_string()))?;
+    let mut event_loop: calloop::EventLoop<'static, ()> = calloop::EventLoop::try_new().map_err(loop_err)?;
+    netref_calloop::insert(&event_loop.handle(), conn).map_err(loop_err)?;
     Ok(move |k| {
         let target = counter.get() + k;
         let res = emit(k);
         while counter.get() < target || !res.ready() {
-            event_loop.dispatch(None, &mut ()).map_err(|e| netref::Error::Misuse(e.to_string()))?;
+            event_loop.dispatch(None, &mut ()).map_err(loop_err)?;
         }
         res.wait()
     })
@@ -503,7 +507,8 @@ fn open_idle(addr: &str, n: usize, out: &mut Vec<TcpStream>) -> netref::Result<(
             'wait: loop {
                 let k = s.read(&mut buf)?;
                 if k == 0 {
-                    return Err(netref::Error::Closed("the server closed an idle connection".into()));
+                    // The server closed an idle connection.
+                    return Err(netref::Error::Closed(netref::CloseReason::ByPeer));
                 }
                 p.handle_bytes(&buf[..k], Instant::now())?;
                 while let Some(ev) = p.poll_event() {
