@@ -5,6 +5,59 @@
 //! calls the other's objects synchronously or asynchronously, and passes its
 //! own objects and closures as arguments so the peer can call back (events).
 //!
+//! ## Start here
+//!
+//! ```toml
+//! [dependencies]
+//! netref = "0.1"
+//! # one of, for a program that runs an event loop:
+//! netref-glib = "0.1"     # GTK and GLib applications
+//! netref-calloop = "0.1"  # calloop, smithay-client-toolkit (Wayland) tools
+//! netref-mio = "0.1"      # mio 1.x loops
+//! netref-polling = "0.1"  # polling 3.x loops
+//! ```
+//!
+//! RPyC's FileMonitor, server and client in one program: the server calls the
+//! client's closure (an event) each time the watched file changes.
+//!
+#![doc = concat!("```\n", include_str!("../examples/filemonitor.rs"), "```")]
+//!
+//! Which crate, how to put a connection on your loop, and how to await a
+//! result there (`root` is `conn.root()?`; [`async_`]`(&root).call_method(..)`
+//! returns an [`AsyncResult`], and [`typed`](AsyncResult::typed)`::<T>()`
+//! makes its `.await` give a `T`):
+//!
+//! | program | crate | put a connection on the loop | `.await` |
+//! |---|---|---|---|
+//! | no loop (threads) | `netref` | [`BgServingThread::new`]`(&conn)` | from any executor, e.g. `block_on(async_(&root).call_method("add", (1, 2)).typed::<i64>())` |
+//! | GTK / GLib | [netref-glib] | [`netref_glib::attach`]`(&conn, &MainContext::default())` | `glib::spawn_future_local(async move { async_(&root).call_method("add", (1, 2)).typed::<i64>().await })` |
+//! | calloop (Wayland) | [netref-calloop] | [`netref_calloop::attach`]`(&event_loop.handle(), &conn)` | on calloop's executor: `scheduler.schedule(async move { .. .await })` |
+//! | mio | [netref-mio] | [`netref_mio::attach`]`(&conn, registry, token, &doorbell)`, then `drive` on its events | no executor in mio: [`AsyncResult::add_callback`] runs on the loop; a future awaited elsewhere is woken by it |
+//! | polling | [netref-polling] | [`netref_polling::attach`]`(&conn, &doorbell, key)`, then `drive` on its events | as for mio |
+//!
+//! Awaiting a result of a connection that nobody serves fails at once with
+//! [`Misuse::Unserved`], whose text names these
+//! fixes, instead of hanging.
+//!
+//! [netref-glib]: https://docs.rs/netref-glib
+//! [netref-calloop]: https://docs.rs/netref-calloop
+//! [netref-mio]: https://docs.rs/netref-mio
+//! [netref-polling]: https://docs.rs/netref-polling
+//! [`netref_glib::attach`]: https://docs.rs/netref-glib/latest/netref_glib/fn.attach.html
+//! [`netref_calloop::attach`]: https://docs.rs/netref-calloop/latest/netref_calloop/fn.attach.html
+//! [`netref_mio::attach`]: https://docs.rs/netref-mio/latest/netref_mio/fn.attach.html
+//! [`netref_polling::attach`]: https://docs.rs/netref-polling/latest/netref_polling/fn.attach.html
+//!
+//! ## What crosses the wire
+//!
+//! Arguments and results are any serde types; [`RemoteObject`]s (proxies)
+//! and [`LocalObject`]s (this side's objects, closures made with
+//! [`callback`]) inside them travel by reference. Synchronous calls block
+//! while serving the connection, so callbacks nest to any depth; a remote
+//! failure is an [`Error::Remote`] printed the way RPyC prints it. For tests
+//! of your own services, [`testing::Pair`] runs two connections in memory on
+//! a virtual clock.
+//!
 //! ## Layers, inside out
 //!
 //! | module | job |
@@ -23,36 +76,6 @@
 //! dispatches each one (runs a local method and queues the reply, or
 //! completes an `AsyncResult` and runs its callbacks). Nothing below
 //! `connection` knows about threads, sockets or clocks.
-//!
-//! ## Example
-//!
-//! A server exposes a calculator; the client calls it synchronously, then
-//! asynchronously, and sees a remote error the way RPyC prints one.
-//!
-//! ```
-//! use netref::testing::Pair;
-//! use netref::{ObjectBuilder, Service};
-//!
-//! let calc = ObjectBuilder::new("Calculator")
-//!     .method("add", |a: i64, b: i64| a + b)
-//!     .try_method("int", |s: String| s.parse::<i64>())
-//!     .build();
-//! let pair = Pair::new(Service::none(), Service::object(calc));
-//! let root = pair.client.root()?;
-//!
-//! let sum: i64 = root.call_method("add", (1, 2))?;
-//! assert_eq!(sum, 3);
-//!
-//! let res = netref::async_(&root).call_method("int", ("8",));
-//! assert_eq!(res.value_as::<i64>()?, 8);
-//!
-//! let bad = netref::async_(&root).call_method("int", ("this is not a valid number",));
-//! bad.wait()?; // the reply (an error) has arrived
-//! assert!(bad.ready() && bad.error());
-//! let err = bad.value().unwrap_err();
-//! assert!(err.to_string().starts_with("ParseIntError: invalid digit found in string"));
-//! # Ok::<(), netref::Error>(())
-//! ```
 
 pub mod async_result;
 pub mod auth;

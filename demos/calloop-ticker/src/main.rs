@@ -18,6 +18,7 @@
 //! Without `--events` the tool runs until interrupted.
 
 use std::error::Error;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -158,22 +159,30 @@ fn millis(args: &[String], name: &str, default: u64) -> Res<Duration> {
     Ok(Duration::from_millis(ms))
 }
 
-fn main() -> Res<()> {
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(&args) {
+        eprintln!("calloop-ticker: {e}\n{USAGE}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(args: &[String]) -> Res<()> {
     if args.first().map(String::as_str) == Some("server") {
-        return serve(opt(&args, "--addr").as_deref().unwrap_or("127.0.0.1:18872"));
+        return serve(opt(args, "--addr").as_deref().unwrap_or("127.0.0.1:18872"));
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{USAGE}");
         return Ok(());
     }
-    let want = match opt(&args, "--events") {
+    let want = match opt(args, "--events") {
         Some(s) => Some(s.parse::<u64>().map_err(|e| format!("--events: {e}"))?),
         None => None,
     };
-    let tick = millis(&args, "--tick-ms", 250)?;
-    let period = millis(&args, "--period-ms", 700)?;
-    match opt(&args, "--addr") {
+    let tick = millis(args, "--tick-ms", 250)?;
+    let period = millis(args, "--period-ms", 700)?;
+    match opt(args, "--addr") {
         Some(addr) => run_tool(&addr, want, tick, period),
         None => {
             // No server given: run one on a thread of this process.

@@ -15,6 +15,7 @@
 
 use std::error::Error;
 use std::io::{self, BufRead, Write};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use netref::{async_, callback, BgServingThread, Builder, Connection, ObjectBuilder, RemoteObject, Service};
@@ -178,15 +179,26 @@ fn opt(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
-fn main() -> Res<()> {
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let addr = opt(&args, "--addr").unwrap_or_else(|| DEFAULT_ADDR.into());
-    match args.first().map(String::as_str) {
-        Some("server") => server(&addr),
-        Some("client") => {
-            let name = opt(&args, "--name").ok_or(USAGE)?;
-            client(&addr, &name)
+    let result = match args.first().map(String::as_str) {
+        _ if args.iter().any(|a| a == "--help" || a == "-h") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
         }
-        _ => Err(USAGE.into()),
+        Some("server") => server(&addr),
+        Some("client") => match opt(&args, "--name") {
+            Some(name) => client(&addr, &name),
+            None => Err("client needs --name".into()),
+        },
+        _ => Err("give a command: server or client".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat: {e}\n{USAGE}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -14,11 +14,17 @@
 //! print as they happen. With `--pull` nobody serves it: as the tutorial
 //! shows, the events then wait until the next interaction with the
 //! connection, here a ping each time you press Enter.
+//!
+//! The client leaves (stopping its monitor) on Ctrl-C or SIGTERM, when the
+//! server goes away, and at the end of its input: in pull mode whatever
+//! stdin is, in push mode only when stdin is a terminal (Ctrl-D), so that a
+//! push client started with stdin closed or redirected keeps watching.
 
 use std::error::Error;
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -29,10 +35,15 @@ use serde::{Deserialize, Serialize};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
-const USAGE: &str = "usage:
-  filemon server [--addr ADDR] [--interval-ms N]
-  filemon client --addr ADDR --file FILE [--pull]
-  filemon demo [--interval-ms N]";
+const USAGE: &str = "\
+usage:
+  filemon server [--addr ADDR] [--interval-ms N]   serve FileMonitor (default 127.0.0.1:18871, 1000 ms)
+  filemon client --addr ADDR --file FILE [--pull]  watch FILE through the server
+  filemon demo [--interval-ms N]                   server and client in one process
+  filemon --help                                   this text
+
+The client prints each change as the server pushes it; with --pull it
+fetches them only when you press Enter, as RPyC's tutorial shows.";
 
 /// What the monitor compares: the part of `os.stat()` that changes when a
 /// file is written.
@@ -141,36 +152,76 @@ fn server(addr: &str, interval: Duration) -> Res<()> {
     Ok(())
 }
 
+/// What the client's main thread waits for.
+enum Input {
+    /// A line on stdin (Enter).
+    Line,
+    /// End of input on stdin, Ctrl-C or SIGTERM: time to leave.
+    Stop,
+    /// The server closed the connection (or it was lost), and why.
+    Closed(String),
+}
+
 fn client(addr: &str, file: &Path, pull: bool) -> Res<()> {
-    let conn = netref::connect(addr)?;
+    let path = fs::canonicalize(file).map_err(|e| {
+        let hint =
+            if e.kind() == io::ErrorKind::NotFound { " (create it first, e.g. with touch)" } else { "" };
+        format!("cannot watch {}: {e}{hint}", file.display())
+    })?;
+    let conn = netref::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let seen = Arc::new(AtomicUsize::new(0));
     let count = seen.clone();
     let on_file_changed = callback(move |old: Stat, new: Stat| {
         print_change(old, new);
         count.fetch_add(1, Ordering::AcqRel);
     });
-    let path = fs::canonicalize(file)?;
     // Without --pull, a background thread serves the connection, so events
-    // print as they come while this thread waits on stdin.
+    // print as they come while this thread waits for a reason to stop.
     let bgsrv = (!pull).then(|| BgServingThread::new(&conn));
     let mon: RemoteObject =
         conn.root()?.call_method("FileMonitor", (path.display().to_string(), on_file_changed))?;
-    println!(
-        "monitoring {} ({})",
-        path.display(),
-        if pull { "pull: press Enter to fetch events" } else { "push" }
-    );
-    for line in io::stdin().lock().lines() {
-        line?;
-        if pull {
-            // The interaction that pulls the events in (the tutorial's `print mon`).
-            let before = seen.load(Ordering::Acquire);
-            conn.ping()?;
-            // Requests read along with the ping's reply wait in the inbox: serve them too.
-            conn.poll_all()?;
-            if seen.load(Ordering::Acquire) == before {
-                println!("(nothing new)");
+
+    let (tx, inputs) = mpsc::channel();
+    let on_signal = tx.clone();
+    ctrlc::set_handler(move || drop(on_signal.send(Input::Stop)))?;
+    let on_closed = tx.clone();
+    conn.on_close(move |why| drop(on_closed.send(Input::Closed(why.to_string()))));
+    // Pull mode is driven by stdin: each line pulls, the end of input stops.
+    // Push mode reads stdin only from a terminal (Ctrl-D stops); run with
+    // stdin closed or redirected, it watches until Ctrl-C, SIGTERM or the
+    // server going away.
+    let interactive = io::stdin().is_terminal();
+    if pull || interactive {
+        thread::spawn(move || {
+            for line in io::stdin().lock().lines() {
+                if line.is_err() || tx.send(Input::Line).is_err() {
+                    return;
+                }
             }
+            let _ = tx.send(Input::Stop);
+        });
+    }
+    let how = match (pull, interactive) {
+        (true, _) => "pull: press Enter to fetch events, Ctrl-D to stop",
+        (false, true) => "push: Ctrl-D or Ctrl-C to stop",
+        (false, false) => "push: Ctrl-C or SIGTERM to stop",
+    };
+    println!("monitoring {} ({how})", path.display());
+    for input in inputs {
+        match input {
+            Input::Line if pull => {
+                // The interaction that pulls the events in (the tutorial's `print mon`).
+                let before = seen.load(Ordering::Acquire);
+                conn.ping()?;
+                // Requests read along with the ping's reply wait in the inbox: serve them too.
+                conn.poll_all()?;
+                if seen.load(Ordering::Acquire) == before {
+                    println!("(nothing new)");
+                }
+            }
+            Input::Line => {}
+            Input::Stop => break,
+            Input::Closed(why) => return Err(format!("the server went away: {why}").into()),
         }
     }
     mon.call_method::<()>("stop", ())?;
@@ -226,6 +277,18 @@ fn demo(interval: Duration) -> Res<()> {
     Ok(())
 }
 
+/// A mistake in the command line: printed with the usage, exit status 2.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for Usage {}
+
 /// The value following `--name`, if given.
 fn opt(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -233,25 +296,44 @@ fn opt(args: &[String], name: &str) -> Option<String> {
 
 fn interval(args: &[String], default_ms: u64) -> Res<Duration> {
     let ms = match opt(args, "--interval-ms") {
-        Some(s) => s.parse::<u64>().map_err(|e| format!("--interval-ms: {e}"))?,
+        Some(s) => s.parse::<u64>().map_err(|e| Usage(format!("--interval-ms {s}: {e}")))?,
         None => default_ms,
     };
     Ok(Duration::from_millis(ms))
 }
 
-fn main() -> Res<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let addr = opt(&args, "--addr");
+fn run(args: &[String]) -> Res<()> {
+    let addr = opt(args, "--addr");
     match args.first().map(String::as_str) {
         // The tutorial's port, and its one-second interval.
-        Some("server") => server(addr.as_deref().unwrap_or("127.0.0.1:18871"), interval(&args, 1000)?),
+        Some("server") => server(addr.as_deref().unwrap_or("127.0.0.1:18871"), interval(args, 1000)?),
         Some("client") => {
-            let (Some(addr), Some(file)) = (addr, opt(&args, "--file")) else {
-                return Err(USAGE.into());
+            let (Some(addr), Some(file)) = (addr, opt(args, "--file")) else {
+                return Err(Usage("client needs --addr and --file".into()).into());
             };
             client(&addr, Path::new(&file), args.iter().any(|a| a == "--pull"))
         }
-        Some("demo") => demo(interval(&args, 100)?),
-        _ => Err(USAGE.into()),
+        Some("demo") => demo(interval(args, 100)?),
+        Some(other) => Err(Usage(format!("unknown command {other:?}")).into()),
+        None => Err(Usage("no command given".into()).into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") || args.first().is_some_and(|a| a == "help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Usage>() => {
+            eprintln!("filemon: {e}\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("filemon: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -72,10 +72,60 @@ fn push_client_prints_each_change_as_it_happens() {
     file.truncate();
     expect_change(&mut client, 11, 0);
 
-    client.close_stdin(); // the client stops its monitor and leaves
+    client.terminate(); // SIGTERM: the client stops its monitor and leaves
     client.expect_exact("bye");
     client.finish_ok();
     server.expect("[server] stopped monitoring");
+}
+
+#[test]
+fn push_client_keeps_watching_when_stdin_is_not_a_terminal() {
+    let (mut server, addr) = server();
+    let file = Scratch::new("no-tty");
+    let mut client = Proc::spawn("client", BIN, &["client", "--addr", &addr, "--file", file.path()]);
+    // End of input at once, as with `< /dev/null` or under a service manager.
+    client.close_stdin();
+    client.expect("(push: Ctrl-C or SIGTERM to stop)");
+    file.append("shmoop");
+    expect_change(&mut client, 0, 6);
+    client.terminate();
+    client.expect_exact("bye");
+    client.finish_ok();
+    server.expect("[server] stopped monitoring");
+}
+
+/// Runs the binary to completion: exit code, stdout, stderr.
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(BIN).args(args).output().expect("running filemon");
+    let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8 output");
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+#[test]
+fn help_prints_the_usage_plainly() {
+    let (code, stdout, stderr) = run(&["--help"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("usage:\n  filemon server"), "{stdout}");
+    assert!(!stdout.contains("\\n") && !stdout.contains('"'), "Debug-quoted: {stdout}");
+
+    let (code, _, stderr) = run(&["frobnicate"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.starts_with("filemon: unknown command \"frobnicate\"\nusage:"), "{stderr}");
+}
+
+#[test]
+fn a_missing_file_is_a_plain_error() {
+    let (_server, addr) = server();
+    let missing = std::env::temp_dir().join(format!("filemon-test-{}-missing", std::process::id()));
+    let (code, stdout, stderr) = run(&["client", "--addr", &addr, "--file", missing.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "filemon: cannot watch {}: No such file or directory (os error 2) (create it first, e.g. with touch)",
+            missing.display()
+        )
+    );
 }
 
 #[test]

@@ -110,6 +110,13 @@ impl Proc {
         self.stdin.take();
     }
 
+    /// Asks the child to stop with SIGTERM, as a service manager or
+    /// `kill` would; it may still print and exit cleanly.
+    pub fn terminate(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signalling the child");
+    }
+
     /// Kills the child at once (no clean shutdown) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
