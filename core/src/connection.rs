@@ -1485,7 +1485,7 @@ fn run_request(request: Request) -> Result<Value, (RemoteError, String)> {
         }
         Request::CallMethod { target, name, args } => guarded(|| target.object().call_method(&name, args))
             .map_err(|e| (e, format!("{}.{}()", target.type_name(), name))),
-        Request::GetAttr { target, name } => guarded(|| target.object().get_attr(&name))
+        Request::GetAttr { target, name } => guarded(|| target.object().getattr(&name))
             .map_err(|e| (e, format!("{}.{}", target.type_name(), name))),
         Request::Dir { target } => guarded(|| to_value(&target.object().dir()).map_err(|e| e.into_remote()))
             .map_err(|e| (e, format!("dir({})", target.type_name()))),

@@ -34,7 +34,7 @@ pub trait Object: Send + Sync + 'static {
     }
 
     /// Reads the exposed attribute `name`. The default refuses with an attribute error.
-    fn get_attr(&self, name: &str) -> CallResult {
+    fn getattr(&self, name: &str) -> CallResult {
         Err(RemoteError::attribute(self.type_name(), name))
     }
 
@@ -311,7 +311,7 @@ impl Object for Built {
         }
     }
 
-    fn get_attr(&self, name: &str) -> CallResult {
+    fn getattr(&self, name: &str) -> CallResult {
         if let Some(attr) = self.attrs.get(name) {
             return match attr {
                 Attr::Fixed(v) => Ok(v.clone()),

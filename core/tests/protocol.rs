@@ -24,7 +24,7 @@ fn serve(request: Request) -> Result<Value, RemoteError> {
     match request {
         Request::Call { target, args } => target.object().call(args),
         Request::CallMethod { target, name, args } => target.object().call_method(&name, args),
-        Request::GetAttr { target, name } => target.object().get_attr(&name),
+        Request::GetAttr { target, name } => target.object().getattr(&name),
         Request::Dir { target } => Ok(netref::to_value(&target.object().dir()).unwrap()),
         Request::Invalid(e) => Err(e),
     }
