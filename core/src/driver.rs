@@ -4,7 +4,7 @@
 //! `#[path]`), so the drive step reaches the connection's state without
 //! widening visibility all over `connection.rs`.
 
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -71,7 +71,6 @@ use crate::error::{Misuse, Result};
 /// ```
 pub struct Driver {
     conn: Connection,
-    fd: RawFd,
     /// Set when `wake` was called and the loop has not stepped since: the
     /// loop's own wake-up is rung once per step at most.
     rung: Arc<AtomicBool>,
@@ -100,7 +99,9 @@ impl Driver {
     /// attached to a loop.
     pub fn attach(conn: &Connection, wake: impl Fn() + Send + Sync + 'static) -> Result<Driver> {
         let shared = &conn.shared;
-        let fd = shared.transport.raw_fd().ok_or(Misuse::NoFileDescriptor)?;
+        if shared.transport.as_fd().is_none() {
+            return Err(Misuse::NoFileDescriptor.into());
+        }
         let rung = Arc::new(AtomicBool::new(false));
         let flag = rung.clone();
         let wake = move || {
@@ -119,7 +120,7 @@ impl Driver {
             st.loop_thread = Some(thread::current().id());
         }
         shared.standing_server_started();
-        Ok(Driver { conn: conn.clone(), fd, rung })
+        Ok(Driver { conn: conn.clone(), rung })
     }
 
     /// The connection.
@@ -162,10 +163,9 @@ impl Step {
 
 impl AsFd for Driver {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: the fd is the transport's, and `self.conn` keeps the
-        // transport alive (and the fd open: closing only shuts the socket
-        // down) for as long as `self` lives.
-        unsafe { BorrowedFd::borrow_raw(self.fd) }
+        // The transport lives as long as the connection `self` holds, and
+        // closing only shuts the socket down: the fd stays open.
+        self.conn.shared.transport.as_fd().expect("attach checked that the transport has an fd")
     }
 }
 
@@ -188,7 +188,7 @@ impl Drop for Driver {
 
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Driver").field("conn", &self.conn).field("fd", &self.fd).finish()
+        f.debug_struct("Driver").field("conn", &self.conn).field("fd", &self.as_fd()).finish()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -35,7 +35,7 @@ pub trait Transport: Send + Sync + 'static {
     /// Shuts the transport down in both directions; waits return.
     fn shutdown(&self);
     /// The file descriptor an event loop can watch, if there is one.
-    fn raw_fd(&self) -> Option<RawFd> {
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
     /// A short description for logs and tracebacks (peer address).
@@ -123,6 +123,15 @@ impl Stream {
 impl AsRawFd for Stream {
     fn as_raw_fd(&self) -> RawFd {
         self.fd()
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
     }
 }
 
@@ -312,8 +321,8 @@ impl Transport for SocketTransport {
         }
     }
 
-    fn raw_fd(&self) -> Option<RawFd> {
-        Some(self.stream.fd())
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.stream.as_fd())
     }
 
     fn describe(&self) -> String {

@@ -2,7 +2,7 @@
 //! Unix socket pair whose writes are counted.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -40,8 +40,8 @@ impl Transport for Counting {
     fn shutdown(&self) {
         self.inner.shutdown()
     }
-    fn raw_fd(&self) -> Option<RawFd> {
-        self.inner.raw_fd()
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.as_fd()
     }
     fn describe(&self) -> String {
         self.inner.describe()
