@@ -14,7 +14,7 @@ use crate::error::{Error, Misuse, Place, Result};
 use crate::value::{from_value_at, Value};
 
 /// What an `AsyncResult` needs from the connection that will complete it.
-pub(crate) trait Driver: Send + Sync + 'static {
+pub(crate) trait ReplySource: Send + Sync + 'static {
     /// Serves whatever is already readable, without blocking.
     fn poll(&self);
     /// Serves the connection until `slot` is done or expired.
@@ -80,7 +80,7 @@ impl Slot {
 
     /// Stores the outcome and runs the callbacks (outside the lock, so a
     /// callback may use the result). Ignored once settled.
-    pub(crate) fn complete(self: &Arc<Self>, outcome: Result<Value>, driver: Option<Arc<dyn Driver>>) {
+    pub(crate) fn complete(self: &Arc<Self>, outcome: Result<Value>, driver: Option<Arc<dyn ReplySource>>) {
         let (callbacks, wakers) = {
             let mut s = self.lock();
             if s.outcome.is_some() || s.expired {
@@ -195,7 +195,7 @@ impl Drop for Slot {
 /// are not replies and are not logged.
 pub struct AsyncResult<T = Value> {
     slot: Arc<Slot>,
-    driver: Option<Arc<dyn Driver>>,
+    driver: Option<Arc<dyn ReplySource>>,
     /// `fn() -> T`: the handle is `Send + Sync` and owns no `T`.
     typed: PhantomData<fn() -> T>,
 }
@@ -207,13 +207,13 @@ impl<T> Clone for AsyncResult<T> {
 }
 
 impl AsyncResult {
-    pub(crate) fn new(slot: Arc<Slot>, driver: Arc<dyn Driver>) -> Self {
+    pub(crate) fn new(slot: Arc<Slot>, driver: Arc<dyn ReplySource>) -> Self {
         AsyncResult::with(slot, Some(driver))
     }
 }
 
 impl<T> AsyncResult<T> {
-    fn with(slot: Arc<Slot>, driver: Option<Arc<dyn Driver>>) -> Self {
+    fn with(slot: Arc<Slot>, driver: Option<Arc<dyn ReplySource>>) -> Self {
         AsyncResult { slot, driver, typed: PhantomData }
     }
 

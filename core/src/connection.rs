@@ -35,7 +35,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use crate::async_result::{AsyncResult, Driver, Slot};
+use crate::async_result::{AsyncResult, ReplySource, Slot};
 use crate::auth::{Authenticator, Credentials, Secret};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -1527,7 +1527,7 @@ impl Session for Shared {
     }
 }
 
-impl Driver for Shared {
+impl ReplySource for Shared {
     fn poll(&self) {
         // An attached connection is the loop's to serve: serving it here,
         // outside the loop's dispatch, would run the peer's requests where
