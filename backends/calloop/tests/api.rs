@@ -18,6 +18,7 @@ use netref_conformance::{Peer, PeerServer, PATIENCE};
 struct Data {
     seen: Vec<i64>,
     errors: Vec<String>,
+    awaited: Option<netref::Result<i64>>,
 }
 
 /// Dispatches `lp` until `done`; fails after `PATIENCE`.
@@ -164,6 +165,26 @@ fn a_loop_data_callback_called_from_another_thread_gets_a_clear_error() {
     assert_eq!(remote.type_name, "RuntimeError", "{err}");
     assert!(remote.message.contains("called from another thread"), "{err}");
     bg.stop().unwrap();
+}
+
+#[test]
+fn awaiting_a_typed_result_on_the_loop() {
+    let server = PeerServer::start();
+    let conn = server.connect();
+    let mut lp: EventLoop<'static, Data> = EventLoop::try_new().unwrap();
+    let attached = netref_calloop::attach(&lp.handle(), &conn).unwrap();
+    // calloop's executor, in the same loop: the connection's source reads
+    // the reply and wakes the task, the executor's source polls it again.
+    let (executor, scheduler) = calloop::futures::executor::<netref::Result<i64>>().unwrap();
+    lp.handle().insert_source(executor, |sum, _, data: &mut Data| data.awaited = Some(sum)).unwrap();
+    let root = conn.root().unwrap();
+    scheduler
+        .schedule(async move { netref::async_(&root).call_method("add", (40, 2)).typed::<i64>().await })
+        .unwrap();
+    let mut data = Data::default();
+    run_until(&mut lp, &mut data, "the awaited reply", |d| d.awaited.is_some());
+    assert_eq!(data.awaited.take().unwrap().unwrap(), 42);
+    drop(attached);
 }
 
 /// Runs the server `make` makes on a loop thread of its own (a calloop

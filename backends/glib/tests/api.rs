@@ -2,7 +2,9 @@
 //! `attach`, over real sockets. Each test runs under its own private
 //! thread-default `MainContext`.
 
+use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -49,6 +51,28 @@ fn attach_and_attached_by_name() {
         attached.detach();
         // Detached: this thread serves it again without the context.
         assert_eq!(root.call_method::<i64>("add", (2, 3)).unwrap(), 5);
+    });
+}
+
+#[test]
+fn awaiting_a_typed_result_on_the_loop() {
+    with_context(|ctx| {
+        let server = PeerServer::start();
+        let conn = server.connect();
+        let attached = netref_glib::attach(&conn, ctx).unwrap();
+        let root = conn.root().unwrap();
+        // Set by the future, on the context's thread, once its `.await` is
+        // over: the context's fd watch read the reply and woke the task.
+        let got: Rc<RefCell<Option<netref::Result<i64>>>> = Rc::default();
+        let g = got.clone();
+        // `spawn_future_local` spawns on the thread-default context: `ctx`.
+        glib::spawn_future_local(async move {
+            let sum = netref::async_(&root).call_method("add", (40, 2)).typed::<i64>().await;
+            *g.borrow_mut() = Some(sum);
+        });
+        run_until(ctx, "the awaited reply", || got.borrow().is_some());
+        assert_eq!(got.borrow_mut().take().unwrap().unwrap(), 42);
+        drop(attached);
     });
 }
 

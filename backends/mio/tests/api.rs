@@ -2,9 +2,13 @@
 //! `callback` (bound to the loop's thread), over real sockets.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::TcpListener;
+use std::pin::pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{self, Context, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -46,6 +50,29 @@ impl Loop {
                 attached.drive(self.poll.registry()).unwrap();
             }
         }
+    }
+}
+
+/// A minimal executor for one future, on std alone: polls it on this
+/// thread, parking between wake-ups; fails after `PATIENCE`.
+fn block_on<F: Future>(fut: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = pin!(fut);
+    let give_up = Instant::now() + PATIENCE;
+    loop {
+        if let task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        let now = Instant::now();
+        assert!(now < give_up, "timed out waiting for the future to be woken");
+        thread::park_timeout(give_up - now); // a spurious return just polls again
     }
 }
 
@@ -188,5 +215,30 @@ fn callback_called_off_its_thread_is_refused_and_its_captures_die_on_its_thread(
     let lp = Loop::new();
     let attached = lp.attach(&conn); // attach drives once
     assert!(dropped.get(), "dropped at this thread's next step");
+    attached.detach(lp.poll.registry()).unwrap();
+}
+
+#[test]
+fn awaiting_a_typed_result_from_another_thread() {
+    let server = PeerServer::start();
+    let conn = server.connect();
+    let mut lp = Loop::new();
+    let mut attached = lp.attach(&conn);
+    let bell = lp.doorbell.clone();
+    let root = conn.root().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    // No executor in the loop: a worker thread awaits, and this thread,
+    // which drives the connection, reads the reply and wakes the future.
+    let worker = thread::spawn(move || {
+        block_on(async move {
+            let sum = netref::async_(&root).call_method("add", (40, 2)).typed::<i64>().await;
+            flag.store(true, Ordering::Release);
+            bell.wake(); // the loop below sees the flag
+            sum
+        })
+    });
+    lp.run_until(&mut attached, "the awaited reply", |_| done.load(Ordering::Acquire));
+    assert_eq!(worker.join().unwrap().unwrap(), 42);
     attached.detach(lp.poll.registry()).unwrap();
 }

@@ -2,9 +2,13 @@
 //! and `callback`, over real sockets.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::net::TcpListener;
+use std::pin::pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{self, Context, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,6 +33,29 @@ fn run_until(doorbell: &Doorbell, attached: &mut Attached, what: &str, done: imp
         if ready || attached.is_due() {
             attached.drive().unwrap();
         }
+    }
+}
+
+/// A minimal executor for one future, on std alone: polls it on this
+/// thread, parking between wake-ups; fails after `PATIENCE`.
+fn block_on<F: Future>(fut: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = pin!(fut);
+    let give_up = Instant::now() + PATIENCE;
+    loop {
+        if let task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        let now = Instant::now();
+        assert!(now < give_up, "timed out waiting for the future to be woken");
+        thread::park_timeout(give_up - now); // a spurious return just polls again
     }
 }
 
@@ -112,4 +139,29 @@ fn server_constructors_by_name() {
     let addr = listener.local_addr().unwrap();
     let server = Server::from_listener(listener, peer.builder()).unwrap();
     assert_eq!(serve_one_call(server, || Builder::default().connect_tcp(addr).unwrap()), 42);
+}
+
+#[test]
+fn awaiting_a_typed_result_from_another_thread() {
+    let server = PeerServer::start();
+    let conn = server.connect();
+    let doorbell = Doorbell::new(Arc::new(Poller::new().unwrap()));
+    let mut attached = netref_polling::attach(&conn, &doorbell, CONN).unwrap();
+    let bell = doorbell.clone();
+    let root = conn.root().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    // No executor in the loop: a worker thread awaits, and this thread,
+    // which drives the connection, reads the reply and wakes the future.
+    let worker = thread::spawn(move || {
+        block_on(async move {
+            let sum = netref::async_(&root).call_method("add", (40, 2)).typed::<i64>().await;
+            flag.store(true, Ordering::Release);
+            bell.wake(); // the loop below sees the flag
+            sum
+        })
+    });
+    run_until(&doorbell, &mut attached, "the awaited reply", |_| done.load(Ordering::Acquire));
+    assert_eq!(worker.join().unwrap().unwrap(), 42);
+    attached.detach();
 }
