@@ -63,7 +63,7 @@ fn push_client_prints_each_change_as_it_happens() {
     let (mut server, addr) = server();
     let file = Scratch::new("push");
     let mut client = Proc::spawn("client", BIN, &["client", "--addr", &addr, "--file", file.path()]);
-    client.expect("(push)");
+    client.expect("(push: ");
 
     file.append("shmoop");
     expect_change(&mut client, 0, 6);
