@@ -75,6 +75,8 @@ use crate::error::{AuthError, AuthStep, Result};
 use crate::transport::Stream;
 
 mod sha256;
+#[cfg(test)]
+mod tests;
 
 /// What an [`Authenticator`] learned about the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,36 +266,53 @@ impl fmt::Debug for SharedSecret {
 
 impl Authenticator for SharedSecret {
     fn authenticate(&self, stream: &mut Stream) -> Result<Credentials> {
-        let server_nonce = random_nonce()?;
-        let mut hello = MAGIC.to_vec();
-        hello.extend_from_slice(&server_nonce);
-        stream.write_all(&hello).map_err(|e| io_auth(AuthStep::SendingChallenge, e))?;
-        let mut answer = [0u8; NONCE_LEN + MAC_LEN];
-        stream.read_exact(&mut answer).map_err(|e| io_auth(AuthStep::ReadingAnswer, e))?;
-        let (client_nonce, client_mac) = answer.split_at(NONCE_LEN);
-        let expected = sha256::hmac_sha256(&self.secret.0, &[CLIENT_LABEL, &server_nonce, client_nonce]);
-        if !sha256::constant_time_eq(&expected, client_mac) {
-            let _ = stream.write_all(&[REJECTED]);
-            return Err(AuthError::WrongAnswer.into());
-        }
-        let proof = sha256::hmac_sha256(&self.secret.0, &[SERVER_LABEL, client_nonce, &server_nonce]);
-        let mut reply = vec![ACCEPTED];
-        reply.extend_from_slice(&proof);
-        stream.write_all(&reply).map_err(|e| io_auth(AuthStep::SendingProof, e))?;
-        Ok(Credentials::new("shared-secret"))
+        challenge(stream, &self.secret, random_nonce()?)
     }
+}
+
+/// The server side of the exchange, with its nonce given (random in use,
+/// fixed in the test that pins the bytes).
+fn challenge(
+    stream: &mut (impl Read + Write),
+    secret: &Secret,
+    server_nonce: [u8; NONCE_LEN],
+) -> Result<Credentials> {
+    let mut hello = MAGIC.to_vec();
+    hello.extend_from_slice(&server_nonce);
+    stream.write_all(&hello).map_err(|e| io_auth(AuthStep::SendingChallenge, e))?;
+    let mut answer = [0u8; NONCE_LEN + MAC_LEN];
+    stream.read_exact(&mut answer).map_err(|e| io_auth(AuthStep::ReadingAnswer, e))?;
+    let (client_nonce, client_mac) = answer.split_at(NONCE_LEN);
+    let expected = sha256::hmac_sha256(&secret.0, &[CLIENT_LABEL, &server_nonce, client_nonce]);
+    if !sha256::constant_time_eq(&expected, client_mac) {
+        let _ = stream.write_all(&[REJECTED]);
+        return Err(AuthError::WrongAnswer.into());
+    }
+    let proof = sha256::hmac_sha256(&secret.0, &[SERVER_LABEL, client_nonce, &server_nonce]);
+    let mut reply = vec![ACCEPTED];
+    reply.extend_from_slice(&proof);
+    stream.write_all(&reply).map_err(|e| io_auth(AuthStep::SendingProof, e))?;
+    Ok(Credentials::new("shared-secret"))
 }
 
 /// The client side of the exchange: answers the server's challenge and
 /// checks the server's proof.
 pub(crate) fn answer_challenge(stream: &mut Stream, secret: &Secret) -> Result<Credentials> {
+    answer(stream, secret, random_nonce()?)
+}
+
+/// The client side with its nonce given (see [`challenge`]).
+fn answer(
+    stream: &mut (impl Read + Write),
+    secret: &Secret,
+    client_nonce: [u8; NONCE_LEN],
+) -> Result<Credentials> {
     let mut hello = [0u8; MAGIC.len() + NONCE_LEN];
     stream.read_exact(&mut hello).map_err(|e| io_auth(AuthStep::ReadingChallenge, e))?;
     if &hello[..MAGIC.len()] != MAGIC {
         return Err(AuthError::NoChallenge.into());
     }
     let server_nonce = &hello[MAGIC.len()..];
-    let client_nonce = random_nonce()?;
     let mac = sha256::hmac_sha256(&secret.0, &[CLIENT_LABEL, server_nonce, &client_nonce]);
     let mut answer = client_nonce.to_vec();
     answer.extend_from_slice(&mac);
