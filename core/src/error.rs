@@ -608,7 +608,7 @@ pub enum AuthError {
     PeerClosed(AuthStep),
     /// A step failed with an I/O error.
     Io(AuthStep, Arc<io::Error>),
-    /// No random nonce could be read from `/dev/urandom`.
+    /// The operating system gave no random nonce (`getrandom` failed).
     NoRandomness(Arc<io::Error>),
 }
 
@@ -642,7 +642,7 @@ impl fmt::Display for AuthError {
             AuthError::PeerClosed(step) => write!(f, "the peer closed the connection while {step}"),
             AuthError::Io(step, e) => write!(f, "{step} failed: {e}"),
             AuthError::NoRandomness(e) => {
-                write!(f, "reading a random nonce from /dev/urandom failed: {e}")
+                write!(f, "reading a random nonce from the operating system failed: {e}")
             }
         }
     }

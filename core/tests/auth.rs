@@ -6,13 +6,17 @@ mod logcap;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use netref::auth::{Credentials, SharedSecret, UnixPeerCred};
-use netref::{AuthError, Builder, Connection, Error, ObjectBuilder, Service, ThreadedServer};
+use netref::{
+    AuthError, Authenticator, Builder, Connection, Error, ObjectBuilder, Service, Stream, ThreadedServer,
+};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -280,4 +284,54 @@ fn a_sniffed_transcript_never_contains_the_secret_and_cannot_be_replayed() {
     let mut verdict = [0u8; 1];
     raw.read_exact(&mut verdict).unwrap();
     assert_eq!(verdict[0], 1, "a replayed answer is rejected");
+}
+
+// ---- out of file descriptors ---------------------------------------------------------
+
+const CHILD_ENV: &str = "NETREF_AUTH_TEST_CHILD";
+const CHILD_DONE: &str = "CHILD: challenge sent with no descriptor free";
+
+/// A server out of file descriptors still challenges a client it has
+/// accepted: the nonce comes from a system call, not from a file opened per
+/// handshake (which failed with EMFILE). The limit is per process, so the
+/// check runs in a child (`out_of_descriptors_child`).
+#[test]
+fn a_challenge_needs_no_file_descriptor() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["out_of_descriptors_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the child failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(CHILD_DONE), "the child did not run the check:\n{stdout}\n{stderr}");
+}
+
+#[test]
+#[ignore = "run in a child process by a_challenge_needs_no_file_descriptor"]
+fn out_of_descriptors_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    theirs.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a valid rlimit struct for the duration of the calls.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = 0;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    let no_fd = std::fs::File::open("/dev/null").expect_err("no descriptor is free");
+    assert_eq!(no_fd.raw_os_error(), Some(libc::EMFILE), "{no_fd}");
+    let server =
+        thread::spawn(move || SharedSecret::new(SECRET.to_vec()).authenticate(&mut Stream::Unix(ours)));
+    let mut challenge = [0u8; 14 + 32];
+    theirs.read_exact(&mut challenge).expect("the server sent its challenge");
+    assert!(challenge.starts_with(b"netref-auth/1\n"));
+    drop(theirs);
+    let err = server.join().unwrap().unwrap_err();
+    assert!(matches!(&err, Error::Auth(AuthError::PeerClosed(_))), "{err}");
+    println!("{CHILD_DONE}");
 }
