@@ -207,9 +207,9 @@ pub(crate) fn poll_until(fds: &mut [PollFd<'_>], timeout: Option<&Timespec>) -> 
     }
 }
 
-/// A socket plus a wake-up [`Bell`] (an eventfd), waited on with `poll(2)`.
+/// A socket plus a wake-up eventfd, waited on with `poll(2)`.
 ///
-/// The bell is made on first use (a blocking `wait` or a `wake`), so a
+/// The eventfd is made on first use (a blocking `wait` or a `wake`), so a
 /// connection served only by an event loop costs one file descriptor, not
 /// two (a server holding 10,000 connections needs 10,000 descriptors, not
 /// 20,000).
