@@ -157,9 +157,17 @@ pub fn peer_cred(stream: &Stream) -> Result<PeerCred> {
     let Stream::Unix(s) = stream else {
         return Err(AuthError::NotUnixSocket.into());
     };
+    // libc rather than rustix's `socket_peercred`: rustix (1.1.6) reads the
+    // kernel's answer straight into a `UCred` whose pid is a non-zero
+    // `Pid`, and the kernel answers pid 0 for a peer outside this process's
+    // pid namespace (a client on the host of a containerised server). That
+    // is undefined behaviour; measured, it comes back as `Err(os error 0)`.
+    // Here pid 0 is just a pid (tests/peercred.rs).
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` is a valid ucred and `len` its size, as SO_PEERCRED requires.
+    // SAFETY: `cred` is a valid ucred and `len` its size, as SO_PEERCRED
+    // requires; the kernel writes at most `len` bytes into it, and every
+    // bit pattern is a valid ucred (three integers).
     let rc = unsafe {
         libc::getsockopt(
             s.as_raw_fd(),

@@ -41,8 +41,8 @@ use crate::error::{Misuse, Result};
 /// connection, and so the fd, open while it lives).
 ///
 /// ```
-/// use std::os::fd::{AsFd, AsRawFd};
 /// use std::time::Instant;
+/// use rustix::event::{poll, PollFd, PollFlags, Timespec};
 /// use netref::{Builder, Driver, ObjectBuilder, Service};
 ///
 /// # fn main() -> netref::Result<()> {
@@ -57,11 +57,10 @@ use crate::error::{Misuse, Result};
 /// let answer = netref::async_(&root).call_method("add", (40, 2));
 /// let mut step = driver.step();
 /// while !answer.ready() && !step.closed {
-///     let events = if step.wants_write { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
-///     let mut fd = libc::pollfd { fd: driver.as_fd().as_raw_fd(), events, revents: 0 };
-///     let ms = step.next_deadline.map_or(-1, |d| d.saturating_duration_since(Instant::now()).as_millis() as i32);
-///     // SAFETY: one valid pollfd for the whole call.
-///     unsafe { libc::poll(&mut fd, 1, ms) };
+///     let events = if step.wants_write { PollFlags::IN | PollFlags::OUT } else { PollFlags::IN };
+///     let timeout = step.next_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+///     let timeout = timeout.map(|t| Timespec::try_from(t).unwrap());
+///     let _ = poll(&mut [PollFd::new(&driver, events)], timeout.as_ref()); // EINTR: step anyway
 ///     step = driver.step();
 /// }
 /// assert_eq!(answer.value_as::<i64>()?, 42);

@@ -45,6 +45,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
+use rustix::io::Errno;
+
 use crate::connection::{Builder, Connection};
 use crate::error::{Error, Result};
 use crate::transport::Stream;
@@ -223,15 +225,15 @@ fn client_gone(e: &io::Error) -> bool {
     // accept(2), Linux: "already-pending network errors on the new socket"
     // are returned from accept(); the man page says to retry on them.
     matches!(
-        e.raw_os_error(),
+        Errno::from_io_error(e),
         Some(
-            libc::ENETDOWN
-                | libc::EPROTO
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::ENETUNREACH
+            Errno::NETDOWN
+                | Errno::PROTO
+                | Errno::NOPROTOOPT
+                | Errno::HOSTDOWN
+                | Errno::NONET
+                | Errno::HOSTUNREACH
+                | Errno::NETUNREACH
         )
     )
 }

@@ -17,13 +17,11 @@
 //! (or threads), the server logs a warning, backs off for [`ACCEPT_BACKOFF`]
 //! and tries again, serving the connections it has (see [`listener`](crate::listener)).
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -31,7 +29,8 @@ use crate::auth::Authenticator;
 use crate::connection::{Builder, WeakConnection};
 use crate::error::Result;
 use crate::listener::{start_accepted, Listener};
-use crate::transport::Stream;
+use crate::transport::{poll_timeout, poll_until, Bell, Stream};
+use rustix::event::{PollFd, PollFlags};
 
 /// The server's listener, plus the socket file to remove once it closes.
 struct Bound {
@@ -49,10 +48,12 @@ impl Drop for Bound {
 
 /// A listener that a `close()` from another thread can interrupt.
 struct Acceptor {
-    listener: Mutex<Option<Bound>>,
-    fd: RawFd,
-    wake_rx: UnixStream,
-    wake_tx: UnixStream,
+    /// Read-locked while an accept loop polls and accepts on it, so that it
+    /// stays open meanwhile; `stop` takes it (write-locked) to close it.
+    listener: RwLock<Option<Bound>>,
+    /// Rung by `stop`, never cleared: a latch that ends every poll, present
+    /// and future.
+    stop_bell: Bell,
     stopped: AtomicBool,
     /// Set when setting up a connection ran out of resources: the next
     /// accept waits [`ACCEPT_BACKOFF`] first.
@@ -61,17 +62,11 @@ struct Acceptor {
 
 impl Acceptor {
     fn new(listener: Bound) -> Result<Acceptor> {
-        let (wake_rx, wake_tx) = UnixStream::pair()?;
-        wake_rx.set_nonblocking(true)?;
-        wake_tx.set_nonblocking(true)?;
         // `Listener::bind_*` made the listener non-blocking: the poll below
         // may report a client that is gone by the time we accept.
-        let fd = listener.listener.as_raw_fd();
         Ok(Acceptor {
-            listener: Mutex::new(Some(listener)),
-            fd,
-            wake_rx,
-            wake_tx,
+            listener: RwLock::new(Some(listener)),
+            stop_bell: Bell::new()?,
             stopped: AtomicBool::new(false),
             backoff: AtomicBool::new(false),
         })
@@ -87,17 +82,16 @@ impl Acceptor {
                 self.pause();
                 continue;
             }
-            let mut fds = [
-                libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            ];
-            // SAFETY: `fds` is a valid array of two pollfd structs for the whole call.
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            let guard = self.listener.read().unwrap_or_else(|e| e.into_inner());
+            let bound = guard.as_ref()?;
+            let mut fds =
+                [PollFd::new(&bound.listener, PollFlags::IN), PollFd::new(&self.stop_bell, PollFlags::IN)];
+            // A failed poll (ENOMEM) is as good as a spurious wake-up:
+            // accept finds nothing and the loop polls again.
+            let _ = poll_until(&mut fds, None);
             if self.stopped.load(Ordering::Acquire) {
                 return None;
             }
-            let guard = self.listener.lock().unwrap_or_else(|e| e.into_inner());
-            let bound = guard.as_ref()?;
             // `accept` already skips clients that went away; what errors
             // remain are the listener's own.
             match bound.listener.accept() {
@@ -117,11 +111,8 @@ impl Acceptor {
 
     /// Waits [`ACCEPT_BACKOFF`], or less if [`stop`](Self::stop) wakes us.
     fn pause(&self) {
-        let mut sink = [0u8; 1];
-        let mut fds = [libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-        // SAFETY: one valid pollfd for the whole call.
-        unsafe { libc::poll(fds.as_mut_ptr(), 1, ACCEPT_BACKOFF.as_millis() as i32) };
-        let _ = (&self.wake_rx).read(&mut sink);
+        let backoff = poll_timeout(Some(ACCEPT_BACKOFF));
+        let _ = poll_until(&mut [PollFd::new(&self.stop_bell, PollFlags::IN)], backoff.as_ref());
     }
 
     /// Makes the next accept wait [`ACCEPT_BACKOFF`] first.
@@ -135,9 +126,10 @@ impl Acceptor {
 
     fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        let _ = (&self.wake_tx).write(&[1]);
+        // Ends the accept loops' polls, so they let go of the listener.
+        self.stop_bell.ring();
         // Closing the listener refuses further clients at once.
-        self.listener.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.listener.write().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 

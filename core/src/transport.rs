@@ -3,11 +3,15 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::net::{sendmsg, SendAncillaryBuffer, SendFlags};
 
 /// What a connection needs from the bytes underneath it.
 ///
@@ -45,6 +49,9 @@ pub trait Transport: Send + Sync + 'static {
 /// Most slices one `sendmsg` takes (Linux's `UIO_MAXIOV`).
 const IOV_MAX: usize = 1024;
 
+/// How long one `wait` lasts at most when there is no wake-up bell.
+const SLICE: Duration = Duration::from_millis(10);
+
 /// A connected stream socket: TCP or Unix.
 #[derive(Debug)]
 pub enum Stream {
@@ -66,13 +73,6 @@ impl From<UnixStream> for Stream {
 }
 
 impl Stream {
-    fn fd(&self) -> RawFd {
-        match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        }
-    }
-
     /// Sets the read and write timeouts of blocking I/O on the stream
     /// (`None`: block forever), as an authenticator's exchange needs.
     pub fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
@@ -122,7 +122,10 @@ impl Stream {
 
 impl AsRawFd for Stream {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd()
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
     }
 }
 
@@ -157,18 +160,65 @@ impl Write for Stream {
     }
 }
 
-/// A socket plus a wake-up pipe, waited on with `poll(2)`.
+/// A wake-up another thread rings to end a `poll(2)`: an eventfd, one
+/// descriptor (a pipe or socket pair takes two).
 ///
-/// The wake-up pipe is made on first use (a blocking `wait` or a `wake`), so
-/// a connection served only by an event loop costs one file descriptor, not
-/// three (a server holding 10,000 connections needs 10,000 descriptors, not
-/// 30,000).
+/// Ringing adds to the eventfd's counter, which makes it readable until
+/// [`clear`](Self::clear) reads the counter back to zero; a bell rung and
+/// never cleared stays readable, a latch.
+#[derive(Debug)]
+pub(crate) struct Bell(OwnedFd);
+
+impl Bell {
+    /// A new, silent bell (non-blocking, close-on-exec).
+    pub(crate) fn new() -> io::Result<Bell> {
+        Ok(Bell(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?))
+    }
+
+    /// Makes the bell readable. Fails only when the counter is already
+    /// near its maximum, that is, readable: so the error is irrelevant.
+    pub(crate) fn ring(&self) {
+        let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
+    }
+
+    /// Makes the bell silent again (one read resets the counter).
+    pub(crate) fn clear(&self) {
+        let _ = rustix::io::read(&self.0, &mut [0u8; 8]);
+    }
+}
+
+impl AsFd for Bell {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// `timeout` as `poll` takes it: `None` waits forever (as does a timeout
+/// too long for a `Timespec`).
+pub(crate) fn poll_timeout(timeout: Option<Duration>) -> Option<Timespec> {
+    timeout.and_then(|d| Timespec::try_from(d).ok())
+}
+
+/// `poll(2)` on `fds`; a signal that interrupts it is a (spurious) return.
+pub(crate) fn poll_until(fds: &mut [PollFd<'_>], timeout: Option<&Timespec>) -> io::Result<()> {
+    match poll(fds, timeout) {
+        Ok(_) | Err(Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A socket plus a wake-up eventfd, waited on with `poll(2)`.
+///
+/// The eventfd is made on first use (a blocking `wait` or a `wake`), so a
+/// connection served only by an event loop costs one file descriptor, not
+/// two (a server holding 10,000 connections needs 10,000 descriptors, not
+/// 20,000).
 #[derive(Debug)]
 pub struct SocketTransport {
     stream: Stream,
-    /// `(read end, write end)`; `Err` if it could not be made (out of file
-    /// descriptors): waits then poll the socket in short slices instead.
-    wake: OnceLock<Result<(UnixStream, UnixStream), ()>>,
+    /// `Err` if it could not be made (out of file descriptors): waits then
+    /// poll the socket in short slices instead.
+    wake: OnceLock<Result<Bell, ()>>,
     /// The last read was short, so the socket was drained: the next read
     /// (the one that would only return `WouldBlock`) is skipped.
     drained: AtomicBool,
@@ -199,17 +249,12 @@ impl SocketTransport {
         Ok(SocketTransport { stream, wake: OnceLock::new(), drained: AtomicBool::new(false), label })
     }
 
-    /// The wake-up pipe, made now if need be. Both `wait` and `wake` make
+    /// The wake-up bell, made now if need be. Both `wait` and `wake` make
     /// it, so a `wake` racing with the first `wait` is never lost.
-    fn wake_pipe(&self) -> Option<&(UnixStream, UnixStream)> {
+    fn bell(&self) -> Option<&Bell> {
         self.wake
             .get_or_init(|| {
-                let pair = UnixStream::pair().and_then(|(rx, tx)| {
-                    rx.set_nonblocking(true)?;
-                    tx.set_nonblocking(true)?;
-                    Ok((rx, tx))
-                });
-                pair.map_err(|e| log::warn!("netref: no wake-up pipe ({e}); waits poll in slices"))
+                Bell::new().map_err(|e| log::warn!("netref: no wake-up eventfd ({e}); waits poll in slices"))
             })
             .as_ref()
             .ok()
@@ -254,58 +299,40 @@ impl Transport for SocketTransport {
         // std's `write` (`send`), it passes MSG_NOSIGNAL, so a peer that
         // went away is an EPIPE error, not a SIGPIPE that kills a process
         // which does not ignore it.
-        //
-        // SAFETY: an all-zero `msghdr` is valid (no address, no control
-        // data); `IoSlice` is guaranteed ABI-compatible with `iovec` on
-        // Unix, and `bufs`, which sendmsg only reads, outlives the call.
-        let n = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-            msg.msg_iovlen = bufs.len().min(IOV_MAX) as _;
-            libc::sendmsg(self.stream.fd(), &msg, libc::MSG_NOSIGNAL)
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        let bufs = &bufs[..bufs.len().min(IOV_MAX)];
+        Ok(sendmsg(&self.stream, bufs, &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL)?)
     }
 
     fn wait(&self, want_write: bool, timeout: Option<Duration>) -> io::Result<()> {
-        let mut events = libc::POLLIN;
+        let mut events = PollFlags::IN;
         if want_write {
-            events |= libc::POLLOUT;
+            events |= PollFlags::OUT;
         }
-        let pipe = self.wake_pipe();
-        let mut fds = [
-            libc::pollfd { fd: self.stream.fd(), events, revents: 0 },
-            libc::pollfd { fd: pipe.map_or(-1, |p| p.0.as_raw_fd()), events: libc::POLLIN, revents: 0 },
-        ];
-        let mut ms = match timeout {
-            None => -1,
-            // Round up so a wait never ends just before its deadline.
-            Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
-        };
-        if pipe.is_none() && !(0..=10).contains(&ms) {
-            ms = 10; // no wake-up pipe: notice wakes within 10 ms
+        let bell = self.bell();
+        let mut timeout = timeout;
+        if bell.is_none() {
+            // No wake-up bell: notice wakes within 10 ms.
+            timeout = Some(timeout.map_or(SLICE, |t| t.min(SLICE)));
         }
-        // SAFETY: `fds` is a valid array of two pollfd structs for the whole
-        // call (poll ignores the entry whose fd is -1).
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
-        }
-        if let Some((rx, _)) = pipe.filter(|_| fds[1].revents != 0) {
-            let mut sink = [0u8; 64];
-            while matches!((&*rx).read(&mut sink), Ok(n) if n > 0) {}
+        // The timeout goes to the kernel in nanoseconds (`ppoll`), so a
+        // wait never ends before its deadline.
+        let timeout = poll_timeout(timeout);
+        match bell {
+            Some(bell) => {
+                let mut fds = [PollFd::new(&self.stream, events), PollFd::new(bell, PollFlags::IN)];
+                poll_until(&mut fds, timeout.as_ref())?;
+                if !fds[1].revents().is_empty() {
+                    bell.clear();
+                }
+            }
+            None => poll_until(&mut [PollFd::new(&self.stream, events)], timeout.as_ref())?,
         }
         Ok(())
     }
 
     fn wake(&self) {
-        // A full pipe already guarantees a wake-up; the error is irrelevant.
-        if let Some((_, tx)) = self.wake_pipe() {
-            let _ = (&*tx).write(&[1]);
+        if let Some(bell) = self.bell() {
+            bell.ring();
         }
     }
 
@@ -314,10 +341,10 @@ impl Transport for SocketTransport {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
         };
-        // The shut socket itself now wakes any poll on it; ring the pipe
+        // The shut socket itself now wakes any poll on it; ring the bell
         // only if one exists.
-        if let Some(Ok((_, tx))) = self.wake.get() {
-            let _ = (&*tx).write(&[1]);
+        if let Some(Ok(bell)) = self.wake.get() {
+            bell.ring();
         }
     }
 

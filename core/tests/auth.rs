@@ -21,8 +21,7 @@ use netref::{
 const PATIENCE: Duration = Duration::from_secs(10);
 
 fn uid() -> u32 {
-    // SAFETY: getuid has no preconditions.
-    unsafe { libc::getuid() }
+    rustix::process::getuid().as_raw()
 }
 
 /// A service that reports the credentials it saw, from the root factory and
@@ -85,8 +84,7 @@ fn unix_peer_cred_allowed_uid_passes_and_the_service_sees_credentials() {
     let _running = Running::start(server);
     let conn = Builder::default().connect_unix(&path).unwrap();
     let root = conn.root().unwrap();
-    // SAFETY: getgid has no preconditions.
-    let gid = unsafe { libc::getgid() };
+    let gid = rustix::process::getgid().as_raw();
     let me = Some((std::process::id() as i32, uid(), gid));
     let seen: (String, Option<(i32, u32, u32)>) = root.call_method("at_connect", ()).unwrap();
     assert_eq!(seen, ("unix-peer-cred".to_string(), me));

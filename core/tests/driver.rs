@@ -3,7 +3,6 @@
 //! sockets.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -12,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use netref::testing::Pair;
 use netref::{Builder, Config, Driver, Error, ObjectBuilder, OneShotServer, Service, Step, ThreadedServer};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -61,16 +61,12 @@ impl MiniLoop {
             let now = Instant::now();
             assert!(now < give_up, "timed out waiting for {what}");
             let until = self.last.next_deadline.map_or(give_up, |d| d.min(give_up));
-            let events = if self.last.wants_write { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
-            let mut fds = [
-                libc::pollfd { fd: self.driver.as_fd().as_raw_fd(), events, revents: 0 },
-                libc::pollfd { fd: self.bell.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            ];
-            // Rounded up: waking before the deadline would only spin.
-            let ms = until.saturating_duration_since(now).as_nanos().div_ceil(1_000_000).min(i32::MAX as u128)
-                as i32;
-            // SAFETY: two valid pollfds for the whole call.
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+            let events = if self.last.wants_write { PollFlags::IN | PollFlags::OUT } else { PollFlags::IN };
+            let mut fds = [PollFd::new(&self.driver, events), PollFd::new(&self.bell, PollFlags::IN)];
+            // In nanoseconds (ppoll): never wakes before the deadline, which
+            // would only spin.
+            let timeout = Timespec::try_from(until.saturating_duration_since(now)).unwrap();
+            let _ = poll(&mut fds, Some(&timeout)); // EINTR: step anyway
             let mut sink = [0u8; 64];
             while (&self.bell).read(&mut sink).is_ok_and(|n| n > 0) {}
             self.last = self.driver.step();

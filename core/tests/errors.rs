@@ -11,7 +11,6 @@ mod rawpeer;
 use std::error::Error as _;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -338,7 +337,7 @@ fn a_reset_connection_is_lost_with_its_io_error() {
     assert_eq!(io.kind(), io::ErrorKind::ConnectionReset);
     assert_eq!(
         err.to_string(),
-        format!("connection lost: {}", io::Error::from_raw_os_error(libc::ECONNRESET))
+        format!("connection lost: {}", io::Error::from(rustix::io::Errno::CONNRESET))
     );
     // source() is the io::Error, from the error and from the reason.
     let source = err.source().and_then(|s| s.downcast_ref::<io::Error>()).expect("an io::Error source");
@@ -350,18 +349,7 @@ fn a_reset_connection_is_lost_with_its_io_error() {
 
 /// Makes closing `s` send a reset instead of a FIN (`SO_LINGER` of zero).
 fn reset_on_close(s: &TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: a valid socket and a `linger` of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt(SO_LINGER): {}", io::Error::last_os_error());
+    rustix::net::sockopt::set_socket_linger(s, Some(Duration::ZERO)).expect("setsockopt(SO_LINGER)");
 }
 
 #[test]

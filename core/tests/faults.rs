@@ -26,6 +26,7 @@ use netref::{
     async_, Builder, CloseReason, Config, Connection, Error, ObjectBuilder, Service, ThreadedServer,
 };
 use rawpeer::RawPeer;
+use rustix::process::{Resource, Rlimit};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 /// How soon a pending call must fail once its peer is gone.
@@ -79,28 +80,23 @@ fn child_fd_server() {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
         .collect::<Vec<_>>()
         .into_iter()
-        // Not the directory's own descriptor, closed by now.
-        // SAFETY: F_GETFD only asks whether the descriptor is open.
-        .filter(|&fd| unsafe { libc::fcntl(fd as i32, libc::F_GETFD) } != -1)
+        // Not the directory's own descriptor, closed by now: its link is
+        // gone.
+        .filter(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok())
         .collect();
     // New descriptors take the lowest free numbers below the limit: leave
-    // exactly six free (each connection takes three: the socket and a
-    // wake-up pair), so the third connection runs out.
+    // exactly four free (each connection takes two: the socket and its
+    // wake-up eventfd), so the third connection runs out.
     let mut free = 0;
     let mut limit = 0;
-    while free < 6 {
+    while free < 4 {
         if !open.contains(&limit) {
             free += 1;
         }
         limit += 1;
     }
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: a valid rlimit struct for the duration of the calls.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = limit as libc::rlim_t;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
+    let lim = rustix::process::getrlimit(Resource::Nofile);
+    rustix::process::setrlimit(Resource::Nofile, Rlimit { current: Some(limit), ..lim }).unwrap();
     println!("PORT {port}");
     accept.join().unwrap();
 }
@@ -436,7 +432,7 @@ fn fd_exhaustion_at_accept_is_logged_backed_off_and_recovered() {
     let addr = child.addr();
     let patient = || Builder::default().config(Config::default().sync_request_timeout(Some(PATIENCE)));
     let failure = |l: &str| l.contains("accept failed") || l.contains("could not set up a connection");
-    // With exactly six descriptors free, two connections fit and the third
+    // With exactly four descriptors free, two connections fit and the third
     // accept() itself fails with EMFILE.
     let mut held: Vec<(Connection, netref::RemoteObject)> = Vec::new();
     let mut refused = None;

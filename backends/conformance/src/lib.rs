@@ -204,17 +204,14 @@ use std::future::Future;
 /// Raises the soft limit on open files to at least `want` (up to the hard
 /// limit), for tests that open many sockets.
 pub fn raise_fd_limit(want: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `lim` is a valid rlimit for getrlimit to fill.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // `None` is unlimited.
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current.is_none_or(|cur| cur >= want) {
         return;
     }
-    if lim.rlim_cur >= want as libc::rlim_t {
-        return;
-    }
-    lim.rlim_cur = (want as libc::rlim_t).min(lim.rlim_max);
-    // SAFETY: `lim` is a valid rlimit.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    let current = Some(lim.maximum.map_or(want, |max| want.min(max)));
+    let _ = setrlimit(Resource::Nofile, Rlimit { current, ..lim });
 }
 
 /// The peer side used by the suite: a service with arithmetic, a callback
@@ -1020,15 +1017,15 @@ pub struct SoakReport {
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * page.max(1) as u64
+    pages * rustix::param::page_size() as u64
 }
 
 /// Hands freed heap back to the kernel so RSS reflects live memory.
 fn trim_heap() {
+    // glibc's own call, which rustix (syscalls only) does not wrap.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory.
+    // SAFETY: malloc_trim has no preconditions; it only hands free heap
+    // pages back to the kernel.
     unsafe {
         libc::malloc_trim(0);
     }

@@ -66,30 +66,20 @@ impl Opts {
 
 /// Pins the calling thread (and every thread it starts later) to CPU 0.
 pub(crate) fn pin_cpu0() {
-    // SAFETY: `set` is a plain bitmask struct, zeroed and filled by the libc
-    // macros, and outlives the call.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("warning: sched_setaffinity failed: {}", io::Error::last_os_error());
-        }
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(0);
+    if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
+        eprintln!("warning: sched_setaffinity failed: {}", io::Error::from(e));
     }
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
 pub(crate) fn raise_nofile() -> u64 {
-    // SAFETY: `lim` is a valid rlimit struct for both calls.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur
-    }
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let _ = setrlimit(Resource::Nofile, Rlimit { current: lim.maximum, ..lim });
+    // `None` is unlimited.
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
 /// CPU time consumed so far by every thread of `pid` (nanoseconds, from
