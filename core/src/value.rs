@@ -18,7 +18,6 @@
 use std::any::TypeId;
 use std::cell::RefCell;
 use std::fmt;
-use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 
 use ciborium::value::Value as Cbor;
@@ -431,30 +430,13 @@ pub(crate) fn into_value<T: Serialize>(value: T) -> Result<Value> {
     }
 }
 
-/// The [`TypeId`] of any `T`, `'static` or not. Lifetimes are erased, so
-/// `Foo<'a>` and `Foo<'static>` share one id; that is harmless here, where
-/// ids are only compared with `Value`'s and `Value` has no lifetime
-/// parameters. (The technique of dtolnay's `typeid` crate: `TypeId::of`
-/// needs `T: 'static`, which `from_value`'s public bound does not promise.)
+/// The [`TypeId`] of any `T`, `'static` or not (`TypeId::of` needs
+/// `T: 'static`, which `from_value`'s public bound does not promise).
+/// Lifetimes are erased, so `Foo<'a>` and `Foo<'static>` share one id;
+/// that is harmless here, where ids are only compared with `Value`'s and
+/// `Value` has no lifetime parameters.
 fn type_id_of<T: ?Sized>() -> TypeId {
-    trait NonStaticAny {
-        fn type_id(&self) -> TypeId
-        where
-            Self: 'static;
-    }
-    impl<T: ?Sized> NonStaticAny for PhantomData<T> {
-        fn type_id(&self) -> TypeId
-        where
-            Self: 'static,
-        {
-            TypeId::of::<T>()
-        }
-    }
-    let phantom = PhantomData::<T>;
-    // SAFETY: only the lifetime bound of the trait object changes; the
-    // method called reads no data and merely names `T`'s type.
-    let any = unsafe { std::mem::transmute::<&dyn NonStaticAny, &(dyn NonStaticAny + 'static)>(&phantom) };
-    NonStaticAny::type_id(any)
+    typeid::of::<T>()
 }
 
 /// `from` as a `To` when both are the same type, `Err(from)` otherwise.
