@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use ciborium::value::Value as Cbor;
 use rustc_hash::FxBuildHasher;
 
 use crate::config::Config;
@@ -39,7 +38,7 @@ use crate::error::{
 use crate::object::LocalObject;
 use crate::remote::{ProxyInner, ReleaseQueue, RemoteObject, Session};
 use crate::value::{ObjectRef, Value};
-use crate::wire::{self, Message, WireRequest, TAG_RECEIVER_OBJECT, TAG_SENDER_OBJECT};
+use crate::wire::{self, Cbor, Message, WireRequest, TAG_RECEIVER_OBJECT, TAG_SENDER_OBJECT};
 
 static NEXT_PROTOCOL_ID: AtomicU64 = AtomicU64::new(1);
 

@@ -19,8 +19,8 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ciborium::value::Value as Cbor;
 use netref::error::LimitError;
+use netref::wire::Cbor;
 use netref::wire::{Message, TAG_SENDER_OBJECT};
 use netref::{
     async_, Builder, CloseReason, Config, Connection, Error, ObjectBuilder, Service, ThreadedServer,
