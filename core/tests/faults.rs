@@ -7,7 +7,7 @@
 //! set, running the ignored test `child_process_entry`; they report to the
 //! parent through lines on stdout.
 
-mod logcap;
+use netref_logcap as logcap;
 mod rawpeer;
 
 use std::io::{BufRead, BufReader, Read, Write};
