@@ -10,10 +10,9 @@
 
 use std::time::Instant;
 
-use ciborium::value::Value as Cbor;
 use netref::protocol::{Call, Event, Protocol};
 use netref::testing::Pair;
-use netref::wire::{decode_cbor, encode_frame, FrameDecoder, Message, WireRequest};
+use netref::wire::{decode_cbor, encode_frame, Cbor, FrameDecoder, Message, WireRequest};
 use netref::{async_, from_value, to_value, Config, ObjectBuilder, Service, Value};
 
 fn main() {
@@ -28,7 +27,7 @@ fn add_request() -> Message {
         request: WireRequest::CallMethod {
             target: 0,
             name: "add".into(),
-            args: Cbor::Array(vec![Cbor::Integer(1.into()), Cbor::Integer(2.into())]),
+            args: Cbor::Array(vec![Cbor::Integer(1), Cbor::Integer(2)]),
         },
     }
 }

@@ -453,7 +453,8 @@ enum After {
 
 struct State {
     proto: Protocol,
-    slots: HashMap<u64, Arc<Slot>, crate::seq_hash::SeqHash>,
+    /// Keyed by our own sequence numbers (see `Protocol`'s pending calls).
+    slots: HashMap<u64, Arc<Slot>, rustc_hash::FxBuildHasher>,
     inbox: VecDeque<(u64, Request)>,
     /// The driving thread and how deeply it re-entered (in-memory pairs).
     driver: Option<(ThreadId, u32)>,

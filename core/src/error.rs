@@ -104,6 +104,14 @@ impl Error {
     }
 }
 
+// `Error`, `CloseReason` and `AuthError` are written out, not derived with
+// thiserror as `Misuse`, `ProtocolError`, `DecodeError` and `LimitError`
+// are: their `source` is the `io::Error` inside an `Arc` (thiserror's
+// `#[source]` would return the `Arc`, which does not downcast to
+// `io::Error`), and a nested error whose text their own already includes
+// is no source (thiserror's `#[from]` makes it one, and an error report
+// would print it twice). `ConvertError`'s and `RemoteError`'s texts are
+// composed (by place, traceback sections), not formatted from fields.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -310,83 +318,64 @@ impl PartialEq for CloseReason {
 // ---- misuse ------------------------------------------------------------------------
 
 /// A way of using the API that it does not support; each says how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Misuse {
     /// An [`AsyncResult`](crate::AsyncResult) was awaited on a connection
     /// that nobody serves, so its reply would never be read (see
     /// [Awaiting](crate::AsyncResult#awaiting)).
+    #[error(
+        "awaited a result of a connection that nobody serves: attach the connection to an \
+         event loop (netref-glib, netref-calloop, netref-mio, netref-polling) or start a \
+         BgServingThread, or call value() to serve it from this thread"
+    )]
     Unserved,
     /// An event loop was asked to watch a connection whose transport has
     /// no file descriptor.
+    #[error("the connection's transport has no file descriptor, so no event loop can watch it")]
     NoFileDescriptor,
     /// A connection was attached to an event loop while it already was.
+    #[error(
+        "the connection is already attached to an event loop: detach it (drop its \
+         `Attached`) before attaching it again"
+    )]
     AlreadyAttached,
     /// A proxy was passed to a connection other than the one it came from.
+    #[error(
+        "remote object {id} belongs to another connection: pass a proxy only to the \
+         connection it came from"
+    )]
     ForeignObject {
         /// The peer's id of the object.
         id: u64,
     },
     /// A call was made on a proxy from a bare [`Protocol`](crate::protocol::Protocol),
     /// which has no connection to send it on.
+    #[error(
+        "this proxy comes from a bare Protocol, which has no connection to call through: \
+         send requests with Protocol::send_request, or use a Connection"
+    )]
     NoConnection,
     /// Bytes were fed to a [`Protocol`](crate::protocol::Protocol) while
     /// its input buffer was lent out.
+    #[error(
+        "bytes were fed while the input buffer is lent out: give it back with \
+         Protocol::handle_input first"
+    )]
     InputBufferLent,
     /// A wait could never end: the transport reports that nothing can
     /// arrive (an in-memory [`Pair`](crate::testing::Pair) with neither side
     /// able to act).
+    #[error("{detail}: the wait could never end (give the call a timeout, or let the peer act first)")]
     WaitsForever {
         /// What the transport said.
         detail: String,
     },
     /// The thread serving the connection panicked: a result callback or a
     /// service hook it ran panicked.
+    #[error("the serving thread panicked: a result callback or a service hook it ran panicked")]
     ServingThreadPanicked,
 }
-
-impl fmt::Display for Misuse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Misuse::Unserved => f.write_str(
-                "awaited a result of a connection that nobody serves: attach the connection to an \
-                 event loop (netref-glib, netref-calloop, netref-mio, netref-polling) or start a \
-                 BgServingThread, or call value() to serve it from this thread",
-            ),
-            Misuse::NoFileDescriptor => f.write_str(
-                "the connection's transport has no file descriptor, so no event loop can watch it",
-            ),
-            Misuse::AlreadyAttached => f.write_str(
-                "the connection is already attached to an event loop: detach it (drop its \
-                 `Attached`) before attaching it again",
-            ),
-            Misuse::ForeignObject { id } => write!(
-                f,
-                "remote object {id} belongs to another connection: pass a proxy only to the \
-                 connection it came from"
-            ),
-            Misuse::NoConnection => f.write_str(
-                "this proxy comes from a bare Protocol, which has no connection to call through: \
-                 send requests with Protocol::send_request, or use a Connection",
-            ),
-            Misuse::InputBufferLent => f.write_str(
-                "bytes were fed while the input buffer is lent out: give it back with \
-                 Protocol::handle_input first",
-            ),
-            Misuse::WaitsForever { detail } => {
-                write!(
-                    f,
-                    "{detail}: the wait could never end (give the call a timeout, or let the peer act first)"
-                )
-            }
-            Misuse::ServingThreadPanicked => f.write_str(
-                "the serving thread panicked: a result callback or a service hook it ran panicked",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Misuse {}
 
 // ---- conversions --------------------------------------------------------------------
 
@@ -811,23 +800,25 @@ impl fmt::Display for RemoteError {
 }
 
 impl std::error::Error for RemoteError {}
-impl std::error::Error for ProtocolError {}
-impl std::error::Error for DecodeError {}
-impl std::error::Error for LimitError {}
 
 /// The peer broke the protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
     /// The handshake failed: wrong magic, incompatible version or missing features.
+    #[error("handshake failed: {0}")]
     Handshake(String),
     /// A message arrived that is not valid in the current state.
+    #[error("unexpected message: {0}")]
     Unexpected(String),
     /// A reply or error named a sequence number we never sent (or already answered).
+    #[error("reply to unknown sequence number {0}")]
     UnknownSequence(u64),
     /// The peer referred to one of our objects that we never handed out or already freed.
+    #[error("reference to unknown object id {0}")]
     UnknownObject(u64),
     /// The peer released more references than it was given.
+    #[error("peer released {released} references to object {id} but held {held}")]
     OverRelease {
         /// The object id.
         id: u64,
@@ -838,33 +829,18 @@ pub enum ProtocolError {
     },
 }
 
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProtocolError::Handshake(m) => write!(f, "handshake failed: {m}"),
-            ProtocolError::Unexpected(m) => write!(f, "unexpected message: {m}"),
-            ProtocolError::UnknownSequence(s) => {
-                write!(f, "reply to unknown sequence number {s}")
-            }
-            ProtocolError::UnknownObject(id) => {
-                write!(f, "reference to unknown object id {id}")
-            }
-            ProtocolError::OverRelease { id, released, held } => {
-                write!(f, "peer released {released} references to object {id} but held {held}")
-            }
-        }
-    }
-}
-
 /// Bytes that do not form a valid frame or message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
     /// The frame body is not valid CBOR (the string is the decoder's message).
+    #[error("invalid CBOR: {0}")]
     BadCbor(String),
     /// The frame holds more bytes after the one CBOR item it may contain.
+    #[error("{0} trailing bytes after the message in a frame")]
     TrailingBytes(usize),
     /// The stream ended in the middle of a frame.
+    #[error("truncated frame: header announced {expected} bytes, stream ended after {got}")]
     Truncated {
         /// Bytes the frame header promised.
         expected: usize,
@@ -872,39 +848,26 @@ pub enum DecodeError {
         got: usize,
     },
     /// The message is CBOR but not of a known shape; says what was wrong.
+    #[error("malformed message: {0}")]
     Malformed(String),
     /// A message kind this version does not know.
+    #[error("unknown message kind {0}")]
     UnknownMessage(u64),
     /// A request kind this version does not know.
+    #[error("unknown request kind {0}")]
     UnknownRequest(u64),
     /// A CBOR tag netref does not use.
+    #[error("unknown CBOR tag {0}")]
     UnknownTag(u64),
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DecodeError::BadCbor(m) => write!(f, "invalid CBOR: {m}"),
-            DecodeError::TrailingBytes(n) => {
-                write!(f, "{n} trailing bytes after the message in a frame")
-            }
-            DecodeError::Truncated { expected, got } => {
-                write!(f, "truncated frame: header announced {expected} bytes, stream ended after {got}")
-            }
-            DecodeError::Malformed(m) => write!(f, "malformed message: {m}"),
-            DecodeError::UnknownMessage(k) => write!(f, "unknown message kind {k}"),
-            DecodeError::UnknownRequest(k) => write!(f, "unknown request kind {k}"),
-            DecodeError::UnknownTag(t) => write!(f, "unknown CBOR tag {t}"),
-        }
-    }
 }
 
 /// A configured limit was exceeded. Each variant names the limit's
 /// [`Config`](crate::Config) field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LimitError {
     /// A frame larger than `max_frame_len`.
+    #[error("frame of {len} bytes exceeds max_frame_len ({max})")]
     FrameTooLarge {
         /// The announced or produced frame length.
         len: usize,
@@ -912,56 +875,37 @@ pub enum LimitError {
         max: usize,
     },
     /// Values nested deeper than `max_depth`.
+    #[error("value nested deeper than max_depth ({max})")]
     TooDeep {
         /// The limit.
         max: usize,
     },
     /// More requests awaiting replies than `max_pending`.
+    #[error("more than max_pending ({max}) requests awaiting replies")]
     TooManyPending {
         /// The limit.
         max: usize,
     },
     /// More objects exported to the peer than `max_exported`.
+    #[error("more than max_exported ({max}) objects exported to the peer")]
     TooManyExported {
         /// The limit.
         max: usize,
     },
     /// More peer objects held at once than `max_imported`.
+    #[error("more than max_imported ({max}) objects imported from the peer")]
     TooManyImported {
         /// The limit.
         max: usize,
     },
     /// More unsent output than `max_output_buffer`.
+    #[error("{queued} bytes of output queued, over max_output_buffer ({max}): the peer is not reading")]
     OutputBufferFull {
         /// Bytes queued.
         queued: usize,
         /// The limit.
         max: usize,
     },
-}
-
-impl fmt::Display for LimitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LimitError::FrameTooLarge { len, max } => {
-                write!(f, "frame of {len} bytes exceeds max_frame_len ({max})")
-            }
-            LimitError::TooDeep { max } => write!(f, "value nested deeper than max_depth ({max})"),
-            LimitError::TooManyPending { max } => {
-                write!(f, "more than max_pending ({max}) requests awaiting replies")
-            }
-            LimitError::TooManyExported { max } => {
-                write!(f, "more than max_exported ({max}) objects exported to the peer")
-            }
-            LimitError::TooManyImported { max } => {
-                write!(f, "more than max_imported ({max}) objects imported from the peer")
-            }
-            LimitError::OutputBufferFull { queued, max } => write!(
-                f,
-                "{queued} bytes of output queued, over max_output_buffer ({max}): the peer is not reading"
-            ),
-        }
-    }
 }
 
 #[cfg(test)]

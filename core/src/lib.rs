@@ -89,7 +89,6 @@ mod loop_thread;
 pub mod object;
 pub mod protocol;
 pub mod remote;
-mod seq_hash;
 pub mod server;
 pub mod testing;
 pub mod transport;

@@ -18,17 +18,16 @@
 use std::any::TypeId;
 use std::cell::RefCell;
 use std::fmt;
-use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 
-use ciborium::value::Value as Cbor;
 use serde::de::{DeserializeOwned, Error as _, Unexpected, Visitor};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{ConvertError, DecodeError, Error, Expected, LimitError, Place, Result};
+use crate::error::{ConvertError, DecodeError, Error, LimitError, Place, Result};
 use crate::object::LocalObject;
 use crate::remote::RemoteObject;
+use crate::wire::{cbor_integer, Cbor};
 
 mod de;
 
@@ -269,7 +268,7 @@ impl Value {
         Ok(match cbor {
             Cbor::Null => Value::Null,
             Cbor::Bool(b) => Value::Bool(b),
-            Cbor::Integer(i) => Value::Integer(i128::from(i)),
+            Cbor::Integer(i) => Value::Integer(i),
             Cbor::Float(x) => Value::Float(x),
             Cbor::Bytes(b) => Value::Bytes(b),
             Cbor::Text(s) => Value::Text(s),
@@ -291,22 +290,51 @@ impl Value {
                     .collect::<Result<_>>()?,
             ),
             Cbor::Tag(tag, inner) => on_tag(tag, *inner)?,
+        })
+    }
+
+    /// Builds a value from what ciborium's serializer made of a Rust
+    /// value (see [`to_value`]); its tags are placeholders for the
+    /// references parked in `stash`. Fails past [`CONVERT_MAX_DEPTH`].
+    fn from_serialized(
+        item: ciborium::Value,
+        depth: usize,
+        stash: &mut [Option<ObjectRef>],
+    ) -> Result<Value> {
+        use ciborium::Value as C;
+        if depth > CONVERT_MAX_DEPTH {
+            return Err(LimitError::TooDeep { max: CONVERT_MAX_DEPTH }.into());
+        }
+        Ok(match item {
+            C::Null => Value::Null,
+            C::Bool(b) => Value::Bool(b),
+            C::Integer(i) => Value::Integer(i128::from(i)),
+            C::Float(x) => Value::Float(x),
+            C::Bytes(b) => Value::Bytes(b),
+            C::Text(s) => Value::Text(s),
+            C::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|v| Self::from_serialized(v, depth + 1, stash))
+                    .collect::<Result<_>>()?,
+            ),
+            C::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            Self::from_serialized(k, depth + 1, stash)?,
+                            Self::from_serialized(v, depth + 1, stash)?,
+                        ))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            C::Tag(tag, inner) => unstash(tag, *inner, stash)?,
             other => {
                 return Err(DecodeError::Malformed(format!("unsupported CBOR value {other:?}")).into());
             }
         })
     }
-}
-
-/// `i` as a CBOR integer, or the error saying it does not fit.
-fn cbor_integer(i: i128) -> Result<ciborium::value::Integer> {
-    ciborium::value::Integer::try_from(i).map_err(|_| {
-        ConvertError::mismatch(
-            Expected::Text("an integer from -2^64 to 2^64-1 (what CBOR carries)".into()),
-            format!("the integer {i}"),
-        )
-        .into()
-    })
 }
 
 /// Nesting allowed in conversions between Rust types and [`Value`] (the wire
@@ -366,12 +394,12 @@ pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
         v.check_convertible()?;
         return Ok(v.clone());
     }
-    let (cbor, mut stash) = with_stash(Vec::new(), || Cbor::serialized(value));
-    let cbor = cbor.map_err(serialize_error)?;
-    Value::from_cbor(cbor, CONVERT_MAX_DEPTH, &mut |tag, inner| unstash(tag, inner, &mut stash))
+    let (item, mut stash) = with_stash(Vec::new(), || ciborium::Value::serialized(value));
+    let item = item.map_err(serialize_error)?;
+    Value::from_serialized(item, 0, &mut stash)
 }
 
-fn unstash(tag: u64, inner: Cbor, stash: &mut [Option<ObjectRef>]) -> Result<Value> {
+fn unstash(tag: u64, inner: ciborium::Value, stash: &mut [Option<ObjectRef>]) -> Result<Value> {
     if tag != STASH_TAG {
         return Err(ConvertError::other(format!("CBOR tag {tag} is not supported in netref values")).into());
     }
@@ -431,30 +459,13 @@ pub(crate) fn into_value<T: Serialize>(value: T) -> Result<Value> {
     }
 }
 
-/// The [`TypeId`] of any `T`, `'static` or not. Lifetimes are erased, so
-/// `Foo<'a>` and `Foo<'static>` share one id; that is harmless here, where
-/// ids are only compared with `Value`'s and `Value` has no lifetime
-/// parameters. (The technique of dtolnay's `typeid` crate: `TypeId::of`
-/// needs `T: 'static`, which `from_value`'s public bound does not promise.)
+/// The [`TypeId`] of any `T`, `'static` or not (`TypeId::of` needs
+/// `T: 'static`, which `from_value`'s public bound does not promise).
+/// Lifetimes are erased, so `Foo<'a>` and `Foo<'static>` share one id;
+/// that is harmless here, where ids are only compared with `Value`'s and
+/// `Value` has no lifetime parameters.
 fn type_id_of<T: ?Sized>() -> TypeId {
-    trait NonStaticAny {
-        fn type_id(&self) -> TypeId
-        where
-            Self: 'static;
-    }
-    impl<T: ?Sized> NonStaticAny for PhantomData<T> {
-        fn type_id(&self) -> TypeId
-        where
-            Self: 'static,
-        {
-            TypeId::of::<T>()
-        }
-    }
-    let phantom = PhantomData::<T>;
-    // SAFETY: only the lifetime bound of the trait object changes; the
-    // method called reads no data and merely names `T`'s type.
-    let any = unsafe { std::mem::transmute::<&dyn NonStaticAny, &(dyn NonStaticAny + 'static)>(&phantom) };
-    NonStaticAny::type_id(any)
+    typeid::of::<T>()
 }
 
 /// `from` as a `To` when both are the same type, `Err(from)` otherwise.
@@ -524,6 +535,8 @@ impl<'de> Deserialize<'de> for ObjectRef {
 
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        // Through ciborium's `Value`, whose `Serialize` writes tags (the
+        // stash's placeholders) the way ciborium's serializer reads them.
         let cbor = self
             .to_cbor(CONVERT_MAX_DEPTH, &mut |o| match park(o.clone()) {
                 Some(i) => Ok(Cbor::Tag(STASH_TAG, Box::new(Cbor::Integer(i.into())))),
@@ -532,6 +545,7 @@ impl Serialize for Value {
                         .into())
                 }
             })
+            .and_then(crate::wire::into_ciborium)
             .map_err(|e| match e {
                 Error::Convert(c) => S::Error::custom(c.problem()),
                 other => S::Error::custom(other),

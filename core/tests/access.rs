@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use ciborium::value::Value as Cbor;
+use netref::wire::Cbor;
 use netref::wire::{Message, WireRequest, TAG_RECEIVER_OBJECT};
 use netref::{Builder, Connection, ObjectBuilder, RemoteError, RemoteObject, Service, ThreadedServer};
 use rawpeer::RawPeer;

@@ -2,7 +2,7 @@
 //! shared-secret challenge-response, over real sockets, with a sniffing
 //! relay to show the secret never crosses the wire.
 
-mod logcap;
+use netref_logcap as logcap;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -14,9 +14,9 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use ciborium::value::Value as Cbor;
 use netref::error::{DecodeError, LimitError, ProtocolError};
 use netref::testing::Pair;
+use netref::wire::Cbor;
 use netref::wire::{self, Message};
 use netref::{
     async_, Builder, CloseReason, Config, ConvertError, Error, LocalObject, ObjectBuilder, Place,

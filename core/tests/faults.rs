@@ -7,7 +7,7 @@
 //! set, running the ignored test `child_process_entry`; they report to the
 //! parent through lines on stdout.
 
-mod logcap;
+use netref_logcap as logcap;
 mod rawpeer;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,8 +19,8 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ciborium::value::Value as Cbor;
 use netref::error::LimitError;
+use netref::wire::Cbor;
 use netref::wire::{Message, TAG_SENDER_OBJECT};
 use netref::{
     async_, Builder, CloseReason, Config, Connection, Error, ObjectBuilder, Service, ThreadedServer,

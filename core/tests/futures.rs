@@ -5,7 +5,7 @@
 //! Each test polls with its own small executor (std's `Wake`), so what it
 //! checks is the future itself: no runtime in between.
 
-mod logcap;
+use netref_logcap as logcap;
 
 use std::future::Future;
 use std::pin::Pin;

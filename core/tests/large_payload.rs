@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use ciborium::value::Value as Cbor;
 use netref::protocol::{Event, Protocol};
+use netref::wire::Cbor;
 use netref::wire::{self, Message, WireRequest};
 use netref::{BgServingThread, Builder, Config, ObjectBuilder, Service, ThreadedServer, Value};
 
@@ -149,11 +149,7 @@ fn split_large_byte_strings_are_answered_as_whole_ones() {
 #[test]
 fn bad_frames_around_large_byte_strings_fail_the_same_way() {
     let big = Cbor::Bytes(pattern(100_000, 12));
-    let body = |item: &Cbor| {
-        let mut b = Vec::new();
-        ciborium::ser::into_writer(item, &mut b).unwrap();
-        b
-    };
+    let body = |item: &Cbor| frame(item).split_off(wire::HEADER_LEN);
     let request =
         |payload: Cbor| Message::Request { seq: 1, request: WireRequest::Ping(payload) }.into_cbor();
     // Trailing bytes after the item.
@@ -275,10 +271,7 @@ fn reading_into_the_lent_buffer_is_the_same_as_feeding_bytes() {
         }
     }
     // A bad frame read through the lent buffer fails the same way.
-    let mut bad = Vec::new();
-    ciborium::ser::into_writer(&Cbor::Array(vec![uint(9), Cbor::Bytes(pattern(200_000, 23))]), &mut bad)
-        .unwrap();
-    let bad = raw_frame(&bad);
+    let bad = frame(&Cbor::Array(vec![uint(9), Cbor::Bytes(pattern(200_000, 23))]));
     assert_eq!(run_lending(&bad, 50_000).0, run(&bad, &[], false).0);
 }
 

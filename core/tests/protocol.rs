@@ -6,9 +6,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use ciborium::value::Value as Cbor;
 use netref::error::{DecodeError, LimitError, ProtocolError};
 use netref::protocol::{Call, Event, Phase, Protocol, Request};
+use netref::wire::Cbor;
 use netref::wire::{
     self, FrameDecoder, Message, WireRequest, FEATURES, MAGIC, TAG_RECEIVER_OBJECT, TAG_SENDER_OBJECT,
     VERSION,
@@ -1200,8 +1200,8 @@ fn huge_declared_lengths_fail_without_allocating() {
 #[test]
 fn trailing_bytes_after_the_item() {
     let mut raw = Raw::new();
-    let mut body = Vec::new();
-    ciborium::ser::into_writer(&Cbor::Array(vec![uint(1), uint(2), uint(5), Cbor::Null]), &mut body).unwrap();
+    let mut body =
+        frame(&Cbor::Array(vec![uint(1), uint(2), uint(5), Cbor::Null])).split_off(wire::HEADER_LEN);
     body.extend_from_slice(&[0x00, 0x00, 0x00]);
     let mut bytes = header(body.len() as u32).to_vec();
     bytes.extend_from_slice(&body);
@@ -1366,7 +1366,7 @@ fn reference_to_unknown_object_in_a_reply() {
 }
 
 /// A ping whose payload is `depth` nested one-element arrays, built by hand
-/// (a `ciborium::Value` that deep would itself overflow the stack).
+/// (a `Cbor` item that deep would itself overflow the stack).
 fn deep_ping(seq: u8, depth: usize, open: u8) -> Vec<u8> {
     let mut body = vec![0x84, 0x01, seq, 0x05];
     body.extend(std::iter::repeat_n(open, depth));

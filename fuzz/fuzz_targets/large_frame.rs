@@ -47,8 +47,7 @@ pub fn run(data: &[u8]) {
     let len = (body.len() as i64 + i64::from(*delta as i8)).max(0) as u32;
     let mut stream = len.to_be_bytes().to_vec();
     stream.extend_from_slice(&body);
-    let ping =
-        Message::Request { seq: 99, request: wire::WireRequest::Ping(ciborium::Value::Integer(5.into())) };
+    let ping = Message::Request { seq: 99, request: wire::WireRequest::Ping(wire::Cbor::Integer(5)) };
     wire::encode_frame(&ping.into_cbor(), &mut stream, usize::MAX).expect("a ping encodes");
     let eof = flags & 2 != 0;
 

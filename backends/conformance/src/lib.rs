@@ -18,14 +18,14 @@
 //! turned with long waits, so anything that happens on time (an expiry)
 //! happened because the backend armed its loop's timer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
@@ -1300,8 +1300,8 @@ pub fn blocking_authentication_is_refused_by_the_server<B: Backend>() {
 
 /// An instant authenticator that lets every [`ALLOW_EVERY`]th client in
 /// (the 6th, the 12th, ...) and refuses the rest, in the order the server
-/// accepts them. It runs on the server's loop thread, so it also has that
-/// thread's log records captured.
+/// accepts them. It runs on the server's loop thread and notes which one,
+/// so the test can read what that thread logged.
 #[derive(Default)]
 struct AllowEverySixth {
     seen: AtomicUsize,
@@ -1312,8 +1312,6 @@ const ALLOW_EVERY: usize = 6;
 
 impl netref::Authenticator for AllowEverySixth {
     fn authenticate(&self, _stream: &mut netref::Stream) -> netref::Result<netref::Credentials> {
-        // Before the first refusal is logged on this thread.
-        log_capture().watch_this_thread();
         *self.server_thread.lock().unwrap() = Some(thread::current().id());
         let n = self.seen.fetch_add(1, Ordering::AcqRel);
         if n % ALLOW_EVERY == ALLOW_EVERY - 1 {
@@ -1343,7 +1341,8 @@ pub fn refused_clients_never_pause_accepting<B: Backend>() {
     const CLIENTS: usize = 60;
     const ADMITTED: usize = CLIENTS / ALLOW_EVERY;
     const REFUSED: usize = CLIENTS - ADMITTED;
-    let capture = log_capture();
+    // Before the server's thread logs anything.
+    netref_logcap::install();
     let auth = Arc::new(AllowEverySixth::default());
     let builder = Peer::new().builder().authenticator(auth.clone());
     assert!(!builder.auth_may_block());
@@ -1376,89 +1375,15 @@ pub fn refused_clients_never_pause_accepting<B: Backend>() {
     // (every backend's back-off warning says "retrying").
     let server_thread = auth.server_thread.lock().unwrap().expect("the authenticator ran");
     let about_clients = |l: &String| l.contains("refused") || l.contains("retrying");
-    let lines = capture.wait(server_thread, "a log line per refused client", |lines| {
-        lines.iter().filter(|l| about_clients(l)).count() >= REFUSED
-    });
+    let lines =
+        netref_logcap::wait_on_thread(server_thread, "a log line per refused client", PATIENCE, |lines| {
+            lines.iter().filter(|l| about_clients(l)).count() >= REFUSED
+        });
     let paused: Vec<&String> =
         lines.iter().filter(|l| l.contains("retrying") || l.contains("accept")).collect();
     assert!(paused.is_empty(), "a refused client made the server back off: {paused:#?}");
     let refusals = lines.iter().filter(|l| l.contains("netref server: refused")).count();
     assert_eq!(refusals, REFUSED, "one refusal logged per refused client: {lines:#?}");
-    capture.forget(server_thread);
     drop(clients);
     server.stop();
-}
-
-// ---- log capture -------------------------------------------------------------------
-
-/// Records the log records (info and up) of the threads tests watch, so a
-/// check can wait for what a server thread logged instead of sleeping. The
-/// first use installs it as the test binary's logger; records from other
-/// threads (parallel tests) are dropped at once.
-struct LogCapture {
-    lines: Mutex<HashMap<ThreadId, Vec<String>>>,
-    cond: Condvar,
-}
-
-fn log_capture() -> &'static LogCapture {
-    static CAPTURE: OnceLock<&'static LogCapture> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture: &'static LogCapture =
-            Box::leak(Box::new(LogCapture { lines: Mutex::new(HashMap::new()), cond: Condvar::new() }));
-        log::set_logger(capture)
-            .expect("the conformance suite's log capture is the only logger in this test binary");
-        log::set_max_level(log::LevelFilter::Info);
-        capture
-    })
-}
-
-impl LogCapture {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ThreadId, Vec<String>>> {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records this thread's log lines from now on.
-    fn watch_this_thread(&self) {
-        self.lock().entry(thread::current().id()).or_default();
-    }
-
-    /// Stops recording `thread`'s lines.
-    fn forget(&self, thread: ThreadId) {
-        self.lock().remove(&thread);
-    }
-
-    /// Waits until `thread`'s lines satisfy `done`; returns them. Panics
-    /// after [`PATIENCE`].
-    fn wait(&self, thread: ThreadId, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let give_up = Instant::now() + PATIENCE;
-        let mut all = self.lock();
-        loop {
-            let lines = all.get(&thread).map(Vec::as_slice).unwrap_or_default();
-            if done(lines) {
-                return lines.to_vec();
-            }
-            let now = Instant::now();
-            assert!(now < give_up, "timed out waiting for {what}; the thread logged {lines:#?}");
-            all = self.cond.wait_timeout(all, give_up - now).unwrap_or_else(|e| e.into_inner()).0;
-        }
-    }
-}
-
-impl log::Log for LogCapture {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Info
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let mut all = self.lock();
-        if let Some(lines) = all.get_mut(&thread::current().id()) {
-            lines.push(format!("{} {}", record.level(), record.args()));
-            self.cond.notify_all();
-        }
-    }
-
-    fn flush(&self) {}
 }

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 
-use ciborium::value::Value as Cbor;
+use netref::wire::Cbor;
 use netref::wire::{self, FrameDecoder, Message, WireRequest, FEATURES, VERSION};
 
 /// The bytes of one frame holding `msg`.
