@@ -60,14 +60,14 @@
 //!
 //! ## Layers, inside out
 //!
-//! | module | job |
+//! | folder | job |
 //! |---|---|
-//! | [`value`], [`object`] | what crosses the wire: [`Value`] (plain data, any serde type, plus object references) and the local [`Object`]s a side exposes |
+//! | [`value`] | what crosses the wire: [`Value`] (plain data, any serde type, plus object references) and the local [`Object`]s a side exposes ([`object`]) |
 //! | [`wire`] | frames (4-byte length + one CBOR item) and message shapes, with hard limits |
 //! | [`protocol`] | the sans-IO state machine: bytes in, [`Event`](protocol::Event)s out; sequence numbers, pending table, object tables, deadlines as data |
-//! | [`connection`] | [`Connection`]: the protocol driven over a [`Transport`]; synchronous calls, [`AsyncResult`], serving, [`BgServingThread`]; the [`Driver`] event-loop backends step, and [`thread_callback`] for callbacks bound to a loop's thread |
-//! | [`listener`], [`server`] | the [`Listener`] every server accepts on (a refused client vs a failed listener: [`Accepted`]); [`ThreadedServer`] and [`OneShotServer`] |
-//! | [`deadlines`] | [`DeadlineIndex`]: many connections' deadlines for one event-loop server |
+//! | [`connection`] | [`Connection`]: the protocol driven over a [`Transport`]; [`RemoteObject`]s, synchronous calls, [`AsyncResult`], serving, [`BgServingThread`]; the [`Driver`] event-loop backends step, and [`thread_callback`] for callbacks bound to a loop's thread |
+//! | [`transport`] | the byte streams a connection runs over (TCP, Unix sockets, in-memory) |
+//! | [`server`] | the [`Listener`] every server accepts on (a refused client vs a failed listener: [`Accepted`]); [`ThreadedServer`] and [`OneShotServer`]; [`DeadlineIndex`]: many connections' deadlines for one event-loop server |
 //! | [`auth`] | authenticators run before the handshake: Unix peer credentials, a shared-secret challenge-response |
 //! | [`testing`] | a deterministic in-memory [`Pair`](testing::Pair) on a virtual clock |
 //!
@@ -77,38 +77,33 @@
 //! completes an `AsyncResult` and runs its callbacks). Nothing below
 //! `connection` knows about threads, sockets or clocks.
 
-pub mod async_result;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod connection;
-pub mod deadlines;
 pub mod error;
-pub mod listener;
-mod loop_thread;
-pub mod object;
 pub mod protocol;
-pub mod remote;
 pub mod server;
 pub mod testing;
 pub mod transport;
 pub mod value;
+pub use value::object;
 pub mod wire;
 
-pub use async_result::AsyncResult;
 pub use auth::{Authenticator, Credentials};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
+pub use connection::async_result::AsyncResult;
 pub use connection::driver::{Driver, Step};
+pub use connection::loop_thread::thread_callback;
+pub use connection::remote::{async_, timed, Async, IntoArgs, RemoteObject};
 pub use connection::{batch, connect, BgServingThread, Builder, Connection, Service, WeakConnection};
-pub use deadlines::DeadlineIndex;
 pub use error::{AuthError, CloseReason, ConvertError, Error, Misuse, Place, RemoteError, Result};
-pub use listener::{Accepted, Listener};
-pub use loop_thread::thread_callback;
-pub use object::{callback, Invoke, InvokeWith, LocalObject, Method, Object, ObjectBuilder};
-pub use remote::{async_, timed, Async, IntoArgs, RemoteObject};
+pub use server::DeadlineIndex;
+pub use server::{Accepted, Listener};
 pub use server::{OneShotServer, ThreadedServer};
 pub use transport::{SocketTransport, Stream, Transport};
+pub use value::object::{callback, Invoke, InvokeWith, LocalObject, Method, Object, ObjectBuilder};
 pub use value::{from_value, to_value, ObjectRef, Value};
 
 // The README's example is compiled and run as a doctest, so it cannot rot.

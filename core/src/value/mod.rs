@@ -24,12 +24,13 @@ use serde::de::{DeserializeOwned, Error as _, Unexpected, Visitor};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::connection::remote::RemoteObject;
 use crate::error::{ConvertError, DecodeError, Error, LimitError, Place, Result};
-use crate::object::LocalObject;
-use crate::remote::RemoteObject;
+use crate::value::object::LocalObject;
 use crate::wire::{cbor_integer, Cbor};
 
 mod de;
+pub mod object;
 
 /// A dynamically typed value: what one argument or result is on the wire.
 #[derive(Clone, Debug, Default)]

@@ -35,20 +35,24 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use crate::async_result::{AsyncResult, ReplySource, Slot};
 use crate::auth::{Authenticator, Credentials, Secret};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::connection::async_result::{AsyncResult, ReplySource, Slot};
+use crate::connection::remote::{RemoteObject, Session};
 use crate::error::{CloseReason, Error, Misuse, RemoteError, Result};
-use crate::object::LocalObject;
 use crate::protocol::{Call, Event, Protocol, Request};
-use crate::remote::{RemoteObject, Session};
 use crate::transport::{SocketTransport, Stream, Transport};
+use crate::value::object::LocalObject;
 use crate::value::{to_value, Value};
 
-// The driver-facing side (`Driver`, `Step`), in its own file.
-#[path = "driver.rs"]
+pub(crate) mod async_result;
+// The driver-facing side (`Driver`, `Step`), in its own file: a child
+// module, so the drive step reaches the connection's state without widening
+// visibility all over this file.
 pub(crate) mod driver;
+pub(crate) mod loop_thread;
+pub(crate) mod remote;
 
 type Hook = Arc<dyn Fn(&Connection) + Send + Sync>;
 type RootFactory = Arc<dyn Fn(&Connection) -> LocalObject + Send + Sync>;
@@ -463,7 +467,7 @@ struct State {
     closed: Option<CloseReason>,
     /// The peer's root, cached weakly: a proxy keeps the connection open, and
     /// the connection must not keep itself open.
-    root: Weak<crate::remote::ProxyInner>,
+    root: Weak<crate::connection::remote::ProxyInner>,
     /// Bumped whenever anything is received or served (for `serve`).
     progress: u64,
     /// Threads asleep on the condition variable (see [`Shared::notify`]).

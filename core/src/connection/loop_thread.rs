@@ -18,7 +18,7 @@ use std::thread::{self, ThreadId};
 use serde::Serialize;
 
 use crate::error::RemoteError;
-use crate::object::{callback, Invoke, LocalObject};
+use crate::value::object::{callback, Invoke, LocalObject};
 use crate::value::Value;
 
 /// A callback (a [`LocalObject`] the peer calls, like

@@ -32,11 +32,11 @@ use std::time::Instant;
 use rustc_hash::FxBuildHasher;
 
 use crate::config::Config;
+use crate::connection::remote::{ProxyInner, ReleaseQueue, RemoteObject, Session};
 use crate::error::{
     CloseReason, DecodeError, Error, LimitError, Misuse, Place, ProtocolError, RemoteError, Result,
 };
-use crate::object::LocalObject;
-use crate::remote::{ProxyInner, ReleaseQueue, RemoteObject, Session};
+use crate::value::object::LocalObject;
 use crate::value::{ObjectRef, Value};
 use crate::wire::{self, Cbor, Message, WireRequest, TAG_RECEIVER_OBJECT, TAG_SENDER_OBJECT};
 

@@ -1,8 +1,4 @@
 //! The driver-facing side of a connection on an event loop.
-//!
-//! This file is a child module of `connection` (declared there with
-//! `#[path]`), so the drive step reaches the connection's state without
-//! widening visibility all over `connection.rs`.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,7 +131,7 @@ impl Driver {
     pub fn step(&self) -> Step {
         // Cleared first: a wake-up from now on asks for another step.
         self.rung.store(false, Ordering::Release);
-        crate::loop_thread::drop_orphans();
+        crate::connection::loop_thread::drop_orphans();
         let shared = &self.conn.shared;
         // Serving fires passed deadlines before it reads.
         let _ = shared.serve_until(&|_| false, None, false);

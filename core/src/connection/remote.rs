@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::async_result::AsyncResult;
+use crate::connection::async_result::AsyncResult;
 use crate::error::{Misuse, Result};
 use crate::protocol::Call;
 use crate::value::{from_value_at, to_value, Value};

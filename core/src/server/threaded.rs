@@ -15,7 +15,7 @@
 //! client never holds up the accept loop, and a refused client is logged and
 //! dropped without pausing it. When the process runs out of file descriptors
 //! (or threads), the server logs a warning, backs off for [`ACCEPT_BACKOFF`]
-//! and tries again, serving the connections it has (see [`listener`](crate::listener)).
+//! and tries again, serving the connections it has (see [`listener`](crate::server::listener)).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -28,7 +28,7 @@ use std::time::Duration;
 use crate::auth::Authenticator;
 use crate::connection::{Builder, WeakConnection};
 use crate::error::Result;
-use crate::listener::{start_accepted, Listener};
+use crate::server::listener::{start_accepted, Listener};
 use crate::transport::{poll_timeout, poll_until, Bell, Stream};
 use rustix::event::{PollFd, PollFlags};
 

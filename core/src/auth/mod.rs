@@ -50,7 +50,7 @@
 //! which kind a builder has. Every server logs a refusal once (`warn`, with the
 //! peer and the reason), closes that client's socket and accepts the next
 //! client at once: only a failing listener (out of file descriptors) makes
-//! a server back off (see [`listener`](crate::listener)).
+//! a server back off (see [`listener`](crate::server::listener)).
 //!
 //! # The shared-secret exchange
 //!
