@@ -1,0 +1,206 @@
+//! Zero-copy receive: a frame whose body holds a large byte string has the
+//! string read straight into the buffer that becomes its value.
+
+use super::cbor::{decode_cbor, Cbor};
+use super::output::{aliased, content_buffer};
+use super::recycle::RECYCLE_MIN;
+use super::slice_decoder::{find_large_bytes, Hole, SliceDecoder};
+use super::HEADER_LEN;
+use crate::error::{DecodeError, Error, Result};
+
+/// Byte strings at least this long are received straight into their own
+/// buffer ([`LargeString`]) when their frame arrives in pieces, and sent
+/// from it ([`Output`]).
+pub(super) const LARGE_MIN: usize = RECYCLE_MIN;
+
+/// How far into a frame's body the head of a large byte string is looked
+/// for: a message's values start within a few dozen bytes of it.
+pub(super) const LARGE_SCAN_MAX: usize = 512;
+
+/// Room lent past the end of a large byte string's content (see
+/// [`LargeString::lend`]), so that one read takes the rest of the frame,
+/// and what follows it, along.
+pub(super) const LEND_SLACK: usize = 64 << 10;
+
+/// Most room lent for one read pass: a fresh buffer is zeroed before it
+/// is lent, so a forged length costs no more than this at a time.
+const LEND_MAX: usize = 4 << 20;
+
+/// Room lent for a string's first read. Each later one may be as large as
+/// what has arrived so far (up to [`LEND_MAX`]), so the memory a frame
+/// holds stays within twice what its peer sent: a header announcing
+/// 100 MiB followed by silence costs 64 KiB, not a zeroed 4 MiB.
+const LEND_FIRST: usize = 64 << 10;
+
+/// A frame arriving in pieces whose body holds a large byte string: the
+/// string's content is copied from the received bytes straight into the
+/// buffer that becomes its value, instead of into the frame decoder's
+/// buffer and then out of it again (a 1 MiB payload that arrived in
+/// pieces was copied twice on receipt; now once, like a whole frame's).
+#[derive(Debug)]
+pub(crate) struct LargeString {
+    /// The frame's body without the string's content: the bytes before it,
+    /// then those received after it.
+    skeleton: Vec<u8>,
+    /// Where in `skeleton` the content belongs.
+    at: usize,
+    /// Bytes of the body after the content.
+    tail_len: usize,
+    /// The content: initialised up to `content.len()` (a recycled buffer
+    /// is overwritten, not zeroed again), received up to `filled`.
+    content: Vec<u8>,
+    filled: usize,
+    /// The content's length.
+    len: usize,
+}
+
+impl LargeString {
+    /// Starts receiving `partial`, the beginning of a frame (header
+    /// included, within the length limit), if its body holds a byte
+    /// string of at least [`LARGE_MIN`] bytes whose head lies in the first
+    /// [`LARGE_SCAN_MAX`] bytes. Takes all of `partial`.
+    pub(crate) fn start(partial: &[u8]) -> Option<LargeString> {
+        let header: [u8; HEADER_LEN] = partial.get(..HEADER_LEN)?.try_into().ok()?;
+        let body_len = u32::from_be_bytes(header) as usize;
+        let received = &partial[HEADER_LEN..];
+        if received.len() >= body_len {
+            return None; // a whole frame: nothing to wait for
+        }
+        let (at, len) = find_large_bytes(received, body_len)?;
+        let mut large = LargeString {
+            skeleton: received[..at].to_vec(),
+            at,
+            tail_len: body_len - at - len,
+            content: content_buffer(len, HEADER_LEN + at),
+            filled: 0,
+            len,
+        };
+        let used = large.feed(&received[at..]);
+        debug_assert_eq!(used, received.len() - at);
+        Some(large)
+    }
+
+    /// Takes the frame's bytes from the start of `bytes`; returns how many.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> usize {
+        let n = (self.len - self.filled).min(bytes.len());
+        let within = (self.content.len() - self.filled).min(n);
+        self.content[self.filled..self.filled + within].copy_from_slice(&bytes[..within]);
+        self.content.extend_from_slice(&bytes[within..n]);
+        self.filled += n;
+        let rest = &bytes[n..];
+        let t = (self.at + self.tail_len - self.skeleton.len()).min(rest.len());
+        self.skeleton.extend_from_slice(&rest[..t]);
+        n + t
+    }
+
+    /// True once the whole frame is in.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.filled == self.len && self.skeleton.len() == self.at + self.tail_len
+    }
+
+    /// The error for a stream that ends inside this frame, as
+    /// [`FrameDecoder::finish`] gives it.
+    pub(crate) fn truncated(&self) -> Error {
+        let body = self.at + self.len + self.tail_len;
+        let got = self.skeleton.len() + self.filled;
+        DecodeError::Truncated { expected: HEADER_LEN + body, got: HEADER_LEN + got }.into()
+    }
+
+    /// Bytes of the frame received so far.
+    pub(crate) fn received(&self) -> usize {
+        HEADER_LEN + self.skeleton.len() + self.filled
+    }
+
+    /// Whether [`lend`](Self::lend) would lend the buffer.
+    pub(crate) fn lends(&self) -> bool {
+        self.filled < self.len && !aliased(HEADER_LEN + self.at, self.content.as_ptr() as usize)
+    }
+
+    /// Lends the rest of the content's buffer, and some room past it, for
+    /// the transport to read into: the string then arrives in its final
+    /// place with no copy at all. `None` once the content is complete.
+    pub(crate) fn lend(&mut self) -> Option<InputBuffer> {
+        // The kernel's copy into the buffer aliases as a send's does (see
+        // `SplicingWriter`) when the buffer sits a little ahead of where
+        // the string's bytes were in the peer's send (its frame started
+        // one, most likely): then read into the thread's buffer and copy.
+        if !self.lends() {
+            return None;
+        }
+        let mut buf = std::mem::take(&mut self.content);
+        // Within the capacity, so that growing never moves what is in.
+        let room = (self.len + LEND_SLACK).min(buf.capacity().max(self.len));
+        let end = room.min(self.filled + self.filled.clamp(LEND_FIRST, LEND_MAX));
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        Some(InputBuffer { buf, filled: self.filled, end })
+    }
+
+    /// Takes back a buffer from [`lend`](Self::lend); returns the bytes read
+    /// past the content (the rest of the stream), to be fed on.
+    pub(crate) fn give_back(&mut self, input: InputBuffer) -> Vec<u8> {
+        let InputBuffer { buf, filled, .. } = input;
+        self.content = buf;
+        self.filled = filled.min(self.len);
+        if filled <= self.len {
+            return Vec::new();
+        }
+        let past = self.content[self.len..filled].to_vec();
+        self.content.truncate(self.len);
+        past
+    }
+
+    /// Decodes the whole frame, as [`decode_cbor`] would its contiguous
+    /// body.
+    pub(crate) fn decode(self, recursion_limit: usize) -> Result<Cbor> {
+        debug_assert!(self.is_complete());
+        let LargeString { skeleton, at, mut content, len, .. } = self;
+        content.truncate(len);
+        // A first pass with an empty stand-in tells whether the fast path
+        // accepts the frame, before the content is moved into the item
+        // (a rejected item would drop it; the fallback needs it).
+        let stand_in = Hole { at, len, content: Vec::new() };
+        if SliceDecoder::decode_with_hole(&skeleton, recursion_limit, Some(stand_in)).is_some() {
+            let hole = Hole { at, len, content };
+            return SliceDecoder::decode_with_hole(&skeleton, recursion_limit, Some(hole))
+                .ok_or_else(|| DecodeError::BadCbor("inconsistent large byte string".into()).into());
+        }
+        // Anything else gets exactly ciborium's result, from the body put
+        // back together.
+        let mut body = skeleton;
+        body.splice(at..at, content);
+        decode_cbor(&body, recursion_limit)
+    }
+}
+
+/// A buffer the protocol lends for the transport to read into (see
+/// [`Protocol::take_input_buffer`](crate::protocol::Protocol::take_input_buffer)).
+#[derive(Debug)]
+pub struct InputBuffer {
+    buf: Vec<u8>,
+    filled: usize,
+    end: usize,
+}
+
+impl InputBuffer {
+    /// Where the next bytes read go.
+    pub fn unfilled(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..self.end]
+    }
+
+    /// Records that `n` bytes were read into [`unfilled`](Self::unfilled).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than `unfilled` held.
+    pub fn advance(&mut self, n: usize) {
+        assert!(n <= self.end - self.filled, "advanced past the room lent");
+        self.filled += n;
+    }
+
+    /// True when no room is left: read no more into it.
+    pub fn is_full(&self) -> bool {
+        self.filled == self.end
+    }
+}
