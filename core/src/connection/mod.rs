@@ -45,6 +45,7 @@ use crate::protocol::{Call, Event, Protocol, Request};
 use crate::transport::{SocketTransport, Stream, Transport};
 use crate::value::object::LocalObject;
 use crate::value::{to_value, Value};
+use crate::wire::BufferPool;
 
 pub(crate) mod async_result;
 // The driver-facing side (`Driver`, `Step`), in its own file: a child
@@ -116,6 +117,7 @@ pub struct Builder {
     authenticator: Option<Arc<dyn Authenticator>>,
     secret: Option<Secret>,
     auth_timeout: Duration,
+    pool: BufferPool,
 }
 
 impl Default for Builder {
@@ -127,6 +129,7 @@ impl Default for Builder {
             authenticator: None,
             secret: None,
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
+            pool: BufferPool::new(),
         }
     }
 }
@@ -144,6 +147,15 @@ impl Builder {
     /// The limits (default: [`Config::default`]).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Shares `pool`'s spare buffers for large byte strings with the
+    /// connections this builder starts (default: a pool of this builder's
+    /// own, which every connection started from it or a clone of it
+    /// shares; see [`BufferPool`]).
+    pub fn buffer_pool(mut self, pool: &BufferPool) -> Self {
+        self.pool = pool.clone();
         self
     }
 
@@ -575,7 +587,7 @@ impl Connection {
             let session: Weak<dyn Session> = me.clone();
             Shared {
                 state: Mutex::new(State {
-                    proto: Protocol::with_session(b.config.clone(), None, now, session),
+                    proto: Protocol::with_session(b.config.clone(), None, now, session, b.pool.clone()),
                     slots: HashMap::default(),
                     inbox: VecDeque::new(),
                     driver: None,

@@ -207,6 +207,9 @@ pub struct Protocol {
     /// peer that is not a netref peer.
     first_bytes: Vec<u8>,
     out: wire::Output,
+    /// Spare buffers for large byte strings, shared with the connections
+    /// of the same builder.
+    pool: wire::BufferPool,
     next_seq: u64,
     /// Keyed by this side's own sequence numbers, which the peer can look
     /// up but never choose: they need no defence against collisions, and
@@ -241,7 +244,7 @@ impl Session for NoSession {
 impl Protocol {
     /// A protocol that serves `root` (if any) to the peer. Queues the hello.
     pub fn new(config: Config, root: Option<LocalObject>, now: Instant) -> Self {
-        Self::with_session(config, root, now, Weak::<NoSession>::new())
+        Self::with_session(config, root, now, Weak::<NoSession>::new(), wire::BufferPool::new())
     }
 
     /// Like [`new`](Self::new), with the session that proxies created by this
@@ -251,6 +254,7 @@ impl Protocol {
         root: Option<LocalObject>,
         now: Instant,
         session: Weak<dyn Session>,
+        pool: wire::BufferPool,
     ) -> Self {
         let mut p = Protocol {
             id: NEXT_PROTOCOL_ID.fetch_add(1, Ordering::Relaxed),
@@ -260,7 +264,8 @@ impl Protocol {
             large: None,
             lent: false,
             first_bytes: Vec::new(),
-            out: wire::Output::default(),
+            out: wire::Output::new(pool.clone()),
+            pool,
             next_seq: 1,
             pending: HashMap::default(),
             deadlines: BTreeSet::new(),
@@ -398,7 +403,7 @@ impl Protocol {
                 }
                 let large = self.large.take().expect("checked");
                 let max_depth = self.config.max_depth;
-                self.handle_item(large.decode(max_depth + 8).map_err(|e| deeper(e, max_depth)))?;
+                self.handle_item(large.decode(max_depth + 8, &self.pool).map_err(|e| deeper(e, max_depth)))?;
                 continue;
             }
             if self.decoder.buffered() > 0 {
@@ -410,11 +415,11 @@ impl Protocol {
             match wire::FrameDecoder::split_frame(bytes, max) {
                 Ok(Some((body, rest))) => {
                     bytes = rest;
-                    self.handle_item(decode_frame_body(body, self.config.max_depth))?;
+                    self.handle_item(decode_frame_body(body, self.config.max_depth, &self.pool))?;
                 }
                 Ok(None) => {
                     // A large byte string goes straight to its own buffer.
-                    self.large = wire::LargeString::start(bytes);
+                    self.large = wire::LargeString::start(bytes, &self.pool);
                     if self.large.is_none() {
                         self.decoder.push(bytes);
                     }
@@ -427,7 +432,7 @@ impl Protocol {
         loop {
             let item = match self.decoder.next_frame(max) {
                 Ok(None) => break,
-                Ok(Some(body)) => decode_frame_body(body, self.config.max_depth),
+                Ok(Some(body)) => decode_frame_body(body, self.config.max_depth, &self.pool),
                 Err(e) => Err(e),
             };
             self.handle_item(item)?;
@@ -435,7 +440,7 @@ impl Protocol {
         // The partial frame left may show a large byte string only now
         // that more of it is here.
         if self.phase != Phase::Closed {
-            if let Some(large) = wire::LargeString::start(self.decoder.partial()) {
+            if let Some(large) = wire::LargeString::start(self.decoder.partial(), &self.pool) {
                 self.decoder.discard_partial();
                 self.large = Some(large);
             }
@@ -1059,8 +1064,8 @@ impl Protocol {
 
 /// One frame body as a CBOR item. The decoder's limit leaves room for the
 /// message's own nesting; the error names the configured limit.
-fn decode_frame_body(body: &[u8], max_depth: usize) -> Result<Cbor> {
-    wire::decode_cbor(body, max_depth + 8).map_err(|e| deeper(e, max_depth))
+fn decode_frame_body(body: &[u8], max_depth: usize, pool: &wire::BufferPool) -> Result<Cbor> {
+    wire::decode_cbor_in(body, max_depth + 8, Some(pool)).map_err(|e| deeper(e, max_depth))
 }
 
 /// Names the configured depth limit in a decoding error.

@@ -2,6 +2,7 @@
 //! conversion both ways and [`decode_cbor`] (the fast subset decoder first,
 //! ciborium for everything else).
 
+use super::pool::BufferPool;
 use super::slice_decoder::SliceDecoder;
 use crate::error::{ConvertError, DecodeError, Error, Expected, LimitError, Result};
 
@@ -109,7 +110,12 @@ pub(super) fn from_ciborium(item: ciborium::Value) -> Result<Cbor> {
 /// Decodes one frame body into a CBOR item, with an explicit recursion limit
 /// (a codec's default can overflow a small thread stack) and no trailing bytes.
 pub fn decode_cbor(body: &[u8], recursion_limit: usize) -> Result<Cbor> {
-    if let Some(item) = SliceDecoder::decode(body, recursion_limit) {
+    decode_cbor_in(body, recursion_limit, None)
+}
+
+/// [`decode_cbor`], with large byte strings' buffers from `pool`.
+pub(crate) fn decode_cbor_in(body: &[u8], recursion_limit: usize, pool: Option<&BufferPool>) -> Result<Cbor> {
+    if let Some(item) = SliceDecoder::decode(body, recursion_limit, pool) {
         return Ok(item);
     }
     let mut rest = body;

@@ -1,9 +1,9 @@
 //! Zero-copy receive: a frame whose body holds a large byte string has the
 //! string read straight into the buffer that becomes its value.
 
-use super::cbor::{decode_cbor, Cbor};
+use super::cbor::{decode_cbor_in, Cbor};
 use super::output::{aliased, content_buffer};
-use super::recycle::RECYCLE_MIN;
+use super::pool::{BufferPool, RECYCLE_MIN};
 use super::slice_decoder::{find_large_bytes, Hole, SliceDecoder};
 use super::HEADER_LEN;
 use crate::error::{DecodeError, Error, Result};
@@ -59,7 +59,7 @@ impl LargeString {
     /// included, within the length limit), if its body holds a byte
     /// string of at least [`LARGE_MIN`] bytes whose head lies in the first
     /// [`LARGE_SCAN_MAX`] bytes. Takes all of `partial`.
-    pub(crate) fn start(partial: &[u8]) -> Option<LargeString> {
+    pub(crate) fn start(partial: &[u8], pool: &BufferPool) -> Option<LargeString> {
         let header: [u8; HEADER_LEN] = partial.get(..HEADER_LEN)?.try_into().ok()?;
         let body_len = u32::from_be_bytes(header) as usize;
         let received = &partial[HEADER_LEN..];
@@ -71,7 +71,7 @@ impl LargeString {
             skeleton: received[..at].to_vec(),
             at,
             tail_len: body_len - at - len,
-            content: content_buffer(len, HEADER_LEN + at),
+            content: content_buffer(len, HEADER_LEN + at, pool),
             filled: 0,
             len,
         };
@@ -153,7 +153,7 @@ impl LargeString {
 
     /// Decodes the whole frame, as [`decode_cbor`] would its contiguous
     /// body.
-    pub(crate) fn decode(self, recursion_limit: usize) -> Result<Cbor> {
+    pub(crate) fn decode(self, recursion_limit: usize, pool: &BufferPool) -> Result<Cbor> {
         debug_assert!(self.is_complete());
         let LargeString { skeleton, at, mut content, len, .. } = self;
         content.truncate(len);
@@ -161,16 +161,16 @@ impl LargeString {
         // accepts the frame, before the content is moved into the item
         // (a rejected item would drop it; the fallback needs it).
         let stand_in = Hole { at, len, content: Vec::new() };
-        if SliceDecoder::decode_with_hole(&skeleton, recursion_limit, Some(stand_in)).is_some() {
+        if SliceDecoder::decode_with_hole(&skeleton, recursion_limit, Some(stand_in), None).is_some() {
             let hole = Hole { at, len, content };
-            return SliceDecoder::decode_with_hole(&skeleton, recursion_limit, Some(hole))
+            return SliceDecoder::decode_with_hole(&skeleton, recursion_limit, Some(hole), Some(pool))
                 .ok_or_else(|| DecodeError::BadCbor("inconsistent large byte string".into()).into());
         }
         // Anything else gets exactly ciborium's result, from the body put
         // back together.
         let mut body = skeleton;
         body.splice(at..at, content);
-        decode_cbor(&body, recursion_limit)
+        decode_cbor_in(&body, recursion_limit, Some(pool))
     }
 }
 

@@ -28,12 +28,12 @@ mod frame; // cutting a byte stream into frames
 mod large; // large byte strings received straight into their own buffer
 mod message; // message shapes: hello, request, reply, error
 mod output; // the output queue that sends large byte strings in place
-mod recycle; // reuse of large buffers on one thread
+mod pool; // spare buffers for large byte strings
 mod slice_decoder; // the fast decoder for the common subset
 #[cfg(test)]
 mod tests;
 
-pub(crate) use cbor::{cbor_integer, into_ciborium};
+pub(crate) use cbor::{cbor_integer, decode_cbor_in, into_ciborium};
 pub use cbor::{decode_cbor, Cbor};
 pub use encode::encode_frame;
 pub use frame::FrameDecoder;
@@ -41,6 +41,7 @@ pub use large::InputBuffer;
 pub(crate) use large::LargeString;
 pub use message::{Message, RequestKind, WireRequest};
 pub(crate) use output::Output;
+pub use pool::BufferPool;
 
 /// Bytes that open every netref hello, so that a peer speaking something else
 /// is told so instead of being misread.

@@ -5,7 +5,7 @@ use super::cbor::Cbor;
 use super::encode::{close_frame, encode_frame, write_cbor, Sink};
 use super::large::{LARGE_MIN, LEND_SLACK};
 use super::message::Message;
-use super::recycle::{keep_spare, recycle, take_spare};
+use super::pool::BufferPool;
 use super::HEADER_LEN;
 use crate::error::{LimitError, Result};
 
@@ -25,6 +25,8 @@ pub(crate) struct Output {
     spliced: std::collections::VecDeque<Spliced>,
     /// Bytes of `spliced` not yet written.
     spliced_len: usize,
+    /// Where sent large byte strings' buffers go.
+    pool: BufferPool,
 }
 
 #[derive(Debug)]
@@ -55,13 +57,13 @@ pub(super) fn aliased(src: usize, dst: usize) -> bool {
 /// recycled buffer would keep that place for good; a fresh block (from
 /// the heap once one was unmapped) usually lies elsewhere. When it does
 /// not, the spare is kept and the string is copied in.
-pub(super) fn content_buffer(len: usize, offset: usize) -> Vec<u8> {
+pub(super) fn content_buffer(len: usize, offset: usize, pool: &BufferPool) -> Vec<u8> {
     let suits = |buf: &Vec<u8>| {
         let page_offset = buf.as_ptr() as usize % 4096;
         !aliased(offset, buf.as_ptr() as usize)
             && (SEND_HEAD_MAX..=4096 - ALIASING_WINDOW as usize).contains(&page_offset)
     };
-    let spare = take_spare(len);
+    let spare = pool.take(len);
     if spare.as_ref().is_some_and(suits) {
         return spare.expect("checked");
     }
@@ -142,6 +144,11 @@ fn each_large_bytes(item: &mut Cbor, f: &mut impl FnMut(&mut Vec<u8>)) {
 }
 
 impl Output {
+    /// An empty queue that keeps sent large byte strings' buffers in `pool`.
+    pub(crate) fn new(pool: BufferPool) -> Self {
+        Output { pool, ..Output::default() }
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn len(&self) -> usize {
         self.buf.len() - self.start + self.spliced_len
@@ -176,7 +183,7 @@ impl Output {
         each_large_bytes(&mut item, &mut |b| large.push((b.as_ptr(), b.len())));
         if large.is_empty() {
             let queued = encode_frame(&item, &mut self.buf, max_len);
-            recycle(item);
+            self.pool.recycle(item);
             return queued;
         }
         let at = self.buf.len();
@@ -207,9 +214,9 @@ impl Output {
             self.spliced.push_back(Spliced { at: pos, bytes, written: 0 });
         }
         self.spliced_len += spliced;
-        recycle(item);
+        self.pool.recycle(item);
         // Those copied in after all are done with.
-        taken.into_iter().flatten().for_each(keep_spare);
+        taken.into_iter().flatten().for_each(|b| self.pool.keep(b));
         Ok(())
     }
 
@@ -247,7 +254,7 @@ impl Output {
                 self.buf.extend_from_slice(&tail[pos - first..s.at - first]);
                 self.buf.extend_from_slice(&s.bytes[s.written..]);
                 pos = s.at;
-                keep_spare(s.bytes);
+                self.pool.keep(s.bytes);
             }
             self.buf.extend_from_slice(&tail[pos - first..]);
             self.spliced_len = 0;
@@ -277,7 +284,7 @@ impl Output {
             n -= k;
             if s.written == s.bytes.len() {
                 let done = self.spliced.pop_front().expect("present");
-                keep_spare(done.bytes);
+                self.pool.keep(done.bytes);
             }
         }
         if self.start == self.buf.len() && self.spliced.is_empty() {

@@ -6,7 +6,7 @@ use half::f16;
 use super::cbor::Cbor;
 use super::encode::PREALLOCATED_ITEMS;
 use super::large::{LARGE_MIN, LARGE_SCAN_MAX};
-use super::recycle::copy_bytes;
+use super::pool::BufferPool;
 
 /// Decodes the common subset of CBOR that netref peers write (definite
 /// lengths; integers, floats of 16, 32 and 64 bits, strings, arrays, maps, tags
@@ -28,6 +28,8 @@ pub(super) struct SliceDecoder<'a> {
     /// A byte string whose content is not in `buf` (see [`LargeString`]):
     /// its head ends at `hole.at` in `buf`, and the item is `hole.content`.
     hole: Option<Hole>,
+    /// Where large byte strings' buffers come from (none: allocations).
+    pool: Option<&'a BufferPool>,
 }
 
 pub(super) struct Hole {
@@ -38,16 +40,22 @@ pub(super) struct Hole {
 }
 
 impl<'a> SliceDecoder<'a> {
-    pub(super) fn decode(body: &'a [u8], recursion_limit: usize) -> Option<Cbor> {
-        Self::decode_with_hole(body, recursion_limit, None)
+    pub(super) fn decode(
+        body: &'a [u8],
+        recursion_limit: usize,
+        pool: Option<&'a BufferPool>,
+    ) -> Option<Cbor> {
+        Self::decode_with_hole(body, recursion_limit, None, pool)
     }
 
     pub(super) fn decode_with_hole(
         body: &'a [u8],
         recursion_limit: usize,
         hole: Option<Hole>,
+        pool: Option<&'a BufferPool>,
     ) -> Option<Cbor> {
-        let mut d = SliceDecoder { buf: body, pos: 0, max_depth: recursion_limit.saturating_sub(1), hole };
+        let max_depth = recursion_limit.saturating_sub(1);
+        let mut d = SliceDecoder { buf: body, pos: 0, max_depth, hole, pool };
         let item = d.item(0)?;
         (d.pos == body.len() && d.hole.is_none()).then_some(item)
     }
@@ -97,7 +105,10 @@ impl<'a> SliceDecoder<'a> {
                 if n > self.buf.len() - self.pos {
                     return None;
                 }
-                Cbor::Bytes(copy_bytes(self.take(n)?))
+                {
+                    let bytes = self.take(n)?;
+                    Cbor::Bytes(self.pool.map_or_else(|| bytes.to_vec(), |p| p.copy(bytes)))
+                }
             }
             3 => {
                 let n = self.length(info)?;
@@ -144,7 +155,7 @@ impl<'a> SliceDecoder<'a> {
 /// starts and how long it is. CBOR lists items in pre-order, so reading
 /// heads one after the other finds it without building anything.
 pub(super) fn find_large_bytes(received: &[u8], body_len: usize) -> Option<(usize, usize)> {
-    let mut d = SliceDecoder { buf: received, pos: 0, max_depth: 0, hole: None };
+    let mut d = SliceDecoder { buf: received, pos: 0, max_depth: 0, hole: None, pool: None };
     while d.pos < LARGE_SCAN_MAX {
         let head = *d.buf.get(d.pos)?;
         d.pos += 1;

@@ -8,7 +8,7 @@ use super::encode::write_cbor;
 use super::large::LARGE_MIN;
 use super::message::uint;
 use super::output::{aliased, content_buffer, ALIASING_WINDOW};
-use super::recycle::{keep_spare, recycle, RECYCLE_MIN};
+use super::pool::RECYCLE_MIN;
 use super::slice_decoder::SliceDecoder;
 use super::*;
 use crate::error::{DecodeError, Error};
@@ -191,9 +191,9 @@ fn slice_decoder_agrees_with_ciborium() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for (n, item) in items.iter().enumerate() {
         let bytes = ciborium_bytes(item);
-        assert_eq!(SliceDecoder::decode(&bytes, 256).is_some(), n != 1, "{item:?}");
+        assert_eq!(SliceDecoder::decode(&bytes, 256, None).is_some(), n != 1, "{item:?}");
         for limit in [8, 40, 41, 42, 256] {
-            let fast = SliceDecoder::decode(&bytes, limit);
+            let fast = SliceDecoder::decode(&bytes, limit, None);
             let slow = ciborium_decode(&bytes, limit);
             if let Some(fast) = &fast {
                 assert!(same(fast, slow.as_ref().unwrap()), "{fast:?}");
@@ -208,7 +208,7 @@ fn slice_decoder_agrees_with_ciborium() {
             }
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             m.truncate(m.len() - (seed >> 60) as usize % 2);
-            if let Some(fast) = SliceDecoder::decode(&m, 64) {
+            if let Some(fast) = SliceDecoder::decode(&m, 64, None) {
                 let slow = ciborium_decode(&m, 64).expect("ciborium accepts what the slice decoder does");
                 assert!(same(&fast, &slow), "{fast:?} vs {slow:?}");
             }
@@ -218,7 +218,7 @@ fn slice_decoder_agrees_with_ciborium() {
     // ciborium's exact value.
     for bits in 0..=u16::MAX {
         let bytes = [0xf9, (bits >> 8) as u8, bits as u8];
-        let fast = SliceDecoder::decode(&bytes, 8);
+        let fast = SliceDecoder::decode(&bytes, 8, None);
         let (Some(Cbor::Float(a)), Some(Cbor::Float(b))) = (fast, ciborium_decode(&bytes, 8)) else {
             panic!("half float {bits:#x}")
         };
@@ -228,21 +228,49 @@ fn slice_decoder_agrees_with_ciborium() {
 
 #[test]
 fn sent_byte_strings_are_recycled_for_decoding() {
+    let pool = BufferPool::new();
     let big = vec![1u8; RECYCLE_MIN * 2];
     let ptr = big.as_ptr();
-    recycle(Message::Reply { seq: 1, value: Cbor::Array(vec![Cbor::Bytes(big)]) }.into_cbor());
+    pool.recycle(Message::Reply { seq: 1, value: Cbor::Array(vec![Cbor::Bytes(big)]) }.into_cbor());
+    assert_eq!(pool.spare_count(), 1);
     let payload: Vec<u8> = (0..RECYCLE_MIN * 2).map(|i| i as u8).collect();
     let body = ciborium_bytes(&Cbor::Bytes(payload.clone()));
-    let Cbor::Bytes(got) = decode_cbor(&body, 8).unwrap() else { panic!() };
+    let Cbor::Bytes(got) = decode_cbor_in(&body, 8, Some(&pool)).unwrap() else { panic!() };
     assert_eq!(got, payload);
     assert_eq!(got.as_ptr(), ptr, "the sent buffer was reused");
     // Taken once: the next one is a fresh allocation, and a buffer far
     // larger than needed is not handed out.
-    let Cbor::Bytes(again) = decode_cbor(&body, 8).unwrap() else { panic!() };
+    assert_eq!(pool.spare_count(), 0);
+    let Cbor::Bytes(again) = decode_cbor_in(&body, 8, Some(&pool)).unwrap() else { panic!() };
     assert_eq!(again, payload);
-    recycle(Cbor::Bytes(vec![0; RECYCLE_MIN * 8]));
-    let Cbor::Bytes(small) = decode_cbor(&body, 8).unwrap() else { panic!() };
+    pool.recycle(Cbor::Bytes(vec![0; RECYCLE_MIN * 8]));
+    let Cbor::Bytes(small) = decode_cbor_in(&body, 8, Some(&pool)).unwrap() else { panic!() };
     assert!(small.capacity() < RECYCLE_MIN * 8);
+    assert_eq!(pool.spare_count(), 1, "the oversized buffer stays in the pool");
+    // Without a pool nothing is reused.
+    let Cbor::Bytes(plain) = decode_cbor(&body, 8).unwrap() else { panic!() };
+    assert_eq!(plain, payload);
+}
+
+#[test]
+fn a_pool_keeps_a_few_buffers_and_prefers_large_ones() {
+    let pool = BufferPool::new();
+    for i in 0..6 {
+        pool.recycle(Cbor::Bytes(vec![0; RECYCLE_MIN * (i + 1)]));
+    }
+    assert_eq!(pool.spare_count(), 4, "bounded");
+    // The two smallest were dropped: a string of RECYCLE_MIN bytes finds
+    // no buffer at most twice its size.
+    let body = ciborium_bytes(&Cbor::Bytes(vec![7; RECYCLE_MIN]));
+    decode_cbor_in(&body, 8, Some(&pool)).unwrap();
+    assert_eq!(pool.spare_count(), 4);
+    // Too small or too large buffers are never kept.
+    pool.recycle(Cbor::Bytes(vec![0; 100]));
+    assert_eq!(pool.spare_count(), 4);
+    let shared = pool.clone();
+    let body = ciborium_bytes(&Cbor::Bytes(vec![7; RECYCLE_MIN * 4]));
+    decode_cbor_in(&body, 8, Some(&shared)).unwrap();
+    assert_eq!(pool.spare_count(), 3, "clones share one pool");
 }
 
 #[test]
@@ -262,11 +290,12 @@ fn aliasing_is_a_destination_just_ahead_of_its_source_modulo_a_page() {
 
 #[test]
 fn a_received_string_gets_a_buffer_big_enough() {
+    let pool = BufferPool::new();
     for len in [LARGE_MIN, 1 << 20] {
         for _ in 0..3 {
-            let b = content_buffer(len, 13);
+            let b = content_buffer(len, 13, &pool);
             assert!(b.capacity() >= len);
-            keep_spare(b);
+            pool.recycle(Cbor::Bytes(b));
         }
     }
 }
