@@ -40,7 +40,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connection::async_result::{AsyncResult, ReplySource, Slot};
 use crate::connection::remote::{RemoteObject, Session};
-use crate::error::{CloseReason, Error, Misuse, RemoteError, Result};
+use crate::error::{CloseReason, Error, LimitError, Misuse, RemoteError, Result};
 use crate::protocol::{Call, Event, Protocol, Request};
 use crate::transport::{SocketTransport, Stream, Transport};
 use crate::value::object::LocalObject;
@@ -277,6 +277,39 @@ thread_local! {
     /// Connections whose last handle dropped while this thread held a state
     /// lock: closing them then could deadlock, so they close on release.
     static DEFERRED_CLOSES: std::cell::RefCell<Vec<Arc<Shared>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// How many of the peers' requests this thread is running, one inside
+    /// another (on any connection: they share the thread's stack), for
+    /// [`Config::max_nesting`].
+    static NESTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs a request from the peer one level deeper, or refuses it when this
+/// thread already runs `max` of them one inside another: running it would
+/// take the stack one level further towards an overflow.
+fn nested(
+    max: usize,
+    run: impl FnOnce() -> Result<Value, (RemoteError, String)>,
+) -> Result<Value, (RemoteError, String)> {
+    let depth = NESTING.with(|n| n.get());
+    if depth >= max {
+        let e = Error::from(LimitError::TooDeeplyNested { max });
+        return Err((e.into_remote(), "request".to_string()));
+    }
+    NESTING.with(|n| n.set(depth + 1));
+    // `run_request` catches panics, so the depth is always restored.
+    let result = run();
+    NESTING.with(|n| n.set(depth));
+    result
+}
+
+/// Fails when this thread already runs `max` of the peers' requests one
+/// inside another: a synchronous call now would serve the next level while
+/// it waits (see [`Config::max_nesting`]).
+fn check_nesting(max: usize) -> Result<()> {
+    if NESTING.with(|n| n.get()) >= max {
+        return Err(LimitError::TooDeeplyNested { max }.into());
+    }
+    Ok(())
 }
 
 /// How long a close waits, on the connection's [`Clock`], for its farewell
@@ -1216,7 +1249,7 @@ impl Shared {
     /// Runs one queued request (no lock held) and sends its reply, or holds
     /// the reply back (see [`send_or_hold`](Self::send_or_hold)) when `hold`.
     fn dispatch(&self, seq: u64, request: Request, hold: bool) {
-        let result = run_request(request).map_err(|(mut e, what)| {
+        let result = nested(self.config.max_nesting, || run_request(request)).map_err(|(mut e, what)| {
             if self.config.include_traceback {
                 e.traceback.push(format!(
                     "Traceback (most recent call last):\n  in {what} (served to {})\n{}: {}",
@@ -1573,6 +1606,9 @@ impl Session for Shared {
     }
     fn sync_timeout(&self) -> Option<Duration> {
         self.config.sync_request_timeout
+    }
+    fn check_nesting(&self) -> Result<()> {
+        check_nesting(self.config.max_nesting)
     }
     fn retain_handle(&self) {
         self.retain();
