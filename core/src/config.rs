@@ -15,6 +15,7 @@ use std::time::Duration;
 /// | `sync_request_timeout` | 30 s | a synchronous call fails with `Error::Timeout` (RPyC's default) |
 /// | `idle_timeout` | none | a connection that receives nothing for this long is closed ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)); also ends a peer that holds a partial frame open |
 /// | `include_traceback` | true | when false, remote errors carry no traceback (RPyC's `include_local_traceback`) |
+/// | `max_nesting` | 128 | a call that would nest deeper fails with `LimitError::TooDeeplyNested`, on the side where the stack would grow (see the field) |
 /// | `batch_replies` | false | when true, replies to requests that arrived together are written together once the last of them is served (see the field) |
 ///
 /// Outgoing limits fail only the call concerned; incoming violations end
@@ -43,6 +44,22 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Send tracebacks with errors raised while serving the peer.
     pub include_traceback: bool,
+    /// Most calls from the peer served one inside another on one thread.
+    ///
+    /// A callback that calls the peer, which calls back, and so on, runs
+    /// each level deeper on the serving thread's stack; unbounded, it
+    /// overflows the stack and aborts the process. Past this depth a
+    /// synchronous call fails at once with
+    /// [`LimitError::TooDeeplyNested`](crate::error::LimitError::TooDeeplyNested)
+    /// (before anything is sent), and a request that arrives is answered
+    /// with that error instead of being run; the caller at the top gets it
+    /// as the error of its call (from the peer, as a `LimitError`
+    /// [`RemoteError`](crate::RemoteError)). The default, 128, fits in a
+    /// 2 MiB thread stack (std's default, and
+    /// [`ThreadedServer`](crate::ThreadedServer)'s) in a debug build with
+    /// room for the methods' own frames; for deeper nesting, raise it with
+    /// [`ThreadedServer::stack_size`](crate::ThreadedServer::stack_size).
+    pub max_nesting: usize,
     /// Write the replies to requests that arrived together (in one read
     /// from the transport) in one write, after the last of them is served,
     /// instead of one write per reply.
@@ -69,6 +86,7 @@ impl Default for Config {
             sync_request_timeout: Some(Duration::from_secs(30)),
             idle_timeout: None,
             include_traceback: true,
+            max_nesting: 128,
             batch_replies: false,
         }
     }
@@ -118,6 +136,11 @@ impl Config {
     /// Sets `include_traceback`.
     pub fn include_traceback(mut self, include: bool) -> Self {
         self.include_traceback = include;
+        self
+    }
+    /// Sets `max_nesting`.
+    pub fn max_nesting(mut self, depth: usize) -> Self {
+        self.max_nesting = depth;
         self
     }
     /// Sets `batch_replies`.

@@ -898,6 +898,15 @@ pub enum LimitError {
         /// The limit.
         max: usize,
     },
+    /// Calls nested deeper than `max_nesting` on one thread (a callback
+    /// calling the peer, which calls back, and so on).
+    #[error(
+        "calls nested deeper than max_nesting ({max}): each callback calling the peer back runs one level deeper on the thread's stack"
+    )]
+    TooDeeplyNested {
+        /// The limit.
+        max: usize,
+    },
     /// More unsent output than `max_output_buffer`.
     #[error("{queued} bytes of output queued, over max_output_buffer ({max}): the peer is not reading")]
     OutputBufferFull {

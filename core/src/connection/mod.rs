@@ -40,7 +40,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::connection::async_result::{AsyncResult, ReplySource, Slot};
 use crate::connection::remote::{RemoteObject, Session};
-use crate::error::{CloseReason, Error, Misuse, RemoteError, Result};
+use crate::error::{CloseReason, Error, LimitError, Misuse, RemoteError, Result};
 use crate::protocol::{Call, Event, Protocol, Request};
 use crate::transport::{SocketTransport, Stream, Transport};
 use crate::value::object::LocalObject;
@@ -289,7 +289,44 @@ thread_local! {
     /// Connections whose last handle dropped while this thread held a state
     /// lock: closing them then could deadlock, so they close on release.
     static DEFERRED_CLOSES: std::cell::RefCell<Vec<Arc<Shared>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// How many of the peers' requests this thread is running, one inside
+    /// another (on any connection: they share the thread's stack), for
+    /// [`Config::max_nesting`].
+    static NESTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
+
+/// Runs a request from the peer one level deeper, or refuses it when this
+/// thread already runs `max` of them one inside another: running it would
+/// take the stack one level further towards an overflow.
+fn nested(
+    max: usize,
+    run: impl FnOnce() -> Result<Value, (RemoteError, String)>,
+) -> Result<Value, (RemoteError, String)> {
+    let depth = NESTING.with(|n| n.get());
+    if depth >= max {
+        let e = Error::from(LimitError::TooDeeplyNested { max });
+        return Err((e.into_remote(), "request".to_string()));
+    }
+    NESTING.with(|n| n.set(depth + 1));
+    // `run_request` catches panics, so the depth is always restored.
+    let result = run();
+    NESTING.with(|n| n.set(depth));
+    result
+}
+
+/// Fails when this thread already runs `max` of the peers' requests one
+/// inside another: a synchronous call now would serve the next level while
+/// it waits (see [`Config::max_nesting`]).
+fn check_nesting(max: usize) -> Result<()> {
+    if NESTING.with(|n| n.get()) >= max {
+        return Err(LimitError::TooDeeplyNested { max }.into());
+    }
+    Ok(())
+}
+
+/// How long a close waits, on the connection's [`Clock`], for its farewell
+/// (and whatever was queued before it) to leave.
+const LINGER: Duration = Duration::from_millis(100);
 
 /// Most output a connection holds back for a batch; past it, it is written.
 /// A socket buffer's worth: bigger batches save no system calls worth having
@@ -487,6 +524,9 @@ struct State {
     /// Output is queued but held back for a batch (see
     /// [`Shared::send_or_hold`]); the next write takes it along.
     held: bool,
+    /// The thread closing the connection, while it waits for the close
+    /// message to leave (see [`Shared::close_now`]).
+    closing: Option<ThreadId>,
 }
 
 pub(crate) struct Shared {
@@ -597,6 +637,7 @@ impl Connection {
                     progress: 0,
                     sleepers: 0,
                     held: false,
+                    closing: None,
                 }),
                 cond: Condvar::new(),
                 transport,
@@ -967,6 +1008,14 @@ impl Shared {
     /// Writes output until the transport would block; a write error ends the
     /// connection.
     fn flush_locked(&self, st: &mut State, after: &mut Vec<After>) {
+        self.write_pending(st);
+        self.process_events(st, after);
+    }
+
+    /// The writing of [`flush_locked`](Self::flush_locked), without taking
+    /// the events: false when the transport refused the output (an error,
+    /// or a write of zero bytes).
+    fn write_pending(&self, st: &mut State) -> bool {
         st.held = false;
         loop {
             // Slices, so that a large byte string is written from its own
@@ -984,18 +1033,18 @@ impl Shared {
                 Ok(0) => {
                     let e = io::Error::new(io::ErrorKind::WriteZero, "the peer stopped accepting data");
                     st.proto.handle_transport_error(e);
-                    break;
+                    return false;
                 }
                 Ok(n) => st.proto.consume_output(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     st.proto.handle_transport_error(e);
-                    break;
+                    return false;
                 }
             }
         }
-        self.process_events(st, after);
+        true
     }
 
     /// Fires the deadlines that passed by `now`.
@@ -1142,22 +1191,34 @@ impl Shared {
         }
     }
 
+    /// Closes the connection: tells the peer, gives that message up to
+    /// [`LINGER`] to leave, then fails what is pending and runs the hooks.
     fn close_now(&self, reason: &str) {
+        let me = thread::current().id();
         let mut after = Vec::new();
         {
             let mut st = self.lock();
-            if st.closed.is_some() {
-                return;
+            loop {
+                if st.closed.is_some() {
+                    return;
+                }
+                match st.closing {
+                    None => break,
+                    // Re-entered while lingering (a handle dropped on this
+                    // thread): the close under way finishes the job.
+                    Some(t) if t == me => return,
+                    // Another thread is lingering: the close is done when
+                    // it is (`fail_all` wakes the sleepers).
+                    Some(_) => st = st.wait(None),
+                }
             }
             st.proto.close(reason);
-            self.flush_locked(&mut st, &mut after);
-            if st.proto.wants_write() {
-                // Give the close message a moment to leave; never block long.
-                let deadline = Instant::now() + Duration::from_millis(100);
-                while st.proto.wants_write() && Instant::now() < deadline {
-                    let _ = self.transport.wait(true, Some(Duration::from_millis(10)));
-                    self.flush_locked(&mut st, &mut after);
-                }
+            let accepted = self.write_pending(&mut st);
+            self.process_events(&mut st, &mut after);
+            if accepted && st.proto.wants_write() {
+                st.closing = Some(me);
+                st = self.linger(st, &mut after);
+                st.closing = None;
             }
             let dead = st.proto.take_released_objects();
             after.push(After::Drop(dead));
@@ -1168,10 +1229,39 @@ impl Shared {
         self.finish(after);
     }
 
+    /// Waits for the close message to leave: until the output is gone, the
+    /// transport refuses it, or [`LINGER`] passes on the connection's clock.
+    /// The state lock is released while waiting, so an event loop or another
+    /// thread using the connection meanwhile is not held up (they see a
+    /// closed protocol: new calls fail at once).
+    ///
+    /// A wait that neither moved the output nor saw the clock move ends it
+    /// too: with a virtual clock nobody advances, waiting again would never
+    /// end.
+    fn linger<'a>(&'a self, mut st: StateGuard<'a>, after: &mut Vec<After>) -> StateGuard<'a> {
+        let until = self.clock.now() + LINGER;
+        loop {
+            let now = self.clock.now();
+            if now >= until || !st.proto.wants_write() {
+                return st;
+            }
+            let queued = st.proto.pending_output_len();
+            drop(st);
+            let waited = self.transport.wait(true, Some(until.saturating_duration_since(now)));
+            st = self.lock();
+            let accepted = self.write_pending(&mut st);
+            self.process_events(&mut st, after);
+            let moved = st.proto.pending_output_len() != queued;
+            if waited.is_err() || !accepted || (!moved && self.clock.now() == now) {
+                return st;
+            }
+        }
+    }
+
     /// Runs one queued request (no lock held) and sends its reply, or holds
     /// the reply back (see [`send_or_hold`](Self::send_or_hold)) when `hold`.
     fn dispatch(&self, seq: u64, request: Request, hold: bool) {
-        let result = run_request(request).map_err(|(mut e, what)| {
+        let result = nested(self.config.max_nesting, || run_request(request)).map_err(|(mut e, what)| {
             if self.config.include_traceback {
                 e.traceback.push(format!(
                     "Traceback (most recent call last):\n  in {what} (served to {})\n{}: {}",
@@ -1528,6 +1618,9 @@ impl Session for Shared {
     }
     fn sync_timeout(&self) -> Option<Duration> {
         self.config.sync_request_timeout
+    }
+    fn check_nesting(&self) -> Result<()> {
+        check_nesting(self.config.max_nesting)
     }
     fn retain_handle(&self) {
         self.retain();

@@ -21,6 +21,11 @@ pub(crate) trait Session: Send + Sync + 'static {
     fn sync_timeout(&self) -> Option<Duration> {
         None
     }
+    /// Whether this thread may make a synchronous call now: not when it is
+    /// nested as deep as [`Config::max_nesting`](crate::Config::max_nesting).
+    fn check_nesting(&self) -> Result<()> {
+        Ok(())
+    }
     /// A proxy was dropped and the release queue went from empty to not
     /// empty: ask whoever drives the connection to flush soon. Must not take
     /// the connection's state lock (a proxy may drop while it is held).
@@ -176,6 +181,11 @@ impl RemoteObject {
     }
 
     fn sync<R: DeserializeOwned>(&self, call: Call, timeout: Option<Duration>) -> Result<R> {
+        // Refused before anything is sent: the peer never runs a call
+        // whose caller was told it failed.
+        if let Some(s) = &self.inner.session {
+            s.check_nesting()?;
+        }
         let place = call.result_place();
         from_value_at(self.submit(call, timeout).into_value()?, &place)
     }

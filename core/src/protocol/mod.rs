@@ -40,6 +40,9 @@ use crate::value::object::LocalObject;
 use crate::value::{ObjectRef, Value};
 use crate::wire::{self, Cbor, Message, WireRequest, TAG_RECEIVER_OBJECT, TAG_SENDER_OBJECT};
 
+#[cfg(test)]
+mod deadline_tests;
+
 static NEXT_PROTOCOL_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What a protocol reports to its driver.
@@ -217,6 +220,10 @@ pub struct Protocol {
     /// buys nothing. Likewise `expired` and `Connection`'s result slots.
     pending: HashMap<u64, Option<Instant>, FxBuildHasher>,
     deadlines: BTreeSet<(Instant, u64)>,
+    /// Deadline entries looked at while taking answered requests off
+    /// `deadlines` (the tests check that a reply costs no scan).
+    #[cfg(test)]
+    deadline_visits: u64,
     expired: HashSet<u64, FxBuildHasher>,
     exports: HashMap<u64, Export>,
     export_ids: HashMap<usize, u64>,
@@ -269,6 +276,8 @@ impl Protocol {
             next_seq: 1,
             pending: HashMap::default(),
             deadlines: BTreeSet::new(),
+            #[cfg(test)]
+            deadline_visits: 0,
             expired: HashSet::default(),
             exports: HashMap::new(),
             export_ids: HashMap::new(),
@@ -986,8 +995,18 @@ impl Protocol {
     }
 
     fn handle_answer(&mut self, seq: u64, result: Result<Value, RemoteError>) -> Result<()> {
-        if self.pending.remove(&seq).is_some() {
-            self.deadlines.retain(|&(_, s)| s != seq);
+        if let Some(deadline) = self.pending.remove(&seq) {
+            // The pending table knows the request's deadline: its entry
+            // leaves the index by key, in O(log n). (A scan of the index
+            // per reply made 20,000 expiring calls in flight ten times
+            // slower than plain ones.)
+            if let Some(t) = deadline {
+                #[cfg(test)]
+                {
+                    self.deadline_visits += 1;
+                }
+                self.deadlines.remove(&(t, seq));
+            }
             self.events.push_back(Event::Reply { seq, result });
             Ok(())
         } else if self.expired.remove(&seq) {

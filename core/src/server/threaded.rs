@@ -142,6 +142,8 @@ struct Inner {
     authenticating: Mutex<Vec<(u64, Stream)>>,
     next_id: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Stack size of each connection's thread, bytes; `None`: std's default.
+    stack_size: Mutex<Option<usize>>,
 }
 
 fn bind(listener: Bound, builder: Builder) -> Result<Arc<Inner>> {
@@ -154,6 +156,7 @@ fn bind(listener: Bound, builder: Builder) -> Result<Arc<Inner>> {
         authenticating: Mutex::new(Vec::new()),
         next_id: AtomicU64::new(0),
         threads: Mutex::new(Vec::new()),
+        stack_size: Mutex::new(None),
     }))
 }
 
@@ -187,7 +190,11 @@ impl Inner {
     /// Serves `stream` on a new thread.
     fn serve_one(self: &Arc<Self>, stream: Stream) {
         let inner = self.clone();
-        let spawned = thread::Builder::new().name("netref-conn".into()).spawn(move || {
+        let mut thread = thread::Builder::new().name("netref-conn".into());
+        if let Some(bytes) = *self.stack_size.lock().unwrap_or_else(|e| e.into_inner()) {
+            thread = thread.stack_size(bytes);
+        }
+        let spawned = thread.spawn(move || {
             inner.run_connection(stream);
         });
         match spawned {
@@ -311,6 +318,21 @@ impl ThreadedServer {
     /// How long a client may take to authenticate (default 10 s).
     pub fn auth_timeout(self, timeout: Duration) -> Self {
         self.inner.set_builder(|b| b.auth_timeout(timeout));
+        self
+    }
+
+    /// The stack size, in bytes, of the thread each connection is served
+    /// on (std's default otherwise: 2 MiB, or `RUST_MIN_STACK`).
+    ///
+    /// Each level of nested callbacks (the client calls the server, which
+    /// calls back into the client, which calls the server again...) runs
+    /// one level deeper on this stack. [`Config::max_nesting`] stops the
+    /// nesting with an error before the default stack runs out; raise both
+    /// together for deeper nesting (or for methods with large frames).
+    ///
+    /// [`Config::max_nesting`]: crate::Config::max_nesting
+    pub fn stack_size(self, bytes: usize) -> Self {
+        *self.inner.stack_size.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes);
         self
     }
 

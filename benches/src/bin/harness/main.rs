@@ -46,7 +46,7 @@ fn main() {
     }
 }
 
-const USAGE: &str = "harness [--quick] [--secs S] [--only latency,pipelined,events,payload,scale]
+const USAGE: &str = "harness [--quick] [--secs S] [--only latency,pipelined,inflight,events,payload,scale]
 
 Runs every scenario with netref and its baselines (client and server in
 separate processes) and writes target/bench-report.md and .svg.
@@ -122,7 +122,7 @@ impl Env {
         let extra: Vec<&str> = job
             .args
             .iter()
-            .filter(|(k, _)| matches!(*k, "via" | "variant"))
+            .filter(|(k, _)| matches!(*k, "via" | "variant" | "expiry"))
             .map(|(_, v)| v.as_str())
             .collect();
         let label = format!(
@@ -392,6 +392,16 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
                 );
             }
         }
+        if want("inflight") && t == "tcp" {
+            eprintln!("== 20,000 async calls in flight, with and without an expiry, over {t}");
+            for (key, expiry) in [("plain", "0"), ("expiring", "3600")] {
+                let args = vec![("window", "20000".to_string()), ("expiry", expiry.to_string())];
+                put(
+                    format!("inflight/{t}/{key}"),
+                    env.run(&job("netref", "netref", "inflight", t, false, args)),
+                );
+            }
+        }
         if want("events") {
             eprintln!("== server-to-client events over {t}");
             let batch = if quick { 5_000 } else { 50_000 };
@@ -539,6 +549,21 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
             let mut r = r.with_ratios();
             if imp == "netref-batched" {
                 r.target = target("netref/tarpc", r.ratio("tarpc"), Cmp::AtLeast, 2.0);
+            }
+            rows.push(r);
+        }
+        // Carrying an expiry must cost next to nothing, even with 20,000
+        // calls in flight: the row compares netref with itself.
+        if let Some(plain) = get(&format!("inflight/{t}/plain"), "calls_per_s") {
+            let mut r = Row::new(
+                format!("20,000 async calls in flight, each with an expiry, {}", tname(t)),
+                "calls/s",
+            );
+            r.netref = get(&format!("inflight/{t}/expiring"), "calls_per_s");
+            r.note = Some(format!("the same calls without an expiry: {} calls/s", report::fmt_num(plain)));
+            if let Some(v) = r.netref.filter(|_| plain > 0.0) {
+                r.ratios.push(("without expiry".into(), v / plain));
+                r.target = target("with/without expiry", Some(v / plain), Cmp::AtLeast, 0.9);
             }
             rows.push(r);
         }

@@ -135,6 +135,7 @@ pub(crate) fn client(opts: &Opts) -> netref::Result<()> {
             debug_assert_eq!(sum, 3);
         }),
         "pipelined" => pipelined(opts, &root, batched)?,
+        "inflight" => inflight(opts, &root)?,
         "events" => events(opts, &conn, &root)?,
         "payload" => {
             let size: usize = opts.num("size", 1 << 20);
@@ -176,6 +177,44 @@ fn pipelined(opts: &Opts, root: &RemoteObject, batched: bool) -> netref::Result<
             netref::batch(&mut hundred)?;
         } else {
             hundred()?;
+        }
+        done += 100;
+    }
+    for r in pending {
+        let _: i64 = r.value_as()?;
+        done += 1;
+    }
+    common::result(&[("calls_per_s", done as f64 / start.elapsed().as_secs_f64())]);
+    Ok(())
+}
+
+/// Keeps `--window` calls in flight (20,000 by default), each with an
+/// expiry of `--expiry` seconds when given (with `netref::timed`), else
+/// none: the pair of runs shows what carrying a deadline costs when many
+/// are pending at once. The expiry is far beyond the run, so none fires.
+fn inflight(opts: &Opts, root: &RemoteObject) -> netref::Result<()> {
+    let secs = opts.secs();
+    let window: usize = opts.num("window", 20_000);
+    let expiry: f64 = opts.num("expiry", 0.0);
+    let call = || {
+        if expiry > 0.0 {
+            netref::timed(root, Duration::from_secs_f64(expiry)).call_method("add", (1i64, 1i64))
+        } else {
+            async_(root).call_method("add", (1i64, 1i64))
+        }
+    };
+    let mut pending: VecDeque<_> = (0..window).map(|_| call()).collect();
+    // Warm up: one full window answered and replaced.
+    for _ in 0..window {
+        pending.pop_front().expect("non-empty").wait()?;
+        pending.push_back(call());
+    }
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < secs {
+        for _ in 0..100 {
+            let _: i64 = pending.pop_front().expect("non-empty").value_as()?;
+            pending.push_back(call());
         }
         done += 100;
     }

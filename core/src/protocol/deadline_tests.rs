@@ -1,0 +1,97 @@
+//! Requests carrying deadlines: a reply takes its request off the deadline
+//! index by key, without looking at the others.
+
+use std::time::{Duration, Instant};
+
+use super::{Call, Event, Protocol};
+use crate::config::Config;
+use crate::value::Value;
+
+/// Moves everything `from` has queued into `to`.
+fn deliver(from: &mut Protocol, to: &mut Protocol, now: Instant) {
+    let out = from.pending_output().to_vec();
+    from.consume_output(out.len());
+    to.handle_bytes(&out, now).expect("well-formed input");
+}
+
+/// A caller and a peer that answers pings, past their hellos.
+fn pair(now: Instant) -> (Protocol, Protocol) {
+    let mut caller = Protocol::new(Config::default(), None, now);
+    let mut peer = Protocol::new(Config::default(), None, now);
+    deliver(&mut caller, &mut peer, now);
+    deliver(&mut peer, &mut caller, now);
+    (caller, peer)
+}
+
+/// Sends `n` pings with deadlines, lets the peer answer them all, feeds the
+/// replies back, and returns the deadline entries the caller looked at.
+fn visits_for_replies(n: usize) -> u64 {
+    let now = Instant::now();
+    let (mut caller, mut peer) = pair(now);
+    for i in 0..n {
+        // Distinct deadlines, latest first, so no order of the index makes
+        // the answered request's entry the first one.
+        let deadline = now + Duration::from_secs(3600) - Duration::from_millis(i as u64);
+        caller.send_request(Call::Ping(Value::Integer(i as i128)), Some(deadline)).expect("sent");
+    }
+    deliver(&mut caller, &mut peer, now);
+    deliver(&mut peer, &mut caller, now);
+    let mut replies = 0;
+    while let Some(event) = caller.poll_event() {
+        if let Event::Reply { result, .. } = event {
+            result.expect("the ping's echo");
+            replies += 1;
+        }
+    }
+    assert_eq!(replies, n, "every ping is answered");
+    assert_eq!(caller.pending_count(), 0);
+    assert!(caller.deadlines.is_empty(), "every answered request left the deadline index");
+    assert_eq!(caller.poll_timeout(), None, "no deadline is left to wake for");
+    caller.deadline_visits
+}
+
+#[test]
+fn a_reply_removes_its_deadline_by_key() {
+    // With one reply per request, a scan costs n entries per reply (n²/2
+    // in all); removal by key looks at one.
+    let n = 2_000;
+    let visits = visits_for_replies(n);
+    assert!(
+        visits <= n as u64,
+        "{n} replies looked at {visits} deadline entries: each reply scans the index"
+    );
+}
+
+#[test]
+fn a_replaced_deadline_leaves_the_index() {
+    let now = Instant::now();
+    let (mut caller, mut peer) = pair(now);
+    let seq =
+        caller.send_request(Call::Ping(Value::Integer(1)), Some(now + Duration::from_secs(1))).expect("sent");
+    caller.set_deadline(seq, Some(now + Duration::from_secs(5)));
+    assert_eq!(caller.poll_timeout(), Some(now + Duration::from_secs(5)), "the new deadline counts");
+    // The old deadline passing expires nothing.
+    caller.handle_timeout(now + Duration::from_secs(2));
+    assert!(caller.poll_event().is_none());
+    deliver(&mut caller, &mut peer, now);
+    deliver(&mut peer, &mut caller, now);
+    assert!(matches!(caller.poll_event(), Some(Event::Reply { seq: s, .. }) if s == seq));
+    assert!(caller.deadlines.is_empty());
+}
+
+#[test]
+fn an_unanswered_request_still_expires() {
+    let now = Instant::now();
+    let (mut caller, _peer) = pair(now);
+    let kept =
+        caller.send_request(Call::Ping(Value::Integer(1)), Some(now + Duration::from_secs(1))).expect("sent");
+    let answered =
+        caller.send_request(Call::Ping(Value::Integer(2)), Some(now + Duration::from_secs(2))).expect("sent");
+    // The reply to the second arrives; the first expires on time.
+    caller.handle_answer(answered, Ok(Value::Integer(2))).expect("known request");
+    assert!(matches!(caller.poll_event(), Some(Event::Reply { seq, .. }) if seq == answered));
+    assert_eq!(caller.poll_timeout(), Some(now + Duration::from_secs(1)));
+    caller.handle_timeout(now + Duration::from_secs(1));
+    assert!(matches!(caller.poll_event(), Some(Event::Expired { seq }) if seq == kept));
+    assert!(caller.deadlines.is_empty());
+}
