@@ -115,6 +115,14 @@ impl Drop for ProxyInner {
 /// blocking while serving the connection), asynchronous
 /// ([`async_(&proxy).call_method(..)`](async_), returning an [`AsyncResult`]), and
 /// [`timed`].
+///
+/// A proxy passed to *another* connection (as an argument or a result) is
+/// relayed, as in RPyC: that connection's peer gets a proxy of an object of
+/// this process that forwards its calls here, so they reach the original
+/// object; handed back to this process, it arrives as this proxy again, and
+/// handed to the connection it came from, as the peer's own object. Only a
+/// call's target must belong to the connection the call goes to
+/// ([`Misuse::ForeignObject`]).
 #[derive(Clone)]
 pub struct RemoteObject {
     pub(crate) inner: Arc<ProxyInner>,
