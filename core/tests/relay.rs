@@ -246,3 +246,68 @@ fn a_relay_whose_connection_closed_fails_in_the_third_partys_terms() {
         assert_eq!(e.type_name, "EOFError", "{e}");
     }
 }
+
+/// The same relay between three real processes' worth of threads and
+/// sockets: A and B are `ThreadedServer`s, B's connection to A is served by
+/// a `BgServingThread`, and C calls from the test's thread. A call through
+/// the relay blocks B's thread for C while A answers; a callback from C
+/// goes A -> B -> C on other threads meanwhile. (Each wait is bounded by
+/// the synchronous call timeout, so a deadlock fails instead of hanging.)
+#[test]
+fn relayed_over_threaded_servers_and_sockets() {
+    use netref::{BgServingThread, Builder, ThreadedServer};
+
+    let x = x_object();
+    let a_root = ObjectBuilder::new("A")
+        .method("get_x", {
+            let x = x.clone();
+            move || x.clone()
+        })
+        .method("is_x", move |o: ObjectRef| matches!(o, ObjectRef::Local(l) if l.same_as(&x)))
+        .build();
+    let a =
+        ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(Service::object(a_root))).unwrap();
+    let a_thread = a.spawn();
+
+    let b_to_a = Builder::default().connect_tcp(a.local_addr().unwrap()).unwrap();
+    let b_serving = BgServingThread::new(&b_to_a);
+    let root_a = b_to_a.root().unwrap();
+    let p: RemoteObject = root_a.call_method("get_x", ()).unwrap();
+    let b_root = ObjectBuilder::new("B")
+        .method("get_p", {
+            let p = p.clone();
+            move || p.clone()
+        })
+        .try_method("is_p", {
+            let p = p.clone();
+            move |o: ObjectRef| -> Result<bool, Error> {
+                let ObjectRef::Remote(o) = o else { return Ok(false) };
+                // Home at B it is `p`; on to A it is `x`.
+                Ok(o.same_as(&p) && root_a.call_method::<bool>("is_x", (o,))?)
+            }
+        })
+        .build();
+    let b =
+        ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(Service::object(b_root))).unwrap();
+    let b_thread = b.spawn();
+
+    let c = Builder::default().connect_tcp(b.local_addr().unwrap()).unwrap();
+    let root_b = c.root().unwrap();
+    let r: RemoteObject = root_b.call_method("get_p", ()).unwrap();
+    assert_eq!(r.call_method::<i64>("add", (40, 2)).unwrap(), 42);
+    assert_eq!(async_(&r).call_method("add", (1, 2)).typed::<i64>().value().unwrap(), 3);
+    let Err(Error::Remote(e)) = r.call_method::<i64>("fail", ()) else { panic!("x's error") };
+    assert_eq!(e.type_name, "ValueError");
+    assert_eq!(r.call_method::<i64>("apply", (callback(|v: i64| v + 1), 9)).unwrap(), 10);
+    assert!(root_b.call_method::<bool>("is_p", (r.clone(),)).unwrap());
+
+    drop((r, root_b));
+    c.close();
+    b.close();
+    b_thread.join().unwrap();
+    drop(b_serving);
+    b_to_a.close();
+    a.close();
+    a_thread.join().unwrap();
+    drop(p);
+}
