@@ -340,10 +340,12 @@ pub enum Misuse {
          `Attached`) before attaching it again"
     )]
     AlreadyAttached,
-    /// A proxy was passed to a connection other than the one it came from.
+    /// A call was sent on a connection other than the one its target proxy
+    /// came from. (A proxy passed as an *argument* or *result* to another
+    /// connection is relayed instead; only a call's target must be at home.)
     #[error(
-        "remote object {id} belongs to another connection: pass a proxy only to the \
-         connection it came from"
+        "remote object {id} belongs to another connection: send a call on the connection \
+         its target proxy came from"
     )]
     ForeignObject {
         /// The peer's id of the object.

@@ -826,16 +826,55 @@ fn objects_passed_as_arguments_are_exported_and_freed() {
 }
 
 #[test]
-fn proxy_of_another_connection_is_refused() {
+fn call_on_a_proxy_of_another_connection_is_refused() {
     let mut n = net();
     let mut m = net();
     let foreign = m.root_of_a();
     let err = n.b.p.send_request(Call::Dir { target: foreign.clone() }, None).unwrap_err();
     assert!(matches!(err, Error::Misuse(_)), "{err:?}");
     assert!(err.to_string().contains("another connection"), "{err}");
-    let err = n.b.p.send_request(Call::Ping(foreign.into()), None).unwrap_err();
-    assert!(matches!(err, Error::Misuse(_)), "{err:?}");
     assert_eq!(n.b.p.pending_count(), 0);
+}
+
+/// A proxy of another connection passed as a value is exported as a relay
+/// (an object of this side, sent with the sender tag); the peer handing it
+/// back gives this side the proxy itself, and the peer's release frees the
+/// relay, which held the proxy.
+#[test]
+fn proxy_of_another_connection_is_relayed_and_comes_home_as_itself() {
+    let mut n = net();
+    let mut m = net();
+    let foreign = m.root_of_a();
+    let seq = n.b.call(Call::Ping(Value::Array(vec![foreign.clone().into(), foreign.clone().into()])));
+    match n.b.peek_output().pop() {
+        Some(Message::Request { request: WireRequest::Ping(Cbor::Array(items)), .. }) => {
+            for item in items {
+                assert!(matches!(item, Cbor::Tag(TAG_SENDER_OBJECT, _)), "{item:?}");
+            }
+        }
+        other => panic!("expected the ping, got {other:?}"),
+    }
+    // One relay for one proxy, however often it is passed.
+    assert_eq!(n.b.p.exported_count(), 1);
+    n.settle();
+    let Value::Array(echoed) = n.b.take_reply(seq).unwrap() else { panic!("a list") };
+    for v in &echoed {
+        assert!(v.as_remote().expect("the proxy itself").same_as(&foreign), "{v:?}");
+    }
+    // A drops its proxies of the relay: B frees the relay, and with it its
+    // hold on `foreign` (only the test's clones are left).
+    n.settle();
+    assert_eq!(n.a.p.imported_count(), 0);
+    assert_eq!(n.b.p.exported_count(), 0);
+    let released = n.b.p.take_released_objects();
+    assert_eq!(released.len(), 1);
+    drop(released);
+    drop(echoed);
+    assert_eq!(m.b.p.imported_count(), 1);
+    drop(foreign);
+    m.settle();
+    assert_eq!(m.b.p.imported_count(), 0);
+    assert_eq!(m.a.p.exported_count(), 0);
 }
 
 // ---- limits --------------------------------------------------------------------------

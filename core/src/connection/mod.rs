@@ -1594,8 +1594,10 @@ fn run_request(request: Request) -> Result<Value, (RemoteError, String)> {
             .map_err(|e| (e, format!("{}.{}()", target.type_name(), name))),
         Request::GetAttr { target, name } => guarded(|| target.object().getattr(&name))
             .map_err(|e| (e, format!("{}.{}", target.type_name(), name))),
-        Request::Dir { target } => guarded(|| to_value(&target.object().dir()).map_err(|e| e.into_remote()))
-            .map_err(|e| (e, format!("dir({})", target.type_name()))),
+        Request::Dir { target } => {
+            guarded(|| to_value(&target.object().try_dir()?).map_err(|e| e.into_remote()))
+                .map_err(|e| (e, format!("dir({})", target.type_name())))
+        }
         Request::Invalid(e) => Err((e, "request".to_string())),
     }
 }

@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::connection::async_result::AsyncResult;
-use crate::error::{Misuse, Result};
+use crate::error::{Error, Misuse, RemoteError, Result};
 use crate::protocol::Call;
+use crate::value::object::{CallResult, LocalObject, Object};
 use crate::value::{from_value_at, to_value, Value};
 
 /// What a proxy needs from the connection it came from.
@@ -119,6 +120,14 @@ impl Drop for ProxyInner {
 /// blocking while serving the connection), asynchronous
 /// ([`async_(&proxy).call_method(..)`](async_), returning an [`AsyncResult`]), and
 /// [`timed`].
+///
+/// A proxy passed to *another* connection (as an argument or a result) is
+/// relayed, as in RPyC: that connection's peer gets a proxy of an object of
+/// this process that forwards its calls here, so they reach the original
+/// object; handed back to this process, it arrives as this proxy again, and
+/// handed to the connection it came from, as the peer's own object. Only a
+/// call's target must belong to the connection the call goes to
+/// ([`Misuse::ForeignObject`]).
 #[derive(Clone)]
 pub struct RemoteObject {
     pub(crate) inner: Arc<ProxyInner>,
@@ -280,5 +289,56 @@ impl Async {
             ),
             Err(e) => AsyncResult::failed(e),
         }
+    }
+}
+
+/// What a connection exports when it is handed a proxy of *another*
+/// connection (RPyC's rule: a proxy passed to a third party is an object of
+/// the process in the middle). The third party's requests run here and are
+/// forwarded to the proxy as synchronous calls, so they reach the original
+/// object through this process; its results and errors travel back as they
+/// came (an error keeps its remote type, message and traceback). Holding the
+/// proxy keeps the original object alive: when the third party releases the
+/// relay, the protocol drops it and the proxy's own release follows.
+///
+/// Each forwarded call blocks the thread serving the third party's
+/// connection until the reply comes, serving the proxy's connection
+/// meanwhile, as any nested synchronous call does.
+struct Relay {
+    proxy: RemoteObject,
+    /// For errors and tracebacks: what is relayed.
+    name: String,
+}
+
+/// A relay exporting `proxy` to a connection other than its own (see
+/// [`Relay`]).
+pub(crate) fn relay(proxy: &RemoteObject) -> LocalObject {
+    LocalObject::new(Relay { proxy: proxy.clone(), name: format!("relay of remote object #{}", proxy.id()) })
+}
+
+impl Object for Relay {
+    fn type_name(&self) -> &str {
+        &self.name
+    }
+
+    fn call_method(&self, name: &str, args: Vec<Value>) -> CallResult {
+        self.proxy.call_method::<Value>(name, args).map_err(Error::into_remote)
+    }
+
+    fn getattr(&self, name: &str) -> CallResult {
+        self.proxy.getattr::<Value>(name).map_err(Error::into_remote)
+    }
+
+    fn call(&self, args: Vec<Value>) -> CallResult {
+        self.proxy.call::<Value>(args).map_err(Error::into_remote)
+    }
+
+    /// Only for local callers; the peer's `dir()` runs [`try_dir`](Object::try_dir).
+    fn dir(&self) -> Vec<String> {
+        self.proxy.dir().unwrap_or_default()
+    }
+
+    fn try_dir(&self) -> Result<Vec<String>, RemoteError> {
+        self.proxy.dir().map_err(Error::into_remote)
     }
 }

@@ -32,7 +32,7 @@ use std::time::Instant;
 use rustc_hash::FxBuildHasher;
 
 use crate::config::Config;
-use crate::connection::remote::{ProxyInner, ReleaseQueue, RemoteObject, Session};
+use crate::connection::remote::{relay, ProxyInner, ReleaseQueue, RemoteObject, Session};
 use crate::error::{
     CloseReason, DecodeError, Error, LimitError, Misuse, Place, ProtocolError, RemoteError, Result,
 };
@@ -183,9 +183,27 @@ pub enum Phase {
 }
 
 struct Export {
+    /// What the peer's requests on this id run on: the object itself, or
+    /// for a relayed proxy the relay that forwards to it.
     object: LocalObject,
     /// References handed to the peer and not yet released.
     sent: u64,
+    /// For a relay, the proxy of another connection it forwards to: the
+    /// peer handing this id back gets that proxy, not the relay. Weak
+    /// because the relay object holds the proxy; dropping this never
+    /// releases anything, so a release may happen under the driver's lock.
+    relayed: Option<Weak<ProxyInner>>,
+}
+
+impl Export {
+    /// The key of `export_ids`: the object's address, or the relayed
+    /// proxy's, so one proxy passed twice gets one relay and one id.
+    fn key(&self) -> usize {
+        match &self.relayed {
+            Some(proxy) => proxy.as_ptr() as usize,
+            None => self.object.addr(),
+        }
+    }
 }
 
 struct Import {
@@ -226,6 +244,7 @@ pub struct Protocol {
     deadline_visits: u64,
     expired: HashSet<u64, FxBuildHasher>,
     exports: HashMap<u64, Export>,
+    /// Export ids by [`Export::key`].
     export_ids: HashMap<usize, u64>,
     next_export: u64,
     imports: HashMap<u64, Import>,
@@ -800,7 +819,7 @@ impl Protocol {
         for id in exported {
             if self.exports.get(id).is_some_and(|e| e.sent == 0) {
                 let e = self.exports.remove(id).expect("checked");
-                self.export_ids.remove(&e.object.addr());
+                self.export_ids.remove(&e.key());
                 self.released.push(e.object);
             }
         }
@@ -835,9 +854,13 @@ impl Protocol {
                 exported.push(id);
                 Ok(Cbor::Tag(TAG_SENDER_OBJECT, Box::new(Cbor::Integer(id.into()))))
             }
+            ObjectRef::Remote(r) if r.inner.protocol_id == self.id => {
+                Ok(Cbor::Tag(TAG_RECEIVER_OBJECT, Box::new(Cbor::Integer(r.id().into()))))
+            }
             ObjectRef::Remote(r) => {
-                let id = self.target_id(r)?;
-                Ok(Cbor::Tag(TAG_RECEIVER_OBJECT, Box::new(Cbor::Integer(id.into()))))
+                let id = self.export_relay(r)?;
+                exported.push(id);
+                Ok(Cbor::Tag(TAG_SENDER_OBJECT, Box::new(Cbor::Integer(id.into()))))
             }
         });
         if result.is_err() {
@@ -859,7 +882,29 @@ impl Protocol {
         let id = self.next_export;
         self.next_export += 1;
         self.export_ids.insert(object.addr(), id);
-        self.exports.insert(id, Export { object: object.clone(), sent: 0 });
+        self.exports.insert(id, Export { object: object.clone(), sent: 0, relayed: None });
+        Ok(id)
+    }
+
+    /// The id under which the proxy `proxy` of another connection is
+    /// exported, as a relay that forwards the peer's requests to it, adding
+    /// it if it is new (RPyC's rule: a proxy passed to a third party is an
+    /// object of the middle process). The same proxy always gets the same
+    /// id while the peer holds it, and the peer handing the id back gets
+    /// `proxy` itself (see [`decode_value`](Self::decode_value)).
+    fn export_relay(&mut self, proxy: &RemoteObject) -> Result<u64> {
+        let key = Arc::as_ptr(&proxy.inner) as usize;
+        if let Some(&id) = self.export_ids.get(&key) {
+            return Ok(id);
+        }
+        if self.exports.len() >= self.config.max_exported {
+            return Err(LimitError::TooManyExported { max: self.config.max_exported }.into());
+        }
+        let id = self.next_export;
+        self.next_export += 1;
+        self.export_ids.insert(key, id);
+        let export = Export { object: relay(proxy), sent: 0, relayed: Some(Arc::downgrade(&proxy.inner)) };
+        self.exports.insert(id, export);
         Ok(id)
     }
 
@@ -899,11 +944,18 @@ impl Protocol {
             })?;
             match tag {
                 TAG_SENDER_OBJECT => self.import(id).map(|r| Value::Object(ObjectRef::Remote(r))),
-                _ => self
-                    .exports
-                    .get(&id)
-                    .map(|e| Value::Object(ObjectRef::Local(e.object.clone())))
-                    .ok_or_else(|| ProtocolError::UnknownObject(id).into()),
+                _ => match self.exports.get(&id) {
+                    // A relay handed back is the proxy it relays: home, an
+                    // object is itself again, not a relay of a relay.
+                    // (The upgrade cannot fail: the export's relay object
+                    // holds the proxy.)
+                    Some(Export { relayed: Some(proxy), .. }) => proxy
+                        .upgrade()
+                        .map(|inner| Value::Object(ObjectRef::Remote(RemoteObject { inner })))
+                        .ok_or_else(|| ProtocolError::UnknownObject(id).into()),
+                    Some(e) => Ok(Value::Object(ObjectRef::Local(e.object.clone()))),
+                    None => Err(ProtocolError::UnknownObject(id).into()),
+                },
             }
         })
     }
@@ -1074,7 +1126,7 @@ impl Protocol {
         export.sent -= count;
         if export.sent == 0 {
             let e = self.exports.remove(&id).expect("present");
-            self.export_ids.remove(&e.object.addr());
+            self.export_ids.remove(&e.key());
             self.released.push(e.object);
         }
         Ok(())

@@ -48,6 +48,15 @@ pub trait Object: Send + Sync + 'static {
     fn dir(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The exposed names, or the error that keeps the object from listing
+    /// them; this is what the peer's `dir()` request runs. The default is
+    /// [`dir`](Self::dir); an object that forwards elsewhere (a relay of
+    /// another connection's proxy) overrides it so a failure reaches the
+    /// peer as an error instead of an empty list.
+    fn try_dir(&self) -> Result<Vec<String>, RemoteError> {
+        Ok(self.dir())
+    }
 }
 
 /// A shared handle to a local object. Cloning is cheap; two clones are the
