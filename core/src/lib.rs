@@ -94,7 +94,7 @@ pub use auth::{Authenticator, Credentials};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
 pub use connection::async_result::AsyncResult;
-pub use connection::driver::{Driver, Step};
+pub use connection::driver::{Driver, LoopConnection, Step};
 pub use connection::loop_thread::thread_callback;
 pub use connection::remote::{async_, timed, Async, IntoArgs, RemoteObject};
 pub use connection::{batch, connect, BgServingThread, Builder, Connection, Service, WeakConnection};
