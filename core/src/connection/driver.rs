@@ -216,6 +216,12 @@ impl LoopConnection {
         self.last.next_deadline.filter(|_| self.attached)
     }
 
+    /// True when the last step had output queued: watch the fd for
+    /// writability (and only then).
+    pub fn wants_write(&self) -> bool {
+        self.attached && self.last.wants_write
+    }
+
     /// True once [`next_deadline`](Self::next_deadline) has passed.
     pub fn is_due(&self) -> bool {
         self.next_deadline().is_some_and(|d| d <= Instant::now())

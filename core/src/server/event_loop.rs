@@ -207,6 +207,73 @@ impl ServerHandle {
 ///    ([`is_closing`](Self::is_closing)), go to 1; then
 ///    [`close_all`](Self::close_all).
 ///
+/// The smallest such server, over poll(2) (which takes the list of fds
+/// anew on every wait, so it re-arms by itself):
+///
+/// ```
+/// use std::ops::Deref;
+/// use rustix::event::{poll, PollFd, PollFlags, Timespec};
+/// use netref::server::{Doorbell, LoopListener, LoopServer};
+/// use netref::{Builder, LoopConnection, ObjectBuilder, Service};
+///
+/// /// This loop keeps nothing more per connection than netref's part.
+/// struct Attached(LoopConnection);
+///
+/// impl Deref for Attached {
+///     type Target = LoopConnection;
+///     fn deref(&self) -> &LoopConnection {
+///         &self.0
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
+/// let listener = LoopListener::bind_tcp("127.0.0.1:0", Builder::default().service(Service::object(calc)))?;
+/// let addr = listener.local_addr().unwrap();
+/// // poll(2) has no wake-up of its own: a real loop would add an eventfd
+/// // to the fds and write to it here.
+/// let mut server: LoopServer<Attached> = LoopServer::new(listener, Doorbell::new(|| {}));
+/// let client = std::thread::spawn(move || -> netref::Result<i64> {
+///     let conn = Builder::default().connect_tcp(addr)?;
+///     conn.root()?.call_method("add", (40, 2)) // then `conn` drops and closes
+/// });
+/// let mut served = false;
+/// while !served || server.connection_count() > 0 {
+///     // 1. Wait.
+///     let mut fds = vec![PollFd::new(server.listener(), PollFlags::IN)];
+///     let keys: Vec<usize> = server.connections().map(|(key, _)| key).collect();
+///     for (_, c) in server.connections() {
+///         let write = if c.wants_write() { PollFlags::OUT } else { PollFlags::empty() };
+///         fds.push(PollFd::new(c.driver(), PollFlags::IN | write));
+///     }
+///     let timeout = server.timeout(None).map(|t| Timespec::try_from(t).unwrap());
+///     poll(&mut fds, timeout.as_ref())?;
+///     // 2. Turn: accept, then the drive steps.
+///     let listener_ready = !fds[0].revents().is_empty();
+///     let ready: Vec<usize> =
+///         keys.iter().zip(&fds[1..]).filter(|(_, fd)| !fd.revents().is_empty()).map(|(&k, _)| k).collect();
+///     server.turn(
+///         ready,
+///         listener_ready,
+///         |conn, _key| {
+///             let mut c = Attached(LoopConnection::attach(conn, || {})?);
+///             c.0.step(); // the hello may be queued, data already read
+///             Ok(c)
+///         },
+///         |c| {
+///             if c.0.step().is_some_and(|step| step.closed) {
+///                 c.0.detach(); // poll(2) has nothing to deregister
+///             }
+///             Ok(())
+///         },
+///     )?;
+///     served |= server.connection_count() > 0;
+/// }
+/// assert_eq!(client.join().unwrap()?, 42);
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Deadlines
 ///
 /// The deadlines are kept in a [`DeadlineIndex`], so a turn need not go
@@ -272,6 +339,11 @@ impl<C: Deref<Target = LoopConnection>> LoopServer<C> {
     /// Connections currently served.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// The connections served, with their keys.
+    pub fn connections(&self) -> impl Iterator<Item = (usize, &C)> {
+        self.conns.iter().map(|(&key, c)| (key, c))
     }
 
     /// When the listener's watch resumes after it failed (`None`: it is
