@@ -250,7 +250,10 @@ impl Server {
         while !self.core.is_closing() {
             self.run_once(None)?;
         }
-        self.core.close_all(|attached| Ok(attached.detach()))
+        self.core.close_all(|attached| {
+            drop(attached); // deletes the fd from the poller, then detaches
+            Ok(())
+        })
     }
 
     /// One turn of the loop: waits for events (at most `max_wait`, and no
