@@ -132,21 +132,7 @@ pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<Attached> {
         detached: AtomicBool::new(false),
     });
     let _ = slot.set(Arc::downgrade(&inner));
-    let weak = Arc::downgrade(&inner);
-    let input = glib_unix::fd_source_new(
-        inner.driver.as_fd().as_raw_fd(),
-        IOCondition::IN | IOCondition::HUP | IOCondition::ERR,
-        Some("netref input"),
-        Priority::DEFAULT,
-        move |_, _| match weak.upgrade() {
-            Some(inner) if !inner.detached.load(Ordering::Acquire) => {
-                inner.drive();
-                ControlFlow::Continue
-            }
-            _ => ControlFlow::Break,
-        },
-    );
-    input.attach(Some(ctx));
+    let input = inner.watch(IOCondition::IN, "netref input");
     inner.lock().input = Some(input);
     // The hello may still be queued, and data may already be buffered.
     inner.drive();
@@ -197,21 +183,8 @@ impl Inner {
             return;
         }
         if step.wants_write && s.output.is_none() {
-            let weak = Arc::downgrade(self);
-            let out = glib_unix::fd_source_new(
-                self.driver.as_fd().as_raw_fd(),
-                IOCondition::OUT | IOCondition::HUP | IOCondition::ERR,
-                Some("netref output"),
-                Priority::DEFAULT,
-                move |_, _| {
-                    if let Some(inner) = weak.upgrade() {
-                        inner.drive(); // destroys this watch once output is done
-                    }
-                    ControlFlow::Continue
-                },
-            );
-            out.attach(Some(&self.ctx));
-            s.output = Some(out);
+            // Destroyed by the drive that finds the output done.
+            s.output = Some(self.watch(IOCondition::OUT, "netref output"));
         } else if !step.wants_write {
             if let Some(out) = s.output.take() {
                 out.destroy();
@@ -244,6 +217,28 @@ impl Inner {
                 s.timer = Some((at, timer));
             }
         }
+    }
+
+    /// A watch on the connection's fd for `condition` (and hang-ups and
+    /// errors) that drives it, attached to the context; it ends once the
+    /// connection is detached.
+    fn watch(self: &Arc<Self>, condition: IOCondition, name: &str) -> Source {
+        let weak = Arc::downgrade(self);
+        let source = glib_unix::fd_source_new(
+            self.driver.as_fd().as_raw_fd(),
+            condition | IOCondition::HUP | IOCondition::ERR,
+            Some(name),
+            Priority::DEFAULT,
+            move |_, _| match weak.upgrade() {
+                Some(inner) if !inner.detached.load(Ordering::Acquire) => {
+                    inner.drive();
+                    ControlFlow::Continue
+                }
+                _ => ControlFlow::Break,
+            },
+        );
+        source.attach(Some(&self.ctx));
+        source
     }
 
     fn teardown(&self) {
