@@ -363,8 +363,9 @@ impl<C: Deref<Target = LoopConnection>> LoopServer<C> {
     }
 
     /// One turn after a wait: accepts when `listener_ready` or the backoff
-    /// ended, making each new connection's `C` with `attach(conn, key)`;
-    /// then drives, with `drive`, each connection in `ready` (the keys that
+    /// ended, making each new connection's `C` with `attach(conn, key)`
+    /// (which attaches it under `key` and steps it once: its hello is
+    /// queued, data may be buffered already); then drives, with `drive`, each connection in `ready` (the keys that
     /// had events), in the doorbell, or due, and lets go of those that
     /// closed. Errors of `attach` and `drive` are the loop's own (its poll
     /// failed) and end the turn.
