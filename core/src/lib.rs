@@ -67,7 +67,7 @@
 //! | [`protocol`] | the sans-IO state machine: bytes in, [`Event`](protocol::Event)s out; sequence numbers, pending table, object tables, deadlines as data |
 //! | [`connection`] | [`Connection`]: the protocol driven over a [`Transport`]; [`RemoteObject`]s, synchronous calls, [`AsyncResult`], serving, [`BgServingThread`]; the [`Driver`] event-loop backends step, and [`thread_callback`] for callbacks bound to a loop's thread |
 //! | [`transport`] | the byte streams a connection runs over (TCP, Unix sockets, in-memory) |
-//! | [`server`] | the [`Listener`] every server accepts on (a refused client vs a failed listener: [`Accepted`]); [`ThreadedServer`] and [`OneShotServer`]; [`DeadlineIndex`]: many connections' deadlines for one event-loop server |
+//! | [`server`] | the [`Listener`] every server accepts on (a refused client vs a failed listener: [`Accepted`]); [`ThreadedServer`] and [`OneShotServer`]; the event-loop server's half every backend shares ([`server::LoopServer`], [`server::LoopListener`], [`server::Doorbell`], [`DeadlineIndex`]) |
 //! | [`auth`] | authenticators run before the handshake: Unix peer credentials, a shared-secret challenge-response |
 //! | [`testing`] | a deterministic in-memory [`Pair`](testing::Pair) on a virtual clock |
 //!
@@ -94,7 +94,7 @@ pub use auth::{Authenticator, Credentials};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
 pub use connection::async_result::AsyncResult;
-pub use connection::driver::{Driver, Step};
+pub use connection::driver::{Driver, LoopConnection, Step};
 pub use connection::loop_thread::thread_callback;
 pub use connection::remote::{async_, timed, Async, IntoArgs, RemoteObject};
 pub use connection::{batch, connect, BgServingThread, Builder, Connection, Service, WeakConnection};

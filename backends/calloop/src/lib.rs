@@ -7,6 +7,9 @@
 //!
 //! ## The loop's contract
 //!
+//! This crate is the [drive loop](netref::Driver#the-drive-loop), written
+//! once in netref's docs, with calloop's dispatch as its wait:
+//!
 //! 1. On the loop's thread, [`attach`] the connection: it becomes a
 //!    [`ConnectionSource`], an [`EventSource`] composed of the socket (a
 //!    [`Generic`] source), a [`Ping`] that other threads ring when the
@@ -25,7 +28,8 @@
 //!
 //! A synchronous call made inside a calloop callback works: it waits on the
 //! connection's own fd, without re-entering `dispatch`. [`Server`] accepts
-//! and serves many connections on the loop's thread.
+//! and serves many connections on the loop's thread: a listener source over
+//! netref's [`LoopListener`], each connection its own source.
 //!
 //! ```
 //! use calloop::EventLoop;
@@ -76,9 +80,6 @@ use std::any::{type_name, TypeId};
 use std::cell::Cell;
 use std::io;
 use std::marker::PhantomData;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,10 +91,8 @@ use calloop::{
     EventSource, Interest, LoopHandle, Mode, Poll, PostAction, Readiness, RegistrationToken, Token,
     TokenFactory,
 };
-use netref::server::ACCEPT_BACKOFF;
-use netref::{
-    Accepted, Builder, Connection, Driver, Invoke, InvokeWith, Listener, LocalObject, RemoteError, Step,
-};
+use netref::server::LoopListener;
+use netref::{Connection, Driver, Invoke, InvokeWith, LocalObject, RemoteError, Step};
 
 /// Puts `conn` on the loop of `handle` as a [`ConnectionSource`] that lends
 /// the loop's data to [`callback`]s. Call on the loop's thread. Fails for a
@@ -471,38 +470,22 @@ impl<D: 'static, Args: 'static, F: InvokeWith<D, Args>> Invoke<Args> for WithDat
 /// # }
 /// ```
 pub struct Server {
-    listener: Generic<Listener>,
-    builder: Builder,
+    listener: Generic<LoopListener>,
+    /// The end of an accept backoff (netref's
+    /// [`accept_all`](LoopListener::accept_all) said when), while the
+    /// listener is not watched.
     backoff: Option<Timer>,
 }
 
 impl Server {
-    /// Listens on a TCP address (port 0 picks a free port; see
-    /// [`local_addr`](Self::local_addr)).
-    pub fn bind_tcp(addr: impl ToSocketAddrs, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(Listener::bind_tcp(addr)?, builder)
+    netref::listener_constructors!();
+
+    fn from_loop_listener(listener: LoopListener) -> io::Result<Server> {
+        Ok(Server { listener: Generic::new(listener, Interest::READ, Mode::Level), backoff: None })
     }
 
-    /// Listens on a Unix socket path (the socket file stays when the server
-    /// is dropped).
-    pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(Listener::bind_unix(path)?, builder)
-    }
-
-    /// Serves a bound listener: a std `TcpListener` or `UnixListener`, or a
-    /// [`Listener`] (made non-blocking here).
-    ///
-    /// Fails with `InvalidInput` for a builder whose authentication waits for
-    /// the client: see [`Listener::prepare_for_event_loop`].
-    pub fn from_listener(listener: impl Into<Listener>, builder: Builder) -> io::Result<Server> {
-        let listener = listener.into();
-        listener.prepare_for_event_loop(&builder)?;
-        Ok(Server { listener: Generic::new(listener, Interest::READ, Mode::Level), builder, backoff: None })
-    }
-
-    /// The TCP address listened on.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.get_ref().local_addr()
+    fn loop_listener(&self) -> &LoopListener {
+        self.listener.get_ref()
     }
 
     /// Inserts the server into the loop of `handle`, which then serves every
@@ -553,31 +536,18 @@ impl EventSource for Server {
             return Ok(PostAction::Continue);
         }
         let was_backing_off = self.backoff.take().is_some();
-        loop {
-            match self.listener.get_ref().accept_connection(&self.builder) {
-                Accepted::Connection(conn) => callback(conn, &mut ()),
-                // That client's failure, logged by netref: the next one now.
-                Accepted::Rejected(_) => {}
-                Accepted::WouldBlock => break,
-                Accepted::Failed(e) => {
-                    // Typically out of file descriptors: stop watching the
-                    // (still readable) listener for a moment instead of
-                    // spinning, and keep serving the others.
-                    log::warn!(
-                        "netref-calloop: accept on fd {} failed ({e}); retrying in {ACCEPT_BACKOFF:?}",
-                        self.listener.get_ref().as_fd().as_raw_fd()
-                    );
-                    self.backoff = Some(Timer::from_duration(ACCEPT_BACKOFF));
-                    self.listener.interest = Interest::EMPTY;
-                    return Ok(PostAction::Reregister);
-                }
-            }
+        let pause = self.listener.get_ref().accept_all(Instant::now(), |conn| {
+            callback(conn, &mut ());
+            Ok(())
+        })?;
+        if pause.is_none() && !was_backing_off {
+            return Ok(PostAction::Continue);
         }
-        if was_backing_off {
-            self.listener.interest = Interest::READ;
-            return Ok(PostAction::Reregister);
-        }
-        Ok(PostAction::Continue)
+        // The listener stays readable while it fails: not watched until the
+        // backoff's timer ends, then watched again.
+        self.backoff = pause.map(Timer::from_deadline);
+        self.listener.interest = if pause.is_some() { Interest::EMPTY } else { Interest::READ };
+        Ok(PostAction::Reregister)
     }
 
     fn register(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {

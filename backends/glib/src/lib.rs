@@ -8,6 +8,9 @@
 //!
 //! ## The loop's contract
 //!
+//! This crate is the [drive loop](netref::Driver#the-drive-loop), written
+//! once in netref's docs, with the context's iteration as its wait:
+//!
 //! 1. On the thread that iterates the context (for `MainContext::default()`,
 //!    the GTK main thread), [`attach`] the connection. Only this thread then
 //!    reads, writes and serves it.
@@ -26,7 +29,8 @@
 //! A synchronous call made inside a callback waits on the connection's own
 //! fd, without iterating the context. [`callback`] and [`local_callback`]
 //! let callbacks capture widgets; [`Server`] accepts and serves many
-//! connections on the context's thread.
+//! connections on the context's thread: a listener watch over netref's
+//! [`LoopListener`], each connection with its own sources.
 //!
 //! ```
 //! use glib::MainContext;
@@ -66,16 +70,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use glib::{ControlFlow, IOCondition, MainContext, Priority, Source};
-use netref::server::ACCEPT_BACKOFF;
-use netref::{Accepted, Builder, Connection, Driver, Invoke, Listener, LocalObject, RemoteError};
+use netref::server::LoopListener;
+use netref::{Connection, Driver, Invoke, LocalObject, RemoteError};
 
 pub use glib::thread_guard::ThreadGuard;
 
@@ -130,21 +132,7 @@ pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<Attached> {
         detached: AtomicBool::new(false),
     });
     let _ = slot.set(Arc::downgrade(&inner));
-    let weak = Arc::downgrade(&inner);
-    let input = glib_unix::fd_source_new(
-        inner.driver.as_fd().as_raw_fd(),
-        IOCondition::IN | IOCondition::HUP | IOCondition::ERR,
-        Some("netref input"),
-        Priority::DEFAULT,
-        move |_, _| match weak.upgrade() {
-            Some(inner) if !inner.detached.load(Ordering::Acquire) => {
-                inner.drive();
-                ControlFlow::Continue
-            }
-            _ => ControlFlow::Break,
-        },
-    );
-    input.attach(Some(ctx));
+    let input = inner.watch(IOCondition::IN, "netref input");
     inner.lock().input = Some(input);
     // The hello may still be queued, and data may already be buffered.
     inner.drive();
@@ -195,21 +183,8 @@ impl Inner {
             return;
         }
         if step.wants_write && s.output.is_none() {
-            let weak = Arc::downgrade(self);
-            let out = glib_unix::fd_source_new(
-                self.driver.as_fd().as_raw_fd(),
-                IOCondition::OUT | IOCondition::HUP | IOCondition::ERR,
-                Some("netref output"),
-                Priority::DEFAULT,
-                move |_, _| {
-                    if let Some(inner) = weak.upgrade() {
-                        inner.drive(); // destroys this watch once output is done
-                    }
-                    ControlFlow::Continue
-                },
-            );
-            out.attach(Some(&self.ctx));
-            s.output = Some(out);
+            // Destroyed by the drive that finds the output done.
+            s.output = Some(self.watch(IOCondition::OUT, "netref output"));
         } else if !step.wants_write {
             if let Some(out) = s.output.take() {
                 out.destroy();
@@ -220,11 +195,9 @@ impl Inner {
                 old.destroy();
             }
             if let Some(at) = step.next_deadline {
-                // GLib counts whole milliseconds: round up, never fire early.
-                let ms = at.saturating_duration_since(Instant::now()).as_nanos().div_ceil(1_000_000);
                 let weak = Arc::downgrade(self);
                 let timer = glib::timeout_source_new(
-                    Duration::from_millis(ms as u64),
+                    millis_until(at),
                     Some("netref deadline"),
                     Priority::DEFAULT,
                     move || {
@@ -244,6 +217,28 @@ impl Inner {
                 s.timer = Some((at, timer));
             }
         }
+    }
+
+    /// A watch on the connection's fd for `condition` (and hang-ups and
+    /// errors) that drives it, attached to the context; it ends once the
+    /// connection is detached.
+    fn watch(self: &Arc<Self>, condition: IOCondition, name: &str) -> Source {
+        let weak = Arc::downgrade(self);
+        let source = glib_unix::fd_source_new(
+            self.driver.as_fd().as_raw_fd(),
+            condition | IOCondition::HUP | IOCondition::ERR,
+            Some(name),
+            Priority::DEFAULT,
+            move |_, _| match weak.upgrade() {
+                Some(inner) if !inner.detached.load(Ordering::Acquire) => {
+                    inner.drive();
+                    ControlFlow::Continue
+                }
+                _ => ControlFlow::Break,
+            },
+        );
+        source.attach(Some(&self.ctx));
+        source
     }
 
     fn teardown(&self) {
@@ -398,8 +393,7 @@ impl<T: 'static> Drop for OnContext<T> {
 }
 
 struct ServerInner {
-    listener: Listener,
-    builder: Builder,
+    listener: LoopListener,
     ctx: OnceLock<MainContext>,
     conns: Mutex<HashMap<u64, Attached>>,
     source: Mutex<Option<Source>>,
@@ -431,29 +425,11 @@ pub struct Server {
 }
 
 impl Server {
-    /// Listens on a TCP address (port 0 picks a free port; see
-    /// [`local_addr`](Self::local_addr)).
-    pub fn bind_tcp(addr: impl ToSocketAddrs, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(Listener::bind_tcp(addr)?, builder)
-    }
+    netref::listener_constructors!();
 
-    /// Listens on a Unix socket path (the socket file stays when the server
-    /// is dropped).
-    pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(Listener::bind_unix(path)?, builder)
-    }
-
-    /// Serves a bound listener: a std `TcpListener` or `UnixListener`, or a
-    /// [`Listener`] (made non-blocking here).
-    ///
-    /// Fails with `InvalidInput` for a builder whose authentication waits for
-    /// the client: see [`Listener::prepare_for_event_loop`].
-    pub fn from_listener(listener: impl Into<Listener>, builder: Builder) -> io::Result<Server> {
-        let listener = listener.into();
-        listener.prepare_for_event_loop(&builder)?;
+    fn from_loop_listener(listener: LoopListener) -> io::Result<Server> {
         let inner = Arc::new(ServerInner {
             listener,
-            builder,
             ctx: OnceLock::new(),
             conns: Mutex::new(HashMap::new()),
             source: Mutex::new(None),
@@ -461,6 +437,10 @@ impl Server {
             closed: AtomicBool::new(false),
         });
         Ok(Server { inner })
+    }
+
+    fn loop_listener(&self) -> &LoopListener {
+        &self.inner.listener
     }
 
     /// Starts accepting on `ctx`, serving every connection on the thread
@@ -473,14 +453,9 @@ impl Server {
         Ok(())
     }
 
-    /// The TCP address listened on.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.inner.listener.local_addr()
-    }
-
     /// Connections currently served.
     pub fn connection_count(&self) -> usize {
-        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.inner.conns().len()
     }
 
     /// Stops accepting and closes every connection. Call on the context's
@@ -490,7 +465,7 @@ impl Server {
         if let Some(s) = self.inner.source.lock().unwrap_or_else(|e| e.into_inner()).take() {
             s.destroy();
         }
-        let conns = std::mem::take(&mut *self.inner.conns.lock().unwrap_or_else(|e| e.into_inner()));
+        let conns = std::mem::take(&mut *self.inner.conns());
         for (_, c) in conns {
             let conn = c.connection().clone();
             drop(c);
@@ -504,47 +479,45 @@ impl ServerInner {
         self.ctx.get().expect("a watching server is attached")
     }
 
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Attached>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn accept(this: &Arc<ServerInner>) {
-        loop {
-            let conn = match this.listener.accept_connection(&this.builder) {
-                Accepted::Connection(c) => c,
-                // That client's failure, logged by netref: the next one now.
-                Accepted::Rejected(_) => continue,
-                Accepted::WouldBlock => return,
-                Accepted::Failed(e) => {
-                    // Typically out of file descriptors. The watch is
-                    // level-triggered: pause it briefly instead of spinning.
-                    log::warn!("netref-glib server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
-                    ServerInner::pause(this);
-                    return;
-                }
-            };
-            let attached = match attach(&conn, this.ctx()) {
-                Ok(a) => a,
-                Err(e) => {
-                    log::warn!("netref-glib server: could not attach a connection: {e}");
-                    continue;
-                }
-            };
-            let key = this.next.fetch_add(1, Ordering::Relaxed);
-            this.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(key, attached);
-            // Registered after the insert: it runs at once if the
-            // connection is already closed.
-            let weak: Weak<ServerInner> = Arc::downgrade(this);
-            conn.on_close(move |_| {
-                if let Some(s) = weak.upgrade() {
-                    let gone = s.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-                    drop(gone);
-                }
-            });
+        let serve = |conn| {
+            ServerInner::serve(this, conn);
+            Ok(())
+        };
+        if let Ok(Some(until)) = this.listener.accept_all(Instant::now(), serve) {
+            // The watch is level-triggered: pause it instead of spinning.
+            ServerInner::pause(this, until);
         }
+    }
+
+    /// Attaches an accepted connection and keeps it until it closes.
+    fn serve(this: &Arc<ServerInner>, conn: Connection) {
+        let attached = match attach(&conn, this.ctx()) {
+            Ok(a) => a,
+            Err(e) => return log::warn!("netref-glib server: could not attach a connection: {e}"),
+        };
+        let key = this.next.fetch_add(1, Ordering::Relaxed);
+        this.conns().insert(key, attached);
+        // Registered after the insert: it runs at once if the connection is
+        // already closed.
+        let weak: Weak<ServerInner> = Arc::downgrade(this);
+        conn.on_close(move |_| {
+            if let Some(s) = weak.upgrade() {
+                let gone = s.conns().remove(&key);
+                drop(gone);
+            }
+        });
     }
 
     /// Watches the listener for clients.
     fn watch(this: &Arc<ServerInner>) {
         let weak = Arc::downgrade(this);
         let source = glib_unix::fd_source_new(
-            this.listener.as_raw_fd(),
+            this.listener.as_fd().as_raw_fd(),
             IOCondition::IN,
             Some("netref listener"),
             Priority::DEFAULT,
@@ -562,13 +535,13 @@ impl ServerInner {
         }
     }
 
-    /// Stops watching the listener for a moment.
-    fn pause(this: &Arc<ServerInner>) {
+    /// Stops watching the listener until `until`.
+    fn pause(this: &Arc<ServerInner>, until: Instant) {
         if let Some(source) = this.source.lock().unwrap_or_else(|e| e.into_inner()).take() {
             source.destroy();
         }
         let weak = Arc::downgrade(this);
-        let retry = glib::timeout_source_new(ACCEPT_BACKOFF, None, Priority::DEFAULT, move || {
+        let retry = glib::timeout_source_new(millis_until(until), None, Priority::DEFAULT, move || {
             if let Some(inner) = weak.upgrade() {
                 if !inner.closed.load(Ordering::Acquire) {
                     ServerInner::watch(&inner);
@@ -578,6 +551,13 @@ impl ServerInner {
         });
         retry.attach(Some(this.ctx()));
     }
+}
+
+/// The GLib timeout that ends at `at`: GLib counts whole milliseconds, so
+/// round up, never fire early.
+fn millis_until(at: Instant) -> Duration {
+    let ms = at.saturating_duration_since(Instant::now()).as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(ms as u64)
 }
 
 impl Drop for ServerInner {

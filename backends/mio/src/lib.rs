@@ -6,28 +6,31 @@
 //!
 //! ## The loop's contract
 //!
+//! This crate is the [drive loop](netref::Driver#the-drive-loop), written
+//! once in netref's docs, with mio's poll as its wait:
+//!
 //! 1. Make one [`Doorbell`] per [`Poll`]: other threads (and the loop's own
 //!    callbacks) ring it with a connection's token when that connection has
 //!    new output or a nearer deadline.
 //! 2. On the loop's thread, [`attach`] each connection under a [`Token`] of
 //!    your choice. Only this thread then reads, writes and serves it.
-//! 3. Poll, with the timeout of the earliest [`Attached::next_deadline`]
-//!    (see [`timeout`]).
-//! 4. After each poll, [`drive`](Attached::drive) every connection whose
-//!    token had an event, whose token rang ([`Doorbell::take`]), or whose
-//!    deadline passed: it reads until `WouldBlock` (mio is edge-triggered),
-//!    serves what arrived, flushes, and arms write interest only while
-//!    output is pending.
+//! 3. Poll, with the timeout of the earliest [`next_deadline`] (see
+//!    [`timeout`]).
+//! 4. [`drive`](Attached::drive) every connection whose token had an
+//!    event, rang ([`Doorbell::take`]), or is [due](netref::LoopConnection::is_due):
+//!    that is the drive step, then write interest re-armed only while output
+//!    is pending.
 //! 5. When `drive` returns `false` the connection has closed and has been
-//!    deregistered: drop it. To stop earlier, call
-//!    [`Attached::detach`] (dropping it without the registry leaves the fd
-//!    registered). Otherwise go to 3.
+//!    deregistered: drop it. To stop earlier, call [`Attached::detach`]
+//!    (dropping it without the registry leaves the fd registered).
 //!
 //! A synchronous call made inside a callback on the loop's thread works: it
 //! waits on the connection's own fd, without re-entering the loop.
 //! [`callback`] makes callbacks that stay on the loop's thread, so they may
 //! capture `!Send` state. [`Server`] is a ready-made single-threaded server
-//! loop built the same way.
+//! over [`netref::server::LoopServer`].
+//!
+//! [`next_deadline`]: netref::LoopConnection::next_deadline
 //!
 //! ```
 //! use mio::{Events, Poll, Token};
@@ -62,35 +65,39 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use netref::server::ACCEPT_BACKOFF;
-use netref::{Accepted, Builder, Connection, DeadlineIndex, Driver, Listener};
+use netref::server::{LoopListener, LoopServer};
+use netref::{Connection, LoopConnection};
 
+pub use netref::server::{timeout, ServerHandle};
 pub use netref::thread_callback as callback;
 
 /// The wake-up of one [`Poll`], shared by every connection attached to it:
-/// a mio [`Waker`] used as a doorbell over a queue of tokens that rang.
+/// a mio [`Waker`] behind netref's [`Doorbell`](netref::server::Doorbell),
+/// which queues the tokens that rang.
 pub struct Doorbell {
-    waker: Waker,
+    bell: Arc<netref::server::Doorbell>,
     token: Token,
-    rang: Mutex<Vec<Token>>,
 }
 
 impl Doorbell {
     /// Creates the doorbell of the poll owning `registry`; its events arrive
     /// with `token` (mio allows one `Waker` per `Poll`).
     pub fn new(registry: &Registry, token: Token) -> io::Result<Arc<Doorbell>> {
-        Ok(Arc::new(Doorbell { waker: Waker::new(registry, token)?, token, rang: Mutex::new(Vec::new()) }))
+        let waker = Waker::new(registry, token)?;
+        let bell = netref::server::Doorbell::new(move || {
+            if let Err(e) = waker.wake() {
+                log::warn!("netref-mio: waking the poll failed: {e}");
+            }
+        });
+        Ok(Arc::new(Doorbell { bell, token }))
     }
 
     /// The token the doorbell's events carry.
@@ -100,27 +107,19 @@ impl Doorbell {
 
     /// Queues `token` and wakes the poll. Callable from any thread.
     pub fn ring(&self, token: Token) {
-        self.rang.lock().unwrap_or_else(|e| e.into_inner()).push(token);
-        self.wake();
+        self.bell.ring(token.0);
     }
 
     /// Wakes the poll without queueing a token.
     pub fn wake(&self) {
-        if let Err(e) = self.waker.wake() {
-            log::warn!("netref-mio: waking the poll failed: {e}");
-        }
+        self.bell.wake();
     }
 
     /// Takes the tokens that rang since the last call. Call after every poll
     /// (whether or not the doorbell's own event is among the events).
     pub fn take(&self) -> Vec<Token> {
-        std::mem::take(&mut *self.rang.lock().unwrap_or_else(|e| e.into_inner()))
+        self.bell.take().into_iter().map(Token).collect()
     }
-}
-
-/// The poll timeout that wakes the loop at `deadline` (`None`: no deadline).
-pub fn timeout(deadline: Option<Instant>) -> Option<Duration> {
-    deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
 /// Registers `conn` with the poll of `registry` under `token` and attaches
@@ -134,77 +133,56 @@ pub fn attach(
     doorbell: &Arc<Doorbell>,
 ) -> io::Result<Attached> {
     let bell = doorbell.clone();
-    let driver = Driver::attach(conn, move || bell.ring(token))
-        .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
-    registry.register(&mut SourceFd(&driver.as_fd().as_raw_fd()), token, Interest::READABLE)?;
-    let mut me = Attached { driver, token, write_armed: false, deadline: None, attached: true };
+    let conn = LoopConnection::attach(conn, move || bell.ring(token))?;
+    registry.register(&mut SourceFd(&conn.as_fd().as_raw_fd()), token, Interest::READABLE)?;
+    let mut me = Attached { conn, token, write_armed: false };
     // Output queued before attaching (the hello) and data already received
     // must not wait for an edge that has passed.
     me.drive(registry)?;
     Ok(me)
 }
 
-/// A connection attached to a mio loop under a token (see [`attach`]).
+/// A connection attached to a mio loop under a token (see [`attach`]). It
+/// derefs to its [`LoopConnection`]: `connection()`, `next_deadline()`,
+/// `is_due()`, `is_attached()`.
 pub struct Attached {
-    driver: Driver,
+    conn: LoopConnection,
     token: Token,
     write_armed: bool,
-    deadline: Option<Instant>,
-    attached: bool,
 }
 
 impl Attached {
-    /// The connection.
-    pub fn connection(&self) -> &Connection {
-        self.driver.connection()
-    }
-
     /// The token this connection's events carry.
     pub fn token(&self) -> Token {
         self.token
     }
 
-    /// Serves the connection: fires the deadlines that passed, reads until
-    /// `WouldBlock`, runs what arrived, flushes, then arms write interest
-    /// only while output is pending. Call on every event with this token,
-    /// whenever the doorbell rang it, and when its deadline passes.
+    /// The drive step: fires the deadlines that passed, reads until
+    /// `WouldBlock` (mio is edge-triggered), runs what arrived, flushes, then
+    /// arms write interest only while output is pending. Call on every event
+    /// with this token, whenever the doorbell rang it, and when it is due.
     ///
     /// Returns `Ok(false)` once the connection has closed; it is then
     /// deregistered, and should be dropped. An `Err` is a failure of the
     /// poll itself, not of the connection.
     pub fn drive(&mut self, registry: &Registry) -> io::Result<bool> {
-        if !self.attached {
-            return Ok(false);
-        }
-        let step = self.driver.step();
-        self.deadline = step.next_deadline;
+        let Some(step) = self.conn.step() else { return Ok(false) };
         if step.closed {
             self.deregister(registry)?;
-            return Ok(false);
-        }
-        if step.wants_write != self.write_armed {
+        } else if step.wants_write != self.write_armed {
             let interest =
                 if step.wants_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
             registry.reregister(&mut SourceFd(&self.fd()), self.token, interest)?;
             self.write_armed = step.wants_write;
         }
-        Ok(true)
+        Ok(!step.closed)
     }
 
     /// When the loop must [`drive`](Self::drive) this connection even if
-    /// nothing happens on its fd (as of its last drive).
+    /// nothing happens on its fd (as of its last drive). Inherent, not only
+    /// through `Deref`, so a loop can name it: `filter_map(Attached::next_deadline)`.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-
-    /// True once [`next_deadline`](Self::next_deadline) has passed.
-    pub fn is_due(&self) -> bool {
-        self.deadline.is_some_and(|d| d <= Instant::now())
-    }
-
-    /// True until the connection closed or was detached.
-    pub fn is_attached(&self) -> bool {
-        self.attached
+        self.conn.next_deadline()
     }
 
     /// Deregisters the fd and detaches the connection (any thread may then
@@ -215,21 +193,20 @@ impl Attached {
     }
 
     fn fd(&self) -> RawFd {
-        self.driver.as_fd().as_raw_fd()
+        self.conn.as_fd().as_raw_fd()
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        if !self.attached {
-            return Ok(());
+        match self.conn.detach() {
+            true => registry.deregister(&mut SourceFd(&self.fd())),
+            false => Ok(()),
         }
-        self.attached = false;
-        registry.deregister(&mut SourceFd(&self.fd()))
     }
 }
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        if self.attached {
+        if self.conn.is_attached() {
             // Without the registry we cannot deregister; the kernel drops the
             // registration when the fd closes. The driver detaches.
             log::debug!("netref-mio: a connection was dropped without detach(registry)");
@@ -237,25 +214,21 @@ impl Drop for Attached {
     }
 }
 
-// The server keeps its connections' deadlines in a `netref::DeadlineIndex`,
-// so that a turn need not go through every connection, and re-reads one
-// (the last `Step`'s) only when it drove that connection. That misses
-// nothing, because a deadline moves *earlier* only in two places, and both
-// ring the connection's token: a request with an expiry and
-// `AsyncResult::set_expiry` wake the connection's driver, which rings the
-// `Doorbell` (once per step: if the token is already queued, or was taken
-// and its drive has not run yet, that drive will see the change). A new
-// connection's first deadline (`idle_timeout`) is read when it is attached.
-// Everything else only moves a deadline later or removes it; when that
-// happens outside a drive (a synchronous call made on the loop's thread
-// reads its connection itself), the entry left is too early: harmless, as
-// that connection is then driven once for nothing and its deadline re-read.
+impl Deref for Attached {
+    type Target = LoopConnection;
+
+    fn deref(&self) -> &LoopConnection {
+        &self.conn
+    }
+}
 
 const LISTENER: Token = Token(usize::MAX);
 const DOORBELL: Token = Token(usize::MAX - 1);
 
 /// A single-threaded server: accepts on a listener and serves every
-/// accepted connection on the thread that calls [`run`](Self::run).
+/// accepted connection on the thread that calls [`run`](Self::run). Its
+/// bookkeeping is netref's [`LoopServer`], which it derefs to (`handle()`,
+/// `connection_count()`); this is its mio loop.
 ///
 /// ```no_run
 /// use netref::{Builder, ObjectBuilder, Service};
@@ -269,184 +242,67 @@ const DOORBELL: Token = Token(usize::MAX - 1);
 pub struct Server {
     poll: Poll,
     events: Events,
-    listener: Listener,
-    builder: Builder,
-    conns: HashMap<usize, Attached>,
-    deadlines: DeadlineIndex,
-    next_key: usize,
     doorbell: Arc<Doorbell>,
-    stop: Arc<AtomicBool>,
-    count: Arc<AtomicUsize>,
-    accept_retry: Option<Instant>,
-}
-
-/// Stops a [`Server`] and reads its connection count, from any thread.
-#[derive(Clone)]
-pub struct ServerHandle {
-    doorbell: Arc<Doorbell>,
-    stop: Arc<AtomicBool>,
-    count: Arc<AtomicUsize>,
-}
-
-impl ServerHandle {
-    /// Makes [`Server::run`] return soon.
-    pub fn close(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.doorbell.wake();
-    }
-
-    /// Connections currently served.
-    pub fn connection_count(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
+    core: LoopServer<Attached>,
 }
 
 impl Server {
-    /// Listens on a TCP address (port 0 picks a free port; see
-    /// [`local_addr`](Self::local_addr)).
-    pub fn bind_tcp(addr: impl ToSocketAddrs, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(Listener::bind_tcp(addr)?, builder)
-    }
+    netref::listener_constructors!();
 
-    /// Listens on a Unix socket path (the socket file stays when the server
-    /// is dropped).
-    pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(Listener::bind_unix(path)?, builder)
-    }
-
-    /// Serves a bound listener: a std `TcpListener` or `UnixListener`, or a
-    /// [`Listener`] (made non-blocking here).
-    ///
-    /// Fails with `InvalidInput` for a builder whose authentication waits for
-    /// the client: see [`Listener::prepare_for_event_loop`].
-    pub fn from_listener(listener: impl Into<Listener>, builder: Builder) -> io::Result<Server> {
-        let listener = listener.into();
-        listener.prepare_for_event_loop(&builder)?;
+    fn from_loop_listener(listener: LoopListener) -> io::Result<Server> {
         let poll = Poll::new()?;
-        poll.registry().register(&mut SourceFd(&listener.as_raw_fd()), LISTENER, Interest::READABLE)?;
+        poll.registry().register(
+            &mut SourceFd(&listener.as_fd().as_raw_fd()),
+            LISTENER,
+            Interest::READABLE,
+        )?;
         let doorbell = Doorbell::new(poll.registry(), DOORBELL)?;
-        Ok(Server {
-            poll,
-            events: Events::with_capacity(256),
-            listener,
-            builder,
-            conns: HashMap::new(),
-            deadlines: DeadlineIndex::default(),
-            next_key: 0,
-            doorbell,
-            stop: Arc::new(AtomicBool::new(false)),
-            count: Arc::new(AtomicUsize::new(0)),
-            accept_retry: None,
-        })
+        let core = LoopServer::new(listener, doorbell.bell.clone());
+        Ok(Server { poll, events: Events::with_capacity(256), doorbell, core })
     }
 
-    /// The TCP address listened on.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// A handle to stop the server from another thread.
-    pub fn handle(&self) -> ServerHandle {
-        ServerHandle { doorbell: self.doorbell.clone(), stop: self.stop.clone(), count: self.count.clone() }
-    }
-
-    /// Connections currently served.
-    pub fn connection_count(&self) -> usize {
-        self.conns.len()
+    fn loop_listener(&self) -> &LoopListener {
+        self.core.listener()
     }
 
     /// Serves until [`ServerHandle::close`]; then closes every connection.
     pub fn run(&mut self) -> io::Result<()> {
-        while !self.stop.load(Ordering::Acquire) {
+        while !self.core.is_closing() {
             self.run_once(None)?;
         }
         let registry = self.poll.registry();
-        for (_, c) in self.conns.drain() {
-            let conn = c.connection().clone();
-            c.detach(registry)?;
-            conn.close();
-        }
-        self.deadlines.clear();
-        registry.deregister(&mut SourceFd(&self.listener.as_raw_fd()))?;
-        self.count.store(0, Ordering::Release);
-        Ok(())
+        self.core.close_all(|c| c.detach(registry))?;
+        registry.deregister(&mut SourceFd(&self.core.listener().as_fd().as_raw_fd()))
     }
 
     /// One turn of the loop: waits for events (at most `max_wait`, and no
     /// later than the earliest deadline), accepts, serves, fires deadlines.
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
-        let deadline = self.deadlines.first().into_iter().chain(self.accept_retry).min();
-        let wait = match (timeout(deadline), max_wait) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match self.poll.poll(&mut self.events, wait) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            r => r?,
+        if let Err(e) = self.poll.poll(&mut self.events, self.core.timeout(max_wait)) {
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
         }
-        let mut ready: Vec<usize> = Vec::new();
-        let mut accept = self.accept_retry.is_some_and(|t| t <= Instant::now());
-        for event in self.events.iter() {
-            match event.token() {
-                LISTENER => accept = true,
-                DOORBELL => {}
-                Token(k) => ready.push(k),
-            }
-        }
-        ready.extend(self.doorbell.take().into_iter().map(|t| t.0));
-        if accept {
-            self.accept()?;
-        }
-        ready.extend(self.deadlines.due(Instant::now()));
-        ready.sort_unstable();
-        ready.dedup();
-        for k in ready {
-            self.drive(k)?;
-        }
-        self.count.store(self.conns.len(), Ordering::Release);
+        let listener = self.events.iter().any(|e| e.token() == LISTENER);
+        let ready = self.events.iter().map(|e| e.token()).filter(|&t| t != LISTENER && t != DOORBELL);
+        let (registry, doorbell) = (self.poll.registry(), &self.doorbell);
+        // The listener's edge has passed when accepting fails: the core's
+        // backoff deadline brings the loop back to it.
+        self.core.turn(
+            ready.map(|t| t.0),
+            listener,
+            |conn, key| attach(conn, registry, Token(key), doorbell),
+            |c| c.drive(registry).map(drop),
+        )?;
         Ok(())
     }
+}
 
-    /// Drives connection `key` (if it is still there), then re-reads its
-    /// deadline, or lets go of it once it closed.
-    fn drive(&mut self, key: usize) -> io::Result<()> {
-        let Some(c) = self.conns.get_mut(&key) else { return Ok(()) };
-        let deadline = if c.drive(self.poll.registry())? {
-            c.next_deadline()
-        } else {
-            self.conns.remove(&key);
-            None
-        };
-        self.deadlines.set(key, deadline);
-        Ok(())
-    }
+impl Deref for Server {
+    type Target = LoopServer<Attached>;
 
-    fn accept(&mut self) -> io::Result<()> {
-        self.accept_retry = None;
-        loop {
-            match self.listener.accept_connection(&self.builder) {
-                Accepted::Connection(conn) => {
-                    let key = self.next_key;
-                    self.next_key += 1;
-                    let c = attach(&conn, self.poll.registry(), Token(key), &self.doorbell)?;
-                    if c.is_attached() {
-                        self.deadlines.set(key, c.next_deadline());
-                        self.conns.insert(key, c);
-                    }
-                }
-                // That client's failure, logged by netref: the next one now.
-                Accepted::Rejected(_) => {}
-                Accepted::WouldBlock => return Ok(()),
-                Accepted::Failed(e) => {
-                    // Typically out of file descriptors: keep serving the
-                    // others and try again shortly (the listener's edge has
-                    // passed, so a timer must bring us back).
-                    log::warn!("netref-mio server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
-                    self.accept_retry = Some(Instant::now() + ACCEPT_BACKOFF);
-                    return Ok(());
-                }
-            }
-        }
+    /// The loop-independent half: [`handle`](LoopServer::handle),
+    /// [`connection_count`](LoopServer::connection_count).
+    fn deref(&self) -> &LoopServer<Attached> {
+        &self.core
     }
 }
 

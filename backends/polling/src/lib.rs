@@ -6,6 +6,9 @@
 //!
 //! ## The loop's contract
 //!
+//! This crate is the [drive loop](netref::Driver#the-drive-loop), written
+//! once in netref's docs, with a poller's wait as its wait:
+//!
 //! 1. Make one [`Doorbell`] per poller: other threads (and the loop's own
 //!    callbacks) ring it, through [`Poller::notify`], with a connection's
 //!    key when that connection has new output or a nearer deadline.
@@ -13,15 +16,15 @@
 //!    choice. Only this thread then reads, writes and serves it.
 //! 3. Wait on the poller, no longer than the earliest
 //!    [`Attached::next_deadline`] (see [`timeout`]).
-//! 4. After each wait, [`drive`](Attached::drive) every connection whose key
-//!    had an event, whose key rang ([`Doorbell::take`]), or whose deadline
-//!    passed: it reads until `WouldBlock`, serves, flushes, and re-arms the
-//!    (oneshot) registration with write interest only while output is
-//!    pending.
+//! 4. [`drive`](Attached::drive) every connection whose key had an event,
+//!    rang ([`take`](netref::server::Doorbell::take)), or is
+//!    [due](netref::LoopConnection::is_due): that is the drive step, then the
+//!    (oneshot) registration re-armed, with write interest only while output
+//!    is pending.
 //! 5. When `drive` returns `false` the connection has closed and its fd has
 //!    been deleted from the poller: drop it. Dropping an [`Attached`] (or
 //!    [`detach`](Attached::detach)) deletes the fd and detaches the
-//!    connection. Otherwise go to 3.
+//!    connection.
 //!
 //! `Poller::add` is `unsafe` (the fd must be deleted before it closes);
 //! [`Attached`] keeps that contract: it keeps the connection (and so its
@@ -31,7 +34,7 @@
 //! waits on the connection's own fd, without re-entering the poller.
 //! [`callback`] makes callbacks that stay on the loop's thread, so they may
 //! capture `!Send` state. [`Server`] is a ready-made single-threaded server
-//! loop built the same way.
+//! over [`netref::server::LoopServer`].
 //!
 //! ```
 //! use std::sync::Arc;
@@ -66,61 +69,52 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netref::server::ACCEPT_BACKOFF;
-use netref::{Accepted, Builder, Connection, DeadlineIndex, Driver, Listener};
+use netref::server::{LoopListener, LoopServer};
+use netref::{Connection, LoopConnection};
 use polling::{Event, Events, Poller};
 
+pub use netref::server::{timeout, ServerHandle};
 pub use netref::thread_callback as callback;
 
-/// The wake-up of one [`Poller`], shared by every connection on it: a queue
-/// of keys that rang plus [`Poller::notify`].
+/// The wake-up of one [`Poller`], shared by every connection on it:
+/// [`Poller::notify`] behind netref's
+/// [`Doorbell`](netref::server::Doorbell), which it derefs to (`ring(key)`,
+/// `wake()`, `take()`).
 pub struct Doorbell {
+    bell: Arc<netref::server::Doorbell>,
     poller: Arc<Poller>,
-    rang: Mutex<Vec<usize>>,
 }
 
 impl Doorbell {
     /// The doorbell of `poller`.
     pub fn new(poller: Arc<Poller>) -> Arc<Doorbell> {
-        Arc::new(Doorbell { poller, rang: Mutex::new(Vec::new()) })
+        let notified = poller.clone();
+        let bell = netref::server::Doorbell::new(move || {
+            if let Err(e) = notified.notify() {
+                log::warn!("netref-polling: notify failed: {e}");
+            }
+        });
+        Arc::new(Doorbell { bell, poller })
     }
 
     /// The poller.
     pub fn poller(&self) -> &Arc<Poller> {
         &self.poller
     }
-
-    /// Queues `key` and wakes the poller. Callable from any thread.
-    pub fn ring(&self, key: usize) {
-        self.rang.lock().unwrap_or_else(|e| e.into_inner()).push(key);
-        self.wake();
-    }
-
-    /// Wakes the poller without queueing a key.
-    pub fn wake(&self) {
-        if let Err(e) = self.poller.notify() {
-            log::warn!("netref-polling: notify failed: {e}");
-        }
-    }
-
-    /// Takes the keys that rang since the last call; call after every wait.
-    pub fn take(&self) -> Vec<usize> {
-        std::mem::take(&mut *self.rang.lock().unwrap_or_else(|e| e.into_inner()))
-    }
 }
 
-/// The wait timeout that wakes the loop at `deadline` (`None`: no deadline).
-pub fn timeout(deadline: Option<Instant>) -> Option<Duration> {
-    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+impl Deref for Doorbell {
+    type Target = netref::server::Doorbell;
+
+    fn deref(&self) -> &netref::server::Doorbell {
+        &self.bell
+    }
 }
 
 /// Adds `conn`'s fd to the doorbell's poller under `key` and attaches the
@@ -129,15 +123,14 @@ pub fn timeout(deadline: Option<Instant>) -> Option<Duration> {
 /// attached.
 pub fn attach(conn: &Connection, doorbell: &Arc<Doorbell>, key: usize) -> io::Result<Attached> {
     let bell = doorbell.clone();
-    let driver = Driver::attach(conn, move || bell.ring(key))
-        .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
+    let conn = LoopConnection::attach(conn, move || bell.ring(key))?;
     let poller = doorbell.poller().clone();
     // SAFETY: the fd belongs to the driver's connection, which keeps it open
     // while the driver lives; the `Attached` returned owns the driver and
     // deletes the fd from the poller before the driver drops (on close and
     // in `Drop`, which runs before its fields are dropped).
-    unsafe { poller.add(driver.as_fd().as_raw_fd(), Event::readable(key))? };
-    let mut me = Attached { driver, key, poller, deadline: None, attached: true };
+    unsafe { poller.add(conn.as_fd().as_raw_fd(), Event::readable(key))? };
+    let mut me = Attached { conn, key, poller };
     // The hello may still be queued, and data may already be buffered.
     me.drive()?;
     Ok(me)
@@ -145,62 +138,43 @@ pub fn attach(conn: &Connection, doorbell: &Arc<Doorbell>, key: usize) -> io::Re
 
 /// A connection attached to a poller under a key (see [`attach`]). Dropping
 /// it deletes the fd from the poller (before the fd can close) and detaches
-/// the connection.
+/// the connection. It derefs to its [`LoopConnection`]: `connection()`,
+/// `is_due()`, `is_attached()`.
 pub struct Attached {
-    driver: Driver,
+    conn: LoopConnection,
     key: usize,
     poller: Arc<Poller>,
-    deadline: Option<Instant>,
-    attached: bool,
 }
 
 impl Attached {
-    /// The connection.
-    pub fn connection(&self) -> &Connection {
-        self.driver.connection()
-    }
-
     /// The key this connection's events carry.
     pub fn key(&self) -> usize {
         self.key
     }
 
-    /// Serves the connection: fires the deadlines that passed, reads until
+    /// The drive step: fires the deadlines that passed, reads until
     /// `WouldBlock`, runs what arrived, flushes, then re-arms the
     /// registration (write interest only while output is pending). Call on
     /// every event with this key, whenever the doorbell rang it, and when
-    /// its deadline passes.
+    /// it is due.
     ///
     /// Returns `Ok(false)` once the connection has closed; its fd is then
     /// deleted from the poller. An `Err` is a failure of the poller.
     pub fn drive(&mut self) -> io::Result<bool> {
-        if !self.attached {
-            return Ok(false);
+        match self.conn.step() {
+            Some(step) if !step.closed => {
+                self.poller.modify(&self.conn, Event::new(self.key, true, step.wants_write))?;
+                Ok(true)
+            }
+            _ => self.delete().map(|()| false),
         }
-        let step = self.driver.step();
-        self.deadline = step.next_deadline;
-        if step.closed {
-            self.delete()?;
-            return Ok(false);
-        }
-        self.poller.modify(&self.driver, Event::new(self.key, true, step.wants_write))?;
-        Ok(true)
     }
 
     /// When the loop must [`drive`](Self::drive) this connection even if
-    /// nothing happens on its fd (as of its last drive).
+    /// nothing happens on its fd (as of its last drive). Inherent, not only
+    /// through `Deref`, so a loop can name it: `filter_map(Attached::next_deadline)`.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-
-    /// True once [`next_deadline`](Self::next_deadline) has passed.
-    pub fn is_due(&self) -> bool {
-        self.deadline.is_some_and(|d| d <= Instant::now())
-    }
-
-    /// True until the connection closed or was detached.
-    pub fn is_attached(&self) -> bool {
-        self.attached
+        self.conn.next_deadline()
     }
 
     /// Deletes the fd from the poller and detaches the connection (any
@@ -208,11 +182,18 @@ impl Attached {
     pub fn detach(self) {}
 
     fn delete(&mut self) -> io::Result<()> {
-        if !self.attached {
-            return Ok(());
+        match self.conn.detach() {
+            true => self.poller.delete(&self.conn),
+            false => Ok(()),
         }
-        self.attached = false;
-        self.poller.delete(&self.driver)
+    }
+}
+
+impl Deref for Attached {
+    type Target = LoopConnection;
+
+    fn deref(&self) -> &LoopConnection {
+        &self.conn
     }
 }
 
@@ -224,16 +205,13 @@ impl Drop for Attached {
     }
 }
 
-// The server keeps its connections' deadlines in a `netref::DeadlineIndex`
-// and re-reads one only when it drove that connection; see netref-mio's
-// server for why that misses nothing (a deadline moves earlier only with a
-// wake-up, which rings the connection's key).
-
 // polling reserves `usize::MAX` for its own notifications.
 const LISTENER: usize = usize::MAX - 1;
 
 /// A single-threaded server: accepts on a listener and serves every
-/// accepted connection on the thread that calls [`run`](Self::run).
+/// accepted connection on the thread that calls [`run`](Self::run). Its
+/// bookkeeping is netref's [`LoopServer`], which it derefs to (`handle()`,
+/// `connection_count()`); this is its poller loop.
 ///
 /// ```no_run
 /// use netref::{Builder, ObjectBuilder, Service};
@@ -248,193 +226,79 @@ const LISTENER: usize = usize::MAX - 1;
 pub struct Server {
     doorbell: Arc<Doorbell>,
     events: Events,
-    // Declared before `listener`: connections and the listener are deleted
-    // from the poller before their fds close.
-    conns: HashMap<usize, Attached>,
-    deadlines: DeadlineIndex,
-    listener: Listener,
-    builder: Builder,
-    next_key: usize,
-    stop: Arc<AtomicBool>,
-    count: Arc<AtomicUsize>,
-    accept_retry: Option<Instant>,
-}
-
-/// Stops a [`Server`] and reads its connection count, from any thread.
-#[derive(Clone)]
-pub struct ServerHandle {
-    doorbell: Arc<Doorbell>,
-    stop: Arc<AtomicBool>,
-    count: Arc<AtomicUsize>,
-}
-
-impl ServerHandle {
-    /// Makes [`Server::run`] return soon.
-    pub fn close(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.doorbell.wake();
-    }
-
-    /// Connections currently served.
-    pub fn connection_count(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
+    core: LoopServer<Attached>,
 }
 
 impl Server {
-    /// Listens on a TCP address (port 0 picks a free port; see
-    /// [`local_addr`](Self::local_addr)).
-    pub fn bind_tcp(addr: impl ToSocketAddrs, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(Listener::bind_tcp(addr)?, builder)
-    }
+    netref::listener_constructors!();
 
-    /// Listens on a Unix socket path (the socket file stays when the server
-    /// is dropped).
-    pub fn bind_unix(path: impl AsRef<Path>, builder: Builder) -> io::Result<Server> {
-        Server::from_listener(Listener::bind_unix(path)?, builder)
-    }
-
-    /// Serves a bound listener: a std `TcpListener` or `UnixListener`, or a
-    /// [`Listener`] (made non-blocking here).
-    ///
-    /// Fails with `InvalidInput` for a builder whose authentication waits for
-    /// the client: see [`Listener::prepare_for_event_loop`].
-    pub fn from_listener(listener: impl Into<Listener>, builder: Builder) -> io::Result<Server> {
-        let listener = listener.into();
-        listener.prepare_for_event_loop(&builder)?;
+    fn from_loop_listener(listener: LoopListener) -> io::Result<Server> {
         let doorbell = Doorbell::new(Arc::new(Poller::new()?));
         // SAFETY: the listener is owned by the server, which deletes it from
         // the poller in `Drop` before the listener closes.
-        unsafe { doorbell.poller().add(listener.as_raw_fd(), Event::readable(LISTENER))? };
-        Ok(Server {
-            doorbell,
-            events: Events::new(),
-            conns: HashMap::new(),
-            deadlines: DeadlineIndex::default(),
-            listener,
-            builder,
-            next_key: 0,
-            stop: Arc::new(AtomicBool::new(false)),
-            count: Arc::new(AtomicUsize::new(0)),
-            accept_retry: None,
-        })
+        unsafe { doorbell.poller().add(listener.as_fd().as_raw_fd(), Event::readable(LISTENER))? };
+        let core = LoopServer::new(listener, doorbell.bell.clone());
+        Ok(Server { doorbell, events: Events::new(), core })
     }
 
-    /// The TCP address listened on.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// A handle to stop the server from another thread.
-    pub fn handle(&self) -> ServerHandle {
-        ServerHandle { doorbell: self.doorbell.clone(), stop: self.stop.clone(), count: self.count.clone() }
-    }
-
-    /// Connections currently served.
-    pub fn connection_count(&self) -> usize {
-        self.conns.len()
+    fn loop_listener(&self) -> &LoopListener {
+        self.core.listener()
     }
 
     /// Serves until [`ServerHandle::close`]; then closes every connection.
     pub fn run(&mut self) -> io::Result<()> {
-        while !self.stop.load(Ordering::Acquire) {
+        while !self.core.is_closing() {
             self.run_once(None)?;
         }
-        for (_, c) in self.conns.drain() {
-            let conn = c.connection().clone();
-            drop(c);
-            conn.close();
-        }
-        self.deadlines.clear();
-        self.count.store(0, Ordering::Release);
-        Ok(())
+        self.core.close_all(|attached| {
+            drop(attached); // deletes the fd from the poller, then detaches
+            Ok(())
+        })
     }
 
     /// One turn of the loop: waits for events (at most `max_wait`, and no
     /// later than the earliest deadline), accepts, serves, fires deadlines.
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
-        let deadline = self.deadlines.first().into_iter().chain(self.accept_retry).min();
-        let wait = match (timeout(deadline), max_wait) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         self.events.clear();
-        match self.doorbell.poller().wait(&mut self.events, wait) {
+        match self.doorbell.poller().wait(&mut self.events, self.core.timeout(max_wait)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             r => r?,
         };
-        let mut ready: Vec<usize> = Vec::new();
-        let mut accept = self.accept_retry.is_some_and(|t| t <= Instant::now());
+        let (mut listener, mut ready) = (false, Vec::new());
         for event in self.events.iter() {
-            if event.key == LISTENER {
-                accept = true;
-            } else {
-                ready.push(event.key);
+            match event.key {
+                LISTENER => listener = true,
+                key => ready.push(key),
             }
         }
-        ready.extend(self.doorbell.take());
-        if accept {
-            self.accept()?;
+        let doorbell = &self.doorbell;
+        // Oneshot: the listener is re-armed after it was accepted on, unless
+        // it failed (the core's backoff deadline brings the loop back).
+        if self.core.turn(
+            ready,
+            listener,
+            |conn, key| attach(conn, doorbell, key),
+            |c| c.drive().map(drop),
+        )? {
+            doorbell.poller().modify(self.core.listener(), Event::readable(LISTENER))?;
         }
-        ready.extend(self.deadlines.due(Instant::now()));
-        ready.sort_unstable();
-        ready.dedup();
-        for k in ready {
-            self.drive(k)?;
-        }
-        self.count.store(self.conns.len(), Ordering::Release);
         Ok(())
     }
+}
 
-    /// Drives connection `key` (if it is still there), then re-reads its
-    /// deadline, or lets go of it once it closed.
-    fn drive(&mut self, key: usize) -> io::Result<()> {
-        let Some(c) = self.conns.get_mut(&key) else { return Ok(()) };
-        let deadline = if c.drive()? {
-            c.next_deadline()
-        } else {
-            self.conns.remove(&key);
-            None
-        };
-        self.deadlines.set(key, deadline);
-        Ok(())
-    }
+impl Deref for Server {
+    type Target = LoopServer<Attached>;
 
-    fn accept(&mut self) -> io::Result<()> {
-        self.accept_retry = None;
-        loop {
-            match self.listener.accept_connection(&self.builder) {
-                Accepted::Connection(conn) => {
-                    let key = self.next_key;
-                    self.next_key += 1;
-                    let c = attach(&conn, &self.doorbell, key)?;
-                    if c.is_attached() {
-                        self.deadlines.set(key, c.next_deadline());
-                        self.conns.insert(key, c);
-                    }
-                }
-                // That client's failure, logged by netref: the next one now.
-                Accepted::Rejected(_) => {}
-                Accepted::WouldBlock => break,
-                Accepted::Failed(e) => {
-                    // Typically out of file descriptors: keep serving the
-                    // others and come back on a timer (the listener is not
-                    // re-armed, so it does not fire meanwhile).
-                    log::warn!("netref-polling server: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
-                    self.accept_retry = Some(Instant::now() + ACCEPT_BACKOFF);
-                    return Ok(());
-                }
-            }
-        }
-        // Oneshot: re-arm the listener.
-        self.doorbell.poller().modify(&self.listener, Event::readable(LISTENER))
+    /// The loop-independent half: [`handle`](LoopServer::handle),
+    /// [`connection_count`](LoopServer::connection_count).
+    fn deref(&self) -> &LoopServer<Attached> {
+        &self.core
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.conns.clear();
-        let _ = self.doorbell.poller().delete(&self.listener);
+        let _ = self.doorbell.poller().delete(self.core.listener());
     }
 }
 

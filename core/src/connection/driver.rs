@@ -36,6 +36,13 @@ use crate::error::{Misuse, Result};
 /// again. Delete the fd from the loop before that (the driver keeps the
 /// connection, and so the fd, open while it lives).
 ///
+/// The backends (netref-mio, -polling, -calloop, -glib) are this loop, each
+/// with its loop's wait; a backend keeps a [`LoopConnection`] (the driver
+/// and its last step) per attached connection. A server that serves many
+/// connections on one loop runs the same loop for each of them, with the
+/// bookkeeping of [`server::event_loop`](crate::server::event_loop)
+/// (connections by key, their deadlines, the accept backoff, the doorbell).
+///
 /// ```
 /// use std::time::Instant;
 /// use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -153,6 +160,90 @@ impl Step {
             next_deadline: if closed { None } else { st.proto.poll_timeout() },
             closed,
         }
+    }
+}
+
+/// A [`Driver`] and what its last [`Step`] said: what a backend keeps for
+/// a connection it attached to its loop (its `Attached` derefs to one).
+///
+/// Step it with [`step`](Self::step) whenever the loop says so, then re-arm
+/// from the step returned; once a step says [`closed`](Step::closed), or the
+/// backend takes the fd off its loop, [`detach`](Self::detach) it.
+#[derive(Debug)]
+pub struct LoopConnection {
+    driver: Driver,
+    last: Step,
+    attached: bool,
+}
+
+impl LoopConnection {
+    /// [Attaches](Driver::attach) `conn` to the calling thread's loop, with
+    /// the misuse as an `io::Error` of kind `Unsupported`, as a loop's API
+    /// reports it: a connection without an fd, or one already attached.
+    pub fn attach(
+        conn: &Connection,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> std::io::Result<LoopConnection> {
+        let driver = Driver::attach(conn, wake)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::Unsupported, e))?;
+        let last = Step { wants_write: false, next_deadline: None, closed: false };
+        Ok(LoopConnection { driver, last, attached: true })
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        self.driver.connection()
+    }
+
+    /// The driver, whose fd the loop watches.
+    pub fn driver(&self) -> &Driver {
+        &self.driver
+    }
+
+    /// Steps the driver ([`Driver::step`]) and keeps the step; `None` once
+    /// detached (or closed and detached), when there is nothing to serve.
+    pub fn step(&mut self) -> Option<Step> {
+        if !self.attached {
+            return None;
+        }
+        self.last = self.driver.step();
+        Some(self.last)
+    }
+
+    /// When the loop must step this connection even if nothing happens on
+    /// its fd (as of its last step); `None` once detached.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.last.next_deadline.filter(|_| self.attached)
+    }
+
+    /// True when the last step had output queued: watch the fd for
+    /// writability (and only then).
+    pub fn wants_write(&self) -> bool {
+        self.attached && self.last.wants_write
+    }
+
+    /// True once [`next_deadline`](Self::next_deadline) has passed.
+    pub fn is_due(&self) -> bool {
+        self.next_deadline().is_some_and(|d| d <= Instant::now())
+    }
+
+    /// True until the connection closed or was detached.
+    pub fn is_attached(&self) -> bool {
+        self.attached
+    }
+
+    /// Marks the connection as off the loop (it closed, or the backend
+    /// detaches it). True the first time only: the caller then takes the fd
+    /// out of its loop, once. The connection itself is detached from the
+    /// thread when this is dropped.
+    pub fn detach(&mut self) -> bool {
+        std::mem::replace(&mut self.attached, false)
+    }
+}
+
+impl AsFd for LoopConnection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.driver.as_fd()
     }
 }
 
