@@ -1,0 +1,204 @@
+//! Dispatch: the protocol's events turned into work (a local method run and its
+//! reply queued, an `AsyncResult` completed), and the work run with no lock
+//! held.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+use super::state::{After, State};
+use super::{Connection, Shared, NESTING};
+use crate::error::{CloseReason, Error, LimitError, RemoteError, Result};
+use crate::protocol::{Event, Request};
+use crate::value::{to_value, Value};
+
+/// Runs a request from the peer one level deeper, or refuses it when this
+/// thread already runs `max` of them one inside another: running it would
+/// take the stack one level further towards an overflow.
+pub(super) fn nested(
+    max: usize,
+    run: impl FnOnce() -> Result<Value, (RemoteError, String)>,
+) -> Result<Value, (RemoteError, String)> {
+    let depth = NESTING.with(|n| n.get());
+    if depth >= max {
+        let e = Error::from(LimitError::TooDeeplyNested { max });
+        return Err((e.into_remote(), "request".to_string()));
+    }
+    NESTING.with(|n| n.set(depth + 1));
+    // `run_request` catches panics, so the depth is always restored.
+    let result = run();
+    NESTING.with(|n| n.set(depth));
+    result
+}
+
+/// Fails when this thread already runs `max` of the peers' requests one
+/// inside another: a synchronous call now would serve the next level while
+/// it waits (see [`Config::max_nesting`]).
+pub(super) fn check_nesting(max: usize) -> Result<()> {
+    if NESTING.with(|n| n.get()) >= max {
+        return Err(LimitError::TooDeeplyNested { max }.into());
+    }
+    Ok(())
+}
+
+/// Runs a request's method, catching a panic as a remote error. An error
+/// comes with what was called, for its traceback; the description is only
+/// formatted then, not for every request.
+pub(super) fn run_request(request: Request) -> Result<Value, (RemoteError, String)> {
+    match request {
+        Request::Call { target, args } => {
+            guarded(|| target.object().call(args)).map_err(|e| (e, format!("{}()", target.type_name())))
+        }
+        Request::CallMethod { target, name, args } => guarded(|| target.object().call_method(&name, args))
+            .map_err(|e| (e, format!("{}.{}()", target.type_name(), name))),
+        Request::GetAttr { target, name } => guarded(|| target.object().getattr(&name))
+            .map_err(|e| (e, format!("{}.{}", target.type_name(), name))),
+        Request::Dir { target } => {
+            guarded(|| to_value(&target.object().try_dir()?).map_err(|e| e.into_remote()))
+                .map_err(|e| (e, format!("dir({})", target.type_name())))
+        }
+        Request::Invalid(e) => Err((e, "request".to_string())),
+    }
+}
+
+/// Runs `run`, turning a panic into a remote error.
+pub(super) fn guarded(run: impl FnOnce() -> Result<Value, RemoteError>) -> Result<Value, RemoteError> {
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a method panicked".into());
+        Err(RemoteError::new("Panic", msg))
+    })
+}
+
+impl Shared {
+    /// Moves protocol events into the connection's state; work that runs user
+    /// code is queued in `after`.
+    pub(super) fn process_events(&self, st: &mut State, after: &mut Vec<After>) {
+        let mut changed = false;
+        while let Some(event) = st.proto.poll_event() {
+            changed = true;
+            st.progress += 1;
+            match event {
+                Event::Request { seq, request } => st.inbox.push_back((seq, request)),
+                Event::Reply { seq, result } => {
+                    if let Some(slot) = st.slots.remove(&seq) {
+                        after.push(After::Complete(slot, result.map_err(Error::Remote)));
+                    }
+                }
+                Event::Expired { seq } => {
+                    if let Some(slot) = st.slots.remove(&seq) {
+                        after.push(After::Expire(slot));
+                    }
+                }
+                Event::Cancelled { seq } => {
+                    if let Some(pos) = st.inbox.iter().position(|(s, _)| *s == seq) {
+                        st.inbox.remove(pos);
+                        st.proto.send_reply(
+                            seq,
+                            Err(RemoteError::new("Cancelled", "the caller gave up waiting")),
+                        );
+                    }
+                }
+                Event::Closed { reason } => {
+                    log::debug!("netref connection to {} closed: {reason}", self.label);
+                    self.fail_all(st, reason, after);
+                    // Exported objects die before `on_disconnect` runs.
+                    after.push(After::Drop(st.proto.take_released_objects()));
+                    after.push(After::Disconnected);
+                }
+            }
+        }
+        let dead = st.proto.take_released_objects();
+        if !dead.is_empty() {
+            after.push(After::Drop(dead));
+        }
+        if changed {
+            self.notify(st);
+        }
+    }
+
+    /// Wakes the threads asleep on the condition variable. Call with the
+    /// state lock held: sleepers are counted under it, so none is missed,
+    /// and with none asleep this costs no futex syscall (std's `notify_all`
+    /// always makes one; a synchronous call used to make three).
+    pub(super) fn notify(&self, st: &State) {
+        if st.sleepers > 0 {
+            self.cond.notify_all();
+        }
+    }
+
+    pub(super) fn fail_all(&self, st: &mut State, reason: CloseReason, after: &mut Vec<After>) {
+        if st.closed.is_some() {
+            return;
+        }
+        if matches!(reason, CloseReason::Protocol(_) | CloseReason::Decode(_) | CloseReason::Limit(_)) {
+            log::warn!("netref connection to {} ended by bad input: {reason}", self.label);
+        }
+        st.closed = Some(reason.clone());
+        for (_, slot) in st.slots.drain() {
+            after.push(After::Complete(slot, Err(Error::Closed(reason.clone()))));
+        }
+        st.inbox.clear();
+        self.transport.shutdown();
+        self.notify(st);
+    }
+
+    /// Runs queued work with no lock held.
+    pub(super) fn finish(&self, mut after: Vec<After>) {
+        self.finish_all(&mut after);
+    }
+
+    /// [`finish`](Self::finish), keeping `after`'s allocation for the next
+    /// round (the serving loop completes a call per round: a fresh `Vec`
+    /// was an allocation per synchronous call).
+    pub(super) fn finish_all(&self, after: &mut Vec<After>) {
+        for a in after.drain(..) {
+            match a {
+                After::Complete(slot, outcome) => {
+                    slot.complete(outcome, Some(self.arc()));
+                    self.settled();
+                }
+                After::Expire(slot) => {
+                    slot.expire();
+                    self.settled();
+                }
+                After::Drop(objects) => drop(objects),
+                After::Disconnected => {
+                    if let Some(hook) = self.service.on_disconnect.clone() {
+                        self.handles.fetch_add(1, Ordering::AcqRel);
+                        let conn = Connection { shared: self.arc() };
+                        hook(&conn);
+                    }
+                    self.run_close_hooks();
+                }
+            }
+        }
+    }
+
+    /// Runs one queued request (no lock held) and sends its reply, or holds
+    /// the reply back (see [`send_or_hold`](Self::send_or_hold)) when `hold`.
+    pub(super) fn dispatch(&self, seq: u64, request: Request, hold: bool) {
+        let result = nested(self.config.max_nesting, || run_request(request)).map_err(|(mut e, what)| {
+            if self.config.include_traceback {
+                e.traceback.push(format!(
+                    "Traceback (most recent call last):\n  in {what} (served to {})\n{}: {}",
+                    self.label, e.type_name, e.message
+                ));
+            }
+            e
+        });
+        let mut after = Vec::new();
+        {
+            let mut st = self.lock();
+            st.progress += 1;
+            st.proto.send_reply(seq, result);
+            let held = self.send_or_hold(&mut st, &mut after, hold);
+            if !held && st.proto.wants_write() {
+                self.wake_driver(&st);
+            }
+        }
+        self.finish(after);
+    }
+}

@@ -1,0 +1,108 @@
+//! The connection as its proxies and `AsyncResult`s see it: submitting calls,
+//! and serving while one waits for its reply.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::batch::in_batch;
+use super::dispatch::check_nesting;
+use super::Shared;
+use crate::connection::async_result::{AsyncResult, ReplySource, Slot};
+use crate::connection::remote::Session;
+use crate::error::{Error, Result};
+use crate::protocol::Call;
+
+impl Session for Shared {
+    fn submit(&self, call: Call, timeout: Option<Duration>) -> AsyncResult {
+        Shared::submit(self, call, timeout)
+    }
+    fn sync_timeout(&self) -> Option<Duration> {
+        self.config.sync_request_timeout
+    }
+    fn check_nesting(&self) -> Result<()> {
+        check_nesting(self.config.max_nesting)
+    }
+    fn retain_handle(&self) {
+        self.retain();
+    }
+    fn release_handle(&self) {
+        self.release();
+    }
+    fn release_queued(&self) {
+        if !self.ring_loop() {
+            // Wakes a driver blocked in `wait`; with none, the release leaves
+            // with the next output.
+            self.transport.wake();
+        }
+    }
+}
+
+impl ReplySource for Shared {
+    fn poll(&self) {
+        // An attached connection is the loop's to serve: serving it here,
+        // outside the loop's dispatch, would run the peer's requests where
+        // loop-bound callbacks cannot reach what they need (calloop's data).
+        if self.lock().loop_thread.is_some() {
+            return;
+        }
+        let _ = self.serve_until(&|_| false, None, false);
+    }
+
+    fn wait_for(&self, slot: &Arc<Slot>) -> Result<()> {
+        match self.serve_until(&|_| slot.is_settled(), None, true) {
+            // A closed connection has already settled the slot with the error.
+            Err(Error::Closed(_) | Error::Io(..)) if slot.is_settled() => Ok(()),
+            Err(e) if slot.is_settled() => {
+                let _ = e;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    fn is_served(&self) -> bool {
+        self.standing.load(Ordering::SeqCst) > 0
+    }
+
+    fn set_deadline(&self, seq: u64, deadline: Instant) {
+        let st = &mut *self.lock();
+        st.proto.set_deadline(seq, Some(deadline));
+        self.wake_driver(st);
+        self.notify(st);
+    }
+}
+
+impl Shared {
+    pub(super) fn submit(&self, call: Call, timeout: Option<Duration>) -> AsyncResult {
+        let now = self.clock.now();
+        let expiry = timeout.map(|d| (now + d, d));
+        let mut after = Vec::new();
+        let slot = {
+            let mut st = self.lock();
+            if let Some(why) = &st.closed {
+                return AsyncResult::failed(Error::Closed(why.clone()));
+            }
+            let place = call.result_place();
+            let seq = match st.proto.send_request(call, expiry.map(|e| e.0)) {
+                Ok(seq) => seq,
+                Err(e) => return AsyncResult::failed(e),
+            };
+            let slot = Slot::new(seq, expiry, place);
+            st.slots.insert(seq, slot.clone());
+            let held = self.send_or_hold(&mut st, &mut after, in_batch());
+            // A driver asleep in the transport's wait must learn of a new
+            // deadline even when the request itself is held back.
+            if (!held && st.proto.wants_write()) || expiry.is_some() {
+                self.wake_driver(&st);
+            }
+            slot
+        };
+        self.finish(after);
+        AsyncResult::new(slot, self.arc())
+    }
+}
