@@ -28,6 +28,8 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+echo "== benchmark tables (README.md, benches/README.md) match the run they quote"
+python3 scripts/bench-tables --check
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"

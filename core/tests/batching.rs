@@ -17,7 +17,10 @@ use netref::{
 /// Long enough that a hang fails the test instead of stalling the suite.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A socket transport that counts the writes that reach the socket.
+/// A socket transport that counts the writes that reach the socket: plain
+/// and vectored, both forwarded, so the connection takes the same path
+/// (one `sendmsg` of a frame's head and its payload) as over a bare
+/// `SocketTransport`.
 struct Counting {
     inner: SocketTransport,
     writes: Arc<AtomicUsize>,
@@ -30,6 +33,10 @@ impl Transport for Counting {
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.write(buf)
+    }
+    fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.write_vectored(bufs)
     }
     fn wait(&self, want_write: bool, timeout: Option<Duration>) -> io::Result<()> {
         self.inner.wait(want_write, timeout)
@@ -196,6 +203,20 @@ fn a_batch_writes_once_it_holds_64_kib() {
     for r in results {
         assert_eq!(r.value().expect("echo"), netref::Value::Bytes(payload.clone()));
     }
+}
+
+#[test]
+fn a_large_byte_string_leaves_with_its_frame_head_in_one_write() {
+    // A byte string of 64 KiB or more is written from its own buffer, with
+    // the frame's head in the same vectored write: a transport that counted
+    // only `write` (and let `write_vectored` fall back to writing the first
+    // slice) would see the head and the payload leave one write each.
+    let s = setup(Config::default());
+    let payload = netref::Value::Bytes(vec![7u8; 64 * 1024]);
+    let before = s.client_writes.load(Ordering::SeqCst);
+    let echoed = async_(&s.root).call_method("echo", (payload.clone(),));
+    assert_eq!(s.client_writes.load(Ordering::SeqCst) - before, 1, "head and payload in one write");
+    assert_eq!(echoed.value().expect("echo"), payload);
 }
 
 #[test]

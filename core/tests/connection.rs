@@ -1,5 +1,7 @@
-//! Connections over real sockets: RPyC's asynchronous-operation scenarios
-//! (durations scaled by `common::SCALE`), events, serving, threads, servers.
+//! Connections over real sockets: events, serving, threads, servers, and
+//! RPyC's scenarios that need threads (durations scaled by `common::SCALE`).
+//! Its asynchronous-operation scenarios and the sync timeouts, which need
+//! no sockets, run on the in-memory pair in virtual time (`scenarios.rs`).
 
 mod common;
 
@@ -7,118 +9,61 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{secs, Point, TestServer};
 use netref::{
-    async_, callback, timed, BgServingThread, Builder, Config, Error, LocalObject, ObjectBuilder, ObjectRef,
-    OneShotServer, RemoteObject, Service, ThreadedServer, Value,
+    async_, callback, BgServingThread, Builder, Config, LocalObject, ObjectBuilder, ObjectRef, OneShotServer,
+    RemoteObject, Service, ThreadedServer, Value,
 };
-
-// ---- 1-5: AsyncResult ---------------------------------------------------------
-
-#[test]
-fn s1_async_sleep_not_ready_then_ready_after_wait() {
-    let srv = TestServer::tcp();
-    let conn = srv.connect();
-    let root = conn.root().unwrap();
-    let res = async_(&root).call_method("sleep", (2.0,));
-    assert!(!res.ready(), "a 2-unit remote sleep cannot be done at once");
-    res.wait().unwrap();
-    assert!(res.ready());
-    assert!(!res.expired());
-    assert!(!res.error());
-    assert_eq!(res.value().unwrap(), Value::Null);
-}
-
-#[test]
-fn s2_set_expiry_makes_wait_fail_with_timeout_on_time() {
-    let srv = TestServer::tcp();
-    let conn = srv.connect();
-    let root = conn.root().unwrap();
-    let res = async_(&root).call_method("sleep", (5.0,));
-    let start = Instant::now();
-    res.set_expiry(secs(4.0));
-    let err = res.wait().unwrap_err();
-    let took = start.elapsed();
-    assert!(err.is_timeout(), "{err}");
-    assert!(took >= secs(3.5) && took <= secs(4.5), "expired after {took:?}");
-    assert!(res.expired());
-    assert!(!res.ready());
-    assert!(res.value().unwrap_err().is_timeout());
-}
-
-#[test]
-fn s3_two_callbacks_added_before_completion_both_run() {
-    let srv = TestServer::tcp();
-    let conn = srv.connect();
-    let root = conn.root().unwrap();
-    let res = async_(&root).call_method("sleep", (1.0,));
-    let (tx, rx) = mpsc::channel();
-    let tx2 = tx.clone();
-    res.add_callback(move |r| tx.send(("first", r.ready(), r.error())).unwrap());
-    res.add_callback(move |r| tx2.send(("second", r.ready(), r.error())).unwrap());
-    res.wait().unwrap();
-    assert_eq!(rx.try_recv().unwrap(), ("first", true, false));
-    assert_eq!(rx.try_recv().unwrap().0, "second");
-    // Added after completion: runs at once.
-    let (tx, rx) = mpsc::channel();
-    res.add_callback(move |_| tx.send(()).unwrap());
-    rx.try_recv().expect("a callback added to a ready result runs at once");
-}
-
-#[test]
-fn s4_timed_succeeds_under_and_fails_over_its_limit() {
-    let srv = TestServer::tcp();
-    let conn = srv.connect();
-    let root = conn.root().unwrap();
-    let timed_sleep = timed(&root, secs(5.0));
-    timed_sleep.call_method("sleep", (3.0,)).value().unwrap();
-    let err = timed_sleep.call_method("sleep", (7.0,)).value().unwrap_err();
-    assert!(matches!(err, Error::Timeout(d) if d == secs(5.0)), "{err}");
-    assert!(err.to_string().contains("AsyncResultTimeout"));
-}
-
-#[test]
-fn s5_async_int_parse_error_is_remote_error() {
-    let srv = TestServer::tcp();
-    let conn = srv.connect();
-    let root = conn.root().unwrap();
-    let aint = async_(&root);
-    let x = aint.call_method("int", ("8",));
-    assert_eq!(x.value_as::<i64>().unwrap(), 8);
-    assert!(!x.error());
-    let x = aint.call_method("int", ("this is not a valid number",));
-    x.wait().unwrap();
-    assert!(x.ready());
-    assert!(x.error());
-    let err = x.value().unwrap_err();
-    let remote = err.as_remote().expect("a remote error");
-    assert_eq!(remote.type_name, "ParseIntError");
-    assert_eq!(remote.message, "invalid digit found in string");
-}
 
 // ---- 6: events while blocking calls run ------------------------------------------
 
 #[test]
 fn s6_callbacks_arrive_during_blocking_calls_with_bg_thread() {
-    let srv = TestServer::tcp();
-    let conn = srv.connect();
+    // The server's `tick_while_blocked(cb, n)` has another thread send `n`
+    // events to `cb`, and returns only once the client has run all of them
+    // (it waits on the client's own counter, in this process): it can only
+    // return `true` if the client serves the events while its main thread
+    // is blocked in the call.
+    const PATIENCE: Duration = Duration::from_secs(10);
+    let seen = Arc::new((Mutex::new(0usize), std::sync::Condvar::new()));
+    let s = seen.clone();
+    let root = ObjectBuilder::new("Ticker")
+        .method("tick_while_blocked", move |cb: RemoteObject, n: usize| {
+            let before = *s.0.lock().unwrap();
+            thread::spawn(move || {
+                for i in 0..n {
+                    drop(async_(&cb).call((i,)));
+                }
+            });
+            let (count, ran) = &*s;
+            let count = count.lock().unwrap();
+            let (count, _) = ran.wait_timeout_while(count, PATIENCE, |c| *c < before + n).unwrap();
+            *count == before + n
+        })
+        .build();
+    let server =
+        ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(Service::object(root))).unwrap();
+    let accept = server.spawn();
+    let conn = netref::connect(server.local_addr().unwrap()).unwrap();
     let bg = BgServingThread::new(&conn);
-    let root = conn.root().unwrap();
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
+    let s = seen.clone();
     let on_tick = callback(move |_n: i64| {
-        c.fetch_add(1, Ordering::SeqCst);
+        *s.0.lock().unwrap() += 1;
+        s.1.notify_all();
     });
-    let ticker: RemoteObject = root.call_method("ticker", (on_tick, 1.0)).unwrap();
-    for _ in 0..3 {
-        let _: () = root.call_method("sleep", (2.0,)).unwrap();
+    let root = conn.root().unwrap();
+    for round in 1..=3 {
+        let served: bool = root.call_method("tick_while_blocked", (on_tick.clone(), 5)).unwrap();
+        assert!(served, "round {round}: the events were not served while the call blocked");
     }
-    let seen = count.load(Ordering::SeqCst);
-    let _: () = ticker.call_method("stop", ()).unwrap();
+    assert_eq!(*seen.0.lock().unwrap(), 15);
     bg.stop().unwrap();
-    assert!(seen >= 5, "only {seen} callbacks during three 2-unit calls");
+    drop(root);
+    conn.close();
+    server.close();
+    accept.join().unwrap();
 }
 
 // ---- 7: releases -----------------------------------------------------------------
@@ -424,40 +369,6 @@ fn nested_callbacks_at_depth() {
 }
 
 #[test]
-fn sync_timeout_per_connection_per_call_and_in_the_callback_direction() {
-    let srv = TestServer::tcp();
-    let conn =
-        srv.connect_with(Builder::default().config(Config::default().sync_request_timeout(Some(secs(1.0)))));
-    let root = conn.root().unwrap();
-    let err = root.call_method::<()>("sleep", (3.0,)).unwrap_err();
-    assert!(err.is_timeout(), "{err}");
-    // Per call: a longer limit lets the same call through.
-    root.call_method_timeout::<()>("sleep", (2.0,), Some(secs(6.0))).unwrap();
-    // The connection is still usable after a timeout; the late reply was dropped.
-    assert_eq!(root.call_method::<i64>("add", (1, 2)).unwrap(), 3);
-
-    // Callback direction (RPyC #573): the server's call into a slow client
-    // callback times out by the server connection's limit.
-    let server = ThreadedServer::bind_tcp(
-        "127.0.0.1:0",
-        Builder::default().config(Config::default().sync_request_timeout(Some(secs(1.0)))).service(
-            Service::object(
-                ObjectBuilder::new("S").try_method("call_me", |cb: RemoteObject| cb.call::<()>(())).build(),
-            ),
-        ),
-    )
-    .unwrap();
-    let accept = server.spawn();
-    let client = netref::connect(server.local_addr().unwrap()).unwrap();
-    let slow = callback(|| thread::sleep(secs(3.0)));
-    let err = client.root().unwrap().call_method::<()>("call_me", (slow,)).unwrap_err();
-    let r = err.as_remote().expect("the server's timeout comes back as its error");
-    assert_eq!(r.type_name, "AsyncResultTimeout", "{err}");
-    server.close();
-    accept.join().unwrap();
-}
-
-#[test]
 fn pull_model_events_processed_on_next_interaction() {
     // The seed's `print mon`: nobody serves the client, so the server's events
     // wait in the socket until the next interaction pulls them in.
@@ -621,7 +532,8 @@ fn async_result_is_a_future() {
     let root = conn.root().unwrap();
     let fut = async_(&root).call_method("add", (20, 22));
     assert_eq!(block_on(fut).unwrap(), Value::Integer(42));
-    let expiring = async_(&root).call_method("sleep", (5.0,));
+    // Only the expiry can end this call: the server holds it.
+    let expiring = async_(&root).call_method("hold", ());
     expiring.set_expiry(secs(1.0));
     assert!(block_on(expiring).unwrap_err().is_timeout());
     bg.stop().unwrap();
@@ -653,7 +565,8 @@ fn close_fails_pending_calls_at_once() {
     let srv = TestServer::tcp();
     let conn = srv.connect();
     let root = conn.root().unwrap();
-    let pending = async_(&root).call_method("sleep", (50.0,));
+    // Only the close can end this call: the server holds it until it goes away.
+    let pending = async_(&root).call_method("hold", ());
     conn.close();
     let err = pending.value().unwrap_err();
     assert!(err.is_closed(), "{err}");

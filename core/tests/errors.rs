@@ -250,7 +250,11 @@ fn closed_by_the_idle_timeout() {
         Builder::default().config(Config::default().idle_timeout(Some(idle))),
         Builder::default().service(calc()),
     );
-    pair.advance(idle);
+    pair.settle(); // the hellos: the last input, at 0 s
+                   // Not a moment early: still open one nanosecond before the deadline.
+    pair.advance(idle - Duration::from_nanos(1));
+    assert_eq!(pair.client.close_reason(), None, "closed before its idle timeout");
+    pair.advance(Duration::from_nanos(1));
     let reason = pair.client.close_reason().expect("closed");
     assert_eq!(reason, CloseReason::IdleTimeout(idle));
     assert_eq!(reason.to_string(), "connection closed: nothing received for 10s (idle_timeout)");

@@ -28,9 +28,10 @@ use netref::{
 use rawpeer::RawPeer;
 use rustix::process::{Resource, Rlimit};
 
+/// Bounds a wait that would otherwise hang, so a broken build fails
+/// instead of stalling: never a timing assertion. That a call failed
+/// because its peer went (and not by a timeout) shows in its error.
 const PATIENCE: Duration = Duration::from_secs(10);
-/// How soon a pending call must fail once its peer is gone.
-const PROMPTLY: Duration = Duration::from_secs(2);
 const CHILD_ENV: &str = "NETREF_FAULTS_CHILD";
 
 // ---- child processes -----------------------------------------------------------
@@ -161,29 +162,30 @@ impl Drop for ChildProcess {
 #[test]
 fn peer_killed_mid_call_fails_every_pending_call_promptly() {
     let mut server = ChildProcess::spawn("server");
-    let conn = Builder::default().connect_tcp(server.addr()).unwrap();
+    // No sync timeout: only the peer's death can end the blocked call.
+    let conn = Builder::default()
+        .config(Config::default().sync_request_timeout(None))
+        .connect_tcp(server.addr())
+        .unwrap();
     let root = conn.root().unwrap();
     assert_eq!(root.call_method::<i64>("add", (1, 2)).unwrap(), 3);
 
     // One synchronous call blocked in the child, more queued behind it.
     let r = root.clone();
     let (tx, sync_failed) = mpsc::channel();
-    let sync = thread::spawn(move || tx.send((r.call_method::<()>("block", ()), Instant::now())).unwrap());
+    let sync = thread::spawn(move || tx.send(r.call_method::<()>("block", ())).unwrap());
     server.wait_line("BLOCKED", |l| l.contains("BLOCKED"));
     let pending: Vec<_> = (0..5).map(|i| async_(&root).call_method("add", (i, i))).collect();
     let also_blocked = async_(&root).call_method("block", ());
 
     server.child.kill().unwrap();
-    let killed = Instant::now();
-    let (outcome, at) = sync_failed.recv_timeout(PATIENCE).expect("the blocked call returned");
+    let outcome = sync_failed.recv_timeout(PATIENCE).expect("the blocked call returned");
     let err = outcome.unwrap_err();
     assert!(err.is_closed(), "a disconnection error, got {err}");
-    assert!(at - killed < PROMPTLY, "the sync call failed {:?} after the kill", at - killed);
     for res in pending.iter().chain([&also_blocked]) {
         let err = res.value().unwrap_err();
         assert!(err.is_closed(), "a disconnection error, got {err}");
     }
-    assert!(killed.elapsed() < PROMPTLY, "everything failed within {PROMPTLY:?}");
     sync.join().unwrap();
     assert!(conn.is_closed());
     assert!(root.call_method::<i64>("add", (1, 1)).unwrap_err().is_closed(), "later calls fail at once");
@@ -228,7 +230,7 @@ fn peer_half_close_fails_pending_calls_and_nothing_hangs() {
         }
     }
     peer.stream.shutdown(Shutdown::Write).unwrap();
-    let err = done.recv_timeout(PROMPTLY).expect("the sync call returned promptly").unwrap_err();
+    let err = done.recv_timeout(PATIENCE).expect("the sync call returned").unwrap_err();
     assert_eq!(err, Error::Closed(CloseReason::ByPeer));
     assert_eq!(err.to_string(), "connection closed by the peer");
     for res in &pending {
@@ -368,7 +370,11 @@ fn a_peer_that_asks_without_reading_replies_is_cut_off_at_the_output_cap() {
 #[test]
 fn partial_frame_held_open_does_not_stall_others_and_idle_timeout_closes_it() {
     let idle = Duration::from_millis(300);
-    let service = Service::object(child_root());
+    let (tx, ended) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let service = Service::object(child_root()).on_disconnect(move |c| {
+        let _ = tx.lock().unwrap().send(c.close_reason());
+    });
     let server = ThreadedServer::bind_tcp(
         "127.0.0.1:0",
         Builder::default().service(service).config(Config::default().idle_timeout(Some(idle))),
@@ -381,7 +387,6 @@ fn partial_frame_held_open_does_not_stall_others_and_idle_timeout_closes_it() {
     raw.write_all(&rawpeer::frame(&rawpeer::hello())).unwrap();
     let partial = rawpeer::frame(&rawpeer::root(1));
     raw.write_all(&partial[..3]).unwrap(); // half a header, then nothing
-    let held_since = Instant::now();
 
     // Everyone else is served meanwhile.
     let conn = Builder::default().connect_tcp(addr).unwrap();
@@ -393,10 +398,11 @@ fn partial_frame_held_open_does_not_stall_others_and_idle_timeout_closes_it() {
     raw.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut rest = Vec::new();
     raw.read_to_end(&mut rest).expect("the server closed the stalled connection");
-    let held = held_since.elapsed();
-    assert!(held >= idle, "closed after {held:?}, before the idle timeout");
-    assert!(held < PATIENCE);
-    assert!(!rest.is_empty(), "the server sent its hello and a close");
+    assert!(!rest.is_empty(), "the server sent its hello");
+    // The server says which deadline ended it (the exact timing is the
+    // protocol's, tested in virtual time in errors.rs).
+    let reason = ended.recv_timeout(PATIENCE).expect("the server saw the stalled connection end");
+    assert_eq!(reason, Some(CloseReason::IdleTimeout(idle)));
     drop(root);
     conn.close();
     server.close();
@@ -413,10 +419,8 @@ fn idle_timeout_closes_a_silent_client_connection_with_a_clear_reason() {
     let c = conn.clone();
     // Serving notices the deadline by itself; nobody needs to call.
     let serving = thread::spawn(move || tx.send(c.serve_all()).unwrap());
-    let started = Instant::now();
     let outcome = closed.recv_timeout(PATIENCE).expect("the idle connection closed");
     assert!(outcome.is_ok(), "an idle close is orderly: {outcome:?}");
-    assert!(started.elapsed() >= idle);
     let reason = conn.close_reason().unwrap();
     assert!(reason.to_string().contains("idle_timeout"), "{reason}");
     assert!(conn.ping().unwrap_err().to_string().contains("idle_timeout"));

@@ -1,5 +1,6 @@
-//! Every limit of `Config` is in its documentation table and is enforced
-//! end to end over a real socket pair. (The output buffer and the idle
+//! Every limit of `Config` is in its documentation table and in the
+//! README's, each with its default, and is enforced end to end over a real
+//! socket pair. (The output buffer and the idle
 //! timeout are exercised in `faults.rs`; the sans-IO details of each limit
 //! in `protocol.rs`.)
 
@@ -15,27 +16,130 @@ use netref::{
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
-#[test]
-fn the_limits_table_names_every_field_with_its_default() {
-    let source = include_str!("../src/config.rs");
-    let table: Vec<&str> = source.lines().filter(|l| l.starts_with("/// | `")).collect();
+/// `Config::default()`'s fields as `(name, value)`, read from its `Debug`
+/// (`Config { a: 1, b: Some(30s), .. }`, split at the commas outside any
+/// brackets), so that a field added to `Config` is checked here without
+/// touching this file.
+fn default_fields() -> Vec<(String, String)> {
     let debug = format!("{:?}", Config::default());
-    // `Config { a: .., b: .. }` -> field names.
-    let fields: Vec<&str> = debug
-        .trim_start_matches("Config {")
-        .split(", ")
-        .filter_map(|f| f.trim().split(':').next())
-        .filter(|f| !f.is_empty() && !f.contains('}'))
-        .collect();
-    assert!(fields.len() >= 9, "{fields:?}");
-    for field in fields {
-        let row = table
-            .iter()
-            .find(|r| r.starts_with(&format!("/// | `{field}` |")))
-            .unwrap_or_else(|| panic!("the limits table in config.rs has no row for `{field}`"));
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        assert!(cells.len() >= 4 && !cells[2].is_empty() && !cells[3].is_empty(), "incomplete row: {row}");
+    let body = debug
+        .strip_prefix("Config { ")
+        .and_then(|b| b.strip_suffix(" }"))
+        .unwrap_or_else(|| panic!("not the Debug of a struct: {debug}"));
+    let mut fields = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in body.char_indices().chain([(body.len(), ',')]) {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                let (name, value) = body[start..i].trim().split_once(": ").expect("name: value");
+                fields.push((name.to_string(), value.to_string()));
+                start = i + 1;
+            }
+            _ => {}
+        }
     }
+    assert!(fields.len() >= 10, "could not read Config's fields from {debug}");
+    fields
+}
+
+/// A `Debug` value of a field, with `Some(..)` taken off: the tables say
+/// "30 s" for `Some(30s)` and "none" for `None`.
+fn debug_value(value: &str) -> String {
+    value.strip_prefix("Some(").and_then(|v| v.strip_suffix(')')).unwrap_or(value).to_string()
+}
+
+/// A table's default cell, written the way `Debug` writes the field:
+/// "128 MiB" -> "134217728", "100,000" -> "100000", "30 s" -> "30s",
+/// "none" -> "None", "true" -> "true".
+fn documented_value(cell: &str) -> Result<String, String> {
+    let cell = cell.trim();
+    match cell {
+        "none" => return Ok("None".into()),
+        "true" | "false" => return Ok(cell.into()),
+        _ => {}
+    }
+    let (number, unit) = match cell.split_once(' ') {
+        Some((n, u)) => (n, u),
+        None => (cell, ""),
+    };
+    let n: u64 = number.replace(',', "").parse().map_err(|_| format!("not a number: {cell:?}"))?;
+    Ok(match unit {
+        "" => n.to_string(),
+        "KiB" => (n << 10).to_string(),
+        "MiB" => (n << 20).to_string(),
+        "GiB" => (n << 30).to_string(),
+        "ms" => format!("{:?}", Duration::from_millis(n)),
+        "s" => format!("{:?}", Duration::from_secs(n)),
+        "min" => format!("{:?}", Duration::from_secs(n * 60)),
+        _ => return Err(format!("unknown unit in {cell:?}")),
+    })
+}
+
+/// Checks one limits table (`rows`: its lines, `| `name` | default | what |`)
+/// against `Config::default()`: every field has a row, every row's default
+/// is the field's, and every row names a field (or a `Builder::` setting).
+fn check_table(what: &str, rows: &[&str]) {
+    let fields = default_fields();
+    let mut documented = Vec::new();
+    for row in rows {
+        let cells: Vec<&str> = row.trim().trim_matches('|').split('|').map(str::trim).collect();
+        assert!(cells.len() >= 3 && cells.iter().all(|c| !c.is_empty()), "{what}: incomplete row: {row}");
+        let name = cells[0].trim_matches('`');
+        if name.starts_with("Builder::") {
+            continue; // not a field of Config
+        }
+        let Some((_, value)) = fields.iter().find(|(f, _)| f == name) else {
+            panic!("{what}: the row for `{name}` names no field of Config");
+        };
+        let written = documented_value(cells[1]).unwrap_or_else(|e| panic!("{what}, `{name}`: {e}"));
+        assert_eq!(written, debug_value(value), "{what}: the default of `{name}` is not what it says");
+        documented.push(name);
+    }
+    for (field, _) in &fields {
+        assert!(documented.contains(&field.as_str()), "{what} has no row for `{field}`");
+    }
+}
+
+#[test]
+fn the_config_docs_table_has_every_field_with_its_default() {
+    let source = include_str!("../src/config.rs");
+    let rows: Vec<&str> =
+        source.lines().filter_map(|l| l.strip_prefix("/// ")).filter(|l| l.starts_with("| `")).collect();
+    check_table("the table in Config's docs (core/src/config.rs)", &rows);
+}
+
+#[test]
+fn the_readme_limits_table_has_every_field_with_its_default() {
+    let readme = include_str!("../../README.md");
+    let section = readme.split("\n## Limits\n").nth(1).expect("the README has a Limits section");
+    let section = section.split("\n## ").next().unwrap();
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| `")).collect();
+    check_table("the README's limits table", &rows);
+}
+
+#[test]
+fn the_table_check_catches_a_wrong_default_and_a_missing_row() {
+    // The check above must be able to fail: a table with one default
+    // changed, and one with a row left out.
+    let source = include_str!("../src/config.rs");
+    let rows: Vec<String> = source
+        .lines()
+        .filter_map(|l| l.strip_prefix("/// "))
+        .filter(|l| l.starts_with("| `"))
+        .map(String::from)
+        .collect();
+    let wrong: Vec<&str> = rows
+        .iter()
+        .map(|r| if r.starts_with("| `max_depth` |") { "| `max_depth` | 65 | changed |" } else { r.as_str() })
+        .collect();
+    let caught = std::panic::catch_unwind(|| check_table("wrong", &wrong)).unwrap_err();
+    assert!(caught.downcast_ref::<String>().unwrap().contains("`max_depth`"));
+    let missing: Vec<&str> =
+        rows.iter().map(String::as_str).filter(|r| !r.starts_with("| `idle_timeout` |")).collect();
+    let caught = std::panic::catch_unwind(|| check_table("missing", &missing)).unwrap_err();
+    assert!(caught.downcast_ref::<String>().unwrap().contains("no row for `idle_timeout`"));
 }
 
 /// A server on a socket pair: a gate that holds its serving thread, an

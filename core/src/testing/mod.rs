@@ -23,7 +23,7 @@
 //! on it would spin through virtual time.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -76,6 +76,22 @@ impl Transport for MemoryTransport {
         }
         self.tx.bytes.lock().unwrap_or_else(|e| e.into_inner()).extend(buf);
         Ok(buf.len())
+    }
+
+    // Takes every slice, as a socket with room does: the connection writes
+    // a large byte string beside its frame's head, and the pair must carry
+    // that path, not the one-slice fallback.
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.tx.closed.load(Ordering::Acquire) {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let mut q = self.tx.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for b in bufs {
+            q.extend(b.iter());
+            n += b.len();
+        }
+        Ok(n)
     }
 
     fn wait(&self, _want_write: bool, timeout: Option<Duration>) -> io::Result<()> {
@@ -192,6 +208,9 @@ impl Transport for Shared {
     }
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
         self.0.write(buf)
+    }
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.write_vectored(bufs)
     }
     fn wait(&self, want_write: bool, timeout: Option<Duration>) -> io::Result<()> {
         self.0.wait(want_write, timeout)

@@ -46,10 +46,18 @@ impl Drop for Tracked {
 /// Counts finished `burst` calls, for tests to wait on.
 pub(crate) type Bursts = Arc<(Mutex<usize>, Condvar)>;
 
+/// Holds every `hold()` call until opened (the server opens it when it
+/// goes away): a call that only a close or an expiry can end.
+pub(crate) type Gate = Arc<(Mutex<bool>, Condvar)>;
+
+/// Bounds a `hold()` that nobody opens, so a failing test cannot hang.
+const HOLD_PATIENCE: Duration = Duration::from_secs(20);
+
 pub(crate) fn test_root(
     drops: Arc<DropCounter>,
     notes: Arc<Mutex<Vec<String>>>,
     bursts: Bursts,
+    gate: Gate,
 ) -> LocalObject {
     ObjectBuilder::new("TestService")
         .method("add", |a: i64, b: i64| a + b)
@@ -98,6 +106,11 @@ pub(crate) fn test_root(
             *lock.lock().unwrap() += 1;
             cvar.notify_all();
         })
+        .method("hold", move || {
+            let (open, opened) = &*gate;
+            let open = open.lock().unwrap();
+            let _ = opened.wait_timeout_while(open, HOLD_PATIENCE, |open| !*open).unwrap();
+        })
         .attr("version", "1.0")
         .getter("answer", || 42)
         .build()
@@ -110,6 +123,7 @@ pub(crate) struct TestServer {
     pub(crate) connects: Arc<AtomicUsize>,
     pub(crate) disconnects: Arc<AtomicUsize>,
     pub(crate) bursts: Bursts,
+    gate: Gate,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -127,9 +141,16 @@ impl TestServer {
         let connects = Arc::new(AtomicUsize::new(0));
         let disconnects = Arc::new(AtomicUsize::new(0));
         let bursts = Bursts::default();
-        let (d, n, c, dc, b) =
-            (drops.clone(), notes.clone(), connects.clone(), disconnects.clone(), bursts.clone());
-        let service = Service::new(move |_| test_root(d.clone(), n.clone(), b.clone()))
+        let gate = Gate::default();
+        let (d, n, c, dc, b, g) = (
+            drops.clone(),
+            notes.clone(),
+            connects.clone(),
+            disconnects.clone(),
+            bursts.clone(),
+            gate.clone(),
+        );
+        let service = Service::new(move |_| test_root(d.clone(), n.clone(), b.clone(), g.clone()))
             .on_connect(move |_| {
                 c.fetch_add(1, Ordering::SeqCst);
             })
@@ -138,7 +159,7 @@ impl TestServer {
             });
         let server = bind(tweak(Builder::default().service(service)));
         let thread = Some(server.spawn());
-        TestServer { server, drops, notes, connects, disconnects, bursts, thread }
+        TestServer { server, drops, notes, connects, disconnects, bursts, gate, thread }
     }
 
     pub(crate) fn connect(&self) -> Connection {
@@ -167,6 +188,8 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        *self.gate.0.lock().unwrap() = true;
+        self.gate.1.notify_all();
         self.server.close();
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
