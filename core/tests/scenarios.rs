@@ -140,9 +140,6 @@ fn s2_an_expiry_that_nobody_waits_on_fires_at_its_deadline() {
 }
 
 #[test]
-#[ignore = "known defect: the protocol feeds a reply before firing the deadline that passed before \
-            it was read, so the late reply is delivered; fixed by expiring due deadlines at the top of \
-            Protocol::handle_bytes and handle_input (core/src/protocol, outside this test's reach)"]
 fn a_reply_read_after_its_deadline_passed_is_dropped() {
     // RPyC drops a reply that arrives once its result has expired (judged
     // when the reply is read). Here the reply and the passed deadline are

@@ -361,6 +361,7 @@ impl Protocol {
             return Ok(());
         }
         if !bytes.is_empty() {
+            self.expire_due(now);
             self.last_input = now;
         }
         if self.phase == Phase::ExpectHello && self.first_bytes.len() < FIRST_BYTES_KEPT {
@@ -413,6 +414,9 @@ impl Protocol {
         let before = large.received();
         let past = large.give_back(input);
         if large.received() > before || !past.is_empty() {
+            // As in `handle_bytes`: a deadline that passed before these
+            // bytes were read fires before a reply in them is taken.
+            self.expire_due(now);
             self.last_input = now;
         }
         self.feed(&past)
@@ -578,6 +582,21 @@ impl Protocol {
     /// [`Event::Expired`] and a cancel to the peer), and closes an idle
     /// connection.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_due(now);
+        if let Some(idle) = self.config.idle_timeout {
+            if self.phase != Phase::Closed && now >= self.last_input + idle {
+                let bye = Message::Request { seq: 0, request: WireRequest::Close("idle timeout".into()) };
+                let _ = self.send(bye);
+                self.fail(CloseReason::IdleTimeout(idle));
+            }
+        }
+    }
+
+    /// Fires the deadlines that passed by `now`. Called before input too,
+    /// so a reply read after its deadline passed is dropped, as RPyC drops
+    /// a reply to an expired result, instead of depending on whether the
+    /// driver fired its timer before or after reading.
+    fn expire_due(&mut self, now: Instant) {
         while let Some(&(t, seq)) = self.deadlines.first() {
             if t > now {
                 break;
@@ -587,13 +606,6 @@ impl Protocol {
             self.expired.insert(seq);
             self.events.push_back(Event::Expired { seq });
             let _ = self.send(Message::Request { seq: 0, request: WireRequest::Cancel(seq) });
-        }
-        if let Some(idle) = self.config.idle_timeout {
-            if self.phase != Phase::Closed && now >= self.last_input + idle {
-                let bye = Message::Request { seq: 0, request: WireRequest::Close("idle timeout".into()) };
-                let _ = self.send(bye);
-                self.fail(CloseReason::IdleTimeout(idle));
-            }
         }
     }
 
