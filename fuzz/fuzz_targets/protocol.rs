@@ -85,7 +85,8 @@ impl Side {
     fn new(now: Instant, tag: &str) -> Side {
         let locals: Vec<LocalObject> =
             (0..4).map(|i| ObjectBuilder::new(format!("{tag}{i}")).build()).collect();
-        let p = Protocol::new(config(), Some(locals[0].clone()), now);
+        let pool = netref::wire::BufferPool::with_placement(netref::wire::Placement::InPlace);
+        let p = Protocol::with_pool(config(), Some(locals[0].clone()), now, pool);
         Side { p, locals, proxies: Vec::new(), held: Vec::new(), pending: Vec::new(), error: None }
     }
 

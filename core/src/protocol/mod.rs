@@ -269,8 +269,23 @@ impl Session for NoSession {
 
 impl Protocol {
     /// A protocol that serves `root` (if any) to the peer. Queues the hello.
+    /// Its spare buffers for large byte strings are its own, placed the
+    /// default way (see [`with_pool`](Self::with_pool)).
     pub fn new(config: Config, root: Option<LocalObject>, now: Instant) -> Self {
-        Self::with_session(config, root, now, Weak::<NoSession>::new(), wire::BufferPool::new())
+        Self::with_pool(config, root, now, wire::BufferPool::new())
+    }
+
+    /// Like [`new`](Self::new), with spare buffers from `pool` and its
+    /// [`Placement`](wire::Placement): with [`Placement::InPlace`](wire::Placement::InPlace)
+    /// the protocol is deterministic (the same bytes and times in give the
+    /// same bytes, events and lending out).
+    pub fn with_pool(
+        config: Config,
+        root: Option<LocalObject>,
+        now: Instant,
+        pool: wire::BufferPool,
+    ) -> Self {
+        Self::with_session(config, root, now, Weak::<NoSession>::new(), pool)
     }
 
     /// Like [`new`](Self::new), with the session that proxies created by this
@@ -390,7 +405,7 @@ impl Protocol {
         if self.phase == Phase::Closed || self.lent {
             return None;
         }
-        let input = self.large.as_mut()?.lend()?;
+        let input = self.large.as_mut()?.lend(&self.pool)?;
         self.lent = true;
         Some(input)
     }
@@ -399,7 +414,7 @@ impl Protocol {
     /// a buffer: a driver can check this while it holds the protocol
     /// anyway, and take the buffer only then.
     pub fn lends_input_buffer(&self) -> bool {
-        self.phase != Phase::Closed && !self.lent && self.large.as_ref().is_some_and(|l| l.lends())
+        self.phase != Phase::Closed && !self.lent && self.large.as_ref().is_some_and(|l| l.lends(&self.pool))
     }
 
     /// Takes back the buffer from [`take_input_buffer`](Self::take_input_buffer)

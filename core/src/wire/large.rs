@@ -2,7 +2,6 @@
 //! string read straight into the buffer that becomes its value.
 
 use super::cbor::{decode_cbor_in, Cbor};
-use super::output::{aliased, content_buffer};
 use super::pool::{BufferPool, RECYCLE_MIN};
 use super::slice_decoder::{find_large_bytes, Hole, SliceDecoder};
 use super::HEADER_LEN;
@@ -71,7 +70,7 @@ impl LargeString {
             skeleton: received[..at].to_vec(),
             at,
             tail_len: body_len - at - len,
-            content: content_buffer(len, HEADER_LEN + at, pool),
+            content: pool.receive_buffer(len, HEADER_LEN + at),
             filled: 0,
             len,
         };
@@ -112,19 +111,19 @@ impl LargeString {
     }
 
     /// Whether [`lend`](Self::lend) would lend the buffer.
-    pub(crate) fn lends(&self) -> bool {
-        self.filled < self.len && !aliased(HEADER_LEN + self.at, self.content.as_ptr() as usize)
+    pub(crate) fn lends(&self, pool: &BufferPool) -> bool {
+        self.filled < self.len && pool.in_place(HEADER_LEN + self.at, self.content.as_ptr() as usize)
     }
 
     /// Lends the rest of the content's buffer, and some room past it, for
     /// the transport to read into: the string then arrives in its final
     /// place with no copy at all. `None` once the content is complete.
-    pub(crate) fn lend(&mut self) -> Option<InputBuffer> {
+    pub(crate) fn lend(&mut self, pool: &BufferPool) -> Option<InputBuffer> {
         // The kernel's copy into the buffer aliases as a send's does (see
         // `SplicingWriter`) when the buffer sits a little ahead of where
         // the string's bytes were in the peer's send (its frame started
         // one, most likely): then read into the thread's buffer and copy.
-        if !self.lends() {
+        if !self.lends(pool) {
             return None;
         }
         let mut buf = std::mem::take(&mut self.content);

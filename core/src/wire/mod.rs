@@ -41,7 +41,7 @@ pub use large::InputBuffer;
 pub(crate) use large::LargeString;
 pub use message::{Message, RequestKind, WireRequest};
 pub(crate) use output::Output;
-pub use pool::BufferPool;
+pub use pool::{BufferPool, Placement};
 
 /// Bytes that open every netref hello, so that a peer speaking something else
 /// is told so instead of being misread.

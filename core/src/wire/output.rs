@@ -3,7 +3,7 @@
 
 use super::cbor::Cbor;
 use super::encode::{close_frame, encode_frame, write_cbor, Sink};
-use super::large::{LARGE_MIN, LEND_SLACK};
+use super::large::LARGE_MIN;
 use super::message::Message;
 use super::pool::BufferPool;
 use super::HEADER_LEN;
@@ -36,50 +36,9 @@ struct Spliced {
     written: usize,
 }
 
-/// A source `(dst - src) mod 4096` bytes behind its destination, for
-/// distances up to this, is not written in place (see [`SplicingWriter`]).
-pub(super) const ALIASING_WINDOW: isize = 256;
-
-/// Whether a copy from `src` to `dst` (addresses, or offsets in the
-/// kernel's socket pages, which start at a page) is slowed by aliasing
-/// (see [`SplicingWriter`]): `dst` lies 1 to [`ALIASING_WINDOW`] bytes
-/// ahead of `src` modulo a page. Addresses are only compared.
-pub(super) fn aliased(src: usize, dst: usize) -> bool {
-    let ahead = (dst as isize).wrapping_sub(src as isize).rem_euclid(4096);
-    (1..=ALIASING_WINDOW).contains(&ahead)
-}
-
-/// The buffer a large string `len` bytes long, `offset` bytes into its
-/// frame, is received into. The spare, unless the kernel's copies to and
-/// from it would alias: this receive's, or the send it may go back out in
-/// (its head a few dozen bytes long). glibc places every large block it
-/// maps 16 bytes into a page, where both do for usual heads, and a
-/// recycled buffer would keep that place for good; a fresh block (from
-/// the heap once one was unmapped) usually lies elsewhere. When it does
-/// not, the spare is kept and the string is copied in.
-pub(super) fn content_buffer(len: usize, offset: usize, pool: &BufferPool) -> Vec<u8> {
-    let suits = |buf: &Vec<u8>| {
-        let page_offset = buf.as_ptr() as usize % 4096;
-        !aliased(offset, buf.as_ptr() as usize)
-            && (SEND_HEAD_MAX..=4096 - ALIASING_WINDOW as usize).contains(&page_offset)
-    };
-    let spare = pool.take(len);
-    if spare.as_ref().is_some_and(suits) {
-        return spare.expect("checked");
-    }
-    let fresh = Vec::with_capacity(len + LEND_SLACK);
-    match spare {
-        Some(spare) if !suits(&fresh) => spare,
-        _ => fresh,
-    }
-}
-
-/// Heads of frames carrying a large string are assumed shorter than this
-/// when choosing a buffer for it (see [`content_buffer`]).
-const SEND_HEAD_MAX: usize = 320;
-
 /// Writes CBOR into a frame buffer, except the contents of the large byte
-/// strings listed in `large`: their positions are noted instead.
+/// strings listed in `large` that the pool's [`Placement`](super::Placement) lets leave
+/// from their own buffer: their positions are noted instead.
 ///
 /// The kernel copies the `i`-th byte of a `send` to offset `i` (mod 4096)
 /// of its socket buffers (TCP reuses its page from offset 0 once the peer
@@ -98,6 +57,7 @@ struct SplicingWriter<'a> {
     spliced_before: usize,
     /// `(position in out, index in large)`, in stream order.
     found: Vec<(usize, usize)>,
+    pool: &'a BufferPool,
 }
 
 impl SplicingWriter<'_> {
@@ -112,7 +72,7 @@ impl SplicingWriter<'_> {
         }
         let spliced: usize = self.found.iter().map(|&(_, j)| self.large[j].1).sum();
         let dst = self.out.len() - self.write_start + self.spliced_before + spliced;
-        (!aliased(buf.as_ptr() as usize, dst)).then_some(i)
+        self.pool.in_place(buf.as_ptr() as usize, dst).then_some(i)
     }
 }
 
@@ -194,6 +154,7 @@ impl Output {
             write_start: self.start,
             spliced_before: self.spliced_len,
             found: Vec::new(),
+            pool: &self.pool,
         };
         if let Err(e) = write_cbor(&item, &mut w) {
             self.buf.truncate(at);

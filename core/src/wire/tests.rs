@@ -7,8 +7,8 @@ use super::cbor::from_ciborium;
 use super::encode::write_cbor;
 use super::large::LARGE_MIN;
 use super::message::uint;
-use super::output::{aliased, content_buffer, ALIASING_WINDOW};
 use super::pool::RECYCLE_MIN;
+use super::pool::{aliased, ALIASING_WINDOW};
 use super::slice_decoder::SliceDecoder;
 use super::*;
 use crate::error::{DecodeError, Error};
@@ -293,7 +293,7 @@ fn a_received_string_gets_a_buffer_big_enough() {
     let pool = BufferPool::new();
     for len in [LARGE_MIN, 1 << 20] {
         for _ in 0..3 {
-            let b = content_buffer(len, 13, &pool);
+            let b = pool.receive_buffer(len, 13);
             assert!(b.capacity() >= len);
             pool.recycle(Cbor::Bytes(b));
         }
