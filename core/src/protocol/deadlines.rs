@@ -1,0 +1,69 @@
+//! Deadlines as data: the earliest one for the driver's timer, and what fires
+//! when one passes (expiry, the idle timeout).
+
+use std::time::Instant;
+
+use super::{Event, Phase, Protocol};
+use crate::error::CloseReason;
+use crate::wire::{Message, WireRequest};
+
+impl Protocol {
+    /// Instant of the next deadline (a request's expiry or the idle timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        let idle = self.config.idle_timeout.map(|d| self.last_input + d);
+        let expiry = self.deadlines.first().map(|(t, _)| *t);
+        match (idle, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Expires every request whose deadline is at or before `now` (queuing
+    /// [`Event::Expired`] and a cancel to the peer), and closes an idle
+    /// connection.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_due(now);
+        if let Some(idle) = self.config.idle_timeout {
+            if self.phase != Phase::Closed && now >= self.last_input + idle {
+                let bye = Message::Request { seq: 0, request: WireRequest::Close("idle timeout".into()) };
+                let _ = self.send(bye);
+                self.fail(CloseReason::IdleTimeout(idle));
+            }
+        }
+    }
+
+    /// Fires the deadlines that passed by `now`. Called before input too,
+    /// so a reply read after its deadline passed is dropped, as RPyC drops
+    /// a reply to an expired result, instead of depending on whether the
+    /// driver fired its timer before or after reading.
+    pub(super) fn expire_due(&mut self, now: Instant) {
+        while let Some(&(t, seq)) = self.deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.pending.remove(&seq);
+            self.expired.insert(seq);
+            self.events.push_back(Event::Expired { seq });
+            let _ = self.send(Message::Request { seq: 0, request: WireRequest::Cancel(seq) });
+        }
+    }
+
+    // ---- commands ------------------------------------------------------------
+
+    /// Changes (or removes) the deadline of a request still awaiting its reply.
+    pub fn set_deadline(&mut self, seq: u64, deadline: Option<Instant>) {
+        if let Some(slot) = self.pending.get_mut(&seq) {
+            if let Some(old) = slot.take() {
+                self.deadlines.remove(&(old, seq));
+            }
+            *slot = deadline;
+            if let Some(t) = deadline {
+                self.deadlines.insert((t, seq));
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Input: bytes (or a lent buffer) in, frames cut and decoded, the greeting
+//! checked, end of stream and transport errors.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Event, Phase, Protocol, Request};
+use crate::error::{CloseReason, DecodeError, Error, LimitError, Misuse, ProtocolError, RemoteError, Result};
+use crate::wire;
+use crate::wire::{Cbor, Message};
+
+/// One frame body as a CBOR item. The decoder's limit leaves room for the
+/// message's own nesting; the error names the configured limit.
+pub(super) fn decode_frame_body(body: &[u8], max_depth: usize, pool: &wire::BufferPool) -> Result<Cbor> {
+    wire::decode_cbor_in(body, max_depth + 8, Some(pool)).map_err(|e| deeper(e, max_depth))
+}
+
+/// Names the configured depth limit in a decoding error.
+pub(super) fn deeper(e: Error, max_depth: usize) -> Error {
+    match e {
+        Error::Limit(LimitError::TooDeep { .. }) => LimitError::TooDeep { max: max_depth }.into(),
+        other => other,
+    }
+}
+
+/// The sequence number of `[1, seq, ...]` (a request) when it is not zero:
+/// where to send the error for a request that cannot be read.
+pub(super) fn request_seq(item: &Cbor) -> Option<u64> {
+    let Cbor::Array(items) = item else { return None };
+    let uint = |v: Option<&Cbor>| v.and_then(Cbor::as_integer).and_then(|i| u64::try_from(i).ok());
+    (uint(items.first()) == Some(1)).then(|| uint(items.get(1))).flatten().filter(|&seq| seq != 0)
+}
+
+/// How much of the peer's stream is kept to explain a failed greeting.
+pub(super) const FIRST_BYTES_KEPT: usize = 16;
+
+impl Protocol {
+    /// Feeds bytes received from the peer. An error ends the connection: it
+    /// is [`Error::Closed`] with the [`CloseReason`] that an
+    /// [`Event::Closed`] queued too reports; later input is ignored.
+    pub fn handle_bytes(&mut self, bytes: &[u8], now: Instant) -> Result<()> {
+        if self.phase == Phase::Closed {
+            return Ok(());
+        }
+        if !bytes.is_empty() {
+            self.expire_due(now);
+            self.last_input = now;
+        }
+        if self.phase == Phase::ExpectHello && self.first_bytes.len() < FIRST_BYTES_KEPT {
+            let room = FIRST_BYTES_KEPT - self.first_bytes.len();
+            self.first_bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+        if self.lent {
+            let reason = CloseReason::Misuse(Misuse::InputBufferLent);
+            self.fail(reason.clone());
+            return Err(Error::Closed(reason));
+        }
+        self.feed(bytes)
+    }
+
+    /// Lends the buffer that the next bytes from the peer belong in, when
+    /// a large byte string is being received: reading into it
+    /// ([`InputBuffer::unfilled`](wire::InputBuffer::unfilled), then
+    /// [`advance`](wire::InputBuffer::advance)) puts the string in its
+    /// final place with no copy, where [`handle_bytes`](Self::handle_bytes)
+    /// copies it from the caller's buffer. `None` when there is no such
+    /// string: read into any buffer and call `handle_bytes`.
+    ///
+    /// The buffer must come back through [`handle_input`](Self::handle_input),
+    /// even with nothing read; until then no other bytes may be fed.
+    pub fn take_input_buffer(&mut self) -> Option<wire::InputBuffer> {
+        if self.phase == Phase::Closed || self.lent {
+            return None;
+        }
+        let input = self.large.as_mut()?.lend(&self.pool)?;
+        self.lent = true;
+        Some(input)
+    }
+
+    /// True when [`take_input_buffer`](Self::take_input_buffer) would lend
+    /// a buffer: a driver can check this while it holds the protocol
+    /// anyway, and take the buffer only then.
+    pub fn lends_input_buffer(&self) -> bool {
+        self.phase != Phase::Closed && !self.lent && self.large.as_ref().is_some_and(|l| l.lends(&self.pool))
+    }
+
+    /// Takes back the buffer from [`take_input_buffer`](Self::take_input_buffer)
+    /// with what was read into it, and handles those bytes as
+    /// [`handle_bytes`](Self::handle_bytes) would.
+    pub fn handle_input(&mut self, input: wire::InputBuffer, now: Instant) -> Result<()> {
+        self.lent = false;
+        let Some(large) = self.large.as_mut() else {
+            // Closed meanwhile: the bytes no longer matter.
+            return Ok(());
+        };
+        let before = large.received();
+        let past = large.give_back(input);
+        if large.received() > before || !past.is_empty() {
+            // As in `handle_bytes`: a deadline that passed before these
+            // bytes were read fires before a reply in them is taken.
+            self.expire_due(now);
+            self.last_input = now;
+        }
+        self.feed(&past)
+    }
+
+    pub(super) fn feed(&mut self, mut bytes: &[u8]) -> Result<()> {
+        let max = self.config.max_frame_len;
+        loop {
+            if self.phase == Phase::Closed {
+                return Ok(());
+            }
+            if let Some(large) = &mut self.large {
+                bytes = &bytes[large.feed(bytes)..];
+                if !large.is_complete() {
+                    return Ok(());
+                }
+                let large = self.large.take().expect("checked");
+                let max_depth = self.config.max_depth;
+                self.handle_item(large.decode(max_depth + 8, &self.pool).map_err(|e| deeper(e, max_depth)))?;
+                continue;
+            }
+            if self.decoder.buffered() > 0 {
+                break;
+            }
+            // Whole frames are decoded straight from the caller's bytes;
+            // only a partial frame at their end is buffered (a frame is not
+            // copied into the decoder just to be read back out).
+            match wire::FrameDecoder::split_frame(bytes, max) {
+                Ok(Some((body, rest))) => {
+                    bytes = rest;
+                    self.handle_item(decode_frame_body(body, self.config.max_depth, &self.pool))?;
+                }
+                Ok(None) => {
+                    // A large byte string goes straight to its own buffer.
+                    self.large = wire::LargeString::start(bytes, &self.pool);
+                    if self.large.is_none() {
+                        self.decoder.push(bytes);
+                    }
+                    return Ok(());
+                }
+                Err(e) => return self.handle_item(Err(e)),
+            }
+        }
+        self.decoder.push(bytes);
+        loop {
+            let item = match self.decoder.next_frame(max) {
+                Ok(None) => break,
+                Ok(Some(body)) => decode_frame_body(body, self.config.max_depth, &self.pool),
+                Err(e) => Err(e),
+            };
+            self.handle_item(item)?;
+        }
+        // The partial frame left may show a large byte string only now
+        // that more of it is here.
+        if self.phase != Phase::Closed {
+            if let Some(large) = wire::LargeString::start(self.decoder.partial(), &self.pool) {
+                self.decoder.discard_partial();
+                self.large = Some(large);
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one decoded frame (or the error reading it): an error ends
+    /// the connection and is returned.
+    pub(super) fn handle_item(&mut self, item: Result<Cbor>) -> Result<()> {
+        let result = item.and_then(|item| {
+            let seq = request_seq(&item);
+            match Message::from_cbor(item) {
+                Ok(msg) => self.handle_message(msg),
+                // A request of a kind we do not know, from a newer peer:
+                // answer it with an error; the connection goes on.
+                Err(DecodeError::UnknownRequest(code)) if seq.is_some() && self.phase == Phase::Open => {
+                    let error = RemoteError::new(
+                        "NotImplementedError",
+                        format!(
+                            "unknown request kind {code} (this peer speaks netref protocol version {})",
+                            wire::VERSION
+                        ),
+                    );
+                    let seq = seq.expect("checked");
+                    self.events.push_back(Event::Request { seq, request: Request::Invalid(error) });
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        });
+        if let Err(e) = result {
+            let reason = CloseReason::from_fault(self.explain_bad_greeting(e));
+            self.fail(reason.clone());
+            return Err(Error::Closed(reason));
+        }
+        Ok(())
+    }
+
+    /// Before the hello, garbage usually means the peer is not a netref
+    /// peer at all (or wants authentication first): say that, not "frame
+    /// too large".
+    pub(super) fn explain_bad_greeting(&self, e: Error) -> Error {
+        if self.phase != Phase::ExpectHello || matches!(e, Error::Protocol(ProtocolError::Handshake(_))) {
+            return e;
+        }
+        let seen = &self.first_bytes;
+        let message = if seen.starts_with(b"netref-auth") {
+            "the peer asks for authentication first (a shared-secret challenge): \
+             configure the secret with Builder::shared_secret"
+                .to_string()
+        } else {
+            let preview: String = seen
+                .iter()
+                .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
+                .collect();
+            format!("the peer does not speak netref: its first bytes are {preview:?} ({e})")
+        };
+        ProtocolError::Handshake(message).into()
+    }
+
+    /// The peer closed its end of the stream: [`CloseReason::ByPeer`] after
+    /// its hello, a handshake failure before it, a decoding error in the
+    /// middle of a frame.
+    pub fn handle_eof(&mut self) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if let Some(large) = &self.large {
+            let e = large.truncated();
+            self.fail(CloseReason::from_fault(e));
+            return;
+        }
+        match self.decoder.finish() {
+            Err(e) => self.fail(CloseReason::from_fault(e)),
+            Ok(()) if self.phase == Phase::ExpectHello => {
+                self.fail(CloseReason::Protocol(ProtocolError::Handshake(
+                    "the peer closed the connection before its hello (did it refuse this side?)".into(),
+                )))
+            }
+            Ok(()) => self.fail(CloseReason::ByPeer),
+        }
+    }
+
+    /// Ends the connection because its transport failed
+    /// ([`CloseReason::Lost`]).
+    pub fn handle_transport_error(&mut self, error: std::io::Error) {
+        if self.phase != Phase::Closed {
+            self.fail(CloseReason::Lost(Arc::new(error)));
+        }
+    }
+}
