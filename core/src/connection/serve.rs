@@ -1,13 +1,28 @@
 //! Serving: the loop every synchronous call, `serve`, `poll_all` and the
 //! serving threads run.
 
+use std::io;
+use std::thread::{self, ThreadId};
 use std::time::Instant;
-use std::{io, thread};
 
 use super::batch::in_batch;
 use super::state::{After, AfterBuf, State, StateGuard};
 use super::Shared;
 use crate::error::{Error, Misuse, Result};
+
+/// What one call of [`Shared::serve_loop`] keeps from turn to turn.
+struct Pass {
+    me: ThreadId,
+    /// A non-blocking serve drove the transport and read all there was.
+    drove_once: bool,
+    /// The protocol offered its buffer for the next read.
+    lend_next: bool,
+    /// Requests still to run once what the loop waited for has happened
+    /// (see [`Shared::serve_leftover`]).
+    leftovers: Option<usize>,
+    /// Work to run with the lock released.
+    after: AfterBuf,
+}
 
 pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -58,39 +73,42 @@ impl Shared {
         result
     }
 
-    /// The loop of [`serve_until`](Self::serve_until).
+    /// The loop of [`serve_until`](Self::serve_until), one turn at a time:
+    ///
+    /// 1. `done` holds: run the requests that arrived with it, then return
+    ///    ([`serve_leftover`](Self::serve_leftover));
+    /// 2. run a queued request, when this thread may;
+    /// 3. return on close or past the deadline;
+    /// 4. fire due timeouts ([`fire_timeouts`](Self::fire_timeouts));
+    /// 5. write output this thread held back before sleeping on anything;
+    /// 6. drive the transport ([`drive`](Self::drive): wait on it without
+    ///    the lock, read, feed the protocol, dispatch what arrived, flush),
+    ///    or, when another thread drives it, sleep until woken.
     pub(super) fn serve_loop(
         &self,
         done: &dyn Fn(&State) -> bool,
         deadline: Option<Instant>,
         block: bool,
     ) -> Result<()> {
-        let me = thread::current().id();
-        let mut drove_once = false;
-        let mut lend_next = false;
-        let mut leftovers: Option<usize> = None;
-        let mut after = AfterBuf::take();
+        let mut pass = Pass {
+            me: thread::current().id(),
+            drove_once: false,
+            lend_next: false,
+            leftovers: None,
+            after: AfterBuf::take(),
+        };
         let mut st = self.lock();
         loop {
             if done(&st) {
-                // Requests read along with what we waited for run before we
-                // return, as they would if messages were handled one by one:
-                // a reply must not overtake a callback the peer sent before
-                // it. Only those queued now, so a steady stream of new
-                // requests cannot keep the caller from returning.
-                let budget = leftovers.get_or_insert(st.inbox.len());
-                if *budget > 0 && Self::may_serve(&st, me) {
-                    let served;
-                    (st, served) = self.serve_next(st);
-                    if served {
-                        *budget -= 1;
+                match self.serve_leftover(st, &mut pass) {
+                    Some(again) => {
+                        st = again;
                         continue;
                     }
+                    None => return Ok(()),
                 }
-                self.hand_leftovers_to_loop(&st);
-                return Ok(());
             }
-            let may_serve = Self::may_serve(&st, me);
+            let may_serve = Self::may_serve(&st, pass.me);
             if may_serve {
                 let served;
                 (st, served) = self.serve_next(st);
@@ -106,14 +124,12 @@ impl Shared {
                 self.hand_leftovers_to_loop(&st);
                 return Ok(());
             }
-            self.timeouts_locked(&mut st, &mut after, now);
-            if !after.is_empty() {
-                drop(st);
-                self.finish_all(&mut after);
-                st = self.lock();
+            let fired;
+            (st, fired) = self.fire_timeouts(st, &mut pass.after, now);
+            if fired {
                 continue;
             }
-            if !block && drove_once {
+            if !block && pass.drove_once {
                 return Ok(());
             }
             if block && Self::thread_holds() {
@@ -124,88 +140,18 @@ impl Shared {
                 st = self.lock();
                 continue;
             }
-            let can_drive = may_serve && st.driver.is_none_or(|(t, _)| t == me);
+            let can_drive = may_serve && st.driver.is_none_or(|(t, _)| t == pass.me);
             if !can_drive {
                 if !block {
                     return Ok(());
                 }
                 let wait =
                     earliest(deadline, st.proto.poll_timeout()).map(|t| t.saturating_duration_since(now));
-                st = match wait {
-                    Some(d) => st.wait(Some(d)),
-                    None => st.wait(None),
-                };
+                st = st.wait(wait);
                 continue;
             }
-            // Drive: wait on the transport without the lock, then read.
-            st.driver = Some(match st.driver {
-                Some((t, depth)) => (t, depth + 1),
-                None => (me, 1),
-            });
-            self.flush_locked(&mut st, &mut after);
-            let want_write = st.proto.wants_write();
-            let wait = if block {
-                Some(earliest(deadline, st.proto.poll_timeout()).map(|t| t.saturating_duration_since(now)))
-            } else {
-                None
-            };
-            drop(st);
-            self.finish_all(&mut after);
-            let waited = match wait {
-                Some(timeout) => self.transport.wait(want_write, timeout),
-                None => Ok(()),
-            };
-            // Read without the lock, then lock and feed what arrived.
-            let mut more = false;
-            // Checked when the last read was fed, to spare small messages
-            // a lock round trip.
-            let lent = if lend_next { self.lock().proto.take_input_buffer() } else { None };
-            st = match lent {
-                // A large byte string arriving: straight into its buffer.
-                Some(input) => self.read_lent(input, &mut more),
-                None => self.read_available(|read| {
-                    let mut st = self.lock();
-                    match read {
-                        Ok((bytes, eof, cut_short)) => {
-                            more = cut_short;
-                            if !bytes.is_empty() {
-                                let _ = st.proto.handle_bytes(bytes, self.clock.now());
-                            }
-                            if eof {
-                                st.proto.handle_eof();
-                            }
-                        }
-                        Err(e) => st.proto.handle_transport_error(e),
-                    }
-                    st
-                }),
-            };
-            lend_next = st.proto.lends_input_buffer();
-
-            st.driver = match st.driver {
-                Some((t, depth)) if depth > 1 => Some((t, depth - 1)),
-                _ => None,
-            };
-            // A pass cut short at READ_PASS_MAX left data in the socket: a
-            // non-blocking poll reads again (an edge-triggered loop would
-            // get no new edge for it).
-            drove_once = !more;
-            // Objects the peer released die before anything else leaves:
-            // the protocol answers pings inline, and a reply overtaking the
-            // drop would let the peer observe a released object still alive.
-            self.process_events(&mut st, &mut after);
-            self.notify(&st);
-            if !after.is_empty() {
-                drop(st);
-                self.finish_all(&mut after);
-                st = self.lock();
-            }
-            self.flush_locked(&mut st, &mut after);
-            if !after.is_empty() {
-                drop(st);
-                self.finish_all(&mut after);
-                st = self.lock();
-            }
+            let waited;
+            (st, waited) = self.drive(st, &mut pass, block.then_some((deadline, now)));
             if let Err(e) = waited {
                 if e.kind() == io::ErrorKind::WouldBlock {
                     // An in-memory pair found nothing that could ever progress.
@@ -213,6 +159,127 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Step 1 of [`serve_loop`](Self::serve_loop): what it waited for has
+    /// happened. Requests read along with it run before it returns, as they
+    /// would if messages were handled one by one: a reply must not overtake
+    /// a callback the peer sent before it. Only those queued now, so a
+    /// steady stream of new requests cannot keep the caller from returning.
+    /// `Some`: one ran, turn again; `None`: return.
+    fn serve_leftover<'a>(&'a self, st: StateGuard<'a>, pass: &mut Pass) -> Option<StateGuard<'a>> {
+        let budget = pass.leftovers.get_or_insert(st.inbox.len());
+        if *budget > 0 && Self::may_serve(&st, pass.me) {
+            let (st, served) = self.serve_next(st);
+            if served {
+                *budget -= 1;
+                return Some(st);
+            }
+            self.hand_leftovers_to_loop(&st);
+            return None;
+        }
+        self.hand_leftovers_to_loop(&st);
+        None
+    }
+
+    /// Step 4: fires the deadlines that passed by `now` and runs what that
+    /// completed, with the lock released; whether it completed anything.
+    fn fire_timeouts<'a>(
+        &'a self,
+        mut st: StateGuard<'a>,
+        after: &mut Vec<After>,
+        now: Instant,
+    ) -> (StateGuard<'a>, bool) {
+        self.timeouts_locked(&mut st, after, now);
+        let fired = !after.is_empty();
+        (self.run_after(st, after), fired)
+    }
+
+    /// Step 6: this thread drives the transport. Flushes, waits on the
+    /// transport without the lock (when `blocking`, until its deadline,
+    /// the protocol's next one, or something happens), reads what
+    /// arrived and feeds it to the protocol, then dispatches it and
+    /// flushes the replies that made.
+    fn drive<'a>(
+        &'a self,
+        mut st: StateGuard<'a>,
+        pass: &mut Pass,
+        blocking: Option<(Option<Instant>, Instant)>,
+    ) -> (StateGuard<'a>, io::Result<()>) {
+        st.driver = Some(match st.driver {
+            Some((t, depth)) => (t, depth + 1),
+            None => (pass.me, 1),
+        });
+        self.flush_locked(&mut st, &mut pass.after);
+        let want_write = st.proto.wants_write();
+        let wait = blocking.map(|(deadline, now)| {
+            earliest(deadline, st.proto.poll_timeout()).map(|t| t.saturating_duration_since(now))
+        });
+        drop(st);
+        self.finish_all(&mut pass.after);
+        let waited = match wait {
+            Some(timeout) => self.transport.wait(want_write, timeout),
+            None => Ok(()),
+        };
+        let (mut st, more) = self.read_and_feed(pass.lend_next);
+        pass.lend_next = st.proto.lends_input_buffer();
+        st.driver = match st.driver {
+            Some((t, depth)) if depth > 1 => Some((t, depth - 1)),
+            _ => None,
+        };
+        // A pass cut short at READ_PASS_MAX left data in the socket: a
+        // non-blocking poll reads again (an edge-triggered loop would get
+        // no new edge for it).
+        pass.drove_once = !more;
+        // Objects the peer released die before anything else leaves: the
+        // protocol answers pings inline, and a reply overtaking the drop
+        // would let the peer observe a released object still alive.
+        self.process_events(&mut st, &mut pass.after);
+        self.notify(&st);
+        st = self.run_after(st, &mut pass.after);
+        self.flush_locked(&mut st, &mut pass.after);
+        (self.run_after(st, &mut pass.after), waited)
+    }
+
+    /// Reads what the transport has, with no lock held, into the buffer
+    /// the protocol lends for a large byte string (when `lend`, checked when
+    /// the last read was fed, to spare small messages a lock round trip) or
+    /// into the thread's buffer, and feeds it to the protocol. Returns the
+    /// lock, and whether more may be waiting (the read was cut short).
+    fn read_and_feed(&self, lend: bool) -> (StateGuard<'_>, bool) {
+        let mut more = false;
+        let lent = if lend { self.lock().proto.take_input_buffer() } else { None };
+        let st = match lent {
+            Some(input) => self.read_lent(input, &mut more),
+            None => self.read_available(|read| {
+                let mut st = self.lock();
+                match read {
+                    Ok((bytes, eof, cut_short)) => {
+                        more = cut_short;
+                        if !bytes.is_empty() {
+                            let _ = st.proto.handle_bytes(bytes, self.clock.now());
+                        }
+                        if eof {
+                            st.proto.handle_eof();
+                        }
+                    }
+                    Err(e) => st.proto.handle_transport_error(e),
+                }
+                st
+            }),
+        };
+        (st, more)
+    }
+
+    /// Runs the work the last step queued (callbacks, completions, released
+    /// objects' drops) with the lock released, and takes the lock again.
+    fn run_after<'a>(&'a self, st: StateGuard<'a>, after: &mut Vec<After>) -> StateGuard<'a> {
+        if after.is_empty() {
+            return st;
+        }
+        drop(st);
+        self.finish_all(after);
+        self.lock()
     }
 
     /// Serves the next queued request, if there is one: takes it, runs it
