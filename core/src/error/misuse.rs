@@ -1,0 +1,63 @@
+//! Which API was misused, and how to fix it: [`Misuse`].
+
+/// A way of using the API that it does not support; each says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// An [`AsyncResult`](crate::AsyncResult) was awaited on a connection
+    /// that nobody serves, so its reply would never be read (see
+    /// [Awaiting](crate::AsyncResult#awaiting)).
+    #[error(
+        "awaited a result of a connection that nobody serves: attach the connection to an \
+         event loop (netref-glib, netref-calloop, netref-mio, netref-polling) or start a \
+         BgServingThread, or call value() to serve it from this thread"
+    )]
+    Unserved,
+    /// An event loop was asked to watch a connection whose transport has
+    /// no file descriptor.
+    #[error("the connection's transport has no file descriptor, so no event loop can watch it")]
+    NoFileDescriptor,
+    /// A connection was attached to an event loop while it already was.
+    #[error(
+        "the connection is already attached to an event loop: detach it (drop its \
+         `Attached`) before attaching it again"
+    )]
+    AlreadyAttached,
+    /// A call was sent on a connection other than the one its target proxy
+    /// came from. (A proxy passed as an *argument* or *result* to another
+    /// connection is relayed instead; only a call's target must be at home.)
+    #[error(
+        "remote object {id} belongs to another connection: send a call on the connection \
+         its target proxy came from"
+    )]
+    ForeignObject {
+        /// The peer's id of the object.
+        id: u64,
+    },
+    /// A call was made on a proxy from a bare [`Protocol`](crate::protocol::Protocol),
+    /// which has no connection to send it on.
+    #[error(
+        "this proxy comes from a bare Protocol, which has no connection to call through: \
+         send requests with Protocol::send_request, or use a Connection"
+    )]
+    NoConnection,
+    /// Bytes were fed to a [`Protocol`](crate::protocol::Protocol) while
+    /// its input buffer was lent out.
+    #[error(
+        "bytes were fed while the input buffer is lent out: give it back with \
+         Protocol::handle_input first"
+    )]
+    InputBufferLent,
+    /// A wait could never end: the transport reports that nothing can
+    /// arrive (an in-memory [`Pair`](crate::testing::Pair) with neither side
+    /// able to act).
+    #[error("{detail}: the wait could never end (give the call a timeout, or let the peer act first)")]
+    WaitsForever {
+        /// What the transport said.
+        detail: String,
+    },
+    /// The thread serving the connection panicked: a result callback or a
+    /// service hook it ran panicked.
+    #[error("the serving thread panicked: a result callback or a service hook it ran panicked")]
+    ServingThreadPanicked,
+}
