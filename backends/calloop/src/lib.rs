@@ -76,10 +76,7 @@
 //! # let _ = on_news;
 //! ```
 
-use std::any::{type_name, TypeId};
-use std::cell::Cell;
 use std::io;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,7 +89,7 @@ use calloop::{
     TokenFactory,
 };
 use netref::server::LoopListener;
-use netref::{Connection, Driver, Invoke, InvokeWith, LocalObject, RemoteError, Step};
+use netref::{Connection, Driver, InvokeWith, LocalObject, Step};
 
 /// Puts `conn` on the loop of `handle` as a [`ConnectionSource`] that lends
 /// the loop's data to [`callback`]s. Call on the loop's thread. Fails for a
@@ -189,7 +186,7 @@ impl Serve {
     /// the [`callback`]s the peer calls meanwhile.
     pub fn lending<D: 'static>(&mut self, data: &mut D) {
         let driver = &self.driver;
-        self.step = Some(lend(data, || driver.step()));
+        self.step = Some(netref::lend_loop_data(data, || driver.step()));
     }
 
     /// The connection.
@@ -339,78 +336,6 @@ impl Drop for ConnectionSource {
     }
 }
 
-// ---- the loop's data, lent to callbacks ----------------------------------------
-
-/// What this thread lends [`callback`]s right now.
-#[derive(Clone, Copy)]
-enum Lend {
-    /// Nothing: no connection is being served by calloop's dispatch.
-    Idle,
-    /// The `&mut D` a [`ConnectionSource`]'s callback received, while it
-    /// serves its connection.
-    Data { ptr: *mut (), ty: TypeId, name: &'static str },
-    /// Taken by the callback that runs now.
-    Busy,
-}
-
-thread_local! {
-    static LENT: Cell<Lend> = const { Cell::new(Lend::Idle) };
-}
-
-/// Puts back what was lent before, also when unwinding.
-struct Restore(Lend);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        LENT.set(self.0);
-    }
-}
-
-/// Runs `f` with `data` lent to the callbacks it runs on this thread.
-fn lend<D: 'static, R>(data: &mut D, f: impl FnOnce() -> R) -> R {
-    let ptr = (data as *mut D).cast::<()>();
-    let _restore = Restore(LENT.replace(Lend::Data { ptr, ty: TypeId::of::<D>(), name: type_name::<D>() }));
-    f()
-}
-
-/// Calls `f` with the data lent to this thread, taking it out meanwhile.
-fn with_lent<D: 'static, R>(f: impl FnOnce(&mut D) -> R) -> Result<R, RemoteError> {
-    match LENT.get() {
-        Lend::Data { ptr, ty, .. } if ty == TypeId::of::<D>() => {
-            let _restore = Restore(LENT.replace(Lend::Busy));
-            // SAFETY: `ptr` is the `&mut D` that `lend` holds, unused, for
-            // the whole of its closure; it is in this thread's `LENT` only
-            // during that closure (`Restore` takes it out on return and on
-            // unwind), so it is live, and only this thread sees it. The type
-            // is checked above. While this reference exists `LENT` says
-            // `Busy`, so no second `&mut` is made from the pointer, and `f`
-            // cannot keep the reference past its call (its lifetime is the
-            // closure's argument's).
-            Ok(f(unsafe { &mut *ptr.cast::<D>() }))
-        }
-        Lend::Data { name, .. } => Err(RemoteError::new(
-            "RuntimeError",
-            format!(
-                "a loop-data callback for `{}` was called while the loop lends `{name}`: make it for the \
-                 data type of the loop its connection is attached to",
-                type_name::<D>()
-            ),
-        )),
-        Lend::Busy => Err(RemoteError::new(
-            "RuntimeError",
-            "a loop-data callback was called while another one runs (a synchronous call made inside \
-             it was answered by a call to a loop-data callback): the loop's data is already lent to \
-             the outer one; make that call asynchronous, or use netref::callback for the inner callback",
-        )),
-        Lend::Idle => Err(RemoteError::new(
-            "RuntimeError",
-            "a loop-data callback was called outside calloop's dispatch of its connection (a \
-             synchronous call made outside the loop's callbacks, or a connection not attached with \
-             netref-calloop): it reaches the loop's data only while the loop serves the connection",
-        )),
-    }
-}
-
 /// A callback for the peer (a [`LocalObject`], like [`netref::callback`])
 /// that reaches the loop's shared data: `f` is `Fn(&mut D, A1, ..., An) ->
 /// R`, where `D` is the loop's `Data`, and need not be `Send` (it may
@@ -424,7 +349,8 @@ fn with_lent<D: 'static, R>(f: impl FnOnce(&mut D) -> R) -> Result<R, RemoteErro
 /// connection itself, without the data), or while another loop-data
 /// callback runs (a nested call cannot get a second `&mut D`).
 ///
-/// Its captures are dropped on its thread (see [`netref::thread_callback`]).
+/// Its captures are dropped on its thread (see [`netref::thread_callback`]);
+/// the lending is netref's ([`netref::lend_loop_data`]).
 pub fn callback<D, Args, F>(f: F) -> LocalObject
 where
     D: 'static,
@@ -432,21 +358,7 @@ where
     F: InvokeWith<D, Args>,
     F::Output: serde::Serialize,
 {
-    netref::thread_callback(WithData { f, marker: PhantomData })
-}
-
-/// A closure that takes the lent data first.
-struct WithData<F, D, Args> {
-    f: F,
-    marker: PhantomData<fn(D) -> Args>,
-}
-
-impl<D: 'static, Args: 'static, F: InvokeWith<D, Args>> Invoke<Args> for WithData<F, D, Args> {
-    type Output = F::Output;
-
-    fn invoke(&self, args: Vec<netref::Value>) -> Result<F::Output, RemoteError> {
-        with_lent(|data: &mut D| self.f.invoke_with(data, args))?
-    }
+    netref::loop_data_callback("calloop", f)
 }
 
 // ---- the server ------------------------------------------------------------------

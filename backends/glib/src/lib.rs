@@ -77,7 +77,7 @@ use std::time::{Duration, Instant};
 
 use glib::{ControlFlow, IOCondition, MainContext, Priority, Source};
 use netref::server::LoopListener;
-use netref::{Connection, Driver, Invoke, LocalObject, RemoteError};
+use netref::{Connection, Driver, Invoke, LocalObject, LoopHome};
 
 pub use glib::thread_guard::ThreadGuard;
 
@@ -281,22 +281,7 @@ where
     T: Clone + Send + 'static,
     F: FnOnce(&T) + 'static,
 {
-    let f = OnContext::new(ctx, f);
-    move |value: &T| {
-        if f.get().is_some() {
-            if let Some(f) = f.into_inner() {
-                f(value);
-            }
-        } else {
-            let value = value.clone();
-            let ctx = f.ctx.clone();
-            ctx.invoke(move || {
-                if let Some(f) = f.into_inner() {
-                    f(&value);
-                }
-            });
-        }
-    }
+    netref::thread_handler(&home(ctx), f)
 }
 
 /// Makes an event callback (a [`LocalObject`] the peer calls, like
@@ -326,70 +311,15 @@ where
     F: Invoke<Args>,
     F::Output: serde::Serialize,
 {
-    netref::callback(LoopCallback { f: OnContext::new(ctx, f), marker: std::marker::PhantomData })
+    netref::thread_callback_at(&home(ctx), f)
 }
 
-/// A closure pinned to a context's thread, callable by the peer.
-struct LoopCallback<F: 'static, Args> {
-    f: OnContext<F>,
-    // `fn() -> Args` keeps the marker Send + Sync whatever `Args` is.
-    marker: std::marker::PhantomData<fn() -> Args>,
-}
-
-impl<Args: 'static, F: Invoke<Args>> Invoke<Args> for LoopCallback<F, Args> {
-    type Output = F::Output;
-
-    fn invoke(&self, args: Vec<netref::Value>) -> Result<F::Output, RemoteError> {
-        match self.f.get() {
-            Some(f) => f.invoke(args),
-            None => Err(RemoteError::new(
-                "RuntimeError",
-                "a main-thread callback was called from another thread: attach the connection to the \
-                 MainContext the callback was made for",
-            )),
-        }
-    }
-}
-
-/// A value usable only on the thread of its context, and always dropped
-/// there: dropped elsewhere, it is sent to the context to die (a
-/// `ThreadGuard` dropped off its thread would panic).
-struct OnContext<T: 'static> {
-    guard: Option<ThreadGuard<T>>,
-    ctx: MainContext,
-}
-
-impl<T: 'static> OnContext<T> {
-    fn new(ctx: &MainContext, value: T) -> Self {
-        OnContext { guard: Some(ThreadGuard::new(value)), ctx: ctx.clone() }
-    }
-
-    /// The value, when called on its thread.
-    fn get(&self) -> Option<&T> {
-        self.guard.as_ref().filter(|g| g.is_owner()).map(|g| g.get_ref())
-    }
-
-    /// The value, when called on its thread; elsewhere it is dropped (on
-    /// its thread) and `None` returned.
-    fn into_inner(mut self) -> Option<T> {
-        match self.guard.take() {
-            Some(g) if g.is_owner() => Some(g.into_inner()),
-            other => {
-                self.guard = other;
-                None
-            }
-        }
-    }
-}
-
-impl<T: 'static> Drop for OnContext<T> {
-    fn drop(&mut self) {
-        if let Some(g) = self.guard.take() {
-            if !g.is_owner() {
-                self.ctx.invoke(move || drop(g));
-            }
-        }
-    }
+/// Where closures pinned to `ctx`'s thread go when released or called on
+/// another thread: netref's thread-bound closures, run there by
+/// [`MainContext::invoke`].
+fn home(ctx: &MainContext) -> LoopHome {
+    let ctx = ctx.clone();
+    LoopHome::new(move |job| ctx.invoke(job))
 }
 
 struct ServerInner {
