@@ -68,15 +68,14 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use glib::{ControlFlow, IOCondition, MainContext, Priority, Source};
-use netref::server::LoopListener;
+use netref::server::{LoopConnections, LoopListener};
 use netref::{Connection, Driver, Invoke, LocalObject, LoopHome};
 
 pub use glib::thread_guard::ThreadGuard;
@@ -202,12 +201,8 @@ impl Inner {
                     Priority::DEFAULT,
                     move || {
                         if let Some(inner) = weak.upgrade() {
-                            {
-                                let mut s = inner.lock();
-                                if s.timer.as_ref().is_some_and(|t| t.0 == at) {
-                                    s.timer = None; // this source ends by returning Break
-                                }
-                            }
+                            // This source ends by returning Break.
+                            inner.lock().timer.take_if(|t| t.0 == at);
                             inner.drive();
                         }
                         ControlFlow::Break
@@ -325,9 +320,8 @@ fn home(ctx: &MainContext) -> LoopHome {
 struct ServerInner {
     listener: LoopListener,
     ctx: OnceLock<MainContext>,
-    conns: Mutex<HashMap<u64, Attached>>,
+    conns: LoopConnections<Attached>,
     source: Mutex<Option<Source>>,
-    next: AtomicU64,
     closed: AtomicBool,
 }
 
@@ -361,9 +355,8 @@ impl Server {
         let inner = Arc::new(ServerInner {
             listener,
             ctx: OnceLock::new(),
-            conns: Mutex::new(HashMap::new()),
+            conns: LoopConnections::new(),
             source: Mutex::new(None),
-            next: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
         Ok(Server { inner })
@@ -385,7 +378,7 @@ impl Server {
 
     /// Connections currently served.
     pub fn connection_count(&self) -> usize {
-        self.inner.conns().len()
+        self.inner.conns.len()
     }
 
     /// Stops accepting and closes every connection. Call on the context's
@@ -395,8 +388,7 @@ impl Server {
         if let Some(s) = self.inner.source.lock().unwrap_or_else(|e| e.into_inner()).take() {
             s.destroy();
         }
-        let conns = std::mem::take(&mut *self.inner.conns());
-        for (_, c) in conns {
+        for c in self.inner.conns.take_all() {
             let conn = c.connection().clone();
             drop(c);
             conn.close();
@@ -407,10 +399,6 @@ impl Server {
 impl ServerInner {
     fn ctx(&self) -> &MainContext {
         self.ctx.get().expect("a watching server is attached")
-    }
-
-    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Attached>> {
-        self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn accept(this: &Arc<ServerInner>) {
@@ -430,17 +418,7 @@ impl ServerInner {
             Ok(a) => a,
             Err(e) => return log::warn!("netref-glib server: could not attach a connection: {e}"),
         };
-        let key = this.next.fetch_add(1, Ordering::Relaxed);
-        this.conns().insert(key, attached);
-        // Registered after the insert: it runs at once if the connection is
-        // already closed.
-        let weak: Weak<ServerInner> = Arc::downgrade(this);
-        conn.on_close(move |_| {
-            if let Some(s) = weak.upgrade() {
-                let gone = s.conns().remove(&key);
-                drop(gone);
-            }
-        });
+        this.conns.keep(&conn, attached);
     }
 
     /// Watches the listener for clients.
