@@ -69,13 +69,13 @@
 //! ```
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use glib::{ControlFlow, IOCondition, MainContext, Priority, Source};
-use netref::server::{LoopConnections, LoopListener};
+use netref::server::{millis_until, LoopConnections, LoopListener};
 use netref::{Connection, Driver, Invoke, LocalObject, LoopHome};
 
 pub use glib::thread_guard::ThreadGuard;
@@ -114,14 +114,8 @@ pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<Attached> {
     let found = slot.clone();
     let wake_ctx = ctx.clone();
     let driver = Driver::attach(conn, move || {
-        let weak = found.get().cloned();
-        let idle = glib::idle_source_new(Some("netref wake"), Priority::DEFAULT, move || {
-            if let Some(inner) = weak.as_ref().and_then(Weak::upgrade) {
-                inner.drive();
-            }
-            ControlFlow::Break
-        });
-        idle.attach(Some(&wake_ctx));
+        // A timeout due now: the next iteration, never this call.
+        on_timeout(&wake_ctx, Instant::now(), found.get().cloned().unwrap_or_default(), Inner::drive);
     })
     .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
     let inner = Arc::new(Inner {
@@ -185,30 +179,16 @@ impl Inner {
             // Destroyed by the drive that finds the output done.
             s.output = Some(self.watch(IOCondition::OUT, "netref output"));
         } else if !step.wants_write {
-            if let Some(out) = s.output.take() {
-                out.destroy();
-            }
+            s.output.take().into_iter().for_each(|out| out.destroy());
         }
         if s.timer.as_ref().map(|t| t.0) != step.next_deadline {
-            if let Some((_, old)) = s.timer.take() {
-                old.destroy();
-            }
+            s.timer.take().into_iter().for_each(|(_, old)| old.destroy());
             if let Some(at) = step.next_deadline {
-                let weak = Arc::downgrade(self);
-                let timer = glib::timeout_source_new(
-                    millis_until(at),
-                    Some("netref deadline"),
-                    Priority::DEFAULT,
-                    move || {
-                        if let Some(inner) = weak.upgrade() {
-                            // This source ends by returning Break.
-                            inner.lock().timer.take_if(|t| t.0 == at);
-                            inner.drive();
-                        }
-                        ControlFlow::Break
-                    },
-                );
-                timer.attach(Some(&self.ctx));
+                let timer = on_timeout(&self.ctx, at, Arc::downgrade(self), move |inner| {
+                    // This source ends on return.
+                    inner.lock().timer.take_if(|t| t.0 == at);
+                    inner.drive();
+                });
                 s.timer = Some((at, timer));
             }
         }
@@ -218,22 +198,14 @@ impl Inner {
     /// errors) that drives it, attached to the context; it ends once the
     /// connection is detached.
     fn watch(self: &Arc<Self>, condition: IOCondition, name: &str) -> Source {
-        let weak = Arc::downgrade(self);
-        let source = glib_unix::fd_source_new(
-            self.driver.as_fd().as_raw_fd(),
-            condition | IOCondition::HUP | IOCondition::ERR,
-            Some(name),
-            Priority::DEFAULT,
-            move |_, _| match weak.upgrade() {
-                Some(inner) if !inner.detached.load(Ordering::Acquire) => {
-                    inner.drive();
-                    ControlFlow::Continue
-                }
-                _ => ControlFlow::Break,
-            },
-        );
-        source.attach(Some(&self.ctx));
-        source
+        let condition = condition | IOCondition::HUP | IOCondition::ERR;
+        on_fd(&self.ctx, self.driver.as_fd(), condition, name, Arc::downgrade(self), |inner| {
+            let live = !inner.detached.load(Ordering::Acquire);
+            if live {
+                inner.drive();
+            }
+            live
+        })
     }
 
     fn teardown(&self) {
@@ -385,9 +357,7 @@ impl Server {
     /// thread.
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
-        if let Some(s) = self.inner.source.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            s.destroy();
-        }
+        self.inner.set_watch(None);
         for c in self.inner.conns.take_all() {
             let conn = c.connection().clone();
             drop(c);
@@ -421,59 +391,73 @@ impl ServerInner {
         this.conns.keep(&conn, attached);
     }
 
+    /// Replaces the listener's watch, destroying the one it had.
+    fn set_watch(&self, source: Option<Source>) {
+        let old = std::mem::replace(&mut *self.source.lock().unwrap_or_else(|e| e.into_inner()), source);
+        old.into_iter().for_each(|old| old.destroy());
+    }
+
     /// Watches the listener for clients.
     fn watch(this: &Arc<ServerInner>) {
         let weak = Arc::downgrade(this);
-        let source = glib_unix::fd_source_new(
-            this.listener.as_fd().as_raw_fd(),
-            IOCondition::IN,
-            Some("netref listener"),
-            Priority::DEFAULT,
-            move |_, _| match weak.upgrade() {
-                Some(inner) => {
-                    ServerInner::accept(&inner);
-                    ControlFlow::Continue
-                }
-                None => ControlFlow::Break,
-            },
-        );
-        source.attach(Some(this.ctx()));
-        if let Some(old) = this.source.lock().unwrap_or_else(|e| e.into_inner()).replace(source) {
-            old.destroy();
-        }
+        let source =
+            on_fd(this.ctx(), this.listener.as_fd(), IOCondition::IN, "netref listener", weak, |inner| {
+                ServerInner::accept(inner);
+                true
+            });
+        this.set_watch(Some(source));
     }
 
     /// Stops watching the listener until `until`.
     fn pause(this: &Arc<ServerInner>, until: Instant) {
-        if let Some(source) = this.source.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            source.destroy();
-        }
-        let weak = Arc::downgrade(this);
-        let retry = glib::timeout_source_new(millis_until(until), None, Priority::DEFAULT, move || {
-            if let Some(inner) = weak.upgrade() {
-                if !inner.closed.load(Ordering::Acquire) {
-                    ServerInner::watch(&inner);
-                }
+        this.set_watch(None);
+        on_timeout(this.ctx(), until, Arc::downgrade(this), |inner| {
+            if !inner.closed.load(Ordering::Acquire) {
+                ServerInner::watch(inner);
             }
-            ControlFlow::Break
         });
-        retry.attach(Some(this.ctx()));
     }
 }
 
-/// The GLib timeout that ends at `at`: GLib counts whole milliseconds, so
-/// round up, never fire early.
-fn millis_until(at: Instant) -> Duration {
-    let ms = at.saturating_duration_since(Instant::now()).as_nanos().div_ceil(1_000_000);
-    Duration::from_millis(ms as u64)
+/// A watch on `fd` for `condition`, attached to `ctx`: calls `on` with what
+/// `weak` points at while it lives and `on` returns true.
+fn on_fd<T: Send + Sync + 'static>(
+    ctx: &MainContext,
+    fd: BorrowedFd<'_>,
+    condition: IOCondition,
+    name: &str,
+    weak: Weak<T>,
+    on: impl Fn(&Arc<T>) -> bool + Send + 'static,
+) -> Source {
+    let on_event = move |_, _| ControlFlow::from(weak.upgrade().is_some_and(|t| on(&t)));
+    let source = glib_unix::fd_source_new(fd.as_raw_fd(), condition, Some(name), Priority::DEFAULT, on_event);
+    source.attach(Some(ctx));
+    source
+}
+
+/// A one-shot timeout at `at`, attached to `ctx`: calls `on` with what
+/// `weak` points at, if it still lives.
+fn on_timeout<T: Send + Sync + 'static>(
+    ctx: &MainContext,
+    at: Instant,
+    weak: Weak<T>,
+    on: impl Fn(&Arc<T>) + Send + 'static,
+) -> Source {
+    let timer =
+        glib::timeout_source_new(millis_until(at), Some("netref timeout"), Priority::DEFAULT, move || {
+            if let Some(t) = weak.upgrade() {
+                on(&t);
+            }
+            ControlFlow::Break
+        });
+    timer.attach(Some(ctx));
+    timer
 }
 
 impl Drop for ServerInner {
     fn drop(&mut self) {
         // The listener closes now: its watch must not outlive it.
-        if let Some(source) = self.source.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
-            source.destroy();
-        }
+        self.set_watch(None);
     }
 }
 

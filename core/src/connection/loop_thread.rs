@@ -123,7 +123,6 @@ where
     }
 }
 
-
 /// A closure callable on its own thread only.
 struct OnThread<F: 'static, Args> {
     f: ThreadBound<F>,

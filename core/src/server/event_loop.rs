@@ -46,6 +46,14 @@ pub fn timeout(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
+/// The wait until `at` for a loop that counts whole milliseconds (GLib's
+/// timeouts, poll(2)): rounded up, so it never wakes before the deadline and
+/// steps for nothing.
+pub fn millis_until(at: Instant) -> Duration {
+    let ms = at.saturating_duration_since(Instant::now()).as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
 /// A listener for an event-loop server, with the [`Builder`] its
 /// connections start with.
 ///
