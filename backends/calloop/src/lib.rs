@@ -231,13 +231,6 @@ impl ConnectionSource {
     pub fn connection(&self) -> &Connection {
         self.serve.connection()
     }
-
-    fn wanted_interest(&self) -> Interest {
-        match self.serve.step {
-            Some(step) if step.wants_write => Interest::BOTH,
-            _ => Interest::READ,
-        }
-    }
 }
 
 impl EventSource for ConnectionSource {
@@ -276,19 +269,18 @@ impl EventSource for ConnectionSource {
             self.live.store(false, Ordering::Release);
             return Ok(PostAction::Remove);
         }
+        // Re-armed only when they change: write interest while output is
+        // pending, the timer for the next deadline.
+        let rearm = step.wants_write != self.socket.interest.writable || step.next_deadline != self.armed;
         if step.next_deadline != self.armed {
             self.armed = step.next_deadline;
             arm(&mut self.timer, self.armed);
-            return Ok(PostAction::Reregister);
         }
-        match step.wants_write != self.socket.interest.writable {
-            true => Ok(PostAction::Reregister),
-            false => Ok(PostAction::Continue),
-        }
+        self.socket.interest = if step.wants_write { Interest::BOTH } else { Interest::READ };
+        Ok(if rearm { PostAction::Reregister } else { PostAction::Continue })
     }
 
     fn register(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
-        self.socket.interest = self.wanted_interest();
         self.socket.register(poll, factory)?;
         self.ping.register(poll, factory)?;
         self.timer.register(poll, factory)?;
@@ -301,7 +293,6 @@ impl EventSource for ConnectionSource {
     }
 
     fn reregister(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
-        self.socket.interest = self.wanted_interest();
         self.socket.reregister(poll, factory)?;
         self.ping.reregister(poll, factory)?;
         self.timer.reregister(poll, factory)

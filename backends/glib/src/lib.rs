@@ -18,9 +18,9 @@
 //! 3. The connection's sources serve it when they fire: a permanent `IN`
 //!    watch on its fd; an `OUT` watch that exists only while output is
 //!    pending (GLib watches are level-triggered, so an idle `OUT` watch would
-//!    spin); a timeout source for its next deadline; and an idle source that
-//!    other threads queue when the connection has new output or a nearer
-//!    deadline.
+//!    spin); a timeout source for its next deadline; and a timeout due at
+//!    once that other threads queue when the connection has new output or a
+//!    nearer deadline.
 //! 4. Each serving re-arms them; once the connection has closed they are
 //!    destroyed.
 //! 5. Dropping the [`Attached`] (or [`Attached::detach`]) destroys the
@@ -107,7 +107,7 @@ pub struct Attached {
 /// connection that has no fd or is already attached.
 pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<Attached> {
     // The waker needs the `Inner` it is part of: it finds it here. It only
-    // queues an idle source that looks `Inner` up on the context's thread:
+    // queues a timeout that looks `Inner` up on the context's thread:
     // it may run on any thread with the connection's lock held, where the
     // last reference to `Inner` (and the driver in it) must not die.
     let slot: Arc<OnceLock<Weak<Inner>>> = Arc::default();
