@@ -103,6 +103,23 @@ where
 /// thread that made it, it runs at once; called on another thread, it
 /// clones its argument and runs on its thread through `home`. Dropped
 /// without running, its captures are dropped at home too.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use std::sync::mpsc;
+///
+/// // A loop that runs the jobs it is sent (GLib: `MainContext::invoke`).
+/// let (jobs, inbox) = mpsc::channel::<netref::Job>();
+/// let home = netref::LoopHome::new(move |job| drop(jobs.send(job)));
+/// let seen = Rc::new(Cell::new(0)); // !Send is fine
+/// let s = seen.clone();
+/// let handler = netref::thread_handler(&home, move |n: &i32| s.set(*n));
+/// std::thread::spawn(move || handler(&7)).join().unwrap(); // called elsewhere: sent home
+/// assert_eq!(seen.get(), 0);
+/// inbox.recv().unwrap()(); // the loop's thread runs it
+/// assert_eq!(seen.get(), 7);
+/// ```
 pub fn thread_handler<T, F>(home: &LoopHome, f: F) -> impl FnOnce(&T) + Send + 'static
 where
     T: Clone + Send + 'static,

@@ -441,6 +441,20 @@ impl<C: Deref<Target = LoopConnection>> LoopServer<C> {
 /// sources per connection (GLib): each is kept, by a key of its own, until
 /// its connection closes, whichever thread closes it. `A` is the backend's
 /// attachment; dropping it takes the connection off the loop.
+///
+/// ```
+/// use netref::server::LoopConnections;
+///
+/// # fn main() -> netref::Result<()> {
+/// let (conn, _peer) = netref::Builder::default().pair(netref::Builder::default())?;
+/// let kept: LoopConnections<&'static str> = LoopConnections::new();
+/// kept.keep(&conn, "its sources");
+/// assert_eq!(kept.len(), 1);
+/// conn.close(); // its close hook lets go of it
+/// assert!(kept.is_empty());
+/// # Ok(())
+/// # }
+/// ```
 pub struct LoopConnections<A> {
     kept: Arc<Mutex<(u64, HashMap<u64, A>)>>,
 }
