@@ -174,11 +174,13 @@ struct ThreadBound<T: 'static> {
     home: Option<LoopHome>,
 }
 
-// SAFETY: the value is only reached through `get`, which hands it out on
-// the owner thread only; elsewhere it is only moved (as bytes, in a box
-// nobody opens) until the owner thread drops it.
+// SAFETY: the value is only reached through `get` and `into_inner`, which
+// hand it out on the owner thread only; elsewhere it is only moved (as
+// bytes, in a box nobody opens) until the owner thread drops it. The other
+// fields (`ThreadId`, `LoopHome`) are `Send + Sync` themselves.
 unsafe impl<T: 'static> Send for ThreadBound<T> {}
-// SAFETY: as above: a shared `&ThreadBound` gives other threads nothing.
+// SAFETY: as above: a shared `&ThreadBound` gives other threads nothing of
+// the value.
 unsafe impl<T: 'static> Sync for ThreadBound<T> {}
 
 impl<T: 'static> ThreadBound<T> {
