@@ -76,10 +76,7 @@
 //! # let _ = on_news;
 //! ```
 
-use std::any::{type_name, TypeId};
-use std::cell::Cell;
 use std::io;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -87,12 +84,13 @@ use std::time::Instant;
 use calloop::generic::Generic;
 use calloop::ping::{make_ping, Ping, PingSource};
 use calloop::timer::{TimeoutAction, Timer};
+use calloop::transient::TransientSource;
 use calloop::{
     EventSource, Interest, LoopHandle, Mode, Poll, PostAction, Readiness, RegistrationToken, Token,
     TokenFactory,
 };
 use netref::server::LoopListener;
-use netref::{Connection, Driver, Invoke, InvokeWith, LocalObject, RemoteError, Step};
+use netref::{Connection, Driver, InvokeWith, LocalObject, Step};
 
 /// Puts `conn` on the loop of `handle` as a [`ConnectionSource`] that lends
 /// the loop's data to [`callback`]s. Call on the loop's thread. Fails for a
@@ -101,10 +99,20 @@ pub fn attach<'l, D: 'static>(
     handle: &LoopHandle<'l, D>,
     conn: &Connection,
 ) -> calloop::Result<Attached<'l, D>> {
+    let (token, live) = insert(handle, conn)?;
+    Ok(Attached { handle: handle.clone(), token, conn: conn.clone(), live })
+}
+
+/// Inserts a [`ConnectionSource`] for `conn` that lends the loop's data;
+/// returns its token and its liveness.
+fn insert<D: 'static>(
+    handle: &LoopHandle<'_, D>,
+    conn: &Connection,
+) -> calloop::Result<(RegistrationToken, Arc<AtomicBool>)> {
     let source = ConnectionSource::new(conn)?;
     let live = source.live.clone();
     let token = handle.insert_source(source, |(), serve, data| serve.lending(data)).map_err(|e| e.error)?;
-    Ok(Attached { handle: handle.clone(), token, conn: conn.clone(), live })
+    Ok((token, live))
 }
 
 /// A connection on a calloop loop (see [`attach`]). Dropping it removes its
@@ -170,7 +178,8 @@ pub struct ConnectionSource {
     socket: Generic<Arc<Driver>>,
     ping: PingSource,
     wake: Ping,
-    timer: Option<Timer>,
+    timer: TransientSource<Timer>,
+    /// The timer's deadline, as of the last step.
     armed: Option<Instant>,
     /// False once the source removed itself or was dropped.
     live: Arc<AtomicBool>,
@@ -189,7 +198,7 @@ impl Serve {
     /// the [`callback`]s the peer calls meanwhile.
     pub fn lending<D: 'static>(&mut self, data: &mut D) {
         let driver = &self.driver;
-        self.step = Some(lend(data, || driver.step()));
+        self.step = Some(netref::lend_loop_data(data, || driver.step()));
     }
 
     /// The connection.
@@ -212,7 +221,7 @@ impl ConnectionSource {
             serve: Serve { driver, step: None },
             ping,
             wake,
-            timer: None,
+            timer: no_timer(),
             armed: None,
             live: Arc::new(AtomicBool::new(true)),
         })
@@ -221,27 +230,6 @@ impl ConnectionSource {
     /// The connection.
     pub fn connection(&self) -> &Connection {
         self.serve.connection()
-    }
-
-    /// Re-arms the timer for the last step's deadline.
-    fn register_timer(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
-        if let Some(mut old) = self.timer.take() {
-            old.unregister(poll)?;
-        }
-        self.armed = self.serve.step.and_then(|s| s.next_deadline);
-        if let Some(deadline) = self.armed {
-            let mut timer = Timer::from_deadline(deadline);
-            timer.register(poll, factory)?;
-            self.timer = Some(timer);
-        }
-        Ok(())
-    }
-
-    fn wanted_interest(&self) -> Interest {
-        match self.serve.step {
-            Some(step) if step.wants_write => Interest::BOTH,
-            _ => Interest::READ,
-        }
     }
 }
 
@@ -266,47 +254,36 @@ impl EventSource for ConnectionSource {
             Ok(PostAction::Continue)
         })?;
         self.ping.process_events(readiness, token, |(), _| active = true).map_err(io::Error::other)?;
-        if let Some(timer) = &mut self.timer {
-            let mut fired = false;
-            timer.process_events(readiness, token, |_, _| {
-                fired = true;
-                TimeoutAction::Drop
-            })?;
-            if fired {
-                // The wheel already dropped the entry; re-armed below.
-                self.timer = None;
-                self.armed = None;
-                active = true;
-            }
+        if fired(&mut self.timer, readiness, token)? {
+            self.armed = None;
+            active = true;
         }
         if !active {
             return Ok(PostAction::Continue);
         }
         self.serve.step = None;
         callback((), &mut self.serve);
-        let step = match self.serve.step {
-            Some(step) => step,
-            None => {
-                let step = self.serve.driver.step();
-                self.serve.step = Some(step);
-                step
-            }
-        };
+        // A callback that did not serve the connection gets it served bare.
+        let step = *self.serve.step.get_or_insert_with(|| self.serve.driver.step());
         if step.closed {
             self.live.store(false, Ordering::Release);
             return Ok(PostAction::Remove);
         }
-        if step.wants_write != self.socket.interest.writable || step.next_deadline != self.armed {
-            return Ok(PostAction::Reregister);
+        // Re-armed only when they change: write interest while output is
+        // pending, the timer for the next deadline.
+        let rearm = step.wants_write != self.socket.interest.writable || step.next_deadline != self.armed;
+        if step.next_deadline != self.armed {
+            self.armed = step.next_deadline;
+            arm(&mut self.timer, self.armed);
         }
-        Ok(PostAction::Continue)
+        self.socket.interest = if step.wants_write { Interest::BOTH } else { Interest::READ };
+        Ok(if rearm { PostAction::Reregister } else { PostAction::Continue })
     }
 
     fn register(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
-        self.socket.interest = self.wanted_interest();
         self.socket.register(poll, factory)?;
         self.ping.register(poll, factory)?;
-        self.register_timer(poll, factory)?;
+        self.timer.register(poll, factory)?;
         if self.serve.step.is_none() {
             // The hello may still be queued and data already buffered: the
             // first dispatch serves the connection.
@@ -316,98 +293,51 @@ impl EventSource for ConnectionSource {
     }
 
     fn reregister(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
-        self.socket.interest = self.wanted_interest();
         self.socket.reregister(poll, factory)?;
         self.ping.reregister(poll, factory)?;
-        self.register_timer(poll, factory)
+        self.timer.reregister(poll, factory)
     }
 
     fn unregister(&mut self, poll: &mut Poll) -> calloop::Result<()> {
         self.socket.unregister(poll)?;
         self.ping.unregister(poll)?;
-        if let Some(mut timer) = self.timer.take() {
-            timer.unregister(poll)?;
-        }
-        self.armed = None;
-        Ok(())
+        self.timer.unregister(poll)
+    }
+}
+
+/// Processes `timer`'s events: true when it fired (the wheel dropped its
+/// entry, and the slot lets go of it at the next reregister).
+fn fired(timer: &mut TransientSource<Timer>, readiness: Readiness, token: Token) -> io::Result<bool> {
+    let mut fired = false;
+    timer.process_events(readiness, token, |_, _| {
+        fired = true;
+        TimeoutAction::Drop
+    })?;
+    Ok(fired)
+}
+
+/// An empty timer slot (calloop's is `Default` only for a `Default`
+/// source): one timer, removed before it is ever registered.
+fn no_timer() -> TransientSource<Timer> {
+    let mut slot = TransientSource::from(Timer::immediate());
+    slot.remove();
+    slot
+}
+
+/// Points `timer` at `at`; the source's reregister, which must follow,
+/// applies it.
+fn arm(timer: &mut TransientSource<Timer>, at: Option<Instant>) {
+    match at {
+        // `replace` ignores an empty slot.
+        Some(at) if timer.is_none() => *timer = Timer::from_deadline(at).into(),
+        Some(at) => timer.replace(Timer::from_deadline(at)),
+        None => timer.remove(),
     }
 }
 
 impl Drop for ConnectionSource {
     fn drop(&mut self) {
         self.live.store(false, Ordering::Release);
-    }
-}
-
-// ---- the loop's data, lent to callbacks ----------------------------------------
-
-/// What this thread lends [`callback`]s right now.
-#[derive(Clone, Copy)]
-enum Lend {
-    /// Nothing: no connection is being served by calloop's dispatch.
-    Idle,
-    /// The `&mut D` a [`ConnectionSource`]'s callback received, while it
-    /// serves its connection.
-    Data { ptr: *mut (), ty: TypeId, name: &'static str },
-    /// Taken by the callback that runs now.
-    Busy,
-}
-
-thread_local! {
-    static LENT: Cell<Lend> = const { Cell::new(Lend::Idle) };
-}
-
-/// Puts back what was lent before, also when unwinding.
-struct Restore(Lend);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        LENT.set(self.0);
-    }
-}
-
-/// Runs `f` with `data` lent to the callbacks it runs on this thread.
-fn lend<D: 'static, R>(data: &mut D, f: impl FnOnce() -> R) -> R {
-    let ptr = (data as *mut D).cast::<()>();
-    let _restore = Restore(LENT.replace(Lend::Data { ptr, ty: TypeId::of::<D>(), name: type_name::<D>() }));
-    f()
-}
-
-/// Calls `f` with the data lent to this thread, taking it out meanwhile.
-fn with_lent<D: 'static, R>(f: impl FnOnce(&mut D) -> R) -> Result<R, RemoteError> {
-    match LENT.get() {
-        Lend::Data { ptr, ty, .. } if ty == TypeId::of::<D>() => {
-            let _restore = Restore(LENT.replace(Lend::Busy));
-            // SAFETY: `ptr` is the `&mut D` that `lend` holds, unused, for
-            // the whole of its closure; it is in this thread's `LENT` only
-            // during that closure (`Restore` takes it out on return and on
-            // unwind), so it is live, and only this thread sees it. The type
-            // is checked above. While this reference exists `LENT` says
-            // `Busy`, so no second `&mut` is made from the pointer, and `f`
-            // cannot keep the reference past its call (its lifetime is the
-            // closure's argument's).
-            Ok(f(unsafe { &mut *ptr.cast::<D>() }))
-        }
-        Lend::Data { name, .. } => Err(RemoteError::new(
-            "RuntimeError",
-            format!(
-                "a loop-data callback for `{}` was called while the loop lends `{name}`: make it for the \
-                 data type of the loop its connection is attached to",
-                type_name::<D>()
-            ),
-        )),
-        Lend::Busy => Err(RemoteError::new(
-            "RuntimeError",
-            "a loop-data callback was called while another one runs (a synchronous call made inside \
-             it was answered by a call to a loop-data callback): the loop's data is already lent to \
-             the outer one; make that call asynchronous, or use netref::callback for the inner callback",
-        )),
-        Lend::Idle => Err(RemoteError::new(
-            "RuntimeError",
-            "a loop-data callback was called outside calloop's dispatch of its connection (a \
-             synchronous call made outside the loop's callbacks, or a connection not attached with \
-             netref-calloop): it reaches the loop's data only while the loop serves the connection",
-        )),
     }
 }
 
@@ -424,7 +354,8 @@ fn with_lent<D: 'static, R>(f: impl FnOnce(&mut D) -> R) -> Result<R, RemoteErro
 /// connection itself, without the data), or while another loop-data
 /// callback runs (a nested call cannot get a second `&mut D`).
 ///
-/// Its captures are dropped on its thread (see [`netref::thread_callback`]).
+/// Its captures are dropped on its thread (see [`netref::thread_callback`]);
+/// the lending is netref's ([`netref::lend_loop_data`]).
 pub fn callback<D, Args, F>(f: F) -> LocalObject
 where
     D: 'static,
@@ -432,21 +363,7 @@ where
     F: InvokeWith<D, Args>,
     F::Output: serde::Serialize,
 {
-    netref::thread_callback(WithData { f, marker: PhantomData })
-}
-
-/// A closure that takes the lent data first.
-struct WithData<F, D, Args> {
-    f: F,
-    marker: PhantomData<fn(D) -> Args>,
-}
-
-impl<D: 'static, Args: 'static, F: InvokeWith<D, Args>> Invoke<Args> for WithData<F, D, Args> {
-    type Output = F::Output;
-
-    fn invoke(&self, args: Vec<netref::Value>) -> Result<F::Output, RemoteError> {
-        with_lent(|data: &mut D| self.f.invoke_with(data, args))?
-    }
+    netref::loop_data_callback("calloop", f)
 }
 
 // ---- the server ------------------------------------------------------------------
@@ -474,14 +391,14 @@ pub struct Server {
     /// The end of an accept backoff (netref's
     /// [`accept_all`](LoopListener::accept_all) said when), while the
     /// listener is not watched.
-    backoff: Option<Timer>,
+    backoff: TransientSource<Timer>,
 }
 
 impl Server {
     netref::listener_constructors!();
 
     fn from_loop_listener(listener: LoopListener) -> io::Result<Server> {
-        Ok(Server { listener: Generic::new(listener, Interest::READ, Mode::Level), backoff: None })
+        Ok(Server { listener: Generic::new(listener, Interest::READ, Mode::Level), backoff: no_timer() })
     }
 
     fn loop_listener(&self) -> &LoopListener {
@@ -495,10 +412,7 @@ impl Server {
     pub fn attach<'l, D: 'static>(self, handle: &LoopHandle<'l, D>) -> calloop::Result<RegistrationToken> {
         let h = handle.clone();
         let serve = move |conn: Connection, _: &mut (), _: &mut D| {
-            let inserted = ConnectionSource::new(&conn).map_err(calloop::Error::from).and_then(|source| {
-                h.insert_source(source, |(), serve, data| serve.lending(data)).map_err(|e| e.error)
-            });
-            if let Err(e) = inserted {
+            if let Err(e) = insert(&h, &conn) {
                 log::warn!("netref-calloop server: could not attach a connection from {}: {e}", conn.peer());
             }
         };
@@ -526,52 +440,37 @@ impl EventSource for Server {
             ready = true;
             Ok(PostAction::Continue)
         })?;
-        if let Some(timer) = &mut self.backoff {
-            timer.process_events(readiness, token, |_, _| {
-                ready = true;
-                TimeoutAction::Drop
-            })?;
-        }
-        if !ready {
+        let backed_off = fired(&mut self.backoff, readiness, token)?;
+        if !ready && !backed_off {
             return Ok(PostAction::Continue);
         }
-        let was_backing_off = self.backoff.take().is_some();
         let pause = self.listener.get_ref().accept_all(Instant::now(), |conn| {
             callback(conn, &mut ());
             Ok(())
         })?;
-        if pause.is_none() && !was_backing_off {
+        if pause.is_none() && !backed_off {
             return Ok(PostAction::Continue);
         }
         // The listener stays readable while it fails: not watched until the
         // backoff's timer ends, then watched again.
-        self.backoff = pause.map(Timer::from_deadline);
+        arm(&mut self.backoff, pause);
         self.listener.interest = if pause.is_some() { Interest::EMPTY } else { Interest::READ };
         Ok(PostAction::Reregister)
     }
 
     fn register(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
         self.listener.register(poll, factory)?;
-        if let Some(timer) = &mut self.backoff {
-            timer.register(poll, factory)?;
-        }
-        Ok(())
+        self.backoff.register(poll, factory)
     }
 
     fn reregister(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> calloop::Result<()> {
         self.listener.reregister(poll, factory)?;
-        if let Some(timer) = &mut self.backoff {
-            timer.reregister(poll, factory)?;
-        }
-        Ok(())
+        self.backoff.reregister(poll, factory)
     }
 
     fn unregister(&mut self, poll: &mut Poll) -> calloop::Result<()> {
         self.listener.unregister(poll)?;
-        if let Some(timer) = &mut self.backoff {
-            timer.unregister(poll)?;
-        }
-        Ok(())
+        self.backoff.unregister(poll)
     }
 }
 

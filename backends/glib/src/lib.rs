@@ -18,9 +18,9 @@
 //! 3. The connection's sources serve it when they fire: a permanent `IN`
 //!    watch on its fd; an `OUT` watch that exists only while output is
 //!    pending (GLib watches are level-triggered, so an idle `OUT` watch would
-//!    spin); a timeout source for its next deadline; and an idle source that
-//!    other threads queue when the connection has new output or a nearer
-//!    deadline.
+//!    spin); a timeout source for its next deadline; and a timeout due at
+//!    once that other threads queue when the connection has new output or a
+//!    nearer deadline.
 //! 4. Each serving re-arms them; once the connection has closed they are
 //!    destroyed.
 //! 5. Dropping the [`Attached`] (or [`Attached::detach`]) destroys the
@@ -68,16 +68,15 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use glib::{ControlFlow, IOCondition, MainContext, Priority, Source};
-use netref::server::LoopListener;
-use netref::{Connection, Driver, Invoke, LocalObject, RemoteError};
+use netref::server::{millis_until, LoopConnections, LoopListener};
+use netref::{Connection, Driver, Invoke, LocalObject, LoopHome};
 
 pub use glib::thread_guard::ThreadGuard;
 
@@ -108,21 +107,15 @@ pub struct Attached {
 /// connection that has no fd or is already attached.
 pub fn attach(conn: &Connection, ctx: &MainContext) -> io::Result<Attached> {
     // The waker needs the `Inner` it is part of: it finds it here. It only
-    // queues an idle source that looks `Inner` up on the context's thread:
+    // queues a timeout that looks `Inner` up on the context's thread:
     // it may run on any thread with the connection's lock held, where the
     // last reference to `Inner` (and the driver in it) must not die.
     let slot: Arc<OnceLock<Weak<Inner>>> = Arc::default();
     let found = slot.clone();
     let wake_ctx = ctx.clone();
     let driver = Driver::attach(conn, move || {
-        let weak = found.get().cloned();
-        let idle = glib::idle_source_new(Some("netref wake"), Priority::DEFAULT, move || {
-            if let Some(inner) = weak.as_ref().and_then(Weak::upgrade) {
-                inner.drive();
-            }
-            ControlFlow::Break
-        });
-        idle.attach(Some(&wake_ctx));
+        // A timeout due now: the next iteration, never this call.
+        on_timeout(&wake_ctx, Instant::now(), found.get().cloned().unwrap_or_default(), Inner::drive);
     })
     .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
     let inner = Arc::new(Inner {
@@ -186,34 +179,16 @@ impl Inner {
             // Destroyed by the drive that finds the output done.
             s.output = Some(self.watch(IOCondition::OUT, "netref output"));
         } else if !step.wants_write {
-            if let Some(out) = s.output.take() {
-                out.destroy();
-            }
+            s.output.take().into_iter().for_each(|out| out.destroy());
         }
         if s.timer.as_ref().map(|t| t.0) != step.next_deadline {
-            if let Some((_, old)) = s.timer.take() {
-                old.destroy();
-            }
+            s.timer.take().into_iter().for_each(|(_, old)| old.destroy());
             if let Some(at) = step.next_deadline {
-                let weak = Arc::downgrade(self);
-                let timer = glib::timeout_source_new(
-                    millis_until(at),
-                    Some("netref deadline"),
-                    Priority::DEFAULT,
-                    move || {
-                        if let Some(inner) = weak.upgrade() {
-                            {
-                                let mut s = inner.lock();
-                                if s.timer.as_ref().is_some_and(|t| t.0 == at) {
-                                    s.timer = None; // this source ends by returning Break
-                                }
-                            }
-                            inner.drive();
-                        }
-                        ControlFlow::Break
-                    },
-                );
-                timer.attach(Some(&self.ctx));
+                let timer = on_timeout(&self.ctx, at, Arc::downgrade(self), move |inner| {
+                    // This source ends on return.
+                    inner.lock().timer.take_if(|t| t.0 == at);
+                    inner.drive();
+                });
                 s.timer = Some((at, timer));
             }
         }
@@ -223,22 +198,14 @@ impl Inner {
     /// errors) that drives it, attached to the context; it ends once the
     /// connection is detached.
     fn watch(self: &Arc<Self>, condition: IOCondition, name: &str) -> Source {
-        let weak = Arc::downgrade(self);
-        let source = glib_unix::fd_source_new(
-            self.driver.as_fd().as_raw_fd(),
-            condition | IOCondition::HUP | IOCondition::ERR,
-            Some(name),
-            Priority::DEFAULT,
-            move |_, _| match weak.upgrade() {
-                Some(inner) if !inner.detached.load(Ordering::Acquire) => {
-                    inner.drive();
-                    ControlFlow::Continue
-                }
-                _ => ControlFlow::Break,
-            },
-        );
-        source.attach(Some(&self.ctx));
-        source
+        let condition = condition | IOCondition::HUP | IOCondition::ERR;
+        on_fd(&self.ctx, self.driver.as_fd(), condition, name, Arc::downgrade(self), |inner| {
+            let live = !inner.detached.load(Ordering::Acquire);
+            if live {
+                inner.drive();
+            }
+            live
+        })
     }
 
     fn teardown(&self) {
@@ -281,22 +248,7 @@ where
     T: Clone + Send + 'static,
     F: FnOnce(&T) + 'static,
 {
-    let f = OnContext::new(ctx, f);
-    move |value: &T| {
-        if f.get().is_some() {
-            if let Some(f) = f.into_inner() {
-                f(value);
-            }
-        } else {
-            let value = value.clone();
-            let ctx = f.ctx.clone();
-            ctx.invoke(move || {
-                if let Some(f) = f.into_inner() {
-                    f(&value);
-                }
-            });
-        }
-    }
+    netref::thread_handler(&home(ctx), f)
 }
 
 /// Makes an event callback (a [`LocalObject`] the peer calls, like
@@ -326,78 +278,22 @@ where
     F: Invoke<Args>,
     F::Output: serde::Serialize,
 {
-    netref::callback(LoopCallback { f: OnContext::new(ctx, f), marker: std::marker::PhantomData })
+    netref::thread_callback_at(&home(ctx), f)
 }
 
-/// A closure pinned to a context's thread, callable by the peer.
-struct LoopCallback<F: 'static, Args> {
-    f: OnContext<F>,
-    // `fn() -> Args` keeps the marker Send + Sync whatever `Args` is.
-    marker: std::marker::PhantomData<fn() -> Args>,
-}
-
-impl<Args: 'static, F: Invoke<Args>> Invoke<Args> for LoopCallback<F, Args> {
-    type Output = F::Output;
-
-    fn invoke(&self, args: Vec<netref::Value>) -> Result<F::Output, RemoteError> {
-        match self.f.get() {
-            Some(f) => f.invoke(args),
-            None => Err(RemoteError::new(
-                "RuntimeError",
-                "a main-thread callback was called from another thread: attach the connection to the \
-                 MainContext the callback was made for",
-            )),
-        }
-    }
-}
-
-/// A value usable only on the thread of its context, and always dropped
-/// there: dropped elsewhere, it is sent to the context to die (a
-/// `ThreadGuard` dropped off its thread would panic).
-struct OnContext<T: 'static> {
-    guard: Option<ThreadGuard<T>>,
-    ctx: MainContext,
-}
-
-impl<T: 'static> OnContext<T> {
-    fn new(ctx: &MainContext, value: T) -> Self {
-        OnContext { guard: Some(ThreadGuard::new(value)), ctx: ctx.clone() }
-    }
-
-    /// The value, when called on its thread.
-    fn get(&self) -> Option<&T> {
-        self.guard.as_ref().filter(|g| g.is_owner()).map(|g| g.get_ref())
-    }
-
-    /// The value, when called on its thread; elsewhere it is dropped (on
-    /// its thread) and `None` returned.
-    fn into_inner(mut self) -> Option<T> {
-        match self.guard.take() {
-            Some(g) if g.is_owner() => Some(g.into_inner()),
-            other => {
-                self.guard = other;
-                None
-            }
-        }
-    }
-}
-
-impl<T: 'static> Drop for OnContext<T> {
-    fn drop(&mut self) {
-        if let Some(g) = self.guard.take() {
-            if !g.is_owner() {
-                self.ctx.invoke(move || drop(g));
-            }
-        }
-    }
+/// Where closures pinned to `ctx`'s thread go when released or called on
+/// another thread: netref's thread-bound closures, run there by
+/// [`MainContext::invoke`].
+fn home(ctx: &MainContext) -> LoopHome {
+    let ctx = ctx.clone();
+    LoopHome::new(move |job| ctx.invoke(job))
 }
 
 struct ServerInner {
     listener: LoopListener,
     ctx: OnceLock<MainContext>,
-    conns: Mutex<HashMap<u64, Attached>>,
+    conns: LoopConnections<Attached>,
     source: Mutex<Option<Source>>,
-    next: AtomicU64,
     closed: AtomicBool,
 }
 
@@ -431,9 +327,8 @@ impl Server {
         let inner = Arc::new(ServerInner {
             listener,
             ctx: OnceLock::new(),
-            conns: Mutex::new(HashMap::new()),
+            conns: LoopConnections::new(),
             source: Mutex::new(None),
-            next: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
         Ok(Server { inner })
@@ -455,18 +350,15 @@ impl Server {
 
     /// Connections currently served.
     pub fn connection_count(&self) -> usize {
-        self.inner.conns().len()
+        self.inner.conns.len()
     }
 
     /// Stops accepting and closes every connection. Call on the context's
     /// thread.
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
-        if let Some(s) = self.inner.source.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            s.destroy();
-        }
-        let conns = std::mem::take(&mut *self.inner.conns());
-        for (_, c) in conns {
+        self.inner.set_watch(None);
+        for c in self.inner.conns.take_all() {
             let conn = c.connection().clone();
             drop(c);
             conn.close();
@@ -477,10 +369,6 @@ impl Server {
 impl ServerInner {
     fn ctx(&self) -> &MainContext {
         self.ctx.get().expect("a watching server is attached")
-    }
-
-    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Attached>> {
-        self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn accept(this: &Arc<ServerInner>) {
@@ -500,72 +388,76 @@ impl ServerInner {
             Ok(a) => a,
             Err(e) => return log::warn!("netref-glib server: could not attach a connection: {e}"),
         };
-        let key = this.next.fetch_add(1, Ordering::Relaxed);
-        this.conns().insert(key, attached);
-        // Registered after the insert: it runs at once if the connection is
-        // already closed.
-        let weak: Weak<ServerInner> = Arc::downgrade(this);
-        conn.on_close(move |_| {
-            if let Some(s) = weak.upgrade() {
-                let gone = s.conns().remove(&key);
-                drop(gone);
-            }
-        });
+        this.conns.keep(&conn, attached);
+    }
+
+    /// Replaces the listener's watch, destroying the one it had.
+    fn set_watch(&self, source: Option<Source>) {
+        let old = std::mem::replace(&mut *self.source.lock().unwrap_or_else(|e| e.into_inner()), source);
+        old.into_iter().for_each(|old| old.destroy());
     }
 
     /// Watches the listener for clients.
     fn watch(this: &Arc<ServerInner>) {
         let weak = Arc::downgrade(this);
-        let source = glib_unix::fd_source_new(
-            this.listener.as_fd().as_raw_fd(),
-            IOCondition::IN,
-            Some("netref listener"),
-            Priority::DEFAULT,
-            move |_, _| match weak.upgrade() {
-                Some(inner) => {
-                    ServerInner::accept(&inner);
-                    ControlFlow::Continue
-                }
-                None => ControlFlow::Break,
-            },
-        );
-        source.attach(Some(this.ctx()));
-        if let Some(old) = this.source.lock().unwrap_or_else(|e| e.into_inner()).replace(source) {
-            old.destroy();
-        }
+        let source =
+            on_fd(this.ctx(), this.listener.as_fd(), IOCondition::IN, "netref listener", weak, |inner| {
+                ServerInner::accept(inner);
+                true
+            });
+        this.set_watch(Some(source));
     }
 
     /// Stops watching the listener until `until`.
     fn pause(this: &Arc<ServerInner>, until: Instant) {
-        if let Some(source) = this.source.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            source.destroy();
-        }
-        let weak = Arc::downgrade(this);
-        let retry = glib::timeout_source_new(millis_until(until), None, Priority::DEFAULT, move || {
-            if let Some(inner) = weak.upgrade() {
-                if !inner.closed.load(Ordering::Acquire) {
-                    ServerInner::watch(&inner);
-                }
+        this.set_watch(None);
+        on_timeout(this.ctx(), until, Arc::downgrade(this), |inner| {
+            if !inner.closed.load(Ordering::Acquire) {
+                ServerInner::watch(inner);
             }
-            ControlFlow::Break
         });
-        retry.attach(Some(this.ctx()));
     }
 }
 
-/// The GLib timeout that ends at `at`: GLib counts whole milliseconds, so
-/// round up, never fire early.
-fn millis_until(at: Instant) -> Duration {
-    let ms = at.saturating_duration_since(Instant::now()).as_nanos().div_ceil(1_000_000);
-    Duration::from_millis(ms as u64)
+/// A watch on `fd` for `condition`, attached to `ctx`: calls `on` with what
+/// `weak` points at while it lives and `on` returns true.
+fn on_fd<T: Send + Sync + 'static>(
+    ctx: &MainContext,
+    fd: BorrowedFd<'_>,
+    condition: IOCondition,
+    name: &str,
+    weak: Weak<T>,
+    on: impl Fn(&Arc<T>) -> bool + Send + 'static,
+) -> Source {
+    let on_event = move |_, _| ControlFlow::from(weak.upgrade().is_some_and(|t| on(&t)));
+    let source = glib_unix::fd_source_new(fd.as_raw_fd(), condition, Some(name), Priority::DEFAULT, on_event);
+    source.attach(Some(ctx));
+    source
+}
+
+/// A one-shot timeout at `at`, attached to `ctx`: calls `on` with what
+/// `weak` points at, if it still lives.
+fn on_timeout<T: Send + Sync + 'static>(
+    ctx: &MainContext,
+    at: Instant,
+    weak: Weak<T>,
+    on: impl Fn(&Arc<T>) + Send + 'static,
+) -> Source {
+    let timer =
+        glib::timeout_source_new(millis_until(at), Some("netref timeout"), Priority::DEFAULT, move || {
+            if let Some(t) = weak.upgrade() {
+                on(&t);
+            }
+            ControlFlow::Break
+        });
+    timer.attach(Some(ctx));
+    timer
 }
 
 impl Drop for ServerInner {
     fn drop(&mut self) {
         // The listener closes now: its watch must not outlive it.
-        if let Some(source) = self.source.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
-            source.destroy();
-        }
+        self.set_watch(None);
     }
 }
 

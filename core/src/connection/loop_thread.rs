@@ -7,12 +7,17 @@
 //! thread) its captures are not dropped there: they are handed back to
 //! their thread, which drops them at its next [`Driver::step`](crate::Driver::step)
 //! or when it ends. Those released after their thread ended are leaked.
+//!
+//! A loop that can run a job on its thread when asked from another one
+//! (GLib's `MainContext::invoke`) names that way as a [`LoopHome`]: its
+//! callbacks ([`thread_callback_at`]) and one-shot handlers
+//! ([`thread_handler`]) are then sent home, whether or not a connection is
+//! attached there to step.
 
 use std::any::Any;
 use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 
 use serde::Serialize;
@@ -50,7 +55,89 @@ where
     F: Invoke<Args>,
     F::Output: Serialize,
 {
-    callback(OnThread { f: ThreadBound::new(f), marker: PhantomData })
+    callback(OnThread { f: ThreadBound::new(f, None), marker: PhantomData })
+}
+
+/// A job for a loop's thread.
+pub type Job = Box<dyn FnOnce() + Send>;
+
+/// How a loop runs a [`Job`] on its thread when asked from any thread
+/// (GLib's `MainContext::invoke`): where [`thread_callback_at`]'s and
+/// [`thread_handler`]'s closures go when they are released or called
+/// elsewhere. Cheap to clone.
+#[derive(Clone)]
+pub struct LoopHome(Arc<dyn Fn(Job) + Send + Sync>);
+
+impl LoopHome {
+    /// A home that hands each job to `run`, which must run it soon on the
+    /// loop's thread (a job run on another thread leaves the closure to the
+    /// orphan list instead of touching it, so a wrong home leaks late
+    /// rather than unsoundly).
+    pub fn new(run: impl Fn(Job) + Send + Sync + 'static) -> LoopHome {
+        LoopHome(Arc::new(run))
+    }
+}
+
+impl std::fmt::Debug for LoopHome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopHome").finish_non_exhaustive()
+    }
+}
+
+/// A [`thread_callback`] whose captures, released on another thread, are
+/// sent to `home` to be dropped, rather than waiting for the thread's next
+/// drive step: for a loop thread that may have no connection attached.
+pub fn thread_callback_at<Args, F>(home: &LoopHome, f: F) -> LocalObject
+where
+    Args: 'static,
+    F: Invoke<Args>,
+    F::Output: Serialize,
+{
+    callback(OnThread { f: ThreadBound::new(f, Some(home.clone())), marker: PhantomData })
+}
+
+/// Wraps a one-shot handler that captures `!Send` values so that an API
+/// wanting a `Send` one takes it
+/// ([`AsyncResult::add_callback`](crate::AsyncResult::add_callback),
+/// [`Connection::on_close`](crate::Connection::on_close)). Called on the
+/// thread that made it, it runs at once; called on another thread, it
+/// clones its argument and runs on its thread through `home`. Dropped
+/// without running, its captures are dropped at home too.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use std::sync::mpsc;
+///
+/// // A loop that runs the jobs it is sent (GLib: `MainContext::invoke`).
+/// let (jobs, inbox) = mpsc::channel::<netref::Job>();
+/// let home = netref::LoopHome::new(move |job| drop(jobs.send(job)));
+/// let seen = Rc::new(Cell::new(0)); // !Send is fine
+/// let s = seen.clone();
+/// let handler = netref::thread_handler(&home, move |n: &i32| s.set(*n));
+/// std::thread::spawn(move || handler(&7)).join().unwrap(); // called elsewhere: sent home
+/// assert_eq!(seen.get(), 0);
+/// inbox.recv().unwrap()(); // the loop's thread runs it
+/// assert_eq!(seen.get(), 7);
+/// ```
+pub fn thread_handler<T, F>(home: &LoopHome, f: F) -> impl FnOnce(&T) + Send + 'static
+where
+    T: Clone + Send + 'static,
+    F: FnOnce(&T) + 'static,
+{
+    let f = ThreadBound::new(f, Some(home.clone()));
+    move |value: &T| match f.into_inner() {
+        Ok(f) => f(value),
+        Err(f) => {
+            let value = value.clone();
+            let home = f.home.clone().expect("made with a home");
+            (home.0)(Box::new(move || {
+                if let Ok(f) = f.into_inner() {
+                    f(&value);
+                }
+            }));
+        }
+    }
 }
 
 /// A closure callable on its own thread only.
@@ -79,41 +166,53 @@ impl<Args: 'static, F: Invoke<Args>> Invoke<Args> for OnThread<F, Args> {
 
 /// A value touched only on the thread that made it: `Send` and `Sync`
 /// because no other thread ever reaches it, and dropped on its thread
-/// (see [`drop_orphans`]).
+/// (sent to its `home`, else see [`drop_orphans`]).
 struct ThreadBound<T: 'static> {
-    value: ManuallyDrop<T>,
+    /// `None` once taken by `into_inner` or `drop`.
+    value: Option<T>,
     owner: ThreadId,
+    home: Option<LoopHome>,
 }
 
-// SAFETY: the value is only reached through `get`, which hands it out on
-// the owner thread only; elsewhere it is only moved (as bytes, in a box
-// nobody opens) until the owner thread drops it.
+// SAFETY: the value is only reached through `get` and `into_inner`, which
+// hand it out on the owner thread only; elsewhere it is only moved (as
+// bytes, in a box nobody opens) until the owner thread drops it. The other
+// fields (`ThreadId`, `LoopHome`) are `Send + Sync` themselves.
 unsafe impl<T: 'static> Send for ThreadBound<T> {}
-// SAFETY: as above: a shared `&ThreadBound` gives other threads nothing.
+// SAFETY: as above: a shared `&ThreadBound` gives other threads nothing of
+// the value.
 unsafe impl<T: 'static> Sync for ThreadBound<T> {}
 
 impl<T: 'static> ThreadBound<T> {
-    fn new(value: T) -> Self {
+    fn new(value: T, home: Option<LoopHome>) -> Self {
         let _ = EXIT_SWEEP.try_with(|_| {}); // this thread sweeps its orphans when it ends
-        ThreadBound { value: ManuallyDrop::new(value), owner: thread::current().id() }
+        ThreadBound { value: Some(value), owner: thread::current().id(), home }
     }
 
     fn get(&self) -> Option<&T> {
-        (thread::current().id() == self.owner).then(|| &*self.value)
+        self.value.as_ref().filter(|_| thread::current().id() == self.owner)
+    }
+
+    /// The value, on its thread; elsewhere `self` back, untouched.
+    fn into_inner(mut self) -> Result<T, Self> {
+        match self.value.take_if(|_| thread::current().id() == self.owner) {
+            Some(value) => Ok(value),
+            None => Err(self),
+        }
     }
 }
 
 impl<T: 'static> Drop for ThreadBound<T> {
     fn drop(&mut self) {
-        // SAFETY: `value` is taken once, here, and never used again.
-        let value = unsafe { ManuallyDrop::take(&mut self.value) };
+        let Some(value) = self.value.take() else { return };
         if thread::current().id() == self.owner {
-            drop(value);
-        } else {
-            log::debug!("netref: a loop-thread callback was released on another thread; it dies on its own");
-            let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
-            orphans.push(Orphan { owner: self.owner, _value: Box::new(value) });
-            WAITING.store(orphans.len(), Ordering::Release);
+            return drop(value);
+        }
+        log::debug!("netref: a loop-thread callback was released on another thread; it dies on its own");
+        let orphan = Orphan { owner: self.owner, _value: Box::new(value) };
+        match &self.home {
+            Some(home) => (home.0)(Box::new(move || orphan.drop_here())),
+            None => orphan.drop_here(),
         }
     }
 }
@@ -126,8 +225,21 @@ struct Orphan {
 }
 
 // SAFETY: an orphan is only moved between threads and dropped by its
-// owner thread (`drop_orphans`), or leaked: its value is never reached.
+// owner thread (`drop_here` there, or `drop_orphans`), or leaked: its value
+// is never reached.
 unsafe impl Send for Orphan {}
+
+impl Orphan {
+    /// Drops it if this is its thread; else queues it for its thread.
+    fn drop_here(self) {
+        if thread::current().id() == self.owner {
+            return drop(self);
+        }
+        let mut orphans = ORPHANS.lock().unwrap_or_else(|e| e.into_inner());
+        orphans.push(self);
+        WAITING.store(orphans.len(), Ordering::Release);
+    }
+}
 
 static ORPHANS: Mutex<Vec<Orphan>> = Mutex::new(Vec::new());
 /// `ORPHANS.len()`, read without the lock on every drive step.

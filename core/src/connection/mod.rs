@@ -50,6 +50,7 @@ mod dispatch; // protocol events into work; running requests
               // The driver-facing side (`Driver`, `Step`): a child module, so the drive
               // step reaches the connection's state without widening visibility.
 pub(crate) mod driver;
+pub(crate) mod loop_data; // the loop's shared data lent to callbacks
 pub(crate) mod loop_thread; // callbacks bound to a loop's thread
 mod read; // reading from the transport
 pub(crate) mod remote; // proxies: RemoteObject, async_, timed

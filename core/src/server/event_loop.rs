@@ -23,7 +23,8 @@
 //!   servers' `bind_tcp`, `bind_unix`, `from_listener` and `local_addr`.
 //!
 //! Loops that keep one source per connection (calloop, GLib) give each its
-//! own timer and wake-up, and use [`LoopListener`] alone.
+//! own timer and wake-up, and use [`LoopListener`]; one whose sources do
+//! not own their connection (GLib) keeps them in [`LoopConnections`].
 
 use std::collections::HashMap;
 use std::io;
@@ -43,6 +44,14 @@ use crate::server::{Accepted, DeadlineIndex, Listener, ACCEPT_BACKOFF};
 /// poll timeout.
 pub fn timeout(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// The wait until `at` for a loop that counts whole milliseconds (GLib's
+/// timeouts, poll(2)): rounded up, so it never wakes before the deadline and
+/// steps for nothing.
+pub fn millis_until(at: Instant) -> Duration {
+    let ms = at.saturating_duration_since(Instant::now()).as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 /// A listener for an event-loop server, with the [`Builder`] its
@@ -425,6 +434,86 @@ impl<C: Deref<Target = LoopConnection>> LoopServer<C> {
             conn.close();
         }
         Ok(())
+    }
+}
+
+/// The attached connections of a server whose loop keeps one set of
+/// sources per connection (GLib): each is kept, by a key of its own, until
+/// its connection closes, whichever thread closes it. `A` is the backend's
+/// attachment; dropping it takes the connection off the loop.
+///
+/// ```
+/// use netref::server::LoopConnections;
+///
+/// # fn main() -> netref::Result<()> {
+/// let (conn, _peer) = netref::Builder::default().pair(netref::Builder::default())?;
+/// let kept: LoopConnections<&'static str> = LoopConnections::new();
+/// kept.keep(&conn, "its sources");
+/// assert_eq!(kept.len(), 1);
+/// conn.close(); // its close hook lets go of it
+/// assert!(kept.is_empty());
+/// # Ok(())
+/// # }
+/// ```
+pub struct LoopConnections<A> {
+    kept: Arc<Mutex<(u64, HashMap<u64, A>)>>,
+}
+
+impl<A: Send + 'static> LoopConnections<A> {
+    /// No connections.
+    pub fn new() -> LoopConnections<A> {
+        LoopConnections { kept: Arc::default() }
+    }
+
+    /// Keeps `attached` until `conn` closes (at once if it already has).
+    pub fn keep(&self, conn: &Connection, attached: A) {
+        let key = {
+            let mut kept = self.lock();
+            kept.0 += 1;
+            let key = kept.0;
+            kept.1.insert(key, attached);
+            key
+        };
+        // Registered after the insert: it runs at once if `conn` is closed.
+        let weak = Arc::downgrade(&self.kept);
+        conn.on_close(move |_| {
+            if let Some(kept) = weak.upgrade() {
+                // Dropped outside the lock: the attachment's drop is the backend's.
+                let gone = kept.lock().unwrap_or_else(|e| e.into_inner()).1.remove(&key);
+                drop(gone);
+            }
+        });
+    }
+
+    /// Connections kept.
+    pub fn len(&self) -> usize {
+        self.lock().1.len()
+    }
+
+    /// True when none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Lets go of every connection kept, handing each attachment back.
+    pub fn take_all(&self) -> Vec<A> {
+        std::mem::take(&mut self.lock().1).into_values().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<u64, A>)> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<A: Send + 'static> Default for LoopConnections<A> {
+    fn default() -> Self {
+        LoopConnections::new()
+    }
+}
+
+impl<A> std::fmt::Debug for LoopConnections<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopConnections").finish_non_exhaustive()
     }
 }
 

@@ -9,6 +9,8 @@ pub mod listener;
 mod threaded;
 
 pub use deadlines::DeadlineIndex;
-pub use event_loop::{timeout, Doorbell, LoopListener, LoopServer, ServerHandle};
+pub use event_loop::{
+    millis_until, timeout, Doorbell, LoopConnections, LoopListener, LoopServer, ServerHandle,
+};
 pub use listener::{Accepted, Listener};
 pub use threaded::{OneShotServer, ThreadedServer, ACCEPT_BACKOFF};
