@@ -127,17 +127,10 @@ impl Protocol {
     /// yet) if it is new. The same object always gets the same id while the
     /// peer holds it.
     pub(super) fn export(&mut self, object: &LocalObject) -> Result<u64> {
-        if let Some(&id) = self.export_ids.get(&object.addr()) {
-            return Ok(id);
+        match self.export_ids.get(&object.addr()) {
+            Some(&id) => Ok(id),
+            None => self.add_export(Export { object: object.clone(), sent: 0, relayed: None }),
         }
-        if self.exports.len() >= self.config.max_exported {
-            return Err(LimitError::TooManyExported { max: self.config.max_exported }.into());
-        }
-        let id = self.next_export;
-        self.next_export += 1;
-        self.export_ids.insert(object.addr(), id);
-        self.exports.insert(id, Export { object: object.clone(), sent: 0, relayed: None });
-        Ok(id)
     }
 
     /// The id under which the proxy `proxy` of another connection is
@@ -147,17 +140,23 @@ impl Protocol {
     /// id while the peer holds it, and the peer handing the id back gets
     /// `proxy` itself (see [`decode_value`](Self::decode_value)).
     pub(super) fn export_relay(&mut self, proxy: &RemoteObject) -> Result<u64> {
-        let key = Arc::as_ptr(&proxy.inner) as usize;
-        if let Some(&id) = self.export_ids.get(&key) {
-            return Ok(id);
+        match self.export_ids.get(&(Arc::as_ptr(&proxy.inner) as usize)) {
+            Some(&id) => Ok(id),
+            None => {
+                let relayed = Some(Arc::downgrade(&proxy.inner));
+                self.add_export(Export { object: relay(proxy), sent: 0, relayed })
+            }
         }
+    }
+
+    /// Adds `export` under a new id, within the limit on exports.
+    fn add_export(&mut self, export: Export) -> Result<u64> {
         if self.exports.len() >= self.config.max_exported {
             return Err(LimitError::TooManyExported { max: self.config.max_exported }.into());
         }
         let id = self.next_export;
         self.next_export += 1;
-        self.export_ids.insert(key, id);
-        let export = Export { object: relay(proxy), sent: 0, relayed: Some(Arc::downgrade(&proxy.inner)) };
+        self.export_ids.insert(export.key(), id);
         self.exports.insert(id, export);
         Ok(id)
     }
