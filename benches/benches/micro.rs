@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use netref::protocol::{Call, Event, Protocol};
+use netref::protocol::{Call, Event, Protocol, Request};
 use netref::testing::Pair;
 use netref::wire::{decode_cbor, encode_frame, Cbor, FrameDecoder, Message, WireRequest};
 use netref::{async_, from_value, to_value, Config, ObjectBuilder, Service, Value};
@@ -78,8 +78,8 @@ fn value_convert() -> (i64, i64) {
 #[divan::bench]
 fn protocol_ping_round_trip(bencher: divan::Bencher<'_, '_>) {
     let now = Instant::now();
-    let mut client = Protocol::new(Config::default(), None, now);
-    let mut server = Protocol::new(Config::default(), None, now);
+    let mut client = Protocol::new(Config::default(), now);
+    let mut server = Protocol::new(Config::default(), now);
     let pump = |from: &mut Protocol, to: &mut Protocol| {
         let out = from.pending_output().to_vec();
         from.consume_output(out.len());
@@ -93,8 +93,10 @@ fn protocol_ping_round_trip(bencher: divan::Bencher<'_, '_>) {
     bencher.bench_local(|| {
         let seq = client.send_request(Call::Ping(Value::Integer(7)), None).unwrap();
         pump(&mut client, &mut server);
+        while let Some(Event::Request { seq, request: Request::Ping(payload) }) = server.poll_event() {
+            server.send_reply(seq, Ok(payload));
+        }
         pump(&mut server, &mut client);
-        while server.poll_event().is_some() {}
         match client.poll_event() {
             Some(Event::Reply { seq: s, .. }) => assert_eq!(s, seq),
             other => panic!("unexpected {other:?}"),

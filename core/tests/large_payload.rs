@@ -47,7 +47,7 @@ fn in_place() -> BufferPool {
 
 fn greeted_with(pool: BufferPool) -> (Protocol, Instant) {
     let now = Instant::now();
-    let mut p = Protocol::with_pool(Config::default(), None, now, pool);
+    let mut p = Protocol::with_pool(Config::default(), now, pool);
     let hello = frame(&Message::Hello { version: wire::VERSION, features: wire::FEATURES }.into_cbor());
     p.handle_bytes(&hello, now).unwrap();
     (p, now)
@@ -325,7 +325,7 @@ fn feeding_bytes_while_the_buffer_is_lent_is_refused() {
     ];
     let mut refused = 0;
     for stream in layouts {
-        let mut p = Protocol::with_pool(Config::default(), None, now, in_place());
+        let mut p = Protocol::with_pool(Config::default(), now, in_place());
         p.handle_bytes(&hello, now).unwrap();
         p.handle_bytes(&stream[..1000], now).unwrap();
         let input = p.take_input_buffer().expect("a pool that places in place lends");
@@ -373,7 +373,7 @@ fn queued_large_strings_are_sent_intact_however_they_are_written() {
     };
     let queue = || {
         let now = Instant::now();
-        let mut p = Protocol::new(Config::default(), None, now);
+        let mut p = Protocol::new(Config::default(), now);
         for v in values() {
             p.send_request(Call::Ping(v), None).unwrap();
         }

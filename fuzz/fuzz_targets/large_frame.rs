@@ -65,7 +65,7 @@ fn feed(stream: &[u8], steps: &[usize], lend: bool, eof: bool) -> Outcome {
     let now = Instant::now();
     // In place: a crash reproduces whatever addresses the allocator hands out.
     let pool = netref::wire::BufferPool::with_placement(netref::wire::Placement::InPlace);
-    let mut p = Protocol::with_pool(Config::default(), None, now, pool);
+    let mut p = Protocol::with_pool(Config::default(), now, pool);
     let mut hello = Vec::new();
     let msg = Message::Hello { version: wire::VERSION, features: wire::FEATURES };
     wire::encode_frame(&msg.into_cbor(), &mut hello, usize::MAX).expect("a hello encodes");

@@ -86,7 +86,7 @@ impl Side {
         let locals: Vec<LocalObject> =
             (0..4).map(|i| ObjectBuilder::new(format!("{tag}{i}")).build()).collect();
         let pool = netref::wire::BufferPool::with_placement(netref::wire::Placement::InPlace);
-        let p = Protocol::with_pool(config(), Some(locals[0].clone()), now, pool);
+        let p = Protocol::with_pool(config(), now, pool);
         Side { p, locals, proxies: Vec::new(), held: Vec::new(), pending: Vec::new(), error: None }
     }
 
@@ -132,6 +132,14 @@ impl Side {
     fn process(&mut self) {
         while let Some(ev) = self.p.poll_event() {
             match ev {
+                // Answered at once, as a connection answers them (its
+                // root is `locals[0]`).
+                Event::Request { seq, request: Request::Root } => {
+                    self.p.send_reply(seq, Ok(Value::from(self.locals[0].clone())))
+                }
+                Event::Request { seq, request: Request::Ping(payload) } => {
+                    self.p.send_reply(seq, Ok(payload))
+                }
                 Event::Request { seq, request } => {
                     if let Request::Call { args, .. } | Request::CallMethod { args, .. } = &request {
                         if args.len() % 2 == 1 {
@@ -196,6 +204,8 @@ impl Side {
             (Reply::EchoArgs, Request::GetAttr { target, .. } | Request::Dir { target }) => {
                 Ok(Value::from(target))
             }
+            (Reply::EchoArgs, Request::Root) => Ok(Value::from(self.locals[0].clone())),
+            (Reply::EchoArgs, Request::Ping(payload)) => Ok(payload),
             (Reply::Value(arg), _) => Ok(self.value(arg, 0)),
             (Reply::Error(m), _) => Err(RemoteError::new("FuzzError", m.clone())),
         };
@@ -241,7 +251,7 @@ pub fn run(input: Input) {
                 let (s, _) = pair(*who, &mut a, &mut b);
                 let call = match target {
                     Target::Proxy(i) if !s.proxies.is_empty() => {
-                        let target = s.proxies[usize::from(*i) % s.proxies.len()].clone();
+                        let target = s.proxies[usize::from(*i) % s.proxies.len()].id();
                         let args = args.iter().take(8).map(|x| s.value(x, 0)).collect();
                         if *method {
                             Call::CallMethod { target, name: "m".into(), args }
@@ -256,7 +266,7 @@ pub fn run(input: Input) {
             Op::GetAttr { who, target } => {
                 let (s, _) = pair(*who, &mut a, &mut b);
                 if !s.proxies.is_empty() {
-                    let target = s.proxies[usize::from(*target) % s.proxies.len()].clone();
+                    let target = s.proxies[usize::from(*target) % s.proxies.len()].id();
                     s.send(Call::GetAttr { target, name: "x".into() }, None);
                 }
             }

@@ -109,8 +109,7 @@ impl Shared {
                 st = self.linger(st, &mut after);
                 st.closing = None;
             }
-            let dead = st.proto.take_released_objects();
-            after.push(After::Drop(dead));
+            after.push(After::Drop(st.take_dead()));
             self.fail_all(&mut st, CloseReason::ByThisSide, &mut after);
             after.push(After::Disconnected);
             self.wake_driver(&st);

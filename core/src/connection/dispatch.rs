@@ -5,11 +5,11 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
-use super::state::{After, State};
+use super::state::{After, State, StateGuard};
 use super::{Connection, Shared, NESTING};
 use crate::error::{CloseReason, Error, LimitError, RemoteError, Result};
 use crate::protocol::{Event, Request};
-use crate::value::{to_value, Value};
+use crate::value::{to_value, ObjectRef, Value};
 
 /// Runs a request from the peer one level deeper, or refuses it when this
 /// thread already runs `max` of them one inside another: running it would
@@ -43,8 +43,14 @@ pub(super) fn check_nesting(max: usize) -> Result<()> {
 /// Runs a request's method, catching a panic as a remote error. An error
 /// comes with what was called, for its traceback; the description is only
 /// formatted then, not for every request.
+/// The root request is answered by [`Shared::dispatch`] itself (the root
+/// lives in the connection's state); every other kind runs here.
 pub(super) fn run_request(request: Request) -> Result<Value, (RemoteError, String)> {
     match request {
+        Request::Root => {
+            Err((RemoteError::new("AttributeError", "the peer exposes no service"), "root".into()))
+        }
+        Request::Ping(payload) => Ok(payload),
         Request::Call { target, args } => {
             guarded(|| target.object().call(args)).map_err(|e| (e, format!("{}()", target.type_name())))
         }
@@ -105,7 +111,7 @@ impl Shared {
                     log::debug!("netref connection to {} closed: {reason}", self.label);
                     self.fail_all(st, reason, after);
                     // Exported objects die before `on_disconnect` runs.
-                    after.push(After::Drop(st.proto.take_released_objects()));
+                    after.push(After::Drop(st.take_dead()));
                     after.push(After::Disconnected);
                 }
             }
@@ -179,7 +185,18 @@ impl Shared {
 
     /// Runs one queued request (no lock held) and sends its reply, or holds
     /// the reply back (see [`send_or_hold`](Self::send_or_hold)) when `hold`.
+    /// Every kind of the peer's requests is answered here, in the order
+    /// they came; the root request runs no user code and is answered under
+    /// the lock, from this side's root.
     pub(super) fn dispatch(&self, seq: u64, request: Request, hold: bool) {
+        if matches!(request, Request::Root) {
+            let st = self.lock();
+            let reply = match st.served.clone() {
+                Some(root) => Ok(Value::Object(ObjectRef::Local(root))),
+                None => run_request(request).map_err(|(e, _)| e),
+            };
+            return self.reply(st, seq, reply, hold);
+        }
         let result = nested(self.config.max_nesting, || run_request(request)).map_err(|(mut e, what)| {
             if self.config.include_traceback {
                 e.traceback.push(format!(
@@ -189,16 +206,19 @@ impl Shared {
             }
             e
         });
+        self.reply(self.lock(), seq, result, hold);
+    }
+
+    /// Sends (or holds back) the reply to the peer's request `seq`.
+    fn reply(&self, mut st: StateGuard<'_>, seq: u64, result: Result<Value, RemoteError>, hold: bool) {
         let mut after = Vec::new();
-        {
-            let mut st = self.lock();
-            st.progress += 1;
-            st.proto.send_reply(seq, result);
-            let held = self.send_or_hold(&mut st, &mut after, hold);
-            if !held && st.proto.wants_write() {
-                self.wake_driver(&st);
-            }
+        st.progress += 1;
+        st.proto.send_reply(seq, result);
+        let held = self.send_or_hold(&mut st, &mut after, hold);
+        if !held && st.proto.wants_write() {
+            self.wake_driver(&st);
         }
+        drop(st);
         self.finish(after);
     }
 }

@@ -33,10 +33,11 @@ use std::time::Duration;
 use crate::auth::Credentials;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::connection::remote::{RemoteObject, Session};
+use crate::connection::remote::RemoteObject;
 use crate::error::{CloseReason, Error, Result};
 use crate::protocol::{Call, Protocol};
 use crate::transport::Transport;
+use crate::value::remote::ProxyOwner;
 use crate::value::Value;
 
 // One concern a file; the types every step shares (`Shared`, the handle
@@ -186,10 +187,11 @@ impl Connection {
         let now = b.clock.now();
         let label = transport.describe();
         let shared = Arc::new_cyclic(|me: &Weak<Shared>| {
-            let session: Weak<dyn Session> = me.clone();
+            let owner: Weak<dyn ProxyOwner> = me.clone();
             Shared {
                 state: Mutex::new(State {
-                    proto: Protocol::with_session(b.config.clone(), None, now, session, b.pool.clone()),
+                    proto: Protocol::with_owner(b.config.clone(), now, Some(owner), b.pool.clone()),
+                    served: None,
                     slots: HashMap::default(),
                     inbox: VecDeque::new(),
                     driver: None,
@@ -219,7 +221,7 @@ impl Connection {
         let conn = Connection { shared };
         if let Some(make_root) = &conn.shared.service.root {
             let root = make_root(&conn);
-            conn.shared.lock().proto.set_root(root);
+            conn.shared.lock().served = Some(root);
         }
         if let Some(hook) = conn.shared.service.on_connect.clone() {
             hook(&conn);

@@ -1,28 +1,20 @@
-//! The connection as its proxies and `AsyncResult`s see it: submitting calls,
-//! and serving while one waits for its reply.
+//! The connection as its proxies and `AsyncResult`s see it: the owner of
+//! their handles, submitting calls, and serving while one waits for its reply.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::batch::in_batch;
-use super::dispatch::check_nesting;
+use super::remote::relay;
 use super::Shared;
 use crate::connection::async_result::{AsyncResult, ReplySource, Slot};
-use crate::connection::remote::Session;
 use crate::error::{Error, Result};
 use crate::protocol::Call;
+use crate::value::object::LocalObject;
+use crate::value::remote::{ProxyOwner, RemoteObject};
 
-impl Session for Shared {
-    fn submit(&self, call: Call, timeout: Option<Duration>) -> AsyncResult {
-        Shared::submit(self, call, timeout)
-    }
-    fn sync_timeout(&self) -> Option<Duration> {
-        self.config.sync_request_timeout
-    }
-    fn check_nesting(&self) -> Result<()> {
-        check_nesting(self.config.max_nesting)
-    }
+impl ProxyOwner for Shared {
     fn retain_handle(&self) {
         self.retain();
     }
@@ -35,6 +27,9 @@ impl Session for Shared {
             // with the next output.
             self.transport.wake();
         }
+    }
+    fn relay(&self, proxy: &RemoteObject) -> LocalObject {
+        relay(proxy)
     }
 }
 

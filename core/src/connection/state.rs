@@ -130,9 +130,12 @@ pub(super) struct State {
     /// In attached mode, the only thread that drives and serves.
     pub(super) loop_thread: Option<ThreadId>,
     pub(super) closed: Option<CloseReason>,
+    /// This side's root object (its service), answered to the peer's root
+    /// requests; dropped (outside the lock) when the connection ends.
+    pub(super) served: Option<LocalObject>,
     /// The peer's root, cached weakly: a proxy keeps the connection open, and
     /// the connection must not keep itself open.
-    pub(super) root: Weak<crate::connection::remote::ProxyInner>,
+    pub(super) root: Weak<crate::value::remote::ProxyInner>,
     /// Bumped whenever anything is received or served (for `serve`).
     pub(super) progress: u64,
     /// Threads asleep on the condition variable (see [`Shared::notify`]).
@@ -143,4 +146,17 @@ pub(super) struct State {
     /// The thread closing the connection, while it waits for the close
     /// message to leave (see [`Shared::close_now`]).
     pub(super) closing: Option<ThreadId>,
+}
+
+impl State {
+    /// The local objects no longer reachable, to drop with no lock held:
+    /// those the peer released and, once the connection has ended, this
+    /// side's root.
+    pub(super) fn take_dead(&mut self) -> Vec<LocalObject> {
+        let mut dead = self.proto.take_released_objects();
+        if self.proto.is_closed() {
+            dead.extend(self.served.take());
+        }
+        dead
+    }
 }

@@ -23,12 +23,13 @@ pub enum Misuse {
          `Attached`) before attaching it again"
     )]
     AlreadyAttached,
-    /// A call was sent on a connection other than the one its target proxy
-    /// came from. (A proxy passed as an *argument* or *result* to another
-    /// connection is relayed instead; only a call's target must be at home.)
+    /// A proxy from a bare [`Protocol`](crate::protocol::Protocol) was
+    /// passed (as an argument or result) to another protocol. A
+    /// connection's proxy passed on is relayed through its connection; a
+    /// bare protocol has none to relay through.
     #[error(
-        "remote object {id} belongs to another connection: send a call on the connection \
-         its target proxy came from"
+        "remote object {id} comes from a bare Protocol and cannot be passed to another one: \
+         only a Connection's proxies can be relayed to a third party"
     )]
     ForeignObject {
         /// The peer's id of the object.

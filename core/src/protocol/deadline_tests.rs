@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Call, Event, Protocol};
+use super::{Call, Event, Protocol, Request};
 use crate::config::Config;
 use crate::value::Value;
 
@@ -14,10 +14,17 @@ fn deliver(from: &mut Protocol, to: &mut Protocol, now: Instant) {
     to.handle_bytes(&out, now).expect("well-formed input");
 }
 
+/// Answers the pings `peer` received, as a connection would.
+fn answer_pings(peer: &mut Protocol) {
+    while let Some(Event::Request { seq, request: Request::Ping(payload) }) = peer.poll_event() {
+        peer.send_reply(seq, Ok(payload));
+    }
+}
+
 /// A caller and a peer that answers pings, past their hellos.
 fn pair(now: Instant) -> (Protocol, Protocol) {
-    let mut caller = Protocol::new(Config::default(), None, now);
-    let mut peer = Protocol::new(Config::default(), None, now);
+    let mut caller = Protocol::new(Config::default(), now);
+    let mut peer = Protocol::new(Config::default(), now);
     deliver(&mut caller, &mut peer, now);
     deliver(&mut peer, &mut caller, now);
     (caller, peer)
@@ -35,6 +42,7 @@ fn visits_for_replies(n: usize) -> u64 {
         caller.send_request(Call::Ping(Value::Integer(i as i128)), Some(deadline)).expect("sent");
     }
     deliver(&mut caller, &mut peer, now);
+    answer_pings(&mut peer);
     deliver(&mut peer, &mut caller, now);
     let mut replies = 0;
     while let Some(event) = caller.poll_event() {
@@ -74,6 +82,7 @@ fn a_replaced_deadline_leaves_the_index() {
     caller.handle_timeout(now + Duration::from_secs(2));
     assert!(caller.poll_event().is_none());
     deliver(&mut caller, &mut peer, now);
+    answer_pings(&mut peer);
     deliver(&mut peer, &mut caller, now);
     assert!(matches!(caller.poll_event(), Some(Event::Reply { seq: s, .. }) if s == seq));
     assert!(caller.deadlines.is_empty());

@@ -1,7 +1,6 @@
 //! What the protocol reports ([`Event`], [`Request`]) and what it is asked to
 //! send ([`Call`]), and its [`Phase`].
 
-use crate::connection::remote::RemoteObject;
 use crate::error::{CloseReason, Place, RemoteError};
 use crate::value::object::LocalObject;
 use crate::value::Value;
@@ -45,9 +44,14 @@ pub enum Event {
     },
 }
 
-/// A request from the peer, its object references resolved.
+/// A request from the peer, its object references resolved: every kind a
+/// driver answers (the protocol answers none itself).
 #[derive(Debug)]
 pub enum Request {
+    /// The peer asks for this side's root object (its service).
+    Root,
+    /// A round trip: reply with the payload, unchanged.
+    Ping(Value),
     /// Call `target` itself.
     Call {
         /// The local object.
@@ -88,15 +92,15 @@ pub enum Call {
     Root,
     /// Call a remote object.
     Call {
-        /// The proxy.
-        target: RemoteObject,
+        /// The peer's id of the object ([`RemoteObject::id`](crate::RemoteObject::id)).
+        target: u64,
         /// The arguments.
         args: Vec<Value>,
     },
     /// Call a remote object's method by name.
     CallMethod {
-        /// The proxy.
-        target: RemoteObject,
+        /// The peer's id of the object ([`RemoteObject::id`](crate::RemoteObject::id)).
+        target: u64,
         /// The method name.
         name: String,
         /// The arguments.
@@ -104,15 +108,15 @@ pub enum Call {
     },
     /// Read a remote attribute.
     GetAttr {
-        /// The proxy.
-        target: RemoteObject,
+        /// The peer's id of the object ([`RemoteObject::id`](crate::RemoteObject::id)).
+        target: u64,
         /// The attribute name.
         name: String,
     },
     /// List a remote object's exposed names.
     Dir {
-        /// The proxy.
-        target: RemoteObject,
+        /// The peer's id of the object ([`RemoteObject::id`](crate::RemoteObject::id)).
+        target: u64,
     },
     /// Round trip with a payload.
     Ping(Value),

@@ -3,7 +3,7 @@
 
 use super::{Event, Phase, Protocol, Request};
 use crate::error::{CloseReason, Error, ProtocolError, RemoteError, Result};
-use crate::value::{ObjectRef, Value};
+use crate::value::Value;
 use crate::wire;
 use crate::wire::{Message, WireRequest};
 
@@ -88,19 +88,11 @@ impl Protocol {
 
     pub(super) fn handle_request(&mut self, seq: u64, request: WireRequest) -> Result<()> {
         let resolved = match request {
-            WireRequest::Root => {
-                let reply = match self.root.clone() {
-                    Some(root) => Ok(Value::Object(ObjectRef::Local(root))),
-                    None => Err(RemoteError::new("AttributeError", "the peer exposes no service")),
-                };
-                self.send_reply(seq, reply);
-                return Ok(());
-            }
-            WireRequest::Ping(payload) => {
-                let reply = self.decode_value(payload).map_err(|e| RemoteError::value_error(e.to_string()));
-                self.send_reply(seq, reply);
-                return Ok(());
-            }
+            WireRequest::Root => Ok(Request::Root),
+            WireRequest::Ping(payload) => self
+                .decode_value(payload)
+                .map(Request::Ping)
+                .map_err(|e| RemoteError::value_error(e.to_string())),
             WireRequest::Release(items) => {
                 for (id, count) in items {
                     self.release(id, count)?;

@@ -32,9 +32,9 @@ use std::time::Instant;
 use rustc_hash::FxBuildHasher;
 
 use crate::config::Config;
-use crate::connection::remote::{ReleaseQueue, Session};
 use crate::error::{CloseReason, Error, LimitError, RemoteError, Result};
 use crate::value::object::LocalObject;
+use crate::value::remote::{ProxyOwner, ReleaseQueue};
 use crate::value::Value;
 use crate::wire::{self, Message, WireRequest};
 
@@ -51,7 +51,7 @@ mod output; // the frames queued for the peer
 mod deadline_tests;
 
 pub use events::{Call, Event, Phase, Request};
-use objects::{Export, Import, NoSession};
+use objects::{Export, Import};
 
 static NEXT_PROTOCOL_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -93,8 +93,8 @@ pub struct Protocol {
     imports: HashMap<u64, Import>,
     releases: Arc<ReleaseQueue>,
     events: VecDeque<Event>,
-    session: Weak<dyn Session>,
-    root: Option<LocalObject>,
+    /// The connection the proxies it makes report to, if one drives it.
+    owner: Option<Weak<dyn ProxyOwner>>,
     /// Objects no longer exported, kept until the driver takes them so that
     /// user code in their `Drop` never runs inside the driver's lock.
     released: Vec<LocalObject>,
@@ -104,33 +104,27 @@ pub struct Protocol {
 }
 
 impl Protocol {
-    /// A protocol that serves `root` (if any) to the peer. Queues the hello.
-    /// Its spare buffers for large byte strings are its own, placed the
-    /// default way (see [`with_pool`](Self::with_pool)).
-    pub fn new(config: Config, root: Option<LocalObject>, now: Instant) -> Self {
-        Self::with_pool(config, root, now, wire::BufferPool::new())
+    /// A protocol enforcing `config`. Queues the hello. Its spare buffers
+    /// for large byte strings are its own, placed the default way (see
+    /// [`with_pool`](Self::with_pool)).
+    pub fn new(config: Config, now: Instant) -> Self {
+        Self::with_pool(config, now, wire::BufferPool::new())
     }
 
     /// Like [`new`](Self::new), with spare buffers from `pool` and its
     /// [`Placement`](wire::Placement): with [`Placement::InPlace`](wire::Placement::InPlace)
     /// the protocol is deterministic (the same bytes and times in give the
     /// same bytes, events and lending out).
-    pub fn with_pool(
-        config: Config,
-        root: Option<LocalObject>,
-        now: Instant,
-        pool: wire::BufferPool,
-    ) -> Self {
-        Self::with_session(config, root, now, Weak::<NoSession>::new(), pool)
+    pub fn with_pool(config: Config, now: Instant, pool: wire::BufferPool) -> Self {
+        Self::with_owner(config, now, None, pool)
     }
 
-    /// Like [`new`](Self::new), with the session that proxies created by this
-    /// protocol will use for their calls.
-    pub(crate) fn with_session(
+    /// Like [`with_pool`](Self::with_pool), with the connection that the
+    /// proxies this protocol makes belong to (their calls go through it).
+    pub(crate) fn with_owner(
         config: Config,
-        root: Option<LocalObject>,
         now: Instant,
-        session: Weak<dyn Session>,
+        owner: Option<Weak<dyn ProxyOwner>>,
         pool: wire::BufferPool,
     ) -> Self {
         let mut p = Protocol {
@@ -155,8 +149,7 @@ impl Protocol {
             imports: HashMap::new(),
             releases: Arc::new(ReleaseQueue::default()),
             events: VecDeque::new(),
-            session,
-            root,
+            owner,
             released: Vec::new(),
             last_input: now,
             closed: None,
@@ -223,17 +216,14 @@ impl Protocol {
         // The call is taken apart: its arguments move into the message.
         let request = match call {
             Call::Root => WireRequest::Root,
-            Call::Call { target, args } => WireRequest::Call {
-                target: self.target_id(&target)?,
-                args: self.encode_args(args, &mut exported)?,
-            },
-            Call::CallMethod { target, name, args } => WireRequest::CallMethod {
-                target: self.target_id(&target)?,
-                name,
-                args: self.encode_args(args, &mut exported)?,
-            },
-            Call::GetAttr { target, name } => WireRequest::GetAttr { target: self.target_id(&target)?, name },
-            Call::Dir { target } => WireRequest::Dir { target: self.target_id(&target)? },
+            Call::Call { target, args } => {
+                WireRequest::Call { target, args: self.encode_args(args, &mut exported)? }
+            }
+            Call::CallMethod { target, name, args } => {
+                WireRequest::CallMethod { target, name, args: self.encode_args(args, &mut exported)? }
+            }
+            Call::GetAttr { target, name } => WireRequest::GetAttr { target, name },
+            Call::Dir { target } => WireRequest::Dir { target },
             Call::Ping(v) => WireRequest::Ping(self.encode_value(v, &mut exported)?),
         };
         self.send_exporting(Message::Request { seq, request }, exported)?;
@@ -302,13 +292,6 @@ impl Protocol {
 
     // ---- output --------------------------------------------------------------
 
-    /// Sets (or replaces) the root object the peer gets from its root request.
-    pub fn set_root(&mut self, root: LocalObject) {
-        if let Some(old) = self.root.replace(root) {
-            self.released.push(old);
-        }
-    }
-
     /// Takes the local objects the peer no longer references, so the caller
     /// can drop them where running their destructors is safe.
     pub fn take_released_objects(&mut self) -> Vec<LocalObject> {
@@ -340,7 +323,6 @@ impl Protocol {
         self.deadlines.clear();
         self.expired.clear();
         self.released.extend(self.exports.drain().map(|(_, e)| e.object));
-        self.released.extend(self.root.take());
         self.export_ids.clear();
         self.imports.clear();
     }

@@ -3,11 +3,10 @@
 
 use std::sync::{Arc, Weak};
 
-use super::events::Call;
 use super::{Phase, Protocol};
-use crate::connection::remote::{relay, ProxyInner, RemoteObject, Session};
 use crate::error::{CloseReason, DecodeError, Error, LimitError, Misuse, ProtocolError, RemoteError, Result};
 use crate::value::object::LocalObject;
+use crate::value::remote::{ProxyInner, RemoteObject};
 use crate::value::{ObjectRef, Value};
 use crate::wire::{Cbor, Message, WireRequest, TAG_RECEIVER_OBJECT, TAG_SENDER_OBJECT};
 
@@ -41,14 +40,6 @@ pub(super) struct Import {
     pub(super) proxy: Weak<ProxyInner>,
 }
 
-pub(super) struct NoSession;
-
-impl Session for NoSession {
-    fn submit(&self, _: Call, _: Option<std::time::Duration>) -> crate::AsyncResult {
-        crate::AsyncResult::failed(Misuse::NoConnection.into())
-    }
-}
-
 impl Protocol {
     /// Sends a message whose encoding exported `exported` objects: their
     /// counts rise only if the message is actually queued.
@@ -77,13 +68,6 @@ impl Protocol {
                 self.released.push(e.object);
             }
         }
-    }
-
-    pub(super) fn target_id(&self, target: &RemoteObject) -> Result<u64> {
-        if target.inner.protocol_id != self.id {
-            return Err(Misuse::ForeignObject { id: target.id() }.into());
-        }
-        Ok(target.id())
     }
 
     pub(super) fn encode_args(&mut self, args: Vec<Value>, exported: &mut Vec<u64>) -> Result<Cbor> {
@@ -138,13 +122,18 @@ impl Protocol {
     /// it if it is new (RPyC's rule: a proxy passed to a third party is an
     /// object of the middle process). The same proxy always gets the same
     /// id while the peer holds it, and the peer handing the id back gets
-    /// `proxy` itself (see [`decode_value`](Self::decode_value)).
+    /// `proxy` itself (see [`decode_value`](Self::decode_value)). The relay
+    /// object is made by the proxy's connection; a proxy of a protocol
+    /// driven directly has none and cannot be passed on.
     pub(super) fn export_relay(&mut self, proxy: &RemoteObject) -> Result<u64> {
         match self.export_ids.get(&(Arc::as_ptr(&proxy.inner) as usize)) {
             Some(&id) => Ok(id),
             None => {
+                let Some(owner) = &proxy.inner.owner else {
+                    return Err(Misuse::ForeignObject { id: proxy.id() }.into());
+                };
                 let relayed = Some(Arc::downgrade(&proxy.inner));
-                self.add_export(Export { object: relay(proxy), sent: 0, relayed })
+                self.add_export(Export { object: owner.relay(proxy), sent: 0, relayed })
             }
         }
     }
@@ -247,7 +236,7 @@ impl Protocol {
             inner: Arc::new(ProxyInner::new(
                 id,
                 self.id,
-                self.session.upgrade(),
+                self.owner.as_ref().and_then(Weak::upgrade),
                 Arc::downgrade(&self.releases),
             )),
         }

@@ -19,14 +19,15 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
-use crate::connection::remote::RemoteObject;
 use crate::error::Result;
 use crate::value::object::LocalObject;
+pub use remote::RemoteObject;
 
 mod cbor;
 mod convert;
 mod de;
 pub mod object;
+pub(crate) mod remote;
 mod serde_impls;
 
 pub(crate) use convert::{cast, from_value_at, into_value, placed, STASH_TAG};

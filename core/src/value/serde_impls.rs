@@ -7,8 +7,8 @@ use serde::de::{Error as _, Unexpected, Visitor};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::remote::RemoteObject;
 use super::{de, park, ObjectRef, Value, CONVERT_MAX_DEPTH, STASH_TAG};
-use crate::connection::remote::RemoteObject;
 use crate::error::{ConvertError, Error};
 use crate::value::object::LocalObject;
 use crate::wire::Cbor;

@@ -531,7 +531,7 @@ fn open_idle(addr: &str, n: usize, out: &mut Vec<TcpStream>) -> netref::Result<(
         let mut batch = Vec::with_capacity(chunk.len());
         for _ in chunk {
             let mut s = TcpStream::connect(addr)?;
-            let mut p = Protocol::new(Config::default(), None, Instant::now());
+            let mut p = Protocol::new(Config::default(), Instant::now());
             let seq = p.send_request(Call::Ping(Value::Null), None)?;
             let out_bytes = p.pending_output().to_vec();
             s.write_all(&out_bytes)?;
