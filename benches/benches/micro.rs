@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use netref::protocol::{Call, Event, Protocol, Request};
+use netref::protocol::{Call, Event, Input, Protocol, Request};
 use netref::testing::Pair;
 use netref::wire::{decode_cbor, encode_frame, Cbor, FrameDecoder, Message, WireRequest};
 use netref::{async_, from_value, to_value, Config, ObjectBuilder, Service, Value};
@@ -81,9 +81,9 @@ fn protocol_ping_round_trip(bencher: divan::Bencher<'_, '_>) {
     let mut client = Protocol::new(Config::default(), now);
     let mut server = Protocol::new(Config::default(), now);
     let pump = |from: &mut Protocol, to: &mut Protocol| {
-        let out = from.pending_output().to_vec();
-        from.consume_output(out.len());
-        to.handle_bytes(&out, now).unwrap();
+        let mut out = Vec::new();
+        from.write_to(&mut out).unwrap();
+        to.handle_input(now, Input::Receive(&out)).unwrap();
     };
     // Handshake.
     pump(&mut client, &mut server);

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use netref::protocol::{Event, Protocol};
+use netref::protocol::{Event, Input, Protocol};
 use netref::wire::Cbor;
 use netref::wire::{self, BufferPool, Message, Placement, WireRequest};
 use netref::{BgServingThread, Builder, Config, ObjectBuilder, Service, ThreadedServer, Value};
@@ -49,13 +49,14 @@ fn greeted_with(pool: BufferPool) -> (Protocol, Instant) {
     let now = Instant::now();
     let mut p = Protocol::with_pool(Config::default(), now, pool);
     let hello = frame(&Message::Hello { version: wire::VERSION, features: wire::FEATURES }.into_cbor());
-    p.handle_bytes(&hello, now).unwrap();
+    p.handle_input(now, Input::Receive(&hello)).unwrap();
     (p, now)
 }
 
 /// A protocol's pending output and its events, described.
 fn outcome(p: &mut Protocol) -> (Vec<u8>, Vec<String>) {
-    let out = p.pending_output().to_vec();
+    let mut out = Vec::new();
+    p.write_to(&mut out).expect("a Vec takes everything");
     let mut events = Vec::new();
     while let Some(e) = p.poll_event() {
         events.push(match e {
@@ -67,20 +68,20 @@ fn outcome(p: &mut Protocol) -> (Vec<u8>, Vec<String>) {
 }
 
 /// What a protocol did with `stream` fed in pieces cut at `cuts`: every
-/// error `handle_bytes` returned, its output, and its events.
+/// error `handle_input` returned, its output, and its events.
 fn run(stream: &[u8], cuts: &[usize], eof: bool) -> (Vec<String>, Vec<u8>, Vec<String>) {
     let (mut p, now) = greeted();
     let mut errors = Vec::new();
     let mut at = 0;
     for &cut in cuts.iter().chain([stream.len()].iter()) {
         let cut = cut.clamp(at, stream.len());
-        if let Err(e) = p.handle_bytes(&stream[at..cut], now) {
+        if let Err(e) = p.handle_input(now, Input::Receive(&stream[at..cut])) {
             errors.push(e.to_string());
         }
         at = cut;
     }
     if eof {
-        p.handle_eof();
+        p.handle_input(Instant::now(), Input::Eof).unwrap();
     }
     let (out, events) = outcome(&mut p);
     (errors, out, events)
@@ -255,8 +256,8 @@ fn run_lending(stream: &[u8], step: usize, pool: BufferPool) -> (Vec<String>, Ve
     while at < stream.len() {
         let k = step.min(stream.len() - at);
         let lends = p.lends_input_buffer();
-        let lent_now = p.take_input_buffer();
-        assert_eq!(lends, lent_now.is_some(), "lends_input_buffer says what take_input_buffer does");
+        let lent_now = p.input_buffer();
+        assert_eq!(lends, lent_now.is_some(), "lends_input_buffer says what input_buffer does");
         let result = match lent_now {
             Some(mut input) => {
                 let room = input.unfilled();
@@ -265,11 +266,11 @@ fn run_lending(stream: &[u8], step: usize, pool: BufferPool) -> (Vec<String>, Ve
                 input.advance(k);
                 at += k;
                 lent += 1;
-                p.handle_input(input, now)
+                p.handle_input(now, Input::Filled(input))
             }
             None => {
                 at += k;
-                p.handle_bytes(&stream[at - k..at], now)
+                p.handle_input(now, Input::Receive(&stream[at - k..at]))
             }
         };
         if let Err(e) = result {
@@ -326,37 +327,57 @@ fn feeding_bytes_while_the_buffer_is_lent_is_refused() {
     let mut refused = 0;
     for stream in layouts {
         let mut p = Protocol::with_pool(Config::default(), now, in_place());
-        p.handle_bytes(&hello, now).unwrap();
-        p.handle_bytes(&stream[..1000], now).unwrap();
-        let input = p.take_input_buffer().expect("a pool that places in place lends");
-        assert!(p.take_input_buffer().is_none(), "lent once at a time");
-        let err = p.handle_bytes(&stream[1000..], now).unwrap_err();
+        p.handle_input(now, Input::Receive(&hello)).unwrap();
+        p.handle_input(now, Input::Receive(&stream[..1000])).unwrap();
+        let input = p.input_buffer().expect("a pool that places in place lends");
+        assert!(p.input_buffer().is_none(), "lent once at a time");
+        let err = p.handle_input(now, Input::Receive(&stream[1000..])).unwrap_err();
         assert!(err.to_string().contains("lent out"), "{err}");
-        p.handle_input(input, now).unwrap();
+        p.handle_input(now, Input::Filled(input)).unwrap();
         refused += 1;
     }
     assert_eq!(refused, 2);
 }
 
-/// Everything `p` has to send, taken through vectored slices written
-/// `take` bytes at a time into at most `max_slices` slices.
-fn drain_slices(p: &mut Protocol, max_slices: usize, take: usize) -> Vec<u8> {
-    let mut sent = Vec::new();
-    loop {
-        let mut slices = [std::io::IoSlice::new(&[]); 4];
-        let n = p.pending_output_slices(&mut slices[..max_slices]);
-        if n == 0 {
-            return sent;
+/// A transport that takes at most `take` bytes from at most `max_slices`
+/// slices per write, and would block once `room` bytes are in.
+struct Chunky {
+    sent: Vec<u8>,
+    max_slices: usize,
+    take: usize,
+    room: usize,
+}
+
+impl std::io::Write for Chunky {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_vectored(&[std::io::IoSlice::new(buf)])
+    }
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
         }
-        let mut budget = take;
-        for s in &slices[..n] {
+        let mut budget = self.take.min(self.room);
+        let start = self.sent.len();
+        for s in bufs.iter().take(self.max_slices) {
             let k = budget.min(s.len());
-            sent.extend_from_slice(&s[..k]);
+            self.sent.extend_from_slice(&s[..k]);
             budget -= k;
         }
-        let written = take - budget;
-        p.consume_output(written);
+        let n = self.sent.len() - start;
+        self.room -= n;
+        Ok(n)
     }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything `p` has to send, written `take` bytes at a time from at most
+/// `max_slices` slices.
+fn drain_slices(p: &mut Protocol, max_slices: usize, take: usize) -> Vec<u8> {
+    let mut w = Chunky { sent: Vec::new(), max_slices, take, room: usize::MAX };
+    p.write_to(&mut w).expect("written");
+    w.sent
 }
 
 #[test]
@@ -381,9 +402,9 @@ fn queued_large_strings_are_sent_intact_however_they_are_written() {
     };
     let expected = {
         let mut p = queue();
-        let all = p.pending_output().to_vec();
-        p.consume_output(all.len());
-        assert!(p.pending_output().is_empty());
+        let mut all = Vec::new();
+        p.write_to(&mut all).expect("a Vec takes everything");
+        assert!(!p.wants_write());
         all
     };
     let mut decoder = wire::FrameDecoder::new();
@@ -402,15 +423,15 @@ fn queued_large_strings_are_sent_intact_however_they_are_written() {
             assert!(!p.wants_write());
         }
     }
-    // Part written through slices, the rest as one slice.
+    // Part written before the transport would block, the rest later.
     let mut p = queue();
-    let mut slices = [std::io::IoSlice::new(&[]); 2];
-    let n = p.pending_output_slices(&mut slices);
-    let first: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).take(200_000).collect();
-    p.consume_output(first.len());
-    let mut sent = first;
-    sent.extend_from_slice(p.pending_output());
-    assert!(sent == expected);
+    let mut w = Chunky { sent: Vec::new(), max_slices: 2, take: usize::MAX, room: 200_000 };
+    assert_eq!(p.write_to(&mut w).expect("blocking is not an error"), 200_000);
+    assert!(p.wants_write());
+    w.room = usize::MAX;
+    p.write_to(&mut w).expect("written");
+    assert!(w.sent == expected);
+    assert!(!p.wants_write());
 }
 
 #[test]
@@ -429,18 +450,18 @@ fn a_forged_length_costs_memory_only_as_bytes_arrive() {
     let mut stream = ((body.len() + CLAIMED) as u32).to_be_bytes().to_vec();
     stream.extend_from_slice(&body);
     stream.extend_from_slice(&[9; 1000]);
-    p.handle_bytes(&stream, now).unwrap();
+    p.handle_input(now, Input::Receive(&stream)).unwrap();
     let mut received = 1000;
     // Each lend offers at most as much as has arrived (64 KiB at first):
     // the buffer grows with the data, not with the claim.
     for _ in 0..6 {
-        let mut input = p.take_input_buffer().expect("the protocol lends its buffer");
+        let mut input = p.input_buffer().expect("the protocol lends its buffer");
         let room = input.unfilled().len();
         assert!(room <= received.max(64 << 10), "lent {room} bytes with {received} received");
         input.unfilled().fill(9);
         input.advance(room);
         received += room;
-        p.handle_input(input, now).unwrap();
+        p.handle_input(now, Input::Filled(input)).unwrap();
     }
     assert!(received > 1 << 20, "the lent room grew with the data: {received}");
 }

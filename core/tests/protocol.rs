@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use netref::error::{DecodeError, LimitError, ProtocolError};
-use netref::protocol::{Call, Event, Phase, Protocol, Request};
+use netref::protocol::{Call, Event, Input, Phase, Protocol, Request};
 use netref::wire::Cbor;
 use netref::wire::{
     self, FrameDecoder, Message, WireRequest, FEATURES, MAGIC, TAG_RECEIVER_OBJECT, TAG_SENDER_OBJECT,
@@ -18,6 +18,13 @@ use netref::{
 };
 
 // ---- harness ---------------------------------------------------------------
+
+/// Everything `p` has to send.
+fn written(p: &mut Protocol) -> Vec<u8> {
+    let mut out = Vec::new();
+    p.write_to(&mut out).expect("a Vec takes everything");
+    out
+}
 
 /// Runs one request on its local object (or answers it from `root`), the
 /// way a connection would.
@@ -44,6 +51,8 @@ struct Side {
     auto_serve: bool,
     /// What the peer's root requests get.
     root: Option<LocalObject>,
+    /// Bytes written and not yet delivered (the socket's buffer).
+    wire: Vec<u8>,
 }
 
 impl Side {
@@ -54,6 +63,7 @@ impl Side {
             held: VecDeque::new(),
             auto_serve: true,
             root,
+            wire: Vec::new(),
         }
     }
 
@@ -73,18 +83,19 @@ impl Side {
 
     /// Delivers everything this side has to send to `to`; false if there was nothing.
     fn send_to(&mut self, to: &mut Side, now: Instant) -> bool {
-        let out = self.p.pending_output().to_vec();
+        self.p.write_to(&mut self.wire).expect("a Vec takes everything");
+        let out = std::mem::take(&mut self.wire);
         if out.is_empty() {
             return false;
         }
-        self.p.consume_output(out.len());
-        to.p.handle_bytes(&out, now).expect("the peer accepts well-formed input");
+        to.p.handle_input(now, Input::Receive(&out)).expect("the peer accepts well-formed input");
         true
     }
 
     /// The messages this side would send now, without sending them.
     fn peek_output(&mut self) -> Vec<Message> {
-        decode_all(self.p.pending_output())
+        self.p.write_to(&mut self.wire).expect("a Vec takes everything");
+        decode_all(&self.wire)
     }
 
     /// The reply (or remote error) to our request `seq`.
@@ -226,8 +237,8 @@ fn handshake_opens_both_sides() {
     let mut b = Side::new(Config::default(), None, now);
     assert_eq!(a.p.phase(), Phase::ExpectHello);
     // Each side queued its hello at creation.
-    assert_eq!(a.peek_output(), vec![Message::Hello { version: VERSION, features: FEATURES }]);
     assert!(a.p.wants_write());
+    assert_eq!(a.peek_output(), vec![Message::Hello { version: VERSION, features: FEATURES }]);
     settle(&mut a, &mut b, now);
     assert_eq!(a.p.phase(), Phase::Open);
     assert_eq!(b.p.phase(), Phase::Open);
@@ -241,10 +252,9 @@ fn handshake_byte_by_byte() {
     let mut a = Side::new(Config::default(), Some(x_object()), now);
     let mut b = Side::new(Config::default(), None, now);
     let seq = b.call(Call::Root);
-    let out = b.p.pending_output().to_vec();
-    b.p.consume_output(out.len());
+    let out = written(&mut b.p);
     for byte in &out {
-        a.p.handle_bytes(std::slice::from_ref(byte), now).unwrap();
+        a.p.handle_input(now, Input::Receive(std::slice::from_ref(byte))).unwrap();
     }
     assert_eq!(a.p.phase(), Phase::Open);
     settle(&mut a, &mut b, now);
@@ -256,7 +266,7 @@ fn version_mismatch_names_both_versions() {
     let now = Instant::now();
     let mut p = Protocol::new(Config::default(), now);
     let bad = frame_msg(&Message::Hello { version: VERSION + 6, features: 0 });
-    let err = p.handle_bytes(&bad, now).unwrap_err();
+    let err = p.handle_input(now, Input::Receive(&bad)).unwrap_err();
     assert!(matches!(err, Error::Closed(CloseReason::Protocol(ProtocolError::Handshake(_)))), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("handshake failed"), "{msg}");
@@ -268,7 +278,7 @@ fn version_mismatch_names_both_versions() {
         other => panic!("expected Closed, got {other:?}"),
     }
     // Later input is ignored, not re-reported.
-    p.handle_bytes(&hello(), now).unwrap();
+    p.handle_input(now, Input::Receive(&hello())).unwrap();
     assert!(p.poll_event().is_none());
 }
 
@@ -277,7 +287,7 @@ fn first_message_must_be_hello() {
     let now = Instant::now();
     let mut p = Protocol::new(Config::default(), now);
     let ping = frame_msg(&Message::Request { seq: 1, request: WireRequest::Ping(uint(1)) });
-    let err = p.handle_bytes(&ping, now).unwrap_err();
+    let err = p.handle_input(now, Input::Receive(&ping)).unwrap_err();
     assert!(matches!(err, Error::Closed(CloseReason::Protocol(ProtocolError::Handshake(_)))), "{err:?}");
     assert!(err.to_string().contains("expected the peer's hello first, got a request"), "{err}");
     assert!(p.is_closed());
@@ -288,7 +298,7 @@ fn wrong_magic_is_named() {
     let now = Instant::now();
     let mut p = Protocol::new(Config::default(), now);
     let bad = frame(&Cbor::Array(vec![uint(0), text("rpyc"), uint(VERSION), uint(0)]));
-    let err = p.handle_bytes(&bad, now).unwrap_err();
+    let err = p.handle_input(now, Input::Receive(&bad)).unwrap_err();
     // Before the hello, a bad greeting is a handshake failure that quotes
     // what the peer sent and keeps the decoder's own explanation.
     assert!(matches!(err, Error::Closed(CloseReason::Protocol(ProtocolError::Handshake(_)))), "{err:?}");
@@ -298,7 +308,7 @@ fn wrong_magic_is_named() {
 #[test]
 fn second_hello_is_fatal() {
     let mut n = net();
-    let err = n.a.p.handle_bytes(&hello(), n.now).unwrap_err();
+    let err = n.a.p.handle_input(n.now, Input::Receive(&hello())).unwrap_err();
     assert!(matches!(err, Error::Closed(CloseReason::Protocol(ProtocolError::Unexpected(_)))), "{err:?}");
     assert!(err.to_string().contains("second hello"), "{err}");
 }
@@ -423,7 +433,7 @@ fn sequence_numbers_count_up_and_replies_match_in_any_order() {
 fn reply_to_unknown_sequence_is_fatal() {
     let mut n = net();
     let forged = frame_msg(&Message::Reply { seq: 4242, value: Cbor::Null });
-    let err = n.b.p.handle_bytes(&forged, n.now).unwrap_err();
+    let err = n.b.p.handle_input(n.now, Input::Receive(&forged)).unwrap_err();
     assert_eq!(err, Error::Closed(CloseReason::Protocol(ProtocolError::UnknownSequence(4242))));
     assert!(err.to_string().contains("unknown sequence number 4242"), "{err}");
     assert!(n.b.p.is_closed());
@@ -431,7 +441,7 @@ fn reply_to_unknown_sequence_is_fatal() {
     // The same for an error message, and for a reply delivered twice.
     let mut n = net();
     let forged = frame_msg(&Message::Error { seq: 7, error: RemoteError::new("E", "m") });
-    let err = n.b.p.handle_bytes(&forged, n.now).unwrap_err();
+    let err = n.b.p.handle_input(n.now, Input::Receive(&forged)).unwrap_err();
     assert_eq!(err, Error::Closed(CloseReason::Protocol(ProtocolError::UnknownSequence(7))));
 
     let mut n = net();
@@ -439,7 +449,7 @@ fn reply_to_unknown_sequence_is_fatal() {
     n.settle();
     n.b.take_reply(seq).unwrap();
     let again = frame_msg(&Message::Reply { seq, value: Cbor::Null });
-    let err = n.b.p.handle_bytes(&again, n.now).unwrap_err();
+    let err = n.b.p.handle_input(n.now, Input::Receive(&again)).unwrap_err();
     assert_eq!(err, Error::Closed(CloseReason::Protocol(ProtocolError::UnknownSequence(seq))));
 }
 
@@ -475,7 +485,7 @@ fn close_fails_nothing_twice_and_peer_sees_reason() {
 fn eof_closes_and_fails_pending() {
     let mut n = net();
     n.b.call(Call::Ping(Value::Null));
-    n.b.p.handle_eof();
+    n.b.p.handle_input(Instant::now(), Input::Eof).unwrap();
     assert!(n.b.p.is_closed());
     assert_eq!(n.b.p.pending_count(), 0);
     assert!(n.b.p.poll_timeout().is_none());
@@ -502,12 +512,12 @@ fn deadline_expires_sends_cancel_and_drops_late_reply() {
     assert_eq!(n.b.p.poll_timeout(), Some(t0 + Duration::from_secs(5)));
 
     // Not yet.
-    n.b.p.handle_timeout(t0 + Duration::from_millis(4999));
+    n.b.p.handle_input(t0 + Duration::from_millis(4999), Input::Timeout).unwrap();
     assert!(n.b.p.poll_event().is_none());
     assert_eq!(n.b.p.pending_count(), 2);
 
     // The requests are still in B's output; A has not seen them.
-    n.b.p.handle_timeout(t0 + Duration::from_secs(5));
+    n.b.p.handle_input(t0 + Duration::from_secs(5), Input::Timeout).unwrap();
     n.b.process();
     assert!(matches!(n.b.events.pop_front(), Some(Event::Expired { seq: s }) if s == seq));
     assert!(n.b.events.is_empty());
@@ -529,7 +539,7 @@ fn deadline_expires_sends_cancel_and_drops_late_reply() {
     // A second reply to the same expired request is a protocol error.
     let again = frame_msg(&Message::Reply { seq, value: Cbor::Null });
     assert_eq!(
-        n.b.p.handle_bytes(&again, n.now).unwrap_err(),
+        n.b.p.handle_input(n.now, Input::Receive(&again)).unwrap_err(),
         Error::Closed(CloseReason::Protocol(ProtocolError::UnknownSequence(seq)))
     );
 }
@@ -548,7 +558,7 @@ fn late_reply_with_objects_is_released() {
             )
             .unwrap();
     n.settle();
-    n.b.p.handle_timeout(t0 + Duration::from_secs(1));
+    n.b.p.handle_input(t0 + Duration::from_secs(1), Input::Timeout).unwrap();
     n.b.process();
     assert!(matches!(n.b.events.pop_front(), Some(Event::Expired { .. })));
     let (q, r) = n.a.held.pop_front().unwrap();
@@ -573,15 +583,15 @@ fn set_deadline_moves_and_removes_the_deadline() {
     assert_eq!(n.b.p.poll_timeout(), Some(t0 + Duration::from_secs(1)));
     n.b.p.set_deadline(seq, Some(t0 + Duration::from_secs(10)));
     assert_eq!(n.b.p.poll_timeout(), Some(t0 + Duration::from_secs(10)));
-    n.b.p.handle_timeout(t0 + Duration::from_secs(5));
+    n.b.p.handle_input(t0 + Duration::from_secs(5), Input::Timeout).unwrap();
     assert!(n.b.p.poll_event().is_none(), "the old deadline is gone");
     n.b.p.set_deadline(seq, None);
     assert_eq!(n.b.p.poll_timeout(), None);
-    n.b.p.handle_timeout(t0 + Duration::from_secs(3600));
+    n.b.p.handle_input(t0 + Duration::from_secs(3600), Input::Timeout).unwrap();
     assert!(n.b.p.poll_event().is_none());
     // Shortening it makes it expire.
     n.b.p.set_deadline(seq, Some(t0 + Duration::from_secs(2)));
-    n.b.p.handle_timeout(t0 + Duration::from_secs(3600));
+    n.b.p.handle_input(t0 + Duration::from_secs(3600), Input::Timeout).unwrap();
     assert!(matches!(n.b.p.poll_event(), Some(Event::Expired { seq: s }) if s == seq));
     // Unknown or finished sequence numbers are ignored.
     n.b.p.set_deadline(seq, Some(t0));
@@ -596,7 +606,7 @@ fn deadlines_fire_in_order() {
     let s3 = n.b.p.send_request(Call::Ping(Value::Null), Some(t0 + Duration::from_secs(3))).unwrap();
     let s1 = n.b.p.send_request(Call::Ping(Value::Null), Some(t0 + Duration::from_secs(1))).unwrap();
     let s2 = n.b.p.send_request(Call::Ping(Value::Null), Some(t0 + Duration::from_secs(1))).unwrap();
-    n.b.p.handle_timeout(t0 + Duration::from_secs(10));
+    n.b.p.handle_input(t0 + Duration::from_secs(10), Input::Timeout).unwrap();
     let expired: Vec<u64> = std::iter::from_fn(|| match n.b.p.poll_event() {
         Some(Event::Expired { seq }) => Some(seq),
         _ => None,
@@ -618,9 +628,9 @@ fn idle_timeout_closes() {
     n.settle();
     n.a.take_reply(seq).unwrap();
     assert_eq!(n.b.p.poll_timeout(), Some(t1 + Duration::from_secs(10)));
-    n.b.p.handle_timeout(t1 + Duration::from_secs(9));
+    n.b.p.handle_input(t1 + Duration::from_secs(9), Input::Timeout).unwrap();
     assert!(!n.b.p.is_closed());
-    n.b.p.handle_timeout(t1 + Duration::from_secs(10));
+    n.b.p.handle_input(t1 + Duration::from_secs(10), Input::Timeout).unwrap();
     assert!(n.b.p.is_closed());
     match n.b.p.poll_event() {
         Some(Event::Closed { reason }) => {
@@ -909,7 +919,7 @@ fn max_exported_leaves_nothing_half_exported() {
 fn max_frame_len_on_send() {
     let mut n = net_with(Config::default(), Config::default().max_frame_len(200));
     let root = n.root_of_a();
-    let before = n.b.p.pending_output().len();
+    let before = n.b.p.pending_output_len();
     let obj = x_object();
     let err =
         n.b.p
@@ -926,7 +936,7 @@ fn max_frame_len_on_send() {
     assert!(err.to_string().contains("max_frame_len (200)"), "{err}");
     assert_eq!(n.b.p.exported_count(), 0, "nothing left half-exported");
     assert_eq!(n.b.p.pending_count(), 0);
-    assert_eq!(n.b.p.pending_output().len(), before, "nothing half-written");
+    assert_eq!(n.b.p.pending_output_len(), before, "nothing half-written");
     assert!(n.b.p.take_released_objects().iter().any(|o| o.same_as(&obj)));
     // The connection is fine and the next call gets the next free seq.
     assert_eq!(n.b_calls(&root, "add", vec![1.into(), 2.into()]).unwrap(), Value::Integer(3));
@@ -1040,7 +1050,7 @@ impl Raw {
     fn with(config: Config) -> Raw {
         let now = Instant::now();
         let mut p = Protocol::new(config, now);
-        p.handle_bytes(&hello(), now).unwrap();
+        p.handle_input(now, Input::Receive(&hello())).unwrap();
         let mut raw = Raw { p, now, root: 0 };
         assert_eq!(raw.output(), vec![Message::Hello { version: VERSION, features: FEATURES }]);
         raw.send(&Cbor::Array(vec![uint(1), uint(1), uint(0)])).unwrap();
@@ -1056,7 +1066,7 @@ impl Raw {
     }
 
     fn feed(&mut self, bytes: &[u8]) -> netref::Result<()> {
-        self.p.handle_bytes(bytes, self.now)
+        self.p.handle_input(self.now, Input::Receive(bytes))
     }
 
     fn send(&mut self, item: &Cbor) -> netref::Result<()> {
@@ -1072,9 +1082,7 @@ impl Raw {
                 other => panic!("unexpected event {other:?}"),
             }
         }
-        let out = self.p.pending_output().to_vec();
-        self.p.consume_output(out.len());
-        decode_all(&out)
+        decode_all(&written(&mut self.p))
     }
 
     /// Feeds a fatal input; checks that the returned error and the `Closed`
@@ -1150,7 +1158,7 @@ fn truncated_frame_then_eof() {
     let whole = frame(&raw.call_method(2, "add", vec![uint(2), uint(3)]));
     raw.feed(&whole[..whole.len() - 3]).unwrap();
     assert!(raw.p.poll_event().is_none());
-    raw.p.handle_eof();
+    raw.p.handle_input(Instant::now(), Input::Eof).unwrap();
     let Some(Event::Closed { reason: error }) = raw.p.poll_event() else { panic!("expected Closed") };
     assert_eq!(
         error,
@@ -1161,7 +1169,7 @@ fn truncated_frame_then_eof() {
     // A header cut short is truncated too.
     let mut raw = Raw::new();
     raw.feed(&[0, 0]).unwrap();
-    raw.p.handle_eof();
+    raw.p.handle_input(Instant::now(), Input::Eof).unwrap();
     let Some(Event::Closed { reason: error }) = raw.p.poll_event() else { panic!("expected Closed") };
     assert!(matches!(error, CloseReason::Decode(DecodeError::Truncated { got: 2, .. })), "{error:?}");
 }
@@ -1440,11 +1448,11 @@ fn deep_nesting_in_a_small_thread_stack() {
 fn garbage_after_close_is_ignored_and_errors_reported_once() {
     let mut raw = Raw::new();
     raw.fatal(&frame(&Cbor::Array(vec![uint(42)])), "unknown message kind 42");
-    assert!(raw.p.handle_bytes(&[0xff; 64], raw.now).is_ok());
-    raw.p.handle_eof();
-    raw.p.handle_timeout(raw.now + Duration::from_secs(1_000_000));
+    assert!(raw.p.handle_input(raw.now, Input::Receive(&[0xff; 64])).is_ok());
+    raw.p.handle_input(Instant::now(), Input::Eof).unwrap();
+    raw.p.handle_input(raw.now + Duration::from_secs(1_000_000), Input::Timeout).unwrap();
     assert!(raw.p.poll_event().is_none());
-    assert!(raw.p.pending_output().is_empty());
+    assert!(!raw.p.wants_write());
 }
 
 #[test]

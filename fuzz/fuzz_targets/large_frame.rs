@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use netref::protocol::{Event, Protocol};
+use netref::protocol::{Event, Input, Protocol};
 use netref::wire::{self, Message};
 use netref::Config;
 
@@ -69,13 +69,13 @@ fn feed(stream: &[u8], steps: &[usize], lend: bool, eof: bool) -> Outcome {
     let mut hello = Vec::new();
     let msg = Message::Hello { version: wire::VERSION, features: wire::FEATURES };
     wire::encode_frame(&msg.into_cbor(), &mut hello, usize::MAX).expect("a hello encodes");
-    p.handle_bytes(&hello, now).expect("a hello is accepted");
+    p.handle_input(now, Input::Receive(&hello)).expect("a hello is accepted");
     let mut errors = Vec::new();
     let mut at = 0;
     let mut step = steps.iter().copied().cycle();
     while at < stream.len() {
         let k = step.next().unwrap_or(stream.len()).min(stream.len() - at);
-        let lent = if lend { p.take_input_buffer() } else { None };
+        let lent = if lend { p.input_buffer() } else { None };
         let result = match lent {
             Some(mut input) => {
                 let room = input.unfilled();
@@ -83,11 +83,11 @@ fn feed(stream: &[u8], steps: &[usize], lend: bool, eof: bool) -> Outcome {
                 room[..k].copy_from_slice(&stream[at..at + k]);
                 input.advance(k);
                 at += k;
-                p.handle_input(input, now)
+                p.handle_input(now, Input::Filled(input))
             }
             None => {
                 at += k;
-                p.handle_bytes(&stream[at - k..at], now)
+                p.handle_input(now, Input::Receive(&stream[at - k..at]))
             }
         };
         if let Err(e) = result {
@@ -95,9 +95,10 @@ fn feed(stream: &[u8], steps: &[usize], lend: bool, eof: bool) -> Outcome {
         }
     }
     if eof {
-        p.handle_eof();
+        p.handle_input(now, Input::Eof).unwrap();
     }
-    let out = p.pending_output().to_vec();
+    let mut out = Vec::new();
+    p.write_to(&mut out).expect("a Vec takes everything");
     let mut events = Vec::new();
     while let Some(e) = p.poll_event() {
         events.push(match e {

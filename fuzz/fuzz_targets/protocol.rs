@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use netref::protocol::{Call, Event, Protocol, Request};
+use netref::protocol::{self, Call, Event, Protocol, Request};
 use netref::{CloseReason, Config, LocalObject, ObjectBuilder, ObjectRef, RemoteError, RemoteObject, Value};
 
 #[derive(Arbitrary, Debug, Clone)]
@@ -213,16 +213,36 @@ impl Side {
     }
 }
 
+/// A peer's socket that takes up to `room` bytes, then would block.
+struct Room<'a> {
+    into: &'a mut Vec<u8>,
+    room: usize,
+}
+
+impl std::io::Write for Room<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.room);
+        self.into.extend_from_slice(&buf[..n]);
+        self.room -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Delivers up to `max` bytes (all when `None`) from one side to the other.
 fn deliver(from: &mut Side, to: &mut Side, max: Option<usize>, now: Instant) -> bool {
-    let out = from.p.pending_output();
-    let n = max.map_or(out.len(), |m| m.min(out.len()));
+    let mut chunk = Vec::new();
+    let n =
+        from.p.write_to(&mut Room { into: &mut chunk, room: max.unwrap_or(usize::MAX) }).expect("written");
     if n == 0 {
         return false;
     }
-    let chunk = out[..n].to_vec();
-    from.p.consume_output(n);
-    let _ = to.p.handle_bytes(&chunk, now);
+    let _ = to.p.handle_input(now, protocol::Input::Receive(&chunk));
     true
 }
 
@@ -296,8 +316,8 @@ pub fn run(input: Input) {
             }
             Op::Advance { ms: d } => {
                 now += ms(*d);
-                a.p.handle_timeout(now);
-                b.p.handle_timeout(now);
+                a.p.handle_input(now, protocol::Input::Timeout).unwrap();
+                b.p.handle_input(now, protocol::Input::Timeout).unwrap();
             }
             Op::Close { who } => {
                 // A local close fails nothing: the caller owns its requests.
@@ -307,11 +327,11 @@ pub fn run(input: Input) {
             }
             Op::Eof { who } => {
                 tainted = true;
-                pair(*who, &mut a, &mut b).0.p.handle_eof();
+                pair(*who, &mut a, &mut b).0.p.handle_input(now, protocol::Input::Eof).unwrap();
             }
             Op::Garbage(bytes) => {
                 tainted = true;
-                let _ = a.p.handle_bytes(bytes, now);
+                let _ = a.p.handle_input(now, protocol::Input::Receive(bytes));
             }
         }
         a.process();

@@ -1,12 +1,15 @@
 //! Closing: the close hooks, lingering for the last replies, and failing what
 //! is still pending.
 
+use std::io::{self, IoSlice};
+use std::thread;
 use std::time::Duration;
-use std::{io, thread};
 
 use super::state::{After, State, StateGuard};
 use super::Shared;
 use crate::error::CloseReason;
+use crate::protocol::Input;
+use crate::transport::Transport;
 
 /// How long a close waits, on the connection's [`Clock`], for its farewell
 /// (and whatever was queued before it) to leave.
@@ -18,34 +21,13 @@ impl Shared {
     /// or a write of zero bytes).
     pub(super) fn write_pending(&self, st: &mut State) -> bool {
         st.held = false;
-        loop {
-            // Slices, so that a large byte string is written from its own
-            // buffer instead of being copied behind its frame's head.
-            let mut slices = [io::IoSlice::new(&[]); 8];
-            let n = st.proto.pending_output_slices(&mut slices);
-            if n == 0 {
-                break;
-            }
-            let written = match n {
-                1 => self.transport.write(&slices[0]),
-                _ => self.transport.write_vectored(&slices[..n]),
-            };
-            match written {
-                Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "the peer stopped accepting data");
-                    st.proto.handle_transport_error(e);
-                    return false;
-                }
-                Ok(n) => st.proto.consume_output(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    st.proto.handle_transport_error(e);
-                    return false;
-                }
+        match st.proto.write_to(&mut Writer(&*self.transport)) {
+            Ok(_) => true,
+            Err(e) => {
+                let _ = st.proto.handle_input(self.clock.now(), Input::Failed(e));
+                false
             }
         }
-        true
     }
 
     /// Runs the [`Connection::on_close`] handlers, once the close is done.
@@ -144,5 +126,21 @@ impl Shared {
                 return st;
             }
         }
+    }
+}
+
+/// A transport as the [`io::Write`] that [`Protocol::write_to`](crate::protocol::Protocol::write_to)
+/// writes to.
+struct Writer<'a>(&'a dyn Transport);
+
+impl io::Write for Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

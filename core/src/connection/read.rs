@@ -5,6 +5,7 @@ use std::io;
 
 use super::state::StateGuard;
 use super::{Shared, READ_BUF};
+use crate::protocol::Input;
 
 /// Bytes read from a transport at a time.
 pub(super) const READ_BUF_LEN: usize = 64 * 1024;
@@ -73,11 +74,12 @@ impl Shared {
         }
         *more = input.is_full();
         let mut st = self.lock();
-        let _ = st.proto.handle_input(input, self.clock.now());
+        let now = self.clock.now();
+        let _ = st.proto.handle_input(now, Input::Filled(input));
         if eof {
-            st.proto.handle_eof();
+            let _ = st.proto.handle_input(now, Input::Eof);
         } else if let Some(e) = error {
-            st.proto.handle_transport_error(e);
+            let _ = st.proto.handle_input(now, Input::Failed(e));
         }
         st
     }

@@ -9,6 +9,7 @@ use super::batch::in_batch;
 use super::state::{After, AfterBuf, State, StateGuard};
 use super::Shared;
 use crate::error::{Error, Misuse, Result};
+use crate::protocol::Input;
 
 /// What one call of [`Shared::serve_loop`] keeps from turn to turn.
 struct Pass {
@@ -42,7 +43,7 @@ impl Shared {
     /// Fires the deadlines that passed by `now`.
     pub(super) fn timeouts_locked(&self, st: &mut State, after: &mut Vec<After>, now: Instant) {
         if st.proto.poll_timeout().is_some_and(|t| t <= now) {
-            st.proto.handle_timeout(now);
+            let _ = st.proto.handle_input(now, Input::Timeout);
             self.process_events(st, after);
         }
     }
@@ -248,7 +249,7 @@ impl Shared {
     /// lock, and whether more may be waiting (the read was cut short).
     fn read_and_feed(&self, lend: bool) -> (StateGuard<'_>, bool) {
         let mut more = false;
-        let lent = if lend { self.lock().proto.take_input_buffer() } else { None };
+        let lent = if lend { self.lock().proto.input_buffer() } else { None };
         let st = match lent {
             Some(input) => self.read_lent(input, &mut more),
             None => self.read_available(|read| {
@@ -256,14 +257,17 @@ impl Shared {
                 match read {
                     Ok((bytes, eof, cut_short)) => {
                         more = cut_short;
+                        let now = self.clock.now();
                         if !bytes.is_empty() {
-                            let _ = st.proto.handle_bytes(bytes, self.clock.now());
+                            let _ = st.proto.handle_input(now, Input::Receive(bytes));
                         }
                         if eof {
-                            st.proto.handle_eof();
+                            let _ = st.proto.handle_input(now, Input::Eof);
                         }
                     }
-                    Err(e) => st.proto.handle_transport_error(e),
+                    Err(e) => {
+                        let _ = st.proto.handle_input(self.clock.now(), Input::Failed(e));
+                    }
                 }
                 st
             }),

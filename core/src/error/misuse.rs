@@ -45,8 +45,8 @@ pub enum Misuse {
     /// Bytes were fed to a [`Protocol`](crate::protocol::Protocol) while
     /// its input buffer was lent out.
     #[error(
-        "bytes were fed while the input buffer is lent out: give it back with \
-         Protocol::handle_input first"
+        "bytes were received while the input buffer is lent out: give it back as \
+         Input::Filled first"
     )]
     InputBufferLent,
     /// A wait could never end: the transport reports that nothing can

@@ -3,15 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Call, Event, Protocol, Request};
+use super::{Call, Event, Input, Protocol, Request};
 use crate::config::Config;
 use crate::value::Value;
 
 /// Moves everything `from` has queued into `to`.
 fn deliver(from: &mut Protocol, to: &mut Protocol, now: Instant) {
-    let out = from.pending_output().to_vec();
-    from.consume_output(out.len());
-    to.handle_bytes(&out, now).expect("well-formed input");
+    let mut out = Vec::new();
+    from.write_to(&mut out).expect("a Vec takes everything");
+    to.handle_input(now, Input::Receive(&out)).expect("well-formed input");
 }
 
 /// Answers the pings `peer` received, as a connection would.
@@ -79,7 +79,7 @@ fn a_replaced_deadline_leaves_the_index() {
     caller.set_deadline(seq, Some(now + Duration::from_secs(5)));
     assert_eq!(caller.poll_timeout(), Some(now + Duration::from_secs(5)), "the new deadline counts");
     // The old deadline passing expires nothing.
-    caller.handle_timeout(now + Duration::from_secs(2));
+    caller.handle_input(now + Duration::from_secs(2), Input::Timeout).unwrap();
     assert!(caller.poll_event().is_none());
     deliver(&mut caller, &mut peer, now);
     answer_pings(&mut peer);
@@ -100,7 +100,7 @@ fn an_unanswered_request_still_expires() {
     caller.handle_answer(answered, Ok(Value::Integer(2))).expect("known request");
     assert!(matches!(caller.poll_event(), Some(Event::Reply { seq, .. }) if seq == answered));
     assert_eq!(caller.poll_timeout(), Some(now + Duration::from_secs(1)));
-    caller.handle_timeout(now + Duration::from_secs(1));
+    caller.handle_input(now + Duration::from_secs(1), Input::Timeout).unwrap();
     assert!(matches!(caller.poll_event(), Some(Event::Expired { seq }) if seq == kept));
     assert!(caller.deadlines.is_empty());
 }

@@ -21,10 +21,8 @@ impl Protocol {
         }
     }
 
-    /// Expires every request whose deadline is at or before `now` (queuing
-    /// [`Event::Expired`] and a cancel to the peer), and closes an idle
-    /// connection.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    /// See [`Input::Timeout`](super::Input::Timeout).
+    pub(super) fn timeout(&mut self, now: Instant) {
         self.expire_due(now);
         if let Some(idle) = self.config.idle_timeout {
             if self.phase != Phase::Closed && now >= self.last_input + idle {

@@ -1,5 +1,5 @@
-//! Input: bytes (or a lent buffer) in, frames cut and decoded, the greeting
-//! checked, end of stream and transport errors.
+//! Input: every [`Input`] in (bytes, a lent buffer back, end of stream, a
+//! transport error, time), frames cut and decoded, the greeting checked.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,11 +34,58 @@ pub(super) fn request_seq(item: &Cbor) -> Option<u64> {
 /// How much of the peer's stream is kept to explain a failed greeting.
 pub(super) const FIRST_BYTES_KEPT: usize = 16;
 
+/// One input to a [`Protocol`], handed to [`Protocol::handle_input`]: every
+/// way the outside world reaches it (str0m's `Input`).
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// Bytes received from the peer, in any split (one byte at a time
+    /// included).
+    Receive(&'a [u8]),
+    /// The buffer lent by [`Protocol::input_buffer`], with what was read
+    /// into it (possibly nothing). It must come back before anything else
+    /// is received.
+    Filled(wire::InputBuffer),
+    /// The peer closed its end of the stream: [`CloseReason::ByPeer`] after
+    /// its hello, a handshake failure before it, a decoding error in the
+    /// middle of a frame.
+    Eof,
+    /// The transport failed: the connection ends ([`CloseReason::Lost`]).
+    Failed(std::io::Error),
+    /// The clock reached [`Protocol::poll_timeout`]: expire the requests due
+    /// (queuing [`Event::Expired`] and a cancel to
+    /// the peer), and close an idle connection.
+    Timeout,
+}
+
 impl Protocol {
-    /// Feeds bytes received from the peer. An error ends the connection: it
-    /// is [`Error::Closed`] with the [`CloseReason`] that an
-    /// [`Event::Closed`] queued too reports; later input is ignored.
-    pub fn handle_bytes(&mut self, bytes: &[u8], now: Instant) -> Result<()> {
+    /// Handles one input at `now`. An error ends the connection: it is
+    /// [`Error::Closed`] with the [`CloseReason`] that an
+    /// [`Event::Closed`] queued too reports; later
+    /// input is ignored. After every input, take the events
+    /// ([`poll_event`](Self::poll_event)) and write the output
+    /// ([`write_to`](Self::write_to)).
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<()> {
+        match input {
+            Input::Receive(bytes) => self.receive(bytes, now),
+            Input::Filled(buffer) => self.filled(buffer, now),
+            Input::Eof => {
+                self.eof();
+                Ok(())
+            }
+            Input::Failed(error) => {
+                if self.phase != Phase::Closed {
+                    self.fail(CloseReason::Lost(Arc::new(error)));
+                }
+                Ok(())
+            }
+            Input::Timeout => {
+                self.timeout(now);
+                Ok(())
+            }
+        }
+    }
+
+    fn receive(&mut self, bytes: &[u8], now: Instant) -> Result<()> {
         if self.phase == Phase::Closed {
             return Ok(());
         }
@@ -62,13 +109,15 @@ impl Protocol {
     /// a large byte string is being received: reading into it
     /// ([`InputBuffer::unfilled`](wire::InputBuffer::unfilled), then
     /// [`advance`](wire::InputBuffer::advance)) puts the string in its
-    /// final place with no copy, where [`handle_bytes`](Self::handle_bytes)
-    /// copies it from the caller's buffer. `None` when there is no such
-    /// string: read into any buffer and call `handle_bytes`.
+    /// final place with no copy, where [`Input::Receive`] copies it from
+    /// the caller's buffer. `None` when there is no such string: read into
+    /// any buffer and hand the bytes in with [`Input::Receive`].
     ///
-    /// The buffer must come back through [`handle_input`](Self::handle_input),
-    /// even with nothing read; until then no other bytes may be fed.
-    pub fn take_input_buffer(&mut self) -> Option<wire::InputBuffer> {
+    /// The buffer must come back as [`Input::Filled`], even with nothing
+    /// read; until then no other bytes may be received. This is the one
+    /// step str0m's model has no counterpart for: it lets a driver read a
+    /// large string with no lock held and no copy.
+    pub fn input_buffer(&mut self) -> Option<wire::InputBuffer> {
         if self.phase == Phase::Closed || self.lent {
             return None;
         }
@@ -77,17 +126,17 @@ impl Protocol {
         Some(input)
     }
 
-    /// True when [`take_input_buffer`](Self::take_input_buffer) would lend
-    /// a buffer: a driver can check this while it holds the protocol
-    /// anyway, and take the buffer only then.
+    /// True when [`input_buffer`](Self::input_buffer) would lend a buffer:
+    /// a driver can check this while it holds the protocol anyway, and
+    /// take the buffer only then.
     pub fn lends_input_buffer(&self) -> bool {
         self.phase != Phase::Closed && !self.lent && self.large.as_ref().is_some_and(|l| l.lends(&self.pool))
     }
 
-    /// Takes back the buffer from [`take_input_buffer`](Self::take_input_buffer)
+    /// Takes back the buffer from [`input_buffer`](Self::input_buffer)
     /// with what was read into it, and handles those bytes as
-    /// [`handle_bytes`](Self::handle_bytes) would.
-    pub fn handle_input(&mut self, input: wire::InputBuffer, now: Instant) -> Result<()> {
+    /// [`Input::Receive`] would.
+    fn filled(&mut self, input: wire::InputBuffer, now: Instant) -> Result<()> {
         self.lent = false;
         let Some(large) = self.large.as_mut() else {
             // Closed meanwhile: the bytes no longer matter.
@@ -96,8 +145,8 @@ impl Protocol {
         let before = large.received();
         let past = large.give_back(input);
         if large.received() > before || !past.is_empty() {
-            // As in `handle_bytes`: a deadline that passed before these
-            // bytes were read fires before a reply in them is taken.
+            // As in `receive`: a deadline that passed before these bytes
+            // were read fires before a reply in them is taken.
             self.expire_due(now);
             self.last_input = now;
         }
@@ -216,10 +265,8 @@ impl Protocol {
         ProtocolError::Handshake(message).into()
     }
 
-    /// The peer closed its end of the stream: [`CloseReason::ByPeer`] after
-    /// its hello, a handshake failure before it, a decoding error in the
-    /// middle of a frame.
-    pub fn handle_eof(&mut self) {
+    /// See [`Input::Eof`].
+    fn eof(&mut self) {
         if self.phase == Phase::Closed {
             return;
         }
@@ -236,14 +283,6 @@ impl Protocol {
                 )))
             }
             Ok(()) => self.fail(CloseReason::ByPeer),
-        }
-    }
-
-    /// Ends the connection because its transport failed
-    /// ([`CloseReason::Lost`]).
-    pub fn handle_transport_error(&mut self, error: std::io::Error) {
-        if self.phase != Phase::Closed {
-            self.fail(CloseReason::Lost(Arc::new(error)));
         }
     }
 }

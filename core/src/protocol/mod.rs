@@ -6,23 +6,33 @@
 //! it. It never touches a socket, a thread or a clock: bytes and the current
 //! time are arguments, and output accumulates in a buffer the caller drains.
 //!
-//! # Call order
+//! # One I/O surface
 //!
-//! After creating a protocol, and after *every* input, drain the outputs:
+//! The protocol's I/O follows one model, str0m's: everything that reaches it
+//! goes in through [`handle_input`](Protocol::handle_input) as an
+//! [`Input`], and the driver takes what comes out by polling. After creating
+//! a protocol, and after *every* input:
 //!
-//! 1. Feed received bytes with [`handle_bytes`](Protocol::handle_bytes) (any
-//!    split, one byte at a time included) or the end of the stream with
-//!    [`handle_eof`](Protocol::handle_eof).
-//! 2. When the clock passes [`poll_timeout`](Protocol::poll_timeout), call
-//!    [`handle_timeout`](Protocol::handle_timeout).
-//! 3. Take every [`Event`] from [`poll_event`](Protocol::poll_event); answer
+//! 1. Hand it what happened: bytes received ([`Input::Receive`], any split),
+//!    the end of the stream ([`Input::Eof`]), a transport error
+//!    ([`Input::Failed`]), or, when the clock passes
+//!    [`poll_timeout`](Protocol::poll_timeout), [`Input::Timeout`].
+//! 2. Take every [`Event`] from [`poll_event`](Protocol::poll_event); answer
 //!    each [`Event::Request`] with [`send_reply`](Protocol::send_reply) (now
-//!    or later, in any order).
-//! 4. Write [`pending_output`](Protocol::pending_output) to the peer and
-//!    report what was written with [`consume_output`](Protocol::consume_output).
+//!    or later, in any order). Every kind of request is the driver's to
+//!    answer, the root request and pings included.
+//! 3. Write the output with [`write_to`](Protocol::write_to) (vectored; a
+//!    stream's output is bytes, not str0m's datagrams) while
+//!    [`wants_write`](Protocol::wants_write).
 //!
 //! Calls ([`send_request`](Protocol::send_request)) may be made at any time;
-//! they only add output.
+//! they only add output. To receive a large byte string with no copy, a
+//! driver may read into the buffer [`input_buffer`](Protocol::input_buffer)
+//! lends and hand it back as [`Input::Filled`].
+//!
+//! The protocol knows objects by id: [`Call`]s name their targets by id,
+//! and the proxies it makes are handles (an id and the connection behind
+//! them) whose calls belong to the connection layer.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,12 +61,14 @@ mod output; // the frames queued for the peer
 mod deadline_tests;
 
 pub use events::{Call, Event, Phase, Request};
+pub use input::Input;
 use objects::{Export, Import};
 
 static NEXT_PROTOCOL_ID: AtomicU64 = AtomicU64::new(1);
 
-/// One side of a netref connection, without I/O. See the module docs for the
-/// call order.
+/// One side of a netref connection, without I/O: str0m's model, one
+/// [`Input`] in through [`handle_input`](Self::handle_input), events,
+/// timeouts and bytes polled out. See the module docs for the call order.
 pub struct Protocol {
     id: u64,
     config: Config,
@@ -65,7 +77,7 @@ pub struct Protocol {
     /// A frame with a large byte string being received, instead of
     /// `decoder` (which is then empty).
     large: Option<wire::LargeString>,
-    /// `large`'s buffer is lent out (see [`Protocol::take_input_buffer`]).
+    /// `large`'s buffer is lent out (see [`Protocol::input_buffer`]).
     lent: bool,
     /// The start of the peer's stream, kept until its hello, to explain a
     /// peer that is not a netref peer.

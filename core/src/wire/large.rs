@@ -174,7 +174,7 @@ impl LargeString {
 }
 
 /// A buffer the protocol lends for the transport to read into (see
-/// [`Protocol::take_input_buffer`](crate::protocol::Protocol::take_input_buffer)).
+/// [`Protocol::input_buffer`](crate::protocol::Protocol::input_buffer)).
 #[derive(Debug)]
 pub struct InputBuffer {
     buf: Vec<u8>,

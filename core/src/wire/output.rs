@@ -205,7 +205,9 @@ impl Output {
     }
 
     /// Everything queued as one slice: spliced strings are copied in
-    /// first (and their buffers recycled).
+    /// first (and their buffers recycled). The tests compare it with the
+    /// slices.
+    #[cfg(test)]
     pub(crate) fn contiguous(&mut self) -> &[u8] {
         if let Some(first) = self.spliced.front().map(|s| s.at) {
             let tail = self.buf.split_off(first);

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use netref::protocol::{Call, Event, Protocol};
+use netref::protocol::{Call, Event, Input, Protocol};
 use netref::{
     async_, BgServingThread, Builder, Config, Connection, ObjectBuilder, RemoteObject, Service, Value,
 };
@@ -533,9 +533,9 @@ fn open_idle(addr: &str, n: usize, out: &mut Vec<TcpStream>) -> netref::Result<(
             let mut s = TcpStream::connect(addr)?;
             let mut p = Protocol::new(Config::default(), Instant::now());
             let seq = p.send_request(Call::Ping(Value::Null), None)?;
-            let out_bytes = p.pending_output().to_vec();
+            let mut out_bytes = Vec::new();
+            p.write_to(&mut out_bytes)?;
             s.write_all(&out_bytes)?;
-            p.consume_output(out_bytes.len());
             batch.push((s, p, seq));
         }
         for (mut s, mut p, seq) in batch {
@@ -546,7 +546,7 @@ fn open_idle(addr: &str, n: usize, out: &mut Vec<TcpStream>) -> netref::Result<(
                     // The server closed an idle connection.
                     return Err(netref::Error::Closed(netref::CloseReason::ByPeer));
                 }
-                p.handle_bytes(&buf[..k], Instant::now())?;
+                p.handle_input(Instant::now(), Input::Receive(&buf[..k]))?;
                 while let Some(ev) = p.poll_event() {
                     if matches!(ev, Event::Reply { seq: s2, .. } if s2 == seq) {
                         break 'wait;
