@@ -5,7 +5,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
-use super::state::{After, State, StateGuard};
+use super::state::{After, State};
 use super::{Connection, Shared, NESTING};
 use crate::error::{CloseReason, Error, LimitError, RemoteError, Result};
 use crate::protocol::{Event, Request};
@@ -189,36 +189,35 @@ impl Shared {
     /// they came; the root request runs no user code and is answered under
     /// the lock, from this side's root.
     pub(super) fn dispatch(&self, seq: u64, request: Request, hold: bool) {
-        if matches!(request, Request::Root) {
-            let st = self.lock();
-            let reply = match st.served.clone() {
-                Some(root) => Ok(Value::Object(ObjectRef::Local(root))),
-                None => run_request(request).map_err(|(e, _)| e),
-            };
-            return self.reply(st, seq, reply, hold);
-        }
-        let result = nested(self.config.max_nesting, || run_request(request)).map_err(|(mut e, what)| {
-            if self.config.include_traceback {
-                e.traceback.push(format!(
-                    "Traceback (most recent call last):\n  in {what} (served to {})\n{}: {}",
-                    self.label, e.type_name, e.message
-                ));
+        let ran = match request {
+            // Runs no user code: answered below, under the lock.
+            Request::Root => None,
+            request => {
+                Some(nested(self.config.max_nesting, || run_request(request)).map_err(|(mut e, what)| {
+                    if self.config.include_traceback {
+                        e.traceback.push(format!(
+                            "Traceback (most recent call last):\n  in {what} (served to {})\n{}: {}",
+                            self.label, e.type_name, e.message
+                        ));
+                    }
+                    e
+                }))
             }
-            e
-        });
-        self.reply(self.lock(), seq, result, hold);
-    }
-
-    /// Sends (or holds back) the reply to the peer's request `seq`.
-    fn reply(&self, mut st: StateGuard<'_>, seq: u64, result: Result<Value, RemoteError>, hold: bool) {
+        };
         let mut after = Vec::new();
-        st.progress += 1;
-        st.proto.send_reply(seq, result);
-        let held = self.send_or_hold(&mut st, &mut after, hold);
-        if !held && st.proto.wants_write() {
-            self.wake_driver(&st);
+        {
+            let mut st = self.lock();
+            let result = ran.unwrap_or_else(|| match st.served.clone() {
+                Some(root) => Ok(Value::Object(ObjectRef::Local(root))),
+                None => run_request(Request::Root).map_err(|(e, _)| e),
+            });
+            st.progress += 1;
+            st.proto.send_reply(seq, result);
+            let held = self.send_or_hold(&mut st, &mut after, hold);
+            if !held && st.proto.wants_write() {
+                self.wake_driver(&st);
+            }
         }
-        drop(st);
         self.finish(after);
     }
 }

@@ -65,18 +65,16 @@ impl RemoteObject {
         }
     }
 
-    fn sync_timeout(&self) -> Option<Duration> {
-        self.session().and_then(|s| s.config.sync_request_timeout)
-    }
-
-    fn sync<R: DeserializeOwned>(&self, call: Call, timeout: Option<Duration>) -> Result<R> {
+    /// Sends `call` and waits for its reply, for `timeout` (`None`: the
+    /// connection's `sync_request_timeout`; `Some(None)`: forever).
+    fn sync<R: DeserializeOwned>(&self, call: Call, timeout: Option<Option<Duration>>) -> Result<R> {
+        let Some(s) = self.session() else { return Err(Misuse::NoConnection.into()) };
         // Refused before anything is sent: the peer never runs a call
         // whose caller was told it failed.
-        if let Some(s) = self.session() {
-            check_nesting(s.config.max_nesting)?;
-        }
+        check_nesting(s.config.max_nesting)?;
         let place = call.result_place();
-        from_value_at(self.submit(call, timeout).into_value()?, &place)
+        let timeout = timeout.unwrap_or(s.config.sync_request_timeout);
+        from_value_at(s.submit(call, timeout).into_value()?, &place)
     }
 
     /// Calls the remote method `name` and waits for its result, serving the
@@ -85,7 +83,8 @@ impl RemoteObject {
     /// Fails with the peer's error, with [`Error::Timeout`](crate::Error::Timeout)
     /// after the connection's `sync_request_timeout`, or when the connection closes.
     pub fn call_method<R: DeserializeOwned>(&self, name: &str, args: impl IntoArgs) -> Result<R> {
-        self.call_method_timeout(name, args, self.sync_timeout())
+        let call = Call::CallMethod { target: self.id(), name: name.to_owned(), args: args.into_args()? };
+        self.sync(call, None)
     }
 
     /// [`call_method`](Self::call_method) with its own timeout (`None`: wait forever).
@@ -96,23 +95,23 @@ impl RemoteObject {
         timeout: Option<Duration>,
     ) -> Result<R> {
         let call = Call::CallMethod { target: self.id(), name: name.to_owned(), args: args.into_args()? };
-        self.sync(call, timeout)
+        self.sync(call, Some(timeout))
     }
 
     /// Calls the remote object itself and waits for the result.
     pub fn call<R: DeserializeOwned>(&self, args: impl IntoArgs) -> Result<R> {
         let call = Call::Call { target: self.id(), args: args.into_args()? };
-        self.sync(call, self.sync_timeout())
+        self.sync(call, None)
     }
 
     /// Reads the remote attribute `name`.
     pub fn getattr<R: DeserializeOwned>(&self, name: &str) -> Result<R> {
-        self.sync(Call::GetAttr { target: self.id(), name: name.to_owned() }, self.sync_timeout())
+        self.sync(Call::GetAttr { target: self.id(), name: name.to_owned() }, None)
     }
 
     /// Lists the remote object's exposed names.
     pub fn dir(&self) -> Result<Vec<String>> {
-        self.sync(Call::Dir { target: self.id() }, self.sync_timeout())
+        self.sync(Call::Dir { target: self.id() }, None)
     }
 }
 

@@ -257,12 +257,12 @@ impl Shared {
                 match read {
                     Ok((bytes, eof, cut_short)) => {
                         more = cut_short;
-                        let now = self.clock.now();
                         if !bytes.is_empty() {
-                            let _ = st.proto.handle_input(now, Input::Receive(bytes));
+                            let _ = st.proto.handle_input(self.clock.now(), Input::Receive(bytes));
                         }
                         if eof {
-                            let _ = st.proto.handle_input(now, Input::Eof);
+                            // The end of the stream does not depend on the time.
+                            let _ = st.proto.handle_input(self.clock.now(), Input::Eof);
                         }
                     }
                     Err(e) => {

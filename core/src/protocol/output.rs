@@ -21,7 +21,7 @@ impl Protocol {
     /// [`WriteZero`](io::ErrorKind::WriteZero)); what was written before it
     /// counts as sent. Hand it back as [`Input::Failed`](super::Input::Failed)
     /// to end the connection.
-    pub fn write_to(&mut self, w: &mut dyn io::Write) -> io::Result<usize> {
+    pub fn write_to<W: io::Write + ?Sized>(&mut self, w: &mut W) -> io::Result<usize> {
         self.flush_releases();
         let mut written = 0;
         loop {
