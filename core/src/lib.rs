@@ -62,10 +62,10 @@
 //!
 //! | folder | job |
 //! |---|---|
-//! | [`value`] | what crosses the wire: [`Value`] (plain data, any serde type, plus object references) and the local [`Object`]s a side exposes ([`object`]) |
+//! | [`value`] | what crosses the wire: [`Value`] (plain data, any serde type, plus object references), the local [`Object`]s a side exposes ([`object`]), and the handles of the peer's objects ([`RemoteObject`] as data: an id and its connection) |
 //! | [`wire`] | frames (4-byte length + one CBOR item) and message shapes, with hard limits |
-//! | [`protocol`] | the sans-IO state machine: bytes in, [`Event`](protocol::Event)s out; sequence numbers, pending table, object tables, deadlines as data |
-//! | [`connection`] | [`Connection`]: the protocol driven over a [`Transport`]; [`RemoteObject`]s, synchronous calls, [`AsyncResult`], serving, [`BgServingThread`]; the [`Driver`] event-loop backends step, and [`thread_callback`] for callbacks bound to a loop's thread |
+//! | [`protocol`] | the sans-IO state machine, str0m's model: one [`Input`](protocol::Input) in, [`Event`](protocol::Event)s and bytes out; sequence numbers, pending table, object tables by id, deadlines as data |
+//! | [`connection`] | [`Connection`]: the protocol driven over a [`Transport`]; what [`RemoteObject`]s do (synchronous calls, relays), [`AsyncResult`], serving, [`BgServingThread`]; the [`Driver`] event-loop backends step, and [`thread_callback`] for callbacks bound to a loop's thread |
 //! | [`transport`] | the byte streams a connection runs over (TCP, Unix sockets, in-memory) |
 //! | [`server`] | the [`Listener`] every server accepts on (a refused client vs a failed listener: [`Accepted`]); [`ThreadedServer`] and [`OneShotServer`]; the event-loop server's half every backend shares ([`server::LoopServer`], [`server::LoopListener`], [`server::Doorbell`], [`DeadlineIndex`]) |
 //! | [`auth`] | authenticators run before the handshake: Unix peer credentials, a shared-secret challenge-response |
@@ -75,7 +75,7 @@
 //! connection feeds the protocol, the protocol yields events, the connection
 //! dispatches each one (runs a local method and queues the reply, or
 //! completes an `AsyncResult` and runs its callbacks). Nothing below
-//! `connection` knows about threads, sockets or clocks.
+//! `connection` imports from it or knows about threads, sockets or clocks.
 
 pub mod auth;
 pub mod clock;
