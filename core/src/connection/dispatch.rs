@@ -87,7 +87,7 @@ impl Shared {
             changed = true;
             st.progress += 1;
             match event {
-                Event::Request { seq, request } => st.inbox.push_back((seq, request)),
+                Event::Request { seq, request } => st.inbox.push(seq, request),
                 Event::Reply { seq, result } => {
                     if let Some(slot) = st.slots.remove(&seq) {
                         after.push(After::Complete(slot, result.map_err(Error::Remote)));
@@ -99,8 +99,7 @@ impl Shared {
                     }
                 }
                 Event::Cancelled { seq } => {
-                    if let Some(pos) = st.inbox.iter().position(|(s, _)| *s == seq) {
-                        st.inbox.remove(pos);
+                    if st.inbox.cancel(seq) {
                         st.proto.send_reply(
                             seq,
                             Err(RemoteError::new("Cancelled", "the caller gave up waiting")),

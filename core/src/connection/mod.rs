@@ -24,7 +24,7 @@
 //! served by the loop's thread: other threads' calls queue their request,
 //! wake the loop, and sleep until the loop delivers the reply.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::{self, ThreadId};
@@ -48,8 +48,9 @@ mod bg_thread; // BgServingThread
 mod builder; // Builder, connect
 mod close; // close hooks, lingering, failing what is pending
 mod dispatch; // protocol events into work; running requests
-              // The driver-facing side (`Driver`, `Step`): a child module, so the drive
-              // step reaches the connection's state without widening visibility.
+mod inbox; // the peer's requests waiting to run, cancelled in O(1)
+           // The driver-facing side (`Driver`, `Step`): a child module, so the drive
+           // step reaches the connection's state without widening visibility.
 pub(crate) mod driver;
 pub(crate) mod loop_data; // the loop's shared data lent to callbacks
 pub(crate) mod loop_thread; // callbacks bound to a loop's thread
@@ -62,6 +63,7 @@ mod state; // the state behind the lock, its guard, deferred work
 
 use batch::Batch;
 use bg_thread::Standing;
+use inbox::Inbox;
 use read::READ_BUF_LEN;
 use service::CloseHook;
 use state::{After, State, StateGuard};
@@ -193,7 +195,7 @@ impl Connection {
                     proto: Protocol::with_owner(b.config.clone(), now, Some(owner), b.pool.clone()),
                     served: None,
                     slots: HashMap::default(),
-                    inbox: VecDeque::new(),
+                    inbox: Inbox::default(),
                     driver: None,
                     loop_thread: None,
                     closed: None,

@@ -290,7 +290,7 @@ impl Shared {
     /// with the lock released, and returns the lock again with whether it
     /// served one.
     pub(super) fn serve_next<'a>(&'a self, mut st: StateGuard<'a>) -> (StateGuard<'a>, bool) {
-        let Some((seq, request)) = st.inbox.pop_front() else {
+        let Some((seq, request)) = st.inbox.pop() else {
             return (st, false);
         };
         let hold = self.hold_reply(&st);

@@ -1,15 +1,16 @@
 //! A connection's state behind its lock, the guard that tracks the locks a
 //! thread holds, and the work to run once the lock is released.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard, Weak};
 use std::thread::ThreadId;
 use std::time::Duration;
 
+use super::inbox::Inbox;
 use super::{Shared, AFTER_SPARE, DEFERRED_CLOSES, LOCKS_HELD};
 use crate::connection::async_result::Slot;
 use crate::error::{CloseReason, Result};
-use crate::protocol::{Protocol, Request};
+use crate::protocol::Protocol;
 use crate::value::object::LocalObject;
 use crate::value::Value;
 
@@ -124,7 +125,7 @@ pub(super) struct State {
     pub(super) proto: Protocol,
     /// Keyed by our own sequence numbers (see `Protocol`'s pending calls).
     pub(super) slots: HashMap<u64, Arc<Slot>, rustc_hash::FxBuildHasher>,
-    pub(super) inbox: VecDeque<(u64, Request)>,
+    pub(super) inbox: Inbox,
     /// The driving thread and how deeply it re-entered (in-memory pairs).
     pub(super) driver: Option<(ThreadId, u32)>,
     /// In attached mode, the only thread that drives and serves.

@@ -231,12 +231,19 @@ impl ObjectBuilder {
 
     /// Finishes the object.
     pub fn build(self) -> LocalObject {
-        LocalObject::new(Built {
-            type_name: self.type_name,
-            methods: self.methods,
-            attrs: self.attrs,
-            call: self.call,
-        })
+        let type_name = self.type_name;
+        let methods = self
+            .methods
+            .into_iter()
+            .map(|(name, handler)| {
+                let bound = LocalObject::new(BoundMethod {
+                    name: format!("{type_name}.{name}"),
+                    handler: handler.clone(),
+                });
+                (name, (handler, bound))
+            })
+            .collect();
+        LocalObject::new(Built { type_name, methods, attrs: self.attrs, call: self.call })
     }
 }
 
@@ -303,7 +310,11 @@ fn callee() -> Option<String> {
 
 struct Built {
     type_name: String,
-    methods: HashMap<String, Handler>,
+    /// Each method, and the one bound method its attribute reads return:
+    /// one object however often the peer reads it, so lookups cannot fill
+    /// the export table (a bound method made per read was exported anew
+    /// each time, until `max_exported` refused).
+    methods: HashMap<String, (Handler, LocalObject)>,
     attrs: HashMap<String, Attr>,
     call: Option<Handler>,
 }
@@ -315,7 +326,7 @@ impl Object for Built {
 
     fn call_method(&self, name: &str, args: Vec<Value>) -> CallResult {
         match self.methods.get(name) {
-            Some(m) => m(args),
+            Some((m, _)) => m(args),
             None => Err(RemoteError::attribute(&self.type_name, name)),
         }
     }
@@ -328,11 +339,8 @@ impl Object for Built {
             };
         }
         // A method read as an attribute is a bound method, as in Python.
-        if let Some(m) = self.methods.get(name) {
-            return Ok(Value::from(LocalObject::new(BoundMethod {
-                name: format!("{}.{}", self.type_name, name),
-                handler: m.clone(),
-            })));
+        if let Some((_, bound)) = self.methods.get(name) {
+            return Ok(Value::from(bound.clone()));
         }
         Err(RemoteError::attribute(&self.type_name, name))
     }
