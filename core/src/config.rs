@@ -7,7 +7,7 @@ use std::time::Duration;
 /// | field | default | what happens past it |
 /// |---|---|---|
 /// | `max_frame_len` | 128 MiB | incoming: the connection ends with `LimitError::FrameTooLarge` (checked on the header, before buffering); outgoing: that call fails |
-/// | `max_depth` | 64 | incoming: the connection ends with `LimitError::TooDeep`; outgoing: that call fails |
+/// | `max_depth` | 64 | incoming: a request (or reply) nested up to 8 levels deeper is refused with an error naming the limit and the connection goes on; a frame nested deeper still cannot be decoded and ends the connection with `LimitError::TooDeep`; outgoing: that call fails |
 /// | `max_pending` | 100,000 | new calls fail with `LimitError::TooManyPending` |
 /// | `max_exported` | 1,000,000 | the call or reply that would export one more object fails |
 /// | `max_imported` | 1,000,000 | references past it are refused (that call or reply fails) |

@@ -215,7 +215,7 @@ fn max_frame_len_outgoing_fails_the_call_incoming_ends_the_connection() {
 }
 
 #[test]
-fn max_depth_outgoing_fails_the_call_incoming_ends_the_connection() {
+fn max_depth_outgoing_fails_the_call_incoming_refuses_or_ends() {
     let deep = |n: usize| (0..n).fold(Value::Null, |v, _| Value::Array(vec![v]));
     let peer = Peer::new(Config::default().max_depth(8), Config::default());
     let root = peer.root();
@@ -223,8 +223,15 @@ fn max_depth_outgoing_fails_the_call_incoming_ends_the_connection() {
     assert!(matches!(limit(err), LimitError::TooDeep { max: 8 }));
     assert_eq!(root.call_method::<Value>("echo", (deep(4),)).unwrap(), deep(4));
 
+    // Incoming, a little deeper than the limit: that call is refused with an
+    // error naming it, and the connection goes on.
     let peer = Peer::new(Config::default(), Config::default().max_depth(8));
-    let err = peer.root().call_method::<Value>("echo", (deep(40),)).unwrap_err();
+    let root = peer.root();
+    let err = root.call_method::<Value>("echo", (deep(12),)).unwrap_err();
+    assert!(!err.is_closed() && err.to_string().contains("max_depth (8)"), "{err}");
+    assert_eq!(root.call_method::<Value>("echo", (deep(4),)).unwrap(), deep(4));
+    // Far deeper, the frame cannot be decoded: the connection ends.
+    let err = root.call_method::<Value>("echo", (deep(40),)).unwrap_err();
     assert!(err.is_closed(), "the server ended the connection: {err}");
 }
 
