@@ -43,13 +43,12 @@ pub(super) fn check_nesting(max: usize) -> Result<()> {
 /// Runs a request's method, catching a panic as a remote error. An error
 /// comes with what was called, for its traceback; the description is only
 /// formatted then, not for every request.
-/// The root request is answered by [`Shared::dispatch`] itself (the root
-/// lives in the connection's state); every other kind runs here.
+/// [`Shared::process_events`] answers the root request and pings before
+/// anything is queued ([`answer_at_once`]); here they get what a side with
+/// no root would answer.
 pub(super) fn run_request(request: Request) -> Result<Value, (RemoteError, String)> {
     match request {
-        Request::Root => {
-            Err((RemoteError::new("AttributeError", "the peer exposes no service"), "root".into()))
-        }
+        Request::Root => Err((no_service(), "root".into())),
         Request::Ping(payload) => Ok(payload),
         Request::Call { target, args } => {
             guarded(|| target.object().call(args)).map_err(|e| (e, format!("{}()", target.type_name())))
@@ -64,6 +63,28 @@ pub(super) fn run_request(request: Request) -> Result<Value, (RemoteError, Strin
         }
         Request::Invalid(e) => Err((e, "request".to_string())),
     }
+}
+
+/// The answer to a root request on a side that serves nothing.
+fn no_service() -> RemoteError {
+    RemoteError::new("AttributeError", "the peer exposes no service")
+}
+
+/// Answers at once, under the lock, the requests that run no user code: the
+/// root request (from this side's root) and pings. A ping then measures the
+/// connection, not the queue, and a connection that was only pinged never
+/// allocates an inbox (10,000 idle connections cost 0.8 KiB more each when
+/// pings were queued). Returns any other request, to be queued.
+fn answer_at_once(st: &mut State, seq: u64, request: Request) -> Option<Request> {
+    let reply = match request {
+        Request::Root => {
+            st.served.clone().map(|root| Value::Object(ObjectRef::Local(root))).ok_or_else(no_service)
+        }
+        Request::Ping(payload) => Ok(payload),
+        other => return Some(other),
+    };
+    st.proto.send_reply(seq, reply);
+    None
 }
 
 /// Runs `run`, turning a panic into a remote error.
@@ -87,7 +108,11 @@ impl Shared {
             changed = true;
             st.progress += 1;
             match event {
-                Event::Request { seq, request } => st.inbox.push(seq, request),
+                Event::Request { seq, request } => {
+                    if let Some(request) = answer_at_once(st, seq, request) {
+                        st.inbox.push(seq, request);
+                    }
+                }
                 Event::Reply { seq, result } => {
                     if let Some(slot) = st.slots.remove(&seq) {
                         after.push(After::Complete(slot, result.map_err(Error::Remote)));
@@ -188,28 +213,18 @@ impl Shared {
     /// they came; the root request runs no user code and is answered under
     /// the lock, from this side's root.
     pub(super) fn dispatch(&self, seq: u64, request: Request, hold: bool) {
-        let ran = match request {
-            // Runs no user code: answered below, under the lock.
-            Request::Root => None,
-            request => {
-                Some(nested(self.config.max_nesting, || run_request(request)).map_err(|(mut e, what)| {
-                    if self.config.include_traceback {
-                        e.traceback.push(format!(
-                            "Traceback (most recent call last):\n  in {what} (served to {})\n{}: {}",
-                            self.label, e.type_name, e.message
-                        ));
-                    }
-                    e
-                }))
+        let result = nested(self.config.max_nesting, || run_request(request)).map_err(|(mut e, what)| {
+            if self.config.include_traceback {
+                e.traceback.push(format!(
+                    "Traceback (most recent call last):\n  in {what} (served to {})\n{}: {}",
+                    self.label, e.type_name, e.message
+                ));
             }
-        };
+            e
+        });
         let mut after = Vec::new();
         {
             let mut st = self.lock();
-            let result = ran.unwrap_or_else(|| match st.served.clone() {
-                Some(root) => Ok(Value::Object(ObjectRef::Local(root))),
-                None => run_request(Request::Root).map_err(|(e, _)| e),
-            });
             st.progress += 1;
             st.proto.send_reply(seq, result);
             let held = self.send_or_hold(&mut st, &mut after, hold);

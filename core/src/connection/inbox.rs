@@ -24,8 +24,9 @@ pub(super) struct Inbox {
     queue: VecDeque<(u64, Option<Request>)>,
     /// Entries in `queue` not cancelled.
     live: usize,
-    /// Set while the sequence numbers in `queue` are out of order.
-    unordered: Option<Counts>,
+    /// Set while the sequence numbers in `queue` are out of order (boxed:
+    /// rare, and every connection's state would carry its size).
+    unordered: Option<Box<Counts>>,
 }
 
 /// Entries of an out-of-order queue, counted by sequence number (several
@@ -41,7 +42,7 @@ impl Inbox {
     #[inline]
     pub(super) fn push(&mut self, seq: u64, request: Request) {
         if self.unordered.is_none() && self.queue.back().is_some_and(|&(last, _)| last >= seq) {
-            let mut counts = Counts::default();
+            let mut counts = Box::<Counts>::default();
             for (s, _) in self.queue.iter().filter(|(_, r)| r.is_some()) {
                 *counts.waiting.entry(*s).or_default() += 1;
             }

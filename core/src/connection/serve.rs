@@ -233,7 +233,7 @@ impl Shared {
         // no new edge for it).
         pass.drove_once = !more;
         // Objects the peer released die before anything else leaves: the
-        // protocol answers pings inline, and a reply overtaking the drop
+        // connection answers pings at once, and a reply overtaking the drop
         // would let the peer observe a released object still alive.
         self.process_events(&mut st, &mut pass.after);
         self.notify(&st);

@@ -34,7 +34,7 @@
 //! and the proxies it makes are handles (an id and the connection behind
 //! them) whose calls belong to the connection layer.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -56,6 +56,7 @@ mod input; // bytes in, frames decoded, the greeting checked
 mod messages; // one decoded message handled
 mod objects; // export and import tables; values carrying object references
 mod output; // the frames queued for the peer
+mod queue; // the events waiting for the driver
 
 #[cfg(test)]
 mod deadline_tests;
@@ -104,7 +105,7 @@ pub struct Protocol {
     next_export: u64,
     imports: HashMap<u64, Import>,
     releases: Arc<ReleaseQueue>,
-    events: VecDeque<Event>,
+    events: queue::EventQueue,
     /// The connection the proxies it makes report to, if one drives it.
     owner: Option<Weak<dyn ProxyOwner>>,
     /// Objects no longer exported, kept until the driver takes them so that
@@ -160,7 +161,7 @@ impl Protocol {
             next_export: 1,
             imports: HashMap::new(),
             releases: Arc::new(ReleaseQueue::default()),
-            events: VecDeque::new(),
+            events: queue::EventQueue::default(),
             owner,
             released: Vec::new(),
             last_input: now,
