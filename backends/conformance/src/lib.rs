@@ -101,6 +101,7 @@ macro_rules! conformance_tests {
             peer_disconnect_ends_only_that_connection,
             garbage_input_ends_only_that_connection,
             server_survives_garbage_and_disconnects,
+            hello_and_eof_in_one_read_close_the_connection,
             detach_deregisters_cleanly,
             detaching_fails_waiting_futures_as_unserved,
             no_request_stranded_after_a_sync_call_on_the_loop_thread,
@@ -861,6 +862,36 @@ pub fn server_survives_garbage_and_disconnects<B: Backend>() {
     assert_eq!(root.call_method::<i64>("add", (2, 2)).unwrap(), 4);
     let again = Builder::default().connect_tcp(addr).unwrap();
     assert_eq!(again.root().unwrap().call_method::<i64>("add", (3, 3)).unwrap(), 6);
+    server.stop();
+}
+
+/// A client that sends its hello and closes its end at once: the server sees
+/// both in one read, and must still close the connection (an edge-triggered
+/// loop gets no second edge for the end of the stream; skipping the read
+/// after a short one lost it, and the connection stayed in CLOSE_WAIT with
+/// its fd leaked). The client's read of the server's end is the signal: it
+/// returns once the server closes, and times out after [`PATIENCE`] if the
+/// server never does.
+pub fn hello_and_eof_in_one_read_close_the_connection<B: Backend>() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = B::spawn_server(listener, Peer::new().builder());
+    let mut hello = Vec::new();
+    netref::protocol::Protocol::new(netref::Config::default(), Instant::now()).write_to(&mut hello).unwrap();
+    for _ in 0..20 {
+        let mut raw = TcpStream::connect(addr).unwrap();
+        raw.set_read_timeout(Some(PATIENCE)).unwrap();
+        // Corked, the hello waits in the kernel and leaves with the FIN
+        // in one segment: the server's first read sees both.
+        rustix::net::sockopt::set_tcp_cork(&raw, true).unwrap();
+        raw.write_all(&hello).unwrap();
+        raw.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut sink = Vec::new();
+        raw.read_to_end(&mut sink).expect("the server closed the connection after the client's end");
+    }
+    // And it still serves.
+    let good = Builder::default().connect_tcp(addr).unwrap();
+    assert_eq!(good.root().unwrap().call_method::<i64>("add", (1, 2)).unwrap(), 3);
     server.stop();
 }
 

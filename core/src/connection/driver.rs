@@ -121,6 +121,7 @@ impl Driver {
             *shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(wake));
             st.loop_thread = Some(thread::current().id());
         }
+        shared.transport.set_loop_driven(true);
         shared.standing_server_started();
         Ok(Driver { conn: conn.clone(), rung })
     }
@@ -264,6 +265,7 @@ impl Drop for Driver {
             st.loop_thread = None;
             shared.loop_waker.lock().unwrap_or_else(|e| e.into_inner()).take()
         };
+        shared.transport.set_loop_driven(false);
         // Dropped without the lock: its captures are the backend's.
         drop(waker);
         shared.standing_server_stopped();

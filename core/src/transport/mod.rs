@@ -42,6 +42,14 @@ pub trait Transport: Send + Sync + 'static {
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
+    /// Whether an event loop watches the fd now (a
+    /// [`Driver`](crate::Driver) is attached). Such a loop may be
+    /// edge-triggered: it signals once for data and an end of stream that
+    /// arrive together, so reads must go on until the socket itself says
+    /// `WouldBlock`. The default does nothing.
+    fn set_loop_driven(&self, driven: bool) {
+        let _ = driven;
+    }
     /// A short description for logs and tracebacks (peer address).
     fn describe(&self) -> String;
 }
@@ -220,8 +228,12 @@ pub struct SocketTransport {
     /// poll the socket in short slices instead.
     wake: OnceLock<Result<Bell, ()>>,
     /// The last read was short, so the socket was drained: the next read
-    /// (the one that would only return `WouldBlock`) is skipped.
+    /// (the one that would only return `WouldBlock`) is skipped. Only while
+    /// no event loop watches the fd (`loop_driven`): the data may have come
+    /// with the end of the stream, and a level-triggered wait reports that
+    /// again, an edge-triggered loop does not.
     drained: AtomicBool,
+    loop_driven: AtomicBool,
     label: String,
 }
 
@@ -246,7 +258,13 @@ impl SocketTransport {
                 }
             }
         };
-        Ok(SocketTransport { stream, wake: OnceLock::new(), drained: AtomicBool::new(false), label })
+        Ok(SocketTransport {
+            stream,
+            wake: OnceLock::new(),
+            drained: AtomicBool::new(false),
+            loop_driven: AtomicBool::new(false),
+            label,
+        })
     }
 
     /// The wake-up bell, made now if need be. Both `wait` and `wake` make
@@ -269,11 +287,14 @@ impl SocketTransport {
 impl Transport for SocketTransport {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         // A stream socket's read stops short only once its queue is empty,
-        // so the read after a short one would just return `WouldBlock`:
-        // say so without the syscall. Data arriving meanwhile makes the
-        // socket readable again (level-triggered waits) or raises a new
-        // edge (edge-triggered loops), so nothing is missed. Callers read
-        // until `WouldBlock`, so the flag never outlives that loop.
+        // so the read after a short one would just return `WouldBlock`, or
+        // 0 for an end of stream that came with the data: say `WouldBlock`
+        // without the syscall. This connection's own waits are
+        // level-triggered (`poll`), so they report readable again for
+        // anything left, the end of the stream included. Under an event
+        // loop, which may be edge-triggered, every read is made (see
+        // `drained`). Callers read until `WouldBlock`, so the flag never
+        // outlives that loop.
         if self.drained.swap(false, Ordering::Relaxed) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -281,7 +302,7 @@ impl Transport for SocketTransport {
             Stream::Tcp(s) => (&*s).read(buf)?,
             Stream::Unix(s) => (&*s).read(buf)?,
         };
-        if n > 0 && n < buf.len() {
+        if n > 0 && n < buf.len() && !self.loop_driven.load(Ordering::Relaxed) {
             self.drained.store(true, Ordering::Relaxed);
         }
         Ok(n)
@@ -346,6 +367,11 @@ impl Transport for SocketTransport {
         if let Some(Ok(bell)) = self.wake.get() {
             bell.ring();
         }
+    }
+
+    fn set_loop_driven(&self, driven: bool) {
+        self.loop_driven.store(driven, Ordering::Relaxed);
+        self.drained.store(false, Ordering::Relaxed);
     }
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
