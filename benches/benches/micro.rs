@@ -60,7 +60,7 @@ fn wire_decode(bencher: divan::Bencher<'_, '_>, which: &str) {
     let bytes = frame_of(&if which == "add" { add_request() } else { big_reply() });
     bencher.bench_local(|| {
         let mut dec = FrameDecoder::new();
-        dec.push(&bytes);
+        dec.push(&bytes).unwrap();
         let body = dec.next_frame(MAX).unwrap().unwrap();
         Message::from_cbor(decode_cbor(body, 64).unwrap()).unwrap()
     });

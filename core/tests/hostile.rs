@@ -27,3 +27,66 @@ fn repeated_method_lookups_export_one_object() {
     let again: RemoteObject = root.getattr("add").unwrap();
     assert_eq!(again.call::<i64>((1, 2)).unwrap(), 3);
 }
+
+/// What a peer costs that announces the largest frame allowed and then
+/// sends a few bytes: 100 such peers (half announcing a plain frame, half a
+/// frame holding a 100 MiB byte string) under a 2 GiB address-space limit.
+/// Reserving the announced length aborted the process after about a
+/// dozen; now a plain frame reserves nothing until its bytes come, and a
+/// large string reserves a first window of 4 MiB. The limit is set in a
+/// child process (this test binary again), so the other tests keep theirs.
+#[test]
+fn forged_lengths_under_an_address_space_limit_do_not_abort() {
+    const CHILD: &str = "NETREF_TEST_ADDRESS_SPACE_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return forged_lengths_in_this_process();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "forged_lengths_under_an_address_space_limit_do_not_abort", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the child died ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn forged_lengths_in_this_process() {
+    use netref::protocol::{Input, Protocol};
+    use netref::Config;
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = 2 << 30;
+    let old = getrlimit(Resource::As);
+    setrlimit(Resource::As, Rlimit { current: Some(limit), maximum: old.maximum }).unwrap();
+    let now = std::time::Instant::now();
+    let max = Config::default().max_frame_len;
+    let mut hello = Vec::new();
+    Protocol::new(Config::default(), now).write_to(&mut hello).unwrap();
+    let mut peers = Vec::new();
+    for i in 0..100 {
+        let mut p = Protocol::new(Config::default(), now);
+        p.handle_input(now, Input::Receive(&hello)).unwrap();
+        let forged = if i % 2 == 0 {
+            // A plain frame: its header, then a few bytes of its body.
+            let mut f = (max as u32).to_be_bytes().to_vec();
+            f.extend_from_slice(&[0x84, 0x01, 0x07, 0x05, 0x80]);
+            f
+        } else {
+            // A ping whose payload is a byte string of 100 MiB.
+            let len: u32 = 100 << 20;
+            let mut body = vec![0x84, 0x01, 0x07, 0x05, 0x5a];
+            body.extend_from_slice(&len.to_be_bytes());
+            let mut f = ((body.len() as u32) + len).to_be_bytes().to_vec();
+            f.extend_from_slice(&body);
+            f.extend_from_slice(&[7; 1000]);
+            f
+        };
+        p.handle_input(now, Input::Receive(&forged)).expect("the peer may announce this much");
+        assert!(!p.is_closed());
+        peers.push(p);
+    }
+}

@@ -127,7 +127,7 @@ fn decode_in_chunks(bytes: &[u8], cuts: &[usize]) -> Vec<Message> {
     bounds.sort_unstable();
     bounds.push(bytes.len());
     for end in bounds {
-        d.push(&bytes[at..end]);
+        d.push(&bytes[at..end]).unwrap();
         at = end;
         while let Some(body) = d.next_frame(bytes.len()).unwrap() {
             let item = wire::decode_cbor(body, RECURSION_LIMIT).unwrap();
@@ -153,7 +153,7 @@ proptest! {
         prop_assert_eq!(len, bytes.len() - wire::HEADER_LEN);
 
         let mut d = FrameDecoder::new();
-        d.push(&bytes);
+        d.push(&bytes).unwrap();
         let body = d.next_frame(len).unwrap().expect("a whole frame").to_vec();
         prop_assert!(d.next_frame(len).unwrap().is_none());
         d.finish().unwrap();
@@ -165,7 +165,7 @@ proptest! {
         // and encoding under that limit fails without leaving anything behind.
         if len > 0 {
             let mut d = FrameDecoder::new();
-            d.push(&bytes[..wire::HEADER_LEN]);
+            d.push(&bytes[..wire::HEADER_LEN]).unwrap();
             prop_assert!(d.next_frame(len - 1).is_err());
             let mut out = vec![7u8];
             prop_assert!(wire::encode_frame(&item, &mut out, len - 1).is_err());
@@ -204,7 +204,7 @@ proptest! {
         let bytes = encode(&msgs);
         let cut = cut % bytes.len();
         let mut d = FrameDecoder::new();
-        d.push(&bytes[..cut]);
+        d.push(&bytes[..cut]).unwrap();
         let mut whole = 0;
         while d.next_frame(bytes.len()).unwrap().is_some() {
             whole += 1;

@@ -135,7 +135,7 @@ fn settle(a: &mut Side, b: &mut Side, now: Instant) {
 /// Decodes every whole frame in `bytes`.
 fn decode_all(bytes: &[u8]) -> Vec<Message> {
     let mut d = FrameDecoder::new();
-    d.push(bytes);
+    d.push(bytes).unwrap();
     let mut out = Vec::new();
     while let Some(body) = d.next_frame(usize::MAX).unwrap() {
         out.push(Message::from_cbor(wire::decode_cbor(body, 256).unwrap()).unwrap());

@@ -37,7 +37,7 @@ pub fn run(data: &[u8]) {
     let step = usize::from(step % 16) + 1;
     let mut d = FrameDecoder::new();
     for chunk in data.chunks(step) {
-        d.push(chunk);
+        d.push(chunk).expect("memory for the frame");
         loop {
             match d.next_frame(MAX_FRAME) {
                 Ok(Some(body)) => {

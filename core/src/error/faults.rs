@@ -114,4 +114,12 @@ pub enum LimitError {
         /// The limit.
         max: usize,
     },
+    /// The memory for what the peer is sending could not be had (the
+    /// process's address space or the system's memory is spent): that one
+    /// connection ends, the process goes on.
+    #[error("no memory for a buffer of {bytes} bytes for the peer's frame: this connection ends")]
+    OutOfMemory {
+        /// The size of the buffer asked for.
+        bytes: usize,
+    },
 }

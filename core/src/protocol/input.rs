@@ -161,7 +161,11 @@ impl Protocol {
                 return Ok(());
             }
             if let Some(large) = &mut self.large {
-                bytes = &bytes[large.feed(bytes)..];
+                match large.feed(bytes) {
+                    Ok(used) => bytes = &bytes[used..],
+                    // Out of memory: this connection ends.
+                    Err(e) => return self.handle_item(Err(e)),
+                }
                 if !large.is_complete() {
                     return Ok(());
                 }
@@ -183,16 +187,26 @@ impl Protocol {
                 }
                 Ok(None) => {
                     // A large byte string goes straight to its own buffer.
-                    self.large = wire::LargeString::start(bytes, &self.pool);
-                    if self.large.is_none() {
-                        self.decoder.push(bytes);
-                    }
-                    return Ok(());
+                    let started = match wire::LargeString::start(bytes, &self.pool) {
+                        Ok(Some(large)) => {
+                            self.large = Some(large);
+                            Ok(())
+                        }
+                        Ok(None) => self.decoder.push(bytes),
+                        Err(e) => Err(e),
+                    };
+                    return match started {
+                        Ok(()) => Ok(()),
+                        // Out of memory: this connection ends.
+                        Err(e) => self.handle_item(Err(e)),
+                    };
                 }
                 Err(e) => return self.handle_item(Err(e)),
             }
         }
-        self.decoder.push(bytes);
+        if let Err(e) = self.decoder.push(bytes) {
+            return self.handle_item(Err(e));
+        }
         loop {
             let item = match self.decoder.next_frame(max) {
                 Ok(None) => break,
@@ -204,9 +218,13 @@ impl Protocol {
         // The partial frame left may show a large byte string only now
         // that more of it is here.
         if self.phase != Phase::Closed {
-            if let Some(large) = wire::LargeString::start(self.decoder.partial(), &self.pool) {
-                self.decoder.discard_partial();
-                self.large = Some(large);
+            match wire::LargeString::start(self.decoder.partial(), &self.pool) {
+                Ok(Some(large)) => {
+                    self.decoder.discard_partial();
+                    self.large = Some(large);
+                }
+                Ok(None) => {}
+                Err(e) => return self.handle_item(Err(e)),
             }
         }
         Ok(())

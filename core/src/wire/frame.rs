@@ -21,15 +21,21 @@ impl FrameDecoder {
         Self::default()
     }
 
-    /// Appends bytes received from the transport.
-    pub fn push(&mut self, bytes: &[u8]) {
+    /// Appends bytes received from the transport. The buffer grows with
+    /// what arrives (never by a frame's announced length), and fails with
+    /// [`LimitError::OutOfMemory`] instead of aborting when memory is spent.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<()> {
         // Reclaim consumed space before growing, so a long stream of small
         // frames does not grow the buffer (amortised O(1) per byte).
         if self.start > 0 && (self.start == self.buf.len() || self.start >= self.buf.capacity() / 2) {
             self.buf.drain(..self.start);
             self.start = 0;
         }
+        self.buf
+            .try_reserve(bytes.len())
+            .map_err(|_| LimitError::OutOfMemory { bytes: self.buf.len() + bytes.len() })?;
         self.buf.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// The bytes held (after [`next_frame`](Self::next_frame) returned
@@ -61,9 +67,9 @@ impl FrameDecoder {
             return Err(LimitError::FrameTooLarge { len, max: max_len }.into());
         }
         if avail.len() < HEADER_LEN + len {
-            // Reserve for the announced body only now that it passed the limit.
-            let missing = HEADER_LEN + len - avail.len();
-            self.buf.reserve(missing);
+            // Nothing is reserved for the announced body: a peer announcing
+            // the largest frame allowed and sending one byte would make
+            // every connection reserve `max_frame_len` of address space.
             return Ok(None);
         }
         let body = self.start + HEADER_LEN..self.start + HEADER_LEN + len;

@@ -5,7 +5,7 @@ use super::cbor::{decode_cbor_in, Cbor};
 use super::pool::{BufferPool, RECYCLE_MIN};
 use super::slice_decoder::{find_large_bytes, Hole, SliceDecoder};
 use super::HEADER_LEN;
-use crate::error::{DecodeError, Error, Result};
+use crate::error::{DecodeError, Error, LimitError, Result};
 
 /// Byte strings at least this long are received straight into their own
 /// buffer ([`LargeString`]) when their frame arrives in pieces, and sent
@@ -24,6 +24,28 @@ pub(super) const LEND_SLACK: usize = 64 << 10;
 /// Most room lent for one read pass: a fresh buffer is zeroed before it
 /// is lent, so a forged length costs no more than this at a time.
 const LEND_MAX: usize = 4 << 20;
+
+/// Most a large byte string's buffer is first reserved for: a longer
+/// string's buffer grows, in doublings, as its bytes arrive ([`grow`]), so
+/// a header announcing the largest frame allowed reserves this much address
+/// space, not `max_frame_len` (100 connections doing so under a 4 GiB
+/// address-space limit aborted the process). A 1 MiB payload still fits
+/// the first reservation, and is received with no copy.
+pub(super) const RESERVE_FIRST: usize = 4 << 20;
+
+/// Makes room in `content` for `needed` bytes of a string of `len` bytes
+/// (and the slack lent past it), growing to at least twice its capacity so
+/// that the bytes are moved O(1) times each. Fallible: a peer cannot make
+/// this side abort by announcing more than it has memory for.
+fn grow(content: &mut Vec<u8>, needed: usize, len: usize) -> Result<()> {
+    if needed <= content.capacity() {
+        return Ok(());
+    }
+    let target = (len + LEND_SLACK).min(content.capacity().saturating_mul(2).max(needed)).max(needed);
+    content
+        .try_reserve_exact(target - content.len())
+        .map_err(|_| LimitError::OutOfMemory { bytes: target }.into())
+}
 
 /// Room lent for a string's first read. Each later one may be as large as
 /// what has arrived so far (up to [`LEND_MAX`]), so the memory a frame
@@ -58,38 +80,41 @@ impl LargeString {
     /// included, within the length limit), if its body holds a byte
     /// string of at least [`LARGE_MIN`] bytes whose head lies in the first
     /// [`LARGE_SCAN_MAX`] bytes. Takes all of `partial`.
-    pub(crate) fn start(partial: &[u8], pool: &BufferPool) -> Option<LargeString> {
-        let header: [u8; HEADER_LEN] = partial.get(..HEADER_LEN)?.try_into().ok()?;
-        let body_len = u32::from_be_bytes(header) as usize;
+    /// `Err` when its buffer cannot be had ([`LimitError::OutOfMemory`]).
+    pub(crate) fn start(partial: &[u8], pool: &BufferPool) -> Result<Option<LargeString>> {
+        let Some(header) = partial.get(..HEADER_LEN) else { return Ok(None) };
+        let body_len = u32::from_be_bytes(header.try_into().expect("HEADER_LEN bytes")) as usize;
         let received = &partial[HEADER_LEN..];
         if received.len() >= body_len {
-            return None; // a whole frame: nothing to wait for
+            return Ok(None); // a whole frame: nothing to wait for
         }
-        let (at, len) = find_large_bytes(received, body_len)?;
+        let Some((at, len)) = find_large_bytes(received, body_len) else { return Ok(None) };
         let mut large = LargeString {
             skeleton: received[..at].to_vec(),
             at,
             tail_len: body_len - at - len,
-            content: pool.receive_buffer(len, HEADER_LEN + at),
+            content: pool.receive_buffer(len, HEADER_LEN + at)?,
             filled: 0,
             len,
         };
-        let used = large.feed(&received[at..]);
+        let used = large.feed(&received[at..])?;
         debug_assert_eq!(used, received.len() - at);
-        Some(large)
+        Ok(Some(large))
     }
 
     /// Takes the frame's bytes from the start of `bytes`; returns how many.
-    pub(crate) fn feed(&mut self, bytes: &[u8]) -> usize {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<usize> {
         let n = (self.len - self.filled).min(bytes.len());
         let within = (self.content.len() - self.filled).min(n);
         self.content[self.filled..self.filled + within].copy_from_slice(&bytes[..within]);
+        let needed = self.content.len() + (n - within);
+        grow(&mut self.content, needed, self.len)?;
         self.content.extend_from_slice(&bytes[within..n]);
         self.filled += n;
         let rest = &bytes[n..];
         let t = (self.at + self.tail_len - self.skeleton.len()).min(rest.len());
         self.skeleton.extend_from_slice(&rest[..t]);
-        n + t
+        Ok(n + t)
     }
 
     /// True once the whole frame is in.
@@ -126,10 +151,14 @@ impl LargeString {
         if !self.lends(pool) {
             return None;
         }
+        let end = (self.len + LEND_SLACK).min(self.filled + self.filled.clamp(LEND_FIRST, LEND_MAX));
+        // Grown before it is lent (the lent slice cannot move). Without the
+        // memory, lend nothing: the bytes then come through `feed`, which
+        // fails the connection.
+        if grow(&mut self.content, end, self.len).is_err() {
+            return None;
+        }
         let mut buf = std::mem::take(&mut self.content);
-        // Within the capacity, so that growing never moves what is in.
-        let room = (self.len + LEND_SLACK).min(buf.capacity().max(self.len));
-        let end = room.min(self.filled + self.filled.clamp(LEND_FIRST, LEND_MAX));
         if buf.len() < end {
             buf.resize(end, 0);
         }

@@ -8,7 +8,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::cbor::Cbor;
-use super::large::LEND_SLACK;
+use super::large::{LEND_SLACK, RESERVE_FIRST};
+use crate::error::{LimitError, Result};
 
 /// Byte strings at least this long reuse a spare buffer from the pool (see
 /// [`BufferPool`]); shorter ones are plain allocations.
@@ -118,10 +119,22 @@ impl BufferPool {
     /// good; a fresh block (from the heap once one was unmapped) usually
     /// lies elsewhere. When it does not, the spare is kept and the string
     /// is copied in.
-    pub(super) fn receive_buffer(&self, len: usize, offset: usize) -> Vec<u8> {
+    ///
+    /// A fresh buffer is reserved for at most [`RESERVE_FIRST`] bytes: a
+    /// longer string's buffer grows as it arrives (see `LargeString`), so a
+    /// forged length reserves no more than that. The reservation is
+    /// fallible: [`LimitError::OutOfMemory`] ends the connection, not the
+    /// process.
+    pub(super) fn receive_buffer(&self, len: usize, offset: usize) -> Result<Vec<u8>> {
         let spare = self.take(len);
+        let reserve = || -> Result<Vec<u8>> {
+            let bytes = (len + LEND_SLACK).min(RESERVE_FIRST);
+            let mut fresh = Vec::new();
+            fresh.try_reserve_exact(bytes).map_err(|_| LimitError::OutOfMemory { bytes })?;
+            Ok(fresh)
+        };
         if self.placement == Placement::InPlace {
-            return spare.unwrap_or_else(|| Vec::with_capacity(len + LEND_SLACK));
+            return spare.map_or_else(reserve, Ok);
         }
         let suits = |buf: &Vec<u8>| {
             let page_offset = buf.as_ptr() as usize % 4096;
@@ -129,13 +142,13 @@ impl BufferPool {
                 && (SEND_HEAD_MAX..=4096 - ALIASING_WINDOW as usize).contains(&page_offset)
         };
         if spare.as_ref().is_some_and(suits) {
-            return spare.expect("checked");
+            return Ok(spare.expect("checked"));
         }
-        let fresh = Vec::with_capacity(len + LEND_SLACK);
-        match spare {
+        let fresh = reserve()?;
+        Ok(match spare {
             Some(spare) if !suits(&fresh) => spare,
             _ => fresh,
-        }
+        })
     }
 
     /// How many spare buffers the pool holds now.

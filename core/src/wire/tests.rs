@@ -96,10 +96,10 @@ fn split_anywhere() {
     let bytes = frame(&msg);
     for cut in 0..=bytes.len() {
         let mut d = FrameDecoder::new();
-        d.push(&bytes[..cut]);
+        d.push(&bytes[..cut]).unwrap();
         if cut < bytes.len() {
             assert!(d.next_frame(1 << 20).unwrap().is_none());
-            d.push(&bytes[cut..]);
+            d.push(&bytes[cut..]).unwrap();
         }
         let body = d.next_frame(1 << 20).unwrap().unwrap().to_vec();
         assert_eq!(Message::from_cbor(decode_cbor(&body, 32).unwrap()).unwrap(), msg);
@@ -293,17 +293,28 @@ fn a_received_string_gets_a_buffer_big_enough() {
     let pool = BufferPool::new();
     for len in [LARGE_MIN, 1 << 20] {
         for _ in 0..3 {
-            let b = pool.receive_buffer(len, 13);
+            let b = pool.receive_buffer(len, 13).unwrap();
             assert!(b.capacity() >= len);
             pool.recycle(Cbor::Bytes(b));
         }
     }
 }
 
+/// A forged length reserves at most `RESERVE_FIRST`: the buffer of a string
+/// announced at 128 MiB grows only as its bytes come.
+#[test]
+fn a_received_string_reserves_no_more_than_a_first_window() {
+    let claimed = 128 << 20;
+    for pool in [BufferPool::new(), BufferPool::with_placement(Placement::InPlace)] {
+        let b = pool.receive_buffer(claimed, 13).unwrap();
+        assert!(b.capacity() <= super::large::RESERVE_FIRST, "{} bytes reserved", b.capacity());
+    }
+}
+
 #[test]
 fn oversized_header_rejected_before_buffering() {
     let mut d = FrameDecoder::new();
-    d.push(&u32::MAX.to_be_bytes());
+    d.push(&u32::MAX.to_be_bytes()).unwrap();
     let err = d.next_frame(1024).unwrap_err();
     assert!(err.to_string().contains("exceeds max_frame_len"), "{err}");
     assert!(d.buf.capacity() < 1024);
@@ -313,7 +324,7 @@ fn oversized_header_rejected_before_buffering() {
 fn truncated_at_end_of_stream() {
     let bytes = frame(&Message::Hello { version: 1, features: 0 });
     let mut d = FrameDecoder::new();
-    d.push(&bytes[..bytes.len() - 1]);
+    d.push(&bytes[..bytes.len() - 1]).unwrap();
     assert!(d.next_frame(1 << 20).unwrap().is_none());
     assert!(matches!(d.finish(), Err(Error::Decode(DecodeError::Truncated { .. }))));
 }

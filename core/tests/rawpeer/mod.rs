@@ -57,7 +57,7 @@ impl<S: Read + Write> RawPeer<S> {
             let mut buf = [0u8; 4096];
             match self.stream.read(&mut buf) {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => self.decoder.push(&buf[..n]),
+                Ok(n) => self.decoder.push(&buf[..n]).expect("memory for the frame"),
             }
         }
     }
