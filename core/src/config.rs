@@ -13,6 +13,7 @@ use std::time::Duration;
 /// | `max_imported` | 1,000,000 | references past it are refused (that call or reply fails) |
 /// | `max_output_buffer` | 256 MiB | new calls (sync and async) fail with `LimitError::OutputBufferFull` (the peer is not reading); a peer that keeps sending requests while not reading the replies is disconnected with that error |
 /// | `sync_request_timeout` | 30 s | a synchronous call fails with `Error::Timeout` (RPyC's default) |
+/// | `handshake_timeout` | 10 s | a peer whose hello has not arrived this long after the connection opened is disconnected with a handshake error naming the limit (a peer that connects and sends nothing, or dribbles, cannot hold a connection open) |
 /// | `idle_timeout` | none | a connection that receives nothing for this long is closed ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)); also ends a peer that holds a partial frame open |
 /// | `include_traceback` | true | when false, remote errors carry no traceback (RPyC's `include_local_traceback`) |
 /// | `max_nesting` | 128 | a call that would nest deeper fails with `LimitError::TooDeeplyNested`, on the side where the stack would grow (see the field) |
@@ -40,6 +41,9 @@ pub struct Config {
     pub max_output_buffer: usize,
     /// Default timeout of synchronous calls; `None` waits forever.
     pub sync_request_timeout: Option<Duration>,
+    /// Close the connection when the peer's hello has not arrived this long
+    /// after it opened; `None` waits forever.
+    pub handshake_timeout: Option<Duration>,
     /// Close the connection after this long without receiving anything.
     pub idle_timeout: Option<Duration>,
     /// Send tracebacks with errors raised while serving the peer.
@@ -84,6 +88,7 @@ impl Default for Config {
             max_imported: 1_000_000,
             max_output_buffer: 256 << 20,
             sync_request_timeout: Some(Duration::from_secs(30)),
+            handshake_timeout: Some(Duration::from_secs(10)),
             idle_timeout: None,
             include_traceback: true,
             max_nesting: 128,
@@ -128,6 +133,12 @@ impl Config {
         self.sync_request_timeout = timeout;
         self
     }
+    /// Sets `handshake_timeout`.
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
     /// Sets `idle_timeout`.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;

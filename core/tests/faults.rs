@@ -365,6 +365,46 @@ fn a_peer_that_asks_without_reading_replies_is_cut_off_at_the_output_cap() {
     logcap::wait_for(&["ended by bad input", "max_output_buffer"], PATIENCE);
 }
 
+// ---- a peer that never says hello ------------------------------------------------------
+
+/// With the default configuration, a peer that connects and sends nothing,
+/// or dribbles bytes that never make a hello, is disconnected once
+/// `handshake_timeout` passes (here shortened), while others are served.
+#[test]
+fn a_peer_that_never_says_hello_is_disconnected_by_default() {
+    let handshake = Duration::from_millis(300);
+    let (tx, ended) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let service = Service::object(child_root()).on_disconnect(move |c| {
+        let _ = tx.lock().unwrap().send(c.close_reason());
+    });
+    let config = Config::default().handshake_timeout(Some(handshake));
+    assert!(Config::default().handshake_timeout.is_some(), "on by default");
+    let server =
+        ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(service).config(config)).unwrap();
+    let addr = server.local_addr().unwrap();
+    let accept = server.spawn();
+
+    let mut silent = TcpStream::connect(addr).unwrap();
+    let mut dribbler = TcpStream::connect(addr).unwrap();
+    dribbler.write_all(&rawpeer::frame(&rawpeer::hello())[..3]).unwrap();
+    let conn = Builder::default().connect_tcp(addr).unwrap();
+    assert_eq!(conn.root().unwrap().call_method::<i64>("add", (1, 2)).unwrap(), 3);
+    for raw in [&mut silent, &mut dribbler] {
+        raw.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut rest = Vec::new();
+        raw.read_to_end(&mut rest).expect("the server closed the connection that sent no hello");
+    }
+    for _ in 0..2 {
+        let reason = ended.recv_timeout(PATIENCE).expect("the server saw the connection end");
+        let text = reason.map(|r| r.to_string()).unwrap_or_default();
+        assert!(text.contains("handshake_timeout"), "{text}");
+    }
+    conn.close();
+    server.close();
+    accept.join().unwrap();
+}
+
 // ---- a peer holding a partial frame open --------------------------------------------
 
 #[test]

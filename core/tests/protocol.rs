@@ -261,6 +261,29 @@ fn handshake_byte_by_byte() {
     assert!(b.take_reply(seq).unwrap().as_remote().is_some());
 }
 
+/// The peer's hello must arrive within `handshake_timeout` (virtual time:
+/// the deadline is reported, and passing it ends the connection); once it
+/// has arrived, no handshake deadline is left.
+#[test]
+fn a_hello_that_never_comes_ends_the_connection_at_its_deadline() {
+    let now = Instant::now();
+    let limit = Duration::from_secs(10);
+    let mut p = Protocol::new(Config::default(), now);
+    assert_eq!(p.poll_timeout(), Some(now + limit), "on by default");
+    p.handle_input(now + limit - Duration::from_millis(1), Input::Timeout).unwrap();
+    assert!(!p.is_closed(), "not before the deadline");
+    p.handle_input(now + limit, Input::Timeout).unwrap();
+    match p.poll_event() {
+        Some(Event::Closed { reason: CloseReason::Protocol(ProtocolError::Handshake(m)) }) => {
+            assert!(m.contains("within 10s (handshake_timeout)"), "{m}")
+        }
+        other => panic!("expected a handshake failure, got {other:?}"),
+    }
+    let mut n = net();
+    n.settle();
+    assert_eq!(n.a.p.poll_timeout(), None, "no deadline once the hello is in");
+}
+
 #[test]
 fn version_mismatch_names_both_versions() {
     let now = Instant::now();

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{Event, Phase, Protocol};
-use crate::error::CloseReason;
+use crate::error::{CloseReason, ProtocolError};
 use crate::wire::{Message, WireRequest};
 
 impl Protocol {
@@ -15,14 +15,27 @@ impl Protocol {
         }
         let idle = self.config.idle_timeout.map(|d| self.last_input + d);
         let expiry = self.deadlines.first().map(|(t, _)| *t);
-        match (idle, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let handshake = self.handshake_deadline();
+        [idle, expiry, handshake].into_iter().flatten().min()
+    }
+
+    /// When the peer's hello must have arrived by, while it has not.
+    fn handshake_deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::ExpectHello => self.config.handshake_timeout.map(|d| self.opened + d),
+            _ => None,
         }
     }
 
     /// See [`Input::Timeout`](super::Input::Timeout).
     pub(super) fn timeout(&mut self, now: Instant) {
+        if self.handshake_deadline().is_some_and(|t| now >= t) {
+            let limit = self.config.handshake_timeout.expect("a deadline");
+            self.fail(CloseReason::Protocol(ProtocolError::Handshake(format!(
+                "the peer's hello did not arrive within {limit:?} (handshake_timeout)"
+            ))));
+            return;
+        }
         self.expire_due(now);
         if let Some(idle) = self.config.idle_timeout {
             if self.phase != Phase::Closed && now >= self.last_input + idle {

@@ -112,6 +112,8 @@ pub struct Protocol {
     /// user code in their `Drop` never runs inside the driver's lock.
     released: Vec<LocalObject>,
     last_input: Instant,
+    /// When the protocol was made: the handshake's deadline counts from it.
+    opened: Instant,
     /// Why it ended, once it has.
     closed: Option<CloseReason>,
 }
@@ -165,6 +167,7 @@ impl Protocol {
             owner,
             released: Vec::new(),
             last_input: now,
+            opened: now,
             closed: None,
         };
         let hello = Message::Hello { version: wire::VERSION, features: wire::FEATURES };
