@@ -367,21 +367,27 @@ fn a_peer_that_asks_without_reading_replies_is_cut_off_at_the_output_cap() {
 
 // ---- a peer that never says hello ------------------------------------------------------
 
+/// A `ThreadedServer` of `child_root()` with `config`, on a free port, that
+/// sends each connection's close reason down the channel returned.
+fn reporting_closes(config: Config) -> (ThreadedServer, mpsc::Receiver<Option<CloseReason>>) {
+    let (tx, ended) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let service = Service::object(child_root()).on_disconnect(move |c| {
+        let _ = tx.lock().unwrap().send(c.close_reason());
+    });
+    let server =
+        ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(service).config(config)).unwrap();
+    (server, ended)
+}
+
 /// With the default configuration, a peer that connects and sends nothing,
 /// or dribbles bytes that never make a hello, is disconnected once
 /// `handshake_timeout` passes (here shortened), while others are served.
 #[test]
 fn a_peer_that_never_says_hello_is_disconnected_by_default() {
     let handshake = Duration::from_millis(300);
-    let (tx, ended) = mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
-    let service = Service::object(child_root()).on_disconnect(move |c| {
-        let _ = tx.lock().unwrap().send(c.close_reason());
-    });
-    let config = Config::default().handshake_timeout(Some(handshake));
     assert!(Config::default().handshake_timeout.is_some(), "on by default");
-    let server =
-        ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(service).config(config)).unwrap();
+    let (server, ended) = reporting_closes(Config::default().handshake_timeout(Some(handshake)));
     let addr = server.local_addr().unwrap();
     let accept = server.spawn();
 
@@ -410,16 +416,7 @@ fn a_peer_that_never_says_hello_is_disconnected_by_default() {
 #[test]
 fn partial_frame_held_open_does_not_stall_others_and_idle_timeout_closes_it() {
     let idle = Duration::from_millis(300);
-    let (tx, ended) = mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
-    let service = Service::object(child_root()).on_disconnect(move |c| {
-        let _ = tx.lock().unwrap().send(c.close_reason());
-    });
-    let server = ThreadedServer::bind_tcp(
-        "127.0.0.1:0",
-        Builder::default().service(service).config(Config::default().idle_timeout(Some(idle))),
-    )
-    .unwrap();
+    let (server, ended) = reporting_closes(Config::default().idle_timeout(Some(idle)));
     let addr = server.local_addr().unwrap();
     let accept = server.spawn();
 
