@@ -21,7 +21,9 @@ use crate::wire::BufferPool;
 #[derive(Clone)]
 pub struct Builder {
     pub(super) service: Service,
-    pub(super) config: Config,
+    /// Shared by every connection the builder makes (each would otherwise
+    /// carry two copies: its own and its protocol's).
+    pub(super) config: Arc<Config>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) authenticator: Option<Arc<dyn Authenticator>>,
     pub(super) secret: Option<Secret>,
@@ -33,7 +35,7 @@ impl Default for Builder {
     fn default() -> Self {
         Builder {
             service: Service::none(),
-            config: Config::default(),
+            config: Arc::new(Config::default()),
             clock: Arc::new(SystemClock),
             authenticator: None,
             secret: None,
@@ -55,7 +57,7 @@ impl Builder {
 
     /// The limits (default: [`Config::default`]).
     pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+        self.config = Arc::new(config);
         self
     }
 

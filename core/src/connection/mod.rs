@@ -105,7 +105,7 @@ pub(crate) struct Shared {
     close_hooks: Mutex<Vec<CloseHook>>,
     clock: Arc<dyn Clock>,
     credentials: Option<Credentials>,
-    config: Config,
+    config: Arc<Config>,
     service: Service,
     label: String,
     handles: AtomicUsize,

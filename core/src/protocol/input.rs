@@ -171,7 +171,9 @@ impl Protocol {
                 }
                 let large = self.large.take().expect("checked");
                 let max_depth = self.config.max_depth;
-                self.handle_item(large.decode(max_depth + 8, &self.pool).map_err(|e| deeper(e, max_depth)))?;
+                self.handle_item(
+                    (*large).decode(max_depth + 8, &self.pool).map_err(|e| deeper(e, max_depth)),
+                )?;
                 continue;
             }
             if self.decoder.buffered() > 0 {
@@ -189,7 +191,7 @@ impl Protocol {
                     // A large byte string goes straight to its own buffer.
                     let started = match wire::LargeString::start(bytes, &self.pool) {
                         Ok(Some(large)) => {
-                            self.large = Some(large);
+                            self.large = Some(Box::new(large));
                             Ok(())
                         }
                         Ok(None) => self.decoder.push(bytes),
@@ -221,7 +223,7 @@ impl Protocol {
             match wire::LargeString::start(self.decoder.partial(), &self.pool) {
                 Ok(Some(large)) => {
                     self.decoder.discard_partial();
-                    self.large = Some(large);
+                    self.large = Some(Box::new(large));
                 }
                 Ok(None) => {}
                 Err(e) => return self.handle_item(Err(e)),

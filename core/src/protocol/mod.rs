@@ -72,12 +72,14 @@ static NEXT_PROTOCOL_ID: AtomicU64 = AtomicU64::new(1);
 /// timeouts and bytes polled out. See the module docs for the call order.
 pub struct Protocol {
     id: u64,
-    config: Config,
+    /// Shared with the connection (and the builder's other connections).
+    config: Arc<Config>,
     phase: Phase,
     decoder: wire::FrameDecoder,
     /// A frame with a large byte string being received, instead of
     /// `decoder` (which is then empty).
-    large: Option<wire::LargeString>,
+    /// Boxed: rare, and every connection would carry its size.
+    large: Option<Box<wire::LargeString>>,
     /// `large`'s buffer is lent out (see [`Protocol::input_buffer`]).
     lent: bool,
     /// The start of the peer's stream, kept until its hello, to explain a
@@ -99,9 +101,13 @@ pub struct Protocol {
     #[cfg(test)]
     deadline_visits: u64,
     expired: HashSet<u64, FxBuildHasher>,
-    exports: HashMap<u64, Export>,
+    /// Keyed by ids this side hands out (and `export_ids` by addresses):
+    /// the peer only looks them up, never chooses a key, so like `pending`
+    /// they need no defence against collisions. `imports` is keyed by the
+    /// peer's ids and keeps std's SipHash.
+    exports: HashMap<u64, Export, FxBuildHasher>,
     /// Export ids by [`Export::key`].
-    export_ids: HashMap<usize, u64>,
+    export_ids: HashMap<usize, u64, FxBuildHasher>,
     next_export: u64,
     imports: HashMap<u64, Import>,
     releases: Arc<ReleaseQueue>,
@@ -131,13 +137,13 @@ impl Protocol {
     /// the protocol is deterministic (the same bytes and times in give the
     /// same bytes, events and lending out).
     pub fn with_pool(config: Config, now: Instant, pool: wire::BufferPool) -> Self {
-        Self::with_owner(config, now, None, pool)
+        Self::with_owner(Arc::new(config), now, None, pool)
     }
 
     /// Like [`with_pool`](Self::with_pool), with the connection that the
     /// proxies this protocol makes belong to (their calls go through it).
     pub(crate) fn with_owner(
-        config: Config,
+        config: Arc<Config>,
         now: Instant,
         owner: Option<Weak<dyn ProxyOwner>>,
         pool: wire::BufferPool,
@@ -158,8 +164,8 @@ impl Protocol {
             #[cfg(test)]
             deadline_visits: 0,
             expired: HashSet::default(),
-            exports: HashMap::new(),
-            export_ids: HashMap::new(),
+            exports: HashMap::default(),
+            export_ids: HashMap::default(),
             next_export: 1,
             imports: HashMap::new(),
             releases: Arc::new(ReleaseQueue::default()),
