@@ -411,6 +411,41 @@ fn a_peer_that_never_says_hello_is_disconnected_by_default() {
     accept.join().unwrap();
 }
 
+// ---- more clients than max_connections ---------------------------------------------------
+
+/// Past `max_connections`, a `ThreadedServer` refuses a client at once (its
+/// socket closed before any hello, with a log line) instead of spending a
+/// thread on it; a connection that closes makes room again.
+#[test]
+fn a_threaded_server_refuses_clients_past_max_connections() {
+    logcap::install();
+    let (server, ended) = reporting_closes(Config::default());
+    let server = server.max_connections(2);
+    let addr = server.local_addr().unwrap();
+    let accept = server.spawn();
+    let first = Builder::default().connect_tcp(addr).unwrap();
+    let second = Builder::default().connect_tcp(addr).unwrap();
+    for c in [&first, &second] {
+        assert_eq!(c.root().unwrap().call_method::<i64>("add", (1, 2)).unwrap(), 3);
+    }
+    let mut third = TcpStream::connect(addr).unwrap();
+    third.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    third.read_to_end(&mut got).expect("the server closed the client past the limit");
+    assert!(got.is_empty(), "refused before its hello: {got:?}");
+    logcap::wait_for(&["2 connections open (max_connections); refusing"], PATIENCE);
+    // Room again once one closes (closed before on_disconnect runs).
+    first.close();
+    ended.recv_timeout(PATIENCE).expect("the server saw the first connection end");
+    let again = Builder::default().connect_tcp(addr).unwrap();
+    assert_eq!(again.root().unwrap().call_method::<i64>("add", (2, 2)).unwrap(), 4);
+    assert_eq!(server.connection_count(), 2);
+    assert_eq!(netref::server::DEFAULT_MAX_CONNECTIONS, 1024);
+    drop((second, again));
+    server.close();
+    accept.join().unwrap();
+}
+
 // ---- a peer holding a partial frame open --------------------------------------------
 
 #[test]

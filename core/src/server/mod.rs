@@ -13,4 +13,4 @@ pub use event_loop::{
     millis_until, timeout, Doorbell, LoopConnections, LoopListener, LoopServer, ServerHandle,
 };
 pub use listener::{Accepted, Listener};
-pub use threaded::{OneShotServer, ThreadedServer, ACCEPT_BACKOFF};
+pub use threaded::{OneShotServer, ThreadedServer, ACCEPT_BACKOFF, DEFAULT_MAX_CONNECTIONS};
