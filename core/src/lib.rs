@@ -90,7 +90,7 @@ pub mod value;
 pub use value::object;
 pub mod wire;
 
-pub use auth::{Authenticator, Credentials};
+pub use auth::{AuthStream, Authenticator, Credentials};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
 pub use connection::async_result::AsyncResult;

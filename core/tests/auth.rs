@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use netref::auth::{Credentials, SharedSecret, UnixPeerCred};
+use netref::auth::{AuthStream, Credentials, SharedSecret, UnixPeerCred};
 use netref::{
     AuthError, Authenticator, Builder, Connection, Error, ObjectBuilder, Service, Stream, ThreadedServer,
 };
@@ -189,6 +189,48 @@ fn client_without_the_secret_fails_and_the_server_times_it_out() {
     assert_eq!(rest.len(), b"netref-auth/1\n".len() + 32, "only the challenge was sent");
 }
 
+/// `auth_timeout` bounds the whole exchange, not each read: a client that
+/// answers the challenge one byte at a time, each byte well inside the
+/// timeout, is refused once the exchange as a whole has taken that long.
+/// (The pacing is the attack being simulated; the test waits on the
+/// server's log line and on its socket closing.)
+#[test]
+fn a_client_answering_a_byte_at_a_time_is_refused_at_the_exchange_deadline() {
+    logcap::install();
+    let timeout = Duration::from_millis(300);
+    let server = ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(whoami_service()))
+        .unwrap()
+        .authenticator(SharedSecret::new(SECRET.to_vec()))
+        .auth_timeout(timeout);
+    let addr = server.local_addr().unwrap();
+    let _running = Running::start(server);
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(PATIENCE)).unwrap();
+    let me = slow.local_addr().unwrap().to_string();
+    let refusal = ["refused", &me, "timed out reading the client's answer (auth_timeout)"];
+    let mut challenge = [0u8; 14 + 32];
+    slow.read_exact(&mut challenge).unwrap();
+    // The answer is 64 bytes; at one byte every 30 ms it would take ~2 s,
+    // each gap a tenth of the timeout.
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    for byte in [0u8; 64] {
+        if slow.write_all(&[byte]).is_err() {
+            break;
+        }
+        sent += 1;
+        if logcap::logged(&refusal) {
+            break;
+        }
+        thread::sleep(timeout / 10);
+    }
+    logcap::wait_for(&refusal, PATIENCE);
+    assert!(sent < 64, "the server waited for the whole dribbled answer ({:?})", started.elapsed());
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no verdict for a client that never finished: {rest:?}");
+}
+
 #[test]
 fn client_detects_a_server_that_does_not_know_the_secret() {
     // A fake server: sends a challenge, accepts any answer, "proves" itself
@@ -323,8 +365,10 @@ fn out_of_descriptors_child() {
     }
     let no_fd = std::fs::File::open("/dev/null").expect_err("no descriptor is free");
     assert_eq!(no_fd.raw_os_error(), Some(libc::EMFILE), "{no_fd}");
-    let server =
-        thread::spawn(move || SharedSecret::new(SECRET.to_vec()).authenticate(&mut Stream::Unix(ours)));
+    let server = thread::spawn(move || {
+        let mut stream = Stream::Unix(ours);
+        SharedSecret::new(SECRET.to_vec()).authenticate(&mut AuthStream::new(&mut stream, PATIENCE))
+    });
     let mut challenge = [0u8; 14 + 32];
     theirs.read_exact(&mut challenge).expect("the server sent its challenge");
     assert!(challenge.starts_with(b"netref-auth/1\n"));

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use netref::auth::{peer_cred, Authenticator, UnixPeerCred};
+use netref::auth::{peer_cred, AuthStream, Authenticator, UnixPeerCred};
 use netref::transport::Stream;
 
 const CHILD_ENV: &str = "NETREF_PEERCRED_CHILD";
@@ -35,7 +35,9 @@ fn peercred_child_entry() {
     let mut stream = Stream::Unix(sock);
     let peer = peer_cred(&stream).unwrap();
     let uid = rustix::process::getuid().as_raw();
-    let judged = UnixPeerCred::allow_uids([uid]).authenticate(&mut stream).map(|c| c.peer);
+    let judged = UnixPeerCred::allow_uids([uid])
+        .authenticate(&mut AuthStream::new(&mut stream, PATIENCE))
+        .map(|c| c.peer);
     println!("PEER {} {} {} {:?}", peer.pid, peer.uid, peer.gid, judged.ok().flatten());
 }
 

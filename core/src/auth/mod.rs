@@ -5,9 +5,10 @@
 //!
 //! An [`Authenticator`] is set on a [`Builder`](crate::Builder) (or with the
 //! servers' `authenticator` builder methods). It runs on the stream before
-//! the connection starts, in blocking mode with the builder's
-//! [`auth_timeout`](crate::Builder::auth_timeout); a failure closes the
-//! socket and is logged by servers with its reason. Two ship here:
+//! the connection starts, in blocking mode, through an [`AuthStream`] whose
+//! one deadline, the builder's [`auth_timeout`](crate::Builder::auth_timeout),
+//! bounds the whole exchange (not each read); a failure closes the socket and
+//! is logged by servers with its reason. Two ship here:
 //!
 //! - [`UnixPeerCred`]: the peer process's pid/uid/gid from the kernel
 //!   (`SO_PEERCRED`), optionally allowing only some uids. Instant: it reads
@@ -79,8 +80,11 @@ use sha2::Sha256;
 use crate::error::{AuthError, AuthStep, Result};
 use crate::transport::Stream;
 
+mod stream;
 #[cfg(test)]
 mod tests;
+
+pub use stream::AuthStream;
 
 /// What an [`Authenticator`] learned about the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,12 +131,13 @@ pub struct PeerCred {
 /// A check run on a stream before the connection starts.
 ///
 /// `authenticate` may read and write the stream, which is in blocking mode
-/// with read and write timeouts set; it returns the peer's credentials or an
+/// with one deadline for the whole exchange (see [`AuthStream`]); it returns
+/// the peer's credentials or an
 /// error naming why the peer was refused (usually [`Error::Auth`](crate::Error::Auth),
 /// with [`AuthError::Refused`] for an application's own reasons).
 pub trait Authenticator: Send + Sync + 'static {
     /// Checks the peer on `stream`.
-    fn authenticate(&self, stream: &mut Stream) -> Result<Credentials>;
+    fn authenticate(&self, stream: &mut AuthStream<'_>) -> Result<Credentials>;
 
     /// True when `authenticate` never waits for the peer (it only asks the
     /// kernel), so a single-threaded event-loop server may run it inline.
@@ -142,7 +147,7 @@ pub trait Authenticator: Send + Sync + 'static {
 }
 
 impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
-    fn authenticate(&self, stream: &mut Stream) -> Result<Credentials> {
+    fn authenticate(&self, stream: &mut AuthStream<'_>) -> Result<Credentials> {
         (**self).authenticate(stream)
     }
     fn is_instant(&self) -> bool {
@@ -204,8 +209,8 @@ impl UnixPeerCred {
 }
 
 impl Authenticator for UnixPeerCred {
-    fn authenticate(&self, stream: &mut Stream) -> Result<Credentials> {
-        let peer = peer_cred(stream)?;
+    fn authenticate(&self, stream: &mut AuthStream<'_>) -> Result<Credentials> {
+        let peer = peer_cred(stream.get_ref())?;
         if let Some(allowed) = &self.allowed {
             if !allowed.contains(&peer.uid) {
                 return Err(AuthError::UidNotAllowed {
@@ -277,7 +282,7 @@ impl fmt::Debug for SharedSecret {
 }
 
 impl Authenticator for SharedSecret {
-    fn authenticate(&self, stream: &mut Stream) -> Result<Credentials> {
+    fn authenticate(&self, stream: &mut AuthStream<'_>) -> Result<Credentials> {
         challenge(stream, &self.secret, random_nonce()?)
     }
 }
@@ -308,7 +313,7 @@ fn challenge(
 
 /// The client side of the exchange: answers the server's challenge and
 /// checks the server's proof.
-pub(crate) fn answer_challenge(stream: &mut Stream, secret: &Secret) -> Result<Credentials> {
+pub(crate) fn answer_challenge(stream: &mut AuthStream<'_>, secret: &Secret) -> Result<Credentials> {
     answer(stream, secret, random_nonce()?)
 }
 

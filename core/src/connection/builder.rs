@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::service::Service;
 use super::Connection;
-use crate::auth::{Authenticator, Credentials, Secret};
+use crate::auth::{AuthStream, Authenticator, Credentials, Secret};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::Result;
@@ -94,8 +94,10 @@ impl Builder {
         self
     }
 
-    /// How long authentication may block on the peer (default: 10 s); past
-    /// it the peer is refused with a timeout error.
+    /// How long the whole authentication exchange may take (default: 10 s):
+    /// one deadline for every read and write of it, so a peer that answers
+    /// a byte at a time gains nothing. Past it the peer is refused with a
+    /// timeout error.
     pub fn auth_timeout(mut self, timeout: Duration) -> Self {
         self.auth_timeout = timeout;
         self
@@ -110,18 +112,20 @@ impl Builder {
     }
 
     /// Runs this builder's authentication on `stream` (blocking, within
-    /// `auth_timeout`). `None` when nothing is configured.
+    /// one `auth_timeout` for the whole exchange). `None` when nothing is
+    /// configured.
     pub(super) fn authenticate(&self, stream: &mut Stream) -> Result<Option<Credentials>> {
         if self.authenticator.is_none() && self.secret.is_none() {
             return Ok(None);
         }
-        stream.set_timeouts(Some(self.auth_timeout))?;
+        // One deadline for everything below, however the peer paces it.
+        let mut exchange = AuthStream::new(stream, self.auth_timeout);
         let mut credentials = None;
         if let Some(auth) = &self.authenticator {
-            credentials = Some(auth.authenticate(stream)?);
+            credentials = Some(auth.authenticate(&mut exchange)?);
         }
         if let Some(secret) = &self.secret {
-            let proved = crate::auth::answer_challenge(stream, secret)?;
+            let proved = crate::auth::answer_challenge(&mut exchange, secret)?;
             credentials.get_or_insert(proved);
         }
         stream.set_timeouts(None)?;
