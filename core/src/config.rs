@@ -14,14 +14,15 @@ use std::time::Duration;
 /// | `max_output_buffer` | 256 MiB | new calls (sync and async) fail with `LimitError::OutputBufferFull` (the peer is not reading); a peer that keeps sending requests while not reading the replies is disconnected with that error |
 /// | `sync_request_timeout` | 30 s | a synchronous call fails with `Error::Timeout` (RPyC's default) |
 /// | `handshake_timeout` | 10 s | a peer whose hello has not arrived this long after the connection opened is disconnected with a handshake error naming the limit (a peer that connects and sends nothing, or dribbles, cannot hold a connection open) |
-/// | `idle_timeout` | none | a connection that receives nothing for this long is closed ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)); also ends a peer that holds a partial frame open |
+/// | `frame_timeout` | 60 s | a frame not whole this long after its first bytes arrived ends the connection with `LimitError::FrameTimedOut` (a peer that dribbles a frame, or a partial header, cannot hold a connection open by seeming busy); raise it for frames of many MiB over slow links |
+/// | `idle_timeout` | none | a connection that receives nothing for this long is closed ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)) |
 /// | `include_traceback` | true | when false, remote errors carry no traceback (RPyC's `include_local_traceback`) |
 /// | `max_nesting` | 128 | a call that would nest deeper fails with `LimitError::TooDeeplyNested`, on the side where the stack would grow (see the field) |
 /// | `batch_replies` | false | when true, replies to requests that arrived together are written together once the last of them is served (see the field) |
 ///
 /// Outgoing limits fail only the call concerned; incoming violations end
 /// that one connection with an error naming the limit. Authentication has
-/// its own timeout, [`Builder::auth_timeout`](crate::Builder::auth_timeout)
+/// its own deadline for the whole exchange, [`Builder::auth_timeout`](crate::Builder::auth_timeout)
 /// (10 s). `tests/limits.rs` checks that this table names every field and
 /// that each limit is enforced over a real socket.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +45,10 @@ pub struct Config {
     /// Close the connection when the peer's hello has not arrived this long
     /// after it opened; `None` waits forever.
     pub handshake_timeout: Option<Duration>,
+    /// Close the connection when a frame is not whole this long after its
+    /// first bytes arrived; `None` waits forever. Unlike `idle_timeout`,
+    /// bytes arriving do not reset it: it bounds the whole frame.
+    pub frame_timeout: Option<Duration>,
     /// Close the connection after this long without receiving anything.
     pub idle_timeout: Option<Duration>,
     /// Send tracebacks with errors raised while serving the peer.
@@ -89,6 +94,7 @@ impl Default for Config {
             max_output_buffer: 256 << 20,
             sync_request_timeout: Some(Duration::from_secs(30)),
             handshake_timeout: Some(Duration::from_secs(10)),
+            frame_timeout: Some(Duration::from_secs(60)),
             idle_timeout: None,
             include_traceback: true,
             max_nesting: 128,
@@ -136,6 +142,12 @@ impl Config {
     /// Sets `handshake_timeout`.
     pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets `frame_timeout`.
+    pub fn frame_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.frame_timeout = timeout;
         self
     }
 

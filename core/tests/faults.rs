@@ -382,30 +382,39 @@ fn reporting_closes(config: Config) -> (ThreadedServer, mpsc::Receiver<Option<Cl
 
 /// With the default configuration, a peer that connects and sends nothing,
 /// or dribbles bytes that never make a hello, is disconnected once
-/// `handshake_timeout` passes (here shortened), while others are served.
+/// `handshake_timeout` passes, and one that sends its hello and then part of
+/// a frame once `frame_timeout` passes (both shortened here), while others
+/// are served.
 #[test]
 fn a_peer_that_never_says_hello_is_disconnected_by_default() {
     let handshake = Duration::from_millis(300);
     assert!(Config::default().handshake_timeout.is_some(), "on by default");
-    let (server, ended) = reporting_closes(Config::default().handshake_timeout(Some(handshake)));
+    assert!(Config::default().frame_timeout.is_some(), "on by default");
+    let config = Config::default().handshake_timeout(Some(handshake)).frame_timeout(Some(handshake));
+    let (server, ended) = reporting_closes(config);
     let addr = server.local_addr().unwrap();
     let accept = server.spawn();
 
     let mut silent = TcpStream::connect(addr).unwrap();
     let mut dribbler = TcpStream::connect(addr).unwrap();
     dribbler.write_all(&rawpeer::frame(&rawpeer::hello())[..3]).unwrap();
+    let mut stalled = TcpStream::connect(addr).unwrap();
+    stalled.write_all(&rawpeer::frame(&rawpeer::hello())).unwrap();
+    stalled.write_all(&rawpeer::frame(&rawpeer::hello())[..3]).unwrap();
     let conn = Builder::default().connect_tcp(addr).unwrap();
     assert_eq!(conn.root().unwrap().call_method::<i64>("add", (1, 2)).unwrap(), 3);
-    for raw in [&mut silent, &mut dribbler] {
+    for raw in [&mut silent, &mut dribbler, &mut stalled] {
         raw.set_read_timeout(Some(PATIENCE)).unwrap();
         let mut rest = Vec::new();
-        raw.read_to_end(&mut rest).expect("the server closed the connection that sent no hello");
+        raw.read_to_end(&mut rest).expect("the server closed the connection that stalled");
     }
-    for _ in 0..2 {
-        let reason = ended.recv_timeout(PATIENCE).expect("the server saw the connection end");
-        let text = reason.map(|r| r.to_string()).unwrap_or_default();
-        assert!(text.contains("handshake_timeout"), "{text}");
-    }
+    let reasons: Vec<String> = (0..3)
+        .map(|_| ended.recv_timeout(PATIENCE).expect("the server saw the connection end"))
+        .map(|reason| reason.map(|r| r.to_string()).unwrap_or_default())
+        .collect();
+    let count = |what: &str| reasons.iter().filter(|r| r.contains(what)).count();
+    assert_eq!(count("(frame_timeout): 3 bytes of it came"), 1, "{reasons:?}");
+    assert_eq!(count("handshake_timeout"), 2, "{reasons:?}");
     conn.close();
     server.close();
     accept.join().unwrap();

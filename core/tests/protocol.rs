@@ -668,6 +668,72 @@ fn idle_timeout_closes() {
     ));
 }
 
+/// A frame must be whole within `frame_timeout` of its first bytes (on by
+/// default): a peer that dribbles a frame one byte at a time keeps resetting
+/// the idle clock, but not this one.
+#[test]
+fn a_dribbled_frame_ends_the_connection_at_its_deadline() {
+    let limit = Duration::from_secs(60);
+    assert_eq!(Config::default().frame_timeout, Some(limit), "on by default");
+    let idle = Duration::from_secs(10);
+    let mut n = net_with(Config::default(), Config::default().idle_timeout(Some(idle)));
+    let t0 = n.now;
+    assert_eq!(n.b.p.poll_timeout(), Some(t0 + idle), "no frame is partial: only the idle deadline");
+    let ping = frame_msg(&Message::Request { seq: 7, request: WireRequest::Ping(text(&"x".repeat(40))) });
+    // A whole frame and the first byte of the next, in one read.
+    let mut bytes = ping.clone();
+    bytes.push(ping[0]);
+    n.b.p.handle_input(t0, Input::Receive(&bytes)).unwrap();
+    assert_eq!(n.b.p.poll_timeout(), Some(t0 + idle));
+    // Then a byte every 5 s: the idle deadline moves with each, the frame's
+    // does not, and it passes long before the frame could be whole.
+    let mut t = t0;
+    for (i, byte) in ping[1..].iter().enumerate() {
+        t += Duration::from_secs(5);
+        if t >= t0 + limit {
+            assert!(i + 2 < ping.len(), "the frame is still partial at its deadline");
+            break;
+        }
+        n.b.p.handle_input(t, Input::Receive(std::slice::from_ref(byte))).unwrap();
+        let idle_at = t + idle;
+        assert_eq!(n.b.p.poll_timeout(), Some(idle_at.min(t0 + limit)), "at {t:?}");
+        n.b.p.handle_input(t, Input::Timeout).unwrap();
+        assert!(!n.b.p.is_closed(), "open before the deadline");
+    }
+    let received = 1 + ((limit.as_secs() / 5) as usize - 1);
+    n.b.p.handle_input(t0 + limit, Input::Timeout).unwrap();
+    assert!(n.b.p.is_closed());
+    let reason = n.b.p.close_reason().expect("closed").clone();
+    assert!(
+        matches!(&reason, CloseReason::Limit(LimitError::FrameTimedOut { received: r, timeout })
+            if *timeout == limit && *r == received),
+        "{reason:?}"
+    );
+    assert!(
+        reason.to_string().contains(&format!("(frame_timeout): {received} bytes of it came")),
+        "{reason}"
+    );
+}
+
+/// The clock of a partial frame restarts with each frame: frames that each
+/// arrive in time never reach the deadline, however long the connection lives.
+#[test]
+fn frames_each_arriving_in_time_never_reach_the_frame_deadline() {
+    let limit = Duration::from_secs(60);
+    let mut n = net();
+    let ping = frame_msg(&Message::Request { seq: 7, request: WireRequest::Ping(uint(1)) });
+    let mut t = n.now;
+    for _ in 0..10 {
+        n.b.p.handle_input(t, Input::Receive(&ping[..2])).unwrap();
+        assert_eq!(n.b.p.poll_timeout(), Some(t + limit));
+        t += limit - Duration::from_secs(1);
+        n.b.p.handle_input(t, Input::Receive(&ping[2..])).unwrap();
+        assert_eq!(n.b.p.poll_timeout(), None, "a whole frame leaves no deadline");
+        n.b.p.handle_input(t, Input::Timeout).unwrap();
+    }
+    assert!(!n.b.p.is_closed());
+}
+
 // ---- references and release counting ----------------------------------------------
 
 /// RPyC #137/#153/#558: B drops its proxy for `x` (the release is queued but

@@ -102,6 +102,7 @@ macro_rules! conformance_tests {
             garbage_input_ends_only_that_connection,
             server_survives_garbage_and_disconnects,
             hello_and_eof_in_one_read_close_the_connection,
+            silent_and_stalled_peers_are_disconnected,
             detach_deregisters_cleanly,
             detaching_fails_waiting_futures_as_unserved,
             no_request_stranded_after_a_sync_call_on_the_loop_thread,
@@ -895,6 +896,34 @@ pub fn hello_and_eof_in_one_read_close_the_connection<B: Backend>() {
     server.stop();
 }
 
+/// A peer that connects and says nothing, or sends its hello and then part
+/// of a frame and stops, is disconnected by the backend's server once
+/// `handshake_timeout` or `frame_timeout` passes (both on by default; here
+/// shortened): the protocol reports the deadline and the server's loop
+/// fires it. The clients' reads of the server's end are the signals.
+pub fn silent_and_stalled_peers_are_disconnected<B: Backend>() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let short = Duration::from_millis(200);
+    let config = netref::Config::default().handshake_timeout(Some(short)).frame_timeout(Some(short));
+    let server = B::spawn_server(listener, Peer::new().builder().config(config));
+    let mut hello = Vec::new();
+    netref::protocol::Protocol::new(netref::Config::default(), Instant::now()).write_to(&mut hello).unwrap();
+    let silent = TcpStream::connect(addr).unwrap();
+    let mut stalled = TcpStream::connect(addr).unwrap();
+    stalled.write_all(&hello).unwrap();
+    // The first bytes of a frame header, and nothing more.
+    stalled.write_all(&[0, 0]).unwrap();
+    for mut raw in [silent, stalled] {
+        raw.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut sink = Vec::new();
+        raw.read_to_end(&mut sink).expect("the server closed the connection");
+    }
+    let good = Builder::default().connect_tcp(addr).unwrap();
+    assert_eq!(good.root().unwrap().call_method::<i64>("add", (1, 2)).unwrap(), 3);
+    server.stop();
+}
+
 /// Detaching deregisters the fd: the connection can be attached again to the
 /// same loop and is served there; once detached any thread may serve it.
 pub fn detach_deregisters_cleanly<B: Backend>() {
@@ -1280,7 +1309,7 @@ pub fn soak_many_clients_mixed_calls<B: Backend>() {
 struct RefuseFirst(AtomicUsize);
 
 impl netref::Authenticator for RefuseFirst {
-    fn authenticate(&self, _stream: &mut netref::Stream) -> netref::Result<netref::Credentials> {
+    fn authenticate(&self, _stream: &mut netref::AuthStream<'_>) -> netref::Result<netref::Credentials> {
         match self.0.fetch_add(1, Ordering::AcqRel) {
             0 => Err(Error::Auth(AuthError::Refused("the first client is refused".into()))),
             n => Ok(netref::Credentials::new("test").with_identity(format!("client-{n}"))),
@@ -1342,7 +1371,7 @@ struct AllowEverySixth {
 const ALLOW_EVERY: usize = 6;
 
 impl netref::Authenticator for AllowEverySixth {
-    fn authenticate(&self, _stream: &mut netref::Stream) -> netref::Result<netref::Credentials> {
+    fn authenticate(&self, _stream: &mut netref::AuthStream<'_>) -> netref::Result<netref::Credentials> {
         *self.server_thread.lock().unwrap() = Some(thread::current().id());
         let n = self.seen.fetch_add(1, Ordering::AcqRel);
         if n % ALLOW_EVERY == ALLOW_EVERY - 1 {

@@ -114,6 +114,15 @@ pub enum LimitError {
         /// The limit.
         max: usize,
     },
+    /// A frame that began to arrive was not whole within `frame_timeout`
+    /// (a peer dribbling its bytes).
+    #[error("a frame was not whole {timeout:?} after it began to arrive (frame_timeout): {received} bytes of it came")]
+    FrameTimedOut {
+        /// The bytes of the frame that had arrived.
+        received: usize,
+        /// The limit.
+        timeout: std::time::Duration,
+    },
     /// The memory for what the peer is sending could not be had (the
     /// process's address space or the system's memory is spent): that one
     /// connection ends, the process goes on.

@@ -1,14 +1,16 @@
 //! Deadlines as data: the earliest one for the driver's timer, and what fires
-//! when one passes (expiry, the idle timeout).
+//! when one passes (expiry, the handshake, a frame's arrival, the idle
+//! timeout).
 
 use std::time::Instant;
 
 use super::{Event, Phase, Protocol};
-use crate::error::{CloseReason, ProtocolError};
+use crate::error::{CloseReason, LimitError, ProtocolError};
 use crate::wire::{Message, WireRequest};
 
 impl Protocol {
-    /// Instant of the next deadline (a request's expiry or the idle timeout).
+    /// Instant of the next deadline: a request's expiry, the hello's, the
+    /// end of a partial frame's, or the idle timeout.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.phase == Phase::Closed {
             return None;
@@ -16,7 +18,13 @@ impl Protocol {
         let idle = self.config.idle_timeout.map(|d| self.last_input + d);
         let expiry = self.deadlines.first().map(|(t, _)| *t);
         let handshake = self.handshake_deadline();
-        [idle, expiry, handshake].into_iter().flatten().min()
+        let frame = self.frame_deadline();
+        [idle, expiry, handshake, frame].into_iter().flatten().min()
+    }
+
+    /// When the frame that has begun to arrive must be whole by.
+    fn frame_deadline(&self) -> Option<Instant> {
+        Some(self.frame_started? + self.config.frame_timeout?)
     }
 
     /// When the peer's hello must have arrived by, while it has not.
@@ -34,6 +42,12 @@ impl Protocol {
             self.fail(CloseReason::Protocol(ProtocolError::Handshake(format!(
                 "the peer's hello did not arrive within {limit:?} (handshake_timeout)"
             ))));
+            return;
+        }
+        if self.frame_deadline().is_some_and(|t| now >= t) {
+            let timeout = self.config.frame_timeout.expect("a deadline");
+            let received = self.partial_frame_len().unwrap_or(0);
+            self.fail(CloseReason::from_fault(LimitError::FrameTimedOut { received, timeout }.into()));
             return;
         }
         self.expire_due(now);

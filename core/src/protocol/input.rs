@@ -103,7 +103,7 @@ impl Protocol {
             self.fail(reason.clone());
             return Err(Error::Closed(reason));
         }
-        self.feed(bytes)
+        self.feed(bytes, now)
     }
 
     /// Lends the buffer that the next bytes from the peer belong in, when
@@ -151,10 +151,31 @@ impl Protocol {
             self.expire_due(now);
             self.last_input = now;
         }
-        self.feed(&past)
+        self.feed(&past, now)
     }
 
-    pub(super) fn feed(&mut self, mut bytes: &[u8]) -> Result<()> {
+    /// Cuts and handles the frames in `bytes` (received at `now`), and
+    /// notes when a frame left partial began to arrive: it must be whole
+    /// within `frame_timeout` of that.
+    fn feed(&mut self, bytes: &[u8], now: Instant) -> Result<()> {
+        let result = self.cut_frames(bytes);
+        if self.partial_frame_len().is_none() {
+            self.frame_started = None;
+        } else if self.frame_started.is_none() {
+            self.frame_started = Some(now);
+        }
+        result
+    }
+
+    /// How much of a frame not yet whole has arrived, if one has begun.
+    pub(super) fn partial_frame_len(&self) -> Option<usize> {
+        match &self.large {
+            Some(large) => Some(large.received()),
+            None => Some(self.decoder.buffered()).filter(|&n| n > 0),
+        }
+    }
+
+    fn cut_frames(&mut self, mut bytes: &[u8]) -> Result<()> {
         let max = self.config.max_frame_len;
         loop {
             if self.phase == Phase::Closed {
@@ -235,6 +256,8 @@ impl Protocol {
     /// Handles one decoded frame (or the error reading it): an error ends
     /// the connection and is returned.
     pub(super) fn handle_item(&mut self, item: Result<Cbor>) -> Result<()> {
+        // A frame ended here: the next one's clock starts with its bytes.
+        self.frame_started = None;
         let result = item.and_then(|item| {
             let seq = request_seq(&item);
             match Message::from_cbor(item) {

@@ -118,6 +118,10 @@ pub struct Protocol {
     /// user code in their `Drop` never runs inside the driver's lock.
     released: Vec<LocalObject>,
     last_input: Instant,
+    /// When the first bytes of the frame still partial arrived: the whole
+    /// frame is due `frame_timeout` later, so a peer that dribbles a frame
+    /// cannot hold the connection open by seeming busy.
+    frame_started: Option<Instant>,
     /// When the protocol was made: the handshake's deadline counts from it.
     opened: Instant,
     /// Why it ended, once it has.
@@ -173,6 +177,7 @@ impl Protocol {
             owner,
             released: Vec::new(),
             last_input: now,
+            frame_started: None,
             opened: now,
             closed: None,
         };
