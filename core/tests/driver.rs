@@ -9,6 +9,8 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod rawpeer;
+
 use netref::testing::Pair;
 use netref::{Builder, Config, Driver, Error, ObjectBuilder, OneShotServer, Service, Step, ThreadedServer};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -261,4 +263,129 @@ fn one_shot_server_from_listener_serves_one_tcp_client() {
     assert_eq!(conn.root().unwrap().call_method::<i64>("add", (20, 22)).unwrap(), 42);
     conn.close();
     serving.join().unwrap().unwrap();
+}
+
+// ---- fairness: one step serves a bounded share -----------------------------------
+
+/// A connection served by `Driver` steps, whose service counts the calls
+/// to `add`, with a raw peer on the other end of a socket pair that has
+/// said hello and fetched the root (its id returned).
+fn counted_connection() -> (netref::Connection, Driver, rawpeer::RawPeer<UnixStream>, Arc<AtomicUsize>, u64) {
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let calc = ObjectBuilder::new("Calc")
+        .method("add", move |a: i64, b: i64| {
+            counter.fetch_add(1, Ordering::AcqRel);
+            a + b
+        })
+        .method("echo", |v: netref::Value| v)
+        .build();
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let conn = Builder::default().service(Service::object(calc)).over_stream(ours).unwrap();
+    let driver = Driver::attach(&conn, || {}).unwrap();
+    let mut raw = rawpeer::RawPeer::new(theirs);
+    raw.send(&rawpeer::hello()).unwrap();
+    raw.send(&rawpeer::root(1)).unwrap();
+    driver.step();
+    let root = match raw.answer_to(1) {
+        netref::wire::Message::Reply { value, .. } => root_id(&value),
+        other => panic!("expected the root, got {other:?}"),
+    };
+    (conn, driver, raw, served, root)
+}
+
+/// The id of the object a root reply names.
+fn root_id(value: &netref::wire::Cbor) -> u64 {
+    match value {
+        netref::wire::Cbor::Tag(_, id) => id.as_integer().and_then(|i| u64::try_from(i).ok()).unwrap(),
+        other => panic!("not an object reference: {other:?}"),
+    }
+}
+
+/// Steps `driver` as a loop would (waiting on its fd while a step leaves
+/// no work) until `peer` finishes; the number of steps.
+fn step_until_finished<T>(driver: &Driver, peer: &thread::JoinHandle<T>) -> usize {
+    let give_up = Instant::now() + PATIENCE;
+    let mut steps = 0;
+    while !peer.is_finished() {
+        assert!(Instant::now() < give_up, "the peer never finished");
+        let step = driver.step();
+        steps += 1;
+        if !step.next_deadline.is_some_and(|d| d <= Instant::now()) {
+            // Nothing left to do now: wait for the fd (the peer's next
+            // bytes, or room to write); the peer's end is checked at least
+            // every 10 ms.
+            let events = if step.wants_write { PollFlags::IN | PollFlags::OUT } else { PollFlags::IN };
+            let mut fds = [PollFd::new(driver, events)];
+            let _ = poll(&mut fds, Some(&Timespec::try_from(Duration::from_millis(10)).unwrap()));
+        }
+    }
+    steps
+}
+
+/// A peer that has 2,000 calls waiting in the socket at once gets at most
+/// 256 of them served per step, and each step that leaves work says so
+/// (its deadline is now), so a loop steps the connection again after the
+/// others had their turn instead of serving this one until it runs dry.
+#[test]
+fn a_step_serves_at_most_256_requests_and_asks_to_be_stepped_again() {
+    const CALLS: usize = 2000;
+    let (conn, driver, mut raw, served, root) = counted_connection();
+    let mut flood = Vec::new();
+    for seq in 0..CALLS as u64 {
+        let args = vec![netref::wire::Cbor::Integer(1.into()), netref::wire::Cbor::Integer(2.into())];
+        flood.extend(rawpeer::frame(&rawpeer::call_method(10 + seq, root, "add", args)));
+    }
+    // One write: the whole flood is in the socket before the first step.
+    raw.stream.write_all(&flood).unwrap();
+    let mut steps = 0;
+    loop {
+        let before = served.load(Ordering::Acquire);
+        let step = driver.step();
+        steps += 1;
+        let now = Instant::now();
+        let this_step = served.load(Ordering::Acquire) - before;
+        assert!(this_step <= 256, "one step served {this_step} requests");
+        if served.load(Ordering::Acquire) == CALLS {
+            assert_eq!(step.next_deadline, None, "no work left: no deadline");
+            break;
+        }
+        assert_eq!(this_step, 256, "a step with work queued serves its whole share");
+        assert!(step.next_deadline.is_some_and(|d| d <= now), "work is left: step again at once ({step:?})");
+        assert!(steps <= CALLS, "no progress");
+    }
+    assert_eq!(steps, CALLS.div_ceil(256));
+    // Every call answered; the replies that did not fit in the socket
+    // leave as the loop keeps stepping.
+    let replies = thread::spawn(move || {
+        (0..CALLS as u64).all(|seq| matches!(raw.answer_to(10 + seq), netref::wire::Message::Reply { .. }))
+    });
+    step_until_finished(&driver, &replies);
+    assert!(replies.join().unwrap(), "every call got its reply");
+    drop(driver);
+    conn.close();
+}
+
+/// One step reads at most 256 KiB: a 1 MiB argument takes several steps,
+/// each asking for the next, and arrives whole.
+#[test]
+fn a_step_reads_a_bounded_share_of_a_large_frame() {
+    let (conn, driver, raw, _served, root) = counted_connection();
+    let payload = netref::wire::Cbor::Bytes(vec![7u8; 1 << 20]);
+    let call = rawpeer::frame(&rawpeer::call_method(5, root, "echo", vec![payload]));
+    let mut writer = raw.stream.try_clone().unwrap();
+    let writing = thread::spawn(move || writer.write_all(&call).unwrap());
+    let mut raw = raw;
+    let reply = thread::spawn(move || raw.answer_to(5));
+    let steps = step_until_finished(&driver, &reply);
+    writing.join().unwrap();
+    match reply.join().unwrap() {
+        netref::wire::Message::Reply { value: netref::wire::Cbor::Bytes(b), .. } => {
+            assert_eq!(b.len(), 1 << 20)
+        }
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    assert!(steps >= 4, "1 MiB in steps of at most 256 KiB takes at least 4, took {steps}");
+    drop(driver);
+    conn.close();
 }

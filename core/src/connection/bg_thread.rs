@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+use super::serve::Serve;
 use super::state::State;
 use super::{Connection, Shared};
 use crate::error::{Error, Misuse, Result};
@@ -52,7 +53,7 @@ impl BgServingThread {
             .spawn(move || {
                 let _standing = standing;
                 let stopped = |_: &State| flag.load(Ordering::Acquire);
-                match worker.shared.serve_until(&stopped, None, true) {
+                match worker.shared.serve_until(&stopped, None, Serve::Blocking).map(drop) {
                     Err(Error::Closed(why)) if why.is_orderly() => Ok(()),
                     other => other,
                 }

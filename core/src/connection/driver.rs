@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
+use super::serve::{self, Serve};
 use super::{Connection, State};
 use crate::error::{Misuse, Result};
 
@@ -141,24 +142,28 @@ impl Driver {
         self.rung.store(false, Ordering::Release);
         crate::connection::loop_thread::drop_orphans();
         let shared = &self.conn.shared;
-        // Serving fires passed deadlines before it reads.
-        let _ = shared.serve_until(&|_| false, None, false);
+        // Serving fires passed deadlines before it reads. One step serves
+        // a bounded share, so the loop's other connections get their turn.
+        let more = shared.serve_until(&|_| false, None, Serve::Step).unwrap_or(false);
         let mut after = Vec::new();
         {
             let mut st = shared.lock();
             shared.flush_locked(&mut st, &mut after);
         }
         shared.finish(after);
-        Step::of(&shared.lock())
+        let now = more.then(|| shared.clock.now());
+        Step::of(&shared.lock(), now)
     }
 }
 
 impl Step {
-    fn of(st: &State) -> Step {
+    /// The step after serving, which left work for the next one at `again`
+    /// (`None`: it left none).
+    fn of(st: &State, again: Option<Instant>) -> Step {
         let closed = st.closed.is_some();
         Step {
             wants_write: !closed && st.proto.wants_write(),
-            next_deadline: if closed { None } else { st.proto.poll_timeout() },
+            next_deadline: if closed { None } else { serve::earliest(again, st.proto.poll_timeout()) },
             closed,
         }
     }

@@ -34,6 +34,7 @@ use crate::auth::Credentials;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::connection::remote::RemoteObject;
+use crate::connection::serve::Serve;
 use crate::error::{CloseReason, Error, Result};
 use crate::protocol::{Call, Protocol};
 use crate::transport::Transport;
@@ -287,7 +288,7 @@ impl Connection {
     pub fn serve(&self, timeout: Duration) -> Result<bool> {
         let start = self.shared.lock().progress;
         let deadline = self.shared.clock.now() + timeout;
-        self.shared.serve_until(&|st: &State| st.progress != start, Some(deadline), true)?;
+        self.shared.serve_until(&|st: &State| st.progress != start, Some(deadline), Serve::Blocking)?;
         Ok(self.shared.lock().progress != start)
     }
 
@@ -296,7 +297,7 @@ impl Connection {
     /// readable. Returns whether anything was received or served.
     pub fn poll_all(&self) -> Result<bool> {
         let start = self.shared.lock().progress;
-        self.shared.serve_until(&|_| false, None, false)?;
+        self.shared.serve_until(&|_| false, None, Serve::Ready)?;
         Ok(self.shared.lock().progress != start)
     }
 
@@ -306,7 +307,7 @@ impl Connection {
     /// peer misbehaved).
     pub fn serve_all(&self) -> Result<()> {
         let _standing = Standing::new(&self.shared);
-        match self.shared.serve_until(&|_| false, None, true) {
+        match self.shared.serve_until(&|_| false, None, Serve::Blocking).map(drop) {
             Err(Error::Closed(why)) if why.is_orderly() => Ok(()),
             other => other,
         }

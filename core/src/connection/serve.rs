@@ -6,14 +6,49 @@ use std::thread::{self, ThreadId};
 use std::time::Instant;
 
 use super::batch::in_batch;
+use super::read::READ_PASS_MAX;
 use super::state::{After, AfterBuf, State, StateGuard};
 use super::Shared;
 use crate::error::{Error, Misuse, Result};
 use crate::protocol::Input;
 
+/// How far one call of [`Shared::serve_until`] goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Serve {
+    /// Until `done` holds, the deadline passes or the connection closes,
+    /// waiting on the transport meanwhile.
+    Blocking,
+    /// Everything ready now, without waiting: every queued request and
+    /// every byte the transport has (`poll_all`).
+    Ready,
+    /// One event-loop step's share, without waiting: at most
+    /// [`STEP_REQUESTS`] requests and one read of at most
+    /// [`STEP_READ_MAX`] bytes, so one busy connection cannot starve the
+    /// others on its loop. It returns whether work is left, for the loop
+    /// to come back to once the others had their turn.
+    Step,
+}
+
+/// Most requests one event-loop step serves. Each costs at least a
+/// dispatch and a reply; 256 keep a step around a millisecond for small
+/// calls, and the loop's own cost per step (one wait and re-arm) small
+/// beside them.
+pub(super) const STEP_REQUESTS: usize = 256;
+
+/// Most bytes one event-loop step reads. Decoding them all happens at
+/// once, before anything is served: 256 KiB of the smallest requests
+/// decode in a few milliseconds, where the 4 MiB a thread reads at a time
+/// took tens.
+pub(super) const STEP_READ_MAX: usize = 256 << 10;
+
 /// What one call of [`Shared::serve_loop`] keeps from turn to turn.
 struct Pass {
     me: ThreadId,
+    how: Serve,
+    /// Requests this step may still serve (`usize::MAX` when unbounded).
+    budget: usize,
+    /// Work was left for the next step (a request queued, bytes unread).
+    more: bool,
     /// A non-blocking serve drove the transport and read all there was.
     drove_once: bool,
     /// The protocol offered its buffer for the next read.
@@ -51,7 +86,8 @@ impl Shared {
     /// The serving loop behind every wait: dispatch queued requests, drive the
     /// transport when nobody else does, otherwise sleep until woken. Returns
     /// when `done` holds, the deadline passes, or (when `block` is false)
-    /// nothing more is ready.
+    /// nothing more is ready, or (with [`Serve::Step`]) its share is spent.
+    /// `Ok(true)`: a step left work for the next one.
     ///
     /// Output this thread held back leaves before it waits, and when it
     /// returns (unless it is inside a [`batch`]). Serving a run of requests
@@ -62,12 +98,12 @@ impl Shared {
         &self,
         done: &dyn Fn(&State) -> bool,
         deadline: Option<Instant>,
-        block: bool,
-    ) -> Result<()> {
+        how: Serve,
+    ) -> Result<bool> {
         if Self::thread_holds() {
             Self::write_held();
         }
-        let result = self.serve_loop(done, deadline, block);
+        let result = self.serve_loop(done, deadline, how);
         if Self::thread_holds() && !in_batch() {
             Self::write_held();
         }
@@ -89,10 +125,14 @@ impl Shared {
         &self,
         done: &dyn Fn(&State) -> bool,
         deadline: Option<Instant>,
-        block: bool,
-    ) -> Result<()> {
+        how: Serve,
+    ) -> Result<bool> {
+        let block = how == Serve::Blocking;
         let mut pass = Pass {
             me: thread::current().id(),
+            how,
+            budget: if how == Serve::Step { STEP_REQUESTS } else { usize::MAX },
+            more: false,
             drove_once: false,
             lend_next: false,
             leftovers: None,
@@ -106,14 +146,23 @@ impl Shared {
                         st = again;
                         continue;
                     }
-                    None => return Ok(()),
+                    None => return Ok(false),
                 }
             }
             let may_serve = Self::may_serve(&st, pass.me);
             if may_serve {
+                if pass.budget == 0 {
+                    // A step's share is spent: the rest waits for the next
+                    // step, and nothing more is read meanwhile.
+                    pass.more = !st.inbox.is_empty();
+                    let now = self.clock.now();
+                    let _ = self.fire_timeouts(st, &mut pass.after, now);
+                    return Ok(pass.more);
+                }
                 let served;
                 (st, served) = self.serve_next(st);
                 if served {
+                    pass.budget -= 1;
                     continue;
                 }
             }
@@ -123,7 +172,7 @@ impl Shared {
             let now = self.clock.now();
             if deadline.is_some_and(|d| now >= d) {
                 self.hand_leftovers_to_loop(&st);
-                return Ok(());
+                return Ok(false);
             }
             let fired;
             (st, fired) = self.fire_timeouts(st, &mut pass.after, now);
@@ -131,7 +180,7 @@ impl Shared {
                 continue;
             }
             if !block && pass.drove_once {
-                return Ok(());
+                return Ok(pass.more);
             }
             if block && Self::thread_holds() {
                 // Never sleep on output held back: the peer may need it to
@@ -144,7 +193,7 @@ impl Shared {
             let can_drive = may_serve && st.driver.is_none_or(|(t, _)| t == pass.me);
             if !can_drive {
                 if !block {
-                    return Ok(());
+                    return Ok(false);
                 }
                 let wait =
                     earliest(deadline, st.proto.poll_timeout()).map(|t| t.saturating_duration_since(now));
@@ -222,16 +271,23 @@ impl Shared {
             Some(timeout) => self.transport.wait(want_write, timeout),
             None => Ok(()),
         };
-        let (mut st, more) = self.read_and_feed(pass.lend_next);
+        let read_max = if pass.how == Serve::Step { STEP_READ_MAX } else { READ_PASS_MAX };
+        let (mut st, more) = self.read_and_feed(pass.lend_next, read_max);
         pass.lend_next = st.proto.lends_input_buffer();
         st.driver = match st.driver {
             Some((t, depth)) if depth > 1 => Some((t, depth - 1)),
             _ => None,
         };
-        // A pass cut short at READ_PASS_MAX left data in the socket: a
-        // non-blocking poll reads again (an edge-triggered loop would get
-        // no new edge for it).
-        pass.drove_once = !more;
+        // A pass cut short left data in the socket, and an edge-triggered
+        // loop gets no new edge for it: `poll_all` reads again at once; a
+        // loop's step reads once and says so, so the loop steps it again
+        // after the other connections had their turn.
+        if pass.how == Serve::Step {
+            pass.drove_once = true;
+            pass.more |= more;
+        } else {
+            pass.drove_once = !more;
+        }
         // Objects the peer released die before anything else leaves: the
         // connection answers pings at once, and a reply overtaking the drop
         // would let the peer observe a released object still alive.
@@ -242,17 +298,18 @@ impl Shared {
         (self.run_after(st, &mut pass.after), waited)
     }
 
-    /// Reads what the transport has, with no lock held, into the buffer
+    /// Reads what the transport has (at most `max` bytes), with no lock
+    /// held, into the buffer
     /// the protocol lends for a large byte string (when `lend`, checked when
     /// the last read was fed, to spare small messages a lock round trip) or
     /// into the thread's buffer, and feeds it to the protocol. Returns the
     /// lock, and whether more may be waiting (the read was cut short).
-    fn read_and_feed(&self, lend: bool) -> (StateGuard<'_>, bool) {
+    fn read_and_feed(&self, lend: bool, max: usize) -> (StateGuard<'_>, bool) {
         let mut more = false;
         let lent = if lend { self.lock().proto.input_buffer() } else { None };
         let st = match lent {
-            Some(input) => self.read_lent(input, &mut more),
-            None => self.read_available(|read| {
+            Some(input) => self.read_lent(input, max, &mut more),
+            None => self.read_available(max, |read| {
                 let mut st = self.lock();
                 match read {
                     Ok((bytes, eof, cut_short)) => {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::batch::in_batch;
 use super::remote::relay;
+use super::serve::Serve;
 use super::Shared;
 use crate::connection::async_result::{AsyncResult, ReplySource, Slot};
 use crate::error::{Error, Result};
@@ -41,11 +42,11 @@ impl ReplySource for Shared {
         if self.lock().loop_thread.is_some() {
             return;
         }
-        let _ = self.serve_until(&|_| false, None, false);
+        let _ = self.serve_until(&|_| false, None, Serve::Ready);
     }
 
     fn wait_for(&self, slot: &Arc<Slot>) -> Result<()> {
-        match self.serve_until(&|_| slot.is_settled(), None, true) {
+        match self.serve_until(&|_| slot.is_settled(), None, Serve::Blocking).map(drop) {
             // A closed connection has already settled the slot with the error.
             Err(Error::Closed(_) | Error::Io(..)) if slot.is_settled() => Ok(()),
             Err(e) if slot.is_settled() => {
