@@ -8,6 +8,7 @@ use std::time::Duration;
 /// |---|---|---|
 /// | `max_frame_len` | 128 MiB | incoming: the connection ends with `LimitError::FrameTooLarge` (checked on the header, before buffering); outgoing: that call fails |
 /// | `max_depth` | 64 | incoming: a request (or reply) nested up to 8 levels deeper is refused with an error naming the limit and the connection goes on; a frame nested deeper still cannot be decoded and ends the connection with `LimitError::TooDeep`; outgoing: that call fails |
+/// | `max_frame_items` | 1,000,000 | incoming: a frame holding more values than this ends the connection with `LimitError::TooManyItems`, counted on the frame's bytes before anything is decoded (so no frame costs more memory than its bytes plus about 64 bytes per item allowed) |
 /// | `max_pending` | 100,000 | new calls fail with `LimitError::TooManyPending` |
 /// | `max_exported` | 1,000,000 | the call or reply that would export one more object fails |
 /// | `max_imported` | 1,000,000 | references past it are refused (that call or reply fails) |
@@ -30,6 +31,11 @@ use std::time::Duration;
 pub struct Config {
     /// Largest frame, in bytes, sent or accepted.
     pub max_frame_len: usize,
+    /// Most items (values, containers, tags) one incoming frame may hold:
+    /// the decoding budget. A small integer is one byte on the wire and
+    /// tens of bytes decoded; this bounds what a frame can make the
+    /// receiver allocate to about 64 bytes per item allowed, plus its bytes.
+    pub max_frame_items: usize,
     /// Deepest nesting of values sent or accepted.
     pub max_depth: usize,
     /// Most requests awaiting replies at once.
@@ -87,6 +93,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_frame_len: 128 << 20,
+            max_frame_items: 1_000_000,
             max_depth: 64,
             max_pending: 100_000,
             max_exported: 1_000_000,
@@ -107,6 +114,11 @@ impl Config {
     /// Sets `max_frame_len`.
     pub fn max_frame_len(mut self, bytes: usize) -> Self {
         self.max_frame_len = bytes;
+        self
+    }
+    /// Sets `max_frame_items`.
+    pub fn max_frame_items(mut self, items: usize) -> Self {
+        self.max_frame_items = items;
         self
     }
     /// Sets `max_depth`.

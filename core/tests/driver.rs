@@ -311,7 +311,7 @@ fn step_until_finished<T>(driver: &Driver, peer: &thread::JoinHandle<T>) -> usiz
         assert!(Instant::now() < give_up, "the peer never finished");
         let step = driver.step();
         steps += 1;
-        if !step.next_deadline.is_some_and(|d| d <= Instant::now()) {
+        if step.next_deadline.is_none_or(|d| d > Instant::now()) {
             // Nothing left to do now: wait for the fd (the peer's next
             // bytes, or room to write); the peer's end is checked at least
             // every 10 ms.

@@ -90,3 +90,65 @@ fn forged_lengths_in_this_process() {
         peers.push(p);
     }
 }
+
+/// A frame of 64 MiB holding 64 million one-byte integers: decoded whole,
+/// 2 GiB of items (32 bytes each) and more as values, which aborted a
+/// process with a 2 GiB address-space limit. The item budget
+/// (`max_frame_items`, counted on the bytes first) ends that one
+/// connection with an error naming the limit, and the process goes on. In
+/// a child process, as above.
+#[test]
+fn a_frame_of_small_integers_under_an_address_space_limit_does_not_abort() {
+    const CHILD: &str = "NETREF_TEST_ITEMS_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return small_integers_in_this_process();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_frame_of_small_integers_under_an_address_space_limit_does_not_abort"])
+        .args(["--test-threads=1", "--nocapture"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the child died ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn small_integers_in_this_process() {
+    use netref::error::LimitError;
+    use netref::protocol::{Input, Protocol};
+    use netref::{CloseReason, Config};
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let count: u32 = 64 << 20;
+    // A ping ([1, 7, 5, payload]) whose payload is an array of `count` ones.
+    let mut body = vec![0x84, 0x01, 0x07, 0x05, 0x9a];
+    body.extend_from_slice(&count.to_be_bytes());
+    body.resize(body.len() + count as usize, 0x01);
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    drop(body);
+    let limit = 2 << 30;
+    let old = getrlimit(Resource::As);
+    setrlimit(Resource::As, Rlimit { current: Some(limit), maximum: old.maximum }).unwrap();
+    let now = std::time::Instant::now();
+    let mut hello = Vec::new();
+    Protocol::new(Config::default(), now).write_to(&mut hello).unwrap();
+    let mut p = Protocol::new(Config::default(), now);
+    p.handle_input(now, Input::Receive(&hello)).unwrap();
+    assert!(frame.len() <= Config::default().max_frame_len, "within the frame limit");
+    let err = p.handle_input(now, Input::Receive(&frame)).expect_err("over the item budget");
+    let max = Config::default().max_frame_items;
+    match p.close_reason() {
+        Some(CloseReason::Limit(LimitError::TooManyItems { max: m, .. })) => assert_eq!(*m, max),
+        other => panic!("expected TooManyItems, got {other:?} ({err})"),
+    }
+    assert!(err.to_string().contains("max_frame_items (1000000)"), "{err}");
+    // The process goes on: another connection is served.
+    let mut q = Protocol::new(Config::default(), now);
+    q.handle_input(now, Input::Receive(&hello)).unwrap();
+    assert!(!q.is_closed());
+}

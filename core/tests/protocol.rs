@@ -668,6 +668,63 @@ fn idle_timeout_closes() {
     ));
 }
 
+/// The decoding budget, `max_frame_items`: a frame holding up to the limit
+/// of items (the message's own included) is served; one more ends the
+/// connection with an error naming the limit, before anything is decoded.
+/// Frames no longer than the limit cannot exceed it and are not counted.
+#[test]
+fn a_frame_over_the_item_budget_ends_the_connection() {
+    let max = 1000;
+    assert_eq!(Config::default().max_frame_items, 1_000_000, "the default");
+    let ping = |ints: usize| {
+        let payload = Cbor::Array(vec![uint(1); ints]);
+        frame_msg(&Message::Request { seq: 9, request: WireRequest::Ping(payload) })
+    };
+    // [1, 9, kind, [ints...]]: five items besides the integers.
+    let mut n = net_with(Config::default(), Config::default().max_frame_items(max));
+    let fits = ping(max - 5);
+    assert!(fits.len() > max, "long enough to be counted");
+    n.b.p.handle_input(n.now, Input::Receive(&fits)).unwrap();
+    assert!(!n.b.p.is_closed(), "exactly at the limit");
+    let over = ping(max - 4);
+    let err = n.b.p.handle_input(n.now, Input::Receive(&over)).unwrap_err();
+    assert!(
+        matches!(n.b.p.close_reason(), Some(CloseReason::Limit(LimitError::TooManyItems { max: m, .. })) if *m == max),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("holds more than max_frame_items (1000) values"), "{err}");
+}
+
+/// The budget holds for a frame received around a large byte string
+/// (straight into the string's own buffer): the items before and after
+/// the string count.
+#[test]
+fn a_frame_with_a_large_string_is_held_to_the_item_budget_too() {
+    let max = 1000;
+    let payload = Cbor::Array(vec![Cbor::Bytes(vec![7; 100 << 10]), Cbor::Array(vec![uint(1); max])]);
+    let bytes = frame_msg(&Message::Request { seq: 9, request: WireRequest::Ping(payload) });
+    let mut n = net_with(Config::default(), Config::default().max_frame_items(max));
+    // In pieces, so that the string goes to its own buffer.
+    for piece in bytes.chunks(16 << 10) {
+        if n.b.p.handle_input(n.now, Input::Receive(piece)).is_err() {
+            break;
+        }
+    }
+    assert!(
+        matches!(n.b.p.close_reason(), Some(CloseReason::Limit(LimitError::TooManyItems { .. }))),
+        "{:?}",
+        n.b.p.close_reason()
+    );
+    // Within the budget, the same shape is served.
+    let payload = Cbor::Array(vec![Cbor::Bytes(vec![7; 100 << 10]), Cbor::Array(vec![uint(1); 10])]);
+    let bytes = frame_msg(&Message::Request { seq: 9, request: WireRequest::Ping(payload) });
+    let mut n = net_with(Config::default(), Config::default().max_frame_items(max));
+    for piece in bytes.chunks(16 << 10) {
+        n.b.p.handle_input(n.now, Input::Receive(piece)).unwrap();
+    }
+    assert!(!n.b.p.is_closed());
+}
+
 /// A frame must be whole within `frame_timeout` of its first bytes (on by
 /// default): a peer that dribbles a frame one byte at a time keeps resetting
 /// the idle clock, but not this one.

@@ -78,7 +78,13 @@ struct Side {
 }
 
 fn config() -> Config {
-    Config::default().max_pending(8).max_exported(8).max_imported(8).max_frame_len(4096).max_depth(8)
+    Config::default()
+        .max_pending(8)
+        .max_exported(8)
+        .max_imported(8)
+        .max_frame_len(4096)
+        .max_depth(8)
+        .max_frame_items(256)
 }
 
 impl Side {

@@ -114,6 +114,15 @@ pub enum LimitError {
         /// The limit.
         max: usize,
     },
+    /// A frame holding more items (values, containers, tags) than
+    /// `max_frame_items`: decoded, it would take many times its size.
+    #[error("a frame of {len} bytes holds more than max_frame_items ({max}) values")]
+    TooManyItems {
+        /// The frame's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A frame that began to arrive was not whole within `frame_timeout`
     /// (a peer dribbling its bytes).
     #[error("a frame was not whole {timeout:?} after it began to arrive (frame_timeout): {received} bytes of it came")]

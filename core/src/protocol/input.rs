@@ -5,14 +5,35 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Event, Phase, Protocol, Request};
+use crate::config::Config;
 use crate::error::{CloseReason, DecodeError, Error, LimitError, Misuse, ProtocolError, RemoteError, Result};
 use crate::wire;
 use crate::wire::{Cbor, Message};
 
-/// One frame body as a CBOR item. The decoder's limit leaves room for the
-/// message's own nesting; the error names the configured limit.
-pub(super) fn decode_frame_body(body: &[u8], max_depth: usize, pool: &wire::BufferPool) -> Result<Cbor> {
+/// One frame body as a CBOR item, within the decoding budget. The
+/// decoder's depth limit leaves room for the message's own nesting; the
+/// error names the configured limit.
+pub(super) fn decode_frame_body(body: &[u8], config: &Config, pool: &wire::BufferPool) -> Result<Cbor> {
+    within_item_budget(&[body], body.len(), config.max_frame_items)?;
+    let max_depth = config.max_depth;
     wire::decode_cbor_in(body, max_depth + 8, Some(pool)).map_err(|e| deeper(e, max_depth))
+}
+
+/// Checks that the frame of `len` bytes whose body is `parts` holds at
+/// most `max` items. Free for frames of at most `max` bytes (every item
+/// takes one at least), so only large frames are counted.
+pub(super) fn within_item_budget(parts: &[&[u8]], len: usize, max: usize) -> Result<()> {
+    if len <= max {
+        return Ok(());
+    }
+    let mut items = 0;
+    for part in parts {
+        items += wire::count_items(part, max - items.min(max));
+        if items > max {
+            return Err(LimitError::TooManyItems { len, max }.into());
+        }
+    }
+    Ok(())
 }
 
 /// Names the configured depth limit in a decoding error.
@@ -192,9 +213,13 @@ impl Protocol {
                 }
                 let large = self.large.take().expect("checked");
                 let max_depth = self.config.max_depth;
-                self.handle_item(
-                    (*large).decode(max_depth + 8, &self.pool).map_err(|e| deeper(e, max_depth)),
-                )?;
+                let (before, after) = large.skeleton_parts();
+                let item =
+                    within_item_budget(&[before, after], large.received(), self.config.max_frame_items)
+                        .and_then(|()| {
+                            (*large).decode(max_depth + 8, &self.pool).map_err(|e| deeper(e, max_depth))
+                        });
+                self.handle_item(item)?;
                 continue;
             }
             if self.decoder.buffered() > 0 {
@@ -206,7 +231,7 @@ impl Protocol {
             match wire::FrameDecoder::split_frame(bytes, max) {
                 Ok(Some((body, rest))) => {
                     bytes = rest;
-                    self.handle_item(decode_frame_body(body, self.config.max_depth, &self.pool))?;
+                    self.handle_item(decode_frame_body(body, &self.config, &self.pool))?;
                 }
                 Ok(None) => {
                     // A large byte string goes straight to its own buffer.
@@ -233,7 +258,7 @@ impl Protocol {
         loop {
             let item = match self.decoder.next_frame(max) {
                 Ok(None) => break,
-                Ok(Some(body)) => decode_frame_body(body, self.config.max_depth, &self.pool),
+                Ok(Some(body)) => decode_frame_body(body, &self.config, &self.pool),
                 Err(e) => Err(e),
             };
             self.handle_item(item)?;

@@ -22,6 +22,7 @@
 //! signature here names a ciborium type: [`Cbor`] is netref's own.
 
 // One concern a file, in the order bytes travel on the way in, then out:
+mod budget; // how many items a frame may hold, counted before decoding
 mod cbor; // the `Cbor` item and the ciborium boundary
 mod encode; // the frame encoder
 mod frame; // cutting a byte stream into frames
@@ -33,6 +34,7 @@ mod slice_decoder; // the fast decoder for the common subset
 #[cfg(test)]
 mod tests;
 
+pub(crate) use budget::count_items;
 pub(crate) use cbor::{cbor_integer, decode_cbor_in, into_ciborium};
 pub use cbor::{decode_cbor, Cbor};
 pub use encode::encode_frame;
