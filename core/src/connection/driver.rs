@@ -26,7 +26,11 @@ use crate::error::{Misuse, Result};
 /// 3. Wait on the loop until the fd is ready, `wake` was called, or the
 ///    last step's [`next_deadline`](Step::next_deadline) passed.
 /// 4. Call [`step`](Self::step): it fires the deadlines that passed, reads
-///    and serves what arrived, and flushes.
+///    and serves what arrived, and flushes. A step does a bounded share of
+///    work (at most 256 requests and one read of 256 KiB), so one busy peer
+///    cannot starve the loop's other sources; a step that leaves work
+///    reports a [`next_deadline`](Step::next_deadline) of now, and the loop
+///    comes back to it after the others had their turn.
 /// 5. Re-arm from the [`Step`] it returned: write interest only while
 ///    [`wants_write`](Step::wants_write) (a level-triggered loop would spin
 ///    on an idle write watch), the timer for `next_deadline`. Once
