@@ -37,12 +37,19 @@ fn repeated_method_lookups_export_one_object() {
 /// child process (this test binary again), so the other tests keep theirs.
 #[test]
 fn forged_lengths_under_an_address_space_limit_do_not_abort() {
-    const CHILD: &str = "NETREF_TEST_ADDRESS_SPACE_CHILD";
+    in_a_child("forged_lengths_under_an_address_space_limit_do_not_abort", forged_lengths_in_this_process);
+}
+
+/// Runs `body` in a child process (this test binary again, running only
+/// the test `name`), so that the limits it sets stay out of the other
+/// tests; fails when the child does not end well.
+fn in_a_child(name: &str, body: fn()) {
+    const CHILD: &str = "NETREF_TEST_CHILD";
     if std::env::var_os(CHILD).is_some() {
-        return forged_lengths_in_this_process();
+        return body();
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "forged_lengths_under_an_address_space_limit_do_not_abort", "--test-threads=1"])
+        .args(["--exact", name, "--test-threads=1"])
         .env(CHILD, "1")
         .output()
         .unwrap();
@@ -99,22 +106,9 @@ fn forged_lengths_in_this_process() {
 /// a child process, as above.
 #[test]
 fn a_frame_of_small_integers_under_an_address_space_limit_does_not_abort() {
-    const CHILD: &str = "NETREF_TEST_ITEMS_CHILD";
-    if std::env::var_os(CHILD).is_some() {
-        return small_integers_in_this_process();
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_frame_of_small_integers_under_an_address_space_limit_does_not_abort"])
-        .args(["--test-threads=1", "--nocapture"])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the child died ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    in_a_child(
+        "a_frame_of_small_integers_under_an_address_space_limit_does_not_abort",
+        small_integers_in_this_process,
     );
 }
 

@@ -57,33 +57,15 @@ impl<'a> AuthStream<'a> {
 
 impl Read for AuthStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = Some(self.remaining()?);
-        match &mut *self.stream {
-            Stream::Tcp(s) => {
-                s.set_read_timeout(left)?;
-                s.read(buf)
-            }
-            Stream::Unix(s) => {
-                s.set_read_timeout(left)?;
-                s.read(buf)
-            }
-        }
+        self.stream.set_read_timeout(Some(self.remaining()?))?;
+        self.stream.read(buf)
     }
 }
 
 impl Write for AuthStream<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let left = Some(self.remaining()?);
-        match &mut *self.stream {
-            Stream::Tcp(s) => {
-                s.set_write_timeout(left)?;
-                s.write(buf)
-            }
-            Stream::Unix(s) => {
-                s.set_write_timeout(left)?;
-                s.write(buf)
-            }
-        }
+        self.stream.set_write_timeout(Some(self.remaining()?))?;
+        self.stream.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
