@@ -85,8 +85,9 @@ impl Shared {
 
     /// The serving loop behind every wait: dispatch queued requests, drive the
     /// transport when nobody else does, otherwise sleep until woken. Returns
-    /// when `done` holds, the deadline passes, or (when `block` is false)
-    /// nothing more is ready, or (with [`Serve::Step`]) its share is spent.
+    /// when `done` holds, the deadline passes, or (when not
+    /// [`Serve::Blocking`]) nothing more is ready, or (with [`Serve::Step`])
+    /// its share is spent.
     /// `Ok(true)`: a step left work for the next one.
     ///
     /// Output this thread held back leaves before it waits, and when it
@@ -153,8 +154,9 @@ impl Shared {
             if may_serve {
                 if pass.budget == 0 {
                     // A step's share is spent: the rest waits for the next
-                    // step, and nothing more is read meanwhile.
-                    pass.more = !st.inbox.is_empty();
+                    // step, and nothing more is read meanwhile. Bytes a
+                    // cut-short read left in the socket count as work too.
+                    pass.more |= !st.inbox.is_empty();
                     let now = self.clock.now();
                     let _ = self.fire_timeouts(st, &mut pass.after, now);
                     return Ok(pass.more);

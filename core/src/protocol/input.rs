@@ -28,7 +28,8 @@ pub(super) fn within_item_budget(parts: &[&[u8]], len: usize, max: usize) -> Res
     }
     let mut items = 0;
     for part in parts {
-        items += wire::count_items(part, max - items.min(max));
+        // `items <= max` here: the count stops one past what is left.
+        items += wire::count_items(part, max - items);
         if items > max {
             return Err(LimitError::TooManyItems { len, max }.into());
         }

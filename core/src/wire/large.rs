@@ -179,14 +179,14 @@ impl LargeString {
         past
     }
 
-    /// Decodes the whole frame, as [`decode_cbor`] would its contiguous
-    /// body.
     /// The body's bytes around the string's content: up to the end of the
     /// string's head, and after the content (for counting its items).
     pub(crate) fn skeleton_parts(&self) -> (&[u8], &[u8]) {
         self.skeleton.split_at(self.at)
     }
 
+    /// Decodes the whole frame, as [`decode_cbor`] would its contiguous
+    /// body.
     pub(crate) fn decode(self, recursion_limit: usize, pool: &BufferPool) -> Result<Cbor> {
         debug_assert!(self.is_complete());
         let LargeString { skeleton, at, mut content, len, .. } = self;
