@@ -19,6 +19,7 @@ use std::time::Duration;
 /// | `idle_timeout` | none | a connection that receives nothing for this long is closed ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)) |
 /// | `include_traceback` | true | when false, remote errors carry no traceback (RPyC's `include_local_traceback`) |
 /// | `max_nesting` | 128 | a call that would nest deeper fails with `LimitError::TooDeeplyNested`, on the side where the stack would grow (see the field) |
+/// | `max_async_calls` | 10,000 | the peer's call of an asynchronous method past it is refused with `LimitError::TooManyAsyncCalls` and the connection goes on (a peer cannot pile up futures that wait on it) |
 /// | `batch_replies` | false | when true, replies to requests that arrived together are written together once the last of them is served (see the field) |
 ///
 /// Outgoing limits fail only the call concerned; incoming violations end
@@ -75,6 +76,12 @@ pub struct Config {
     /// room for the methods' own frames; for deeper nesting, raise it with
     /// [`ThreadedServer::stack_size`](crate::ThreadedServer::stack_size).
     pub max_nesting: usize,
+    /// Most of the peer's calls of asynchronous methods
+    /// ([`ObjectBuilder::async_method`](crate::ObjectBuilder::async_method))
+    /// running at once on the connection. Each keeps its future until it
+    /// is ready; one that waits on the peer (its callback's reply) is the
+    /// peer's to end, so a hostile peer could otherwise pile them up.
+    pub max_async_calls: usize,
     /// Write the replies to requests that arrived together (in one read
     /// from the transport) in one write, after the last of them is served,
     /// instead of one write per reply.
@@ -105,6 +112,7 @@ impl Default for Config {
             idle_timeout: None,
             include_traceback: true,
             max_nesting: 128,
+            max_async_calls: 10_000,
             batch_replies: false,
         }
     }
@@ -176,6 +184,11 @@ impl Config {
     /// Sets `max_nesting`.
     pub fn max_nesting(mut self, depth: usize) -> Self {
         self.max_nesting = depth;
+        self
+    }
+    /// Sets `max_async_calls`.
+    pub fn max_async_calls(mut self, n: usize) -> Self {
+        self.max_async_calls = n;
         self
     }
     /// Sets `batch_replies`.

@@ -373,6 +373,13 @@ where
 /// [`attach`](Self::attach) inserts it with a callback that puts every
 /// connection on the loop, lending the loop's data to [`callback`]s.
 ///
+/// One thread serves every connection, so a method that waits for its peer
+/// (a callback's reply, a nested call) must be asynchronous
+/// ([`ObjectBuilder::async_method`](netref::ObjectBuilder::async_method)):
+/// the loop serves the other connections while it waits. A synchronous
+/// wait from a method fails at once with
+/// [`Misuse::BlocksLoopServer`](netref::Misuse::BlocksLoopServer).
+///
 /// ```no_run
 /// use calloop::EventLoop;
 /// use netref::{Builder, ObjectBuilder, Service};

@@ -113,6 +113,7 @@ macro_rules! conformance_tests {
             refused_clients_never_pause_accepting,
             batched_events_and_replies_on_the_loop,
             batched_calls_and_replies_on_the_backend_server,
+            a_method_waiting_on_its_client_never_blocks_the_loop_server,
         );
     };
     (@each $backend:ty; $($name:ident),* $(,)?) => {
@@ -272,13 +273,20 @@ impl Peer {
                 let _ = entered.lock().unwrap().send(());
                 gate.lock().unwrap().recv_timeout(PATIENCE).is_ok()
             })
-            .try_method("emit", |cb: RemoteObject, n: i64| {
+            .async_method("emit", |cb: RemoteObject, n: i64| {
                 // A bulk sender: all of its calls leave in a few writes
-                // (waiting for their results writes what the batch held).
-                netref::batch(|| {
-                    let pending: Vec<AsyncResult> = (0..n).map(|i| netref::async_(&cb).call((i,))).collect();
-                    pending.iter().map(|r| r.value_as::<i64>()).sum::<netref::Result<i64>>()
-                })
+                // (the batch's end writes what it held). Asynchronous, so
+                // that a loop server serves its other connections while
+                // the replies come.
+                let pending: Vec<AsyncResult<i64>> =
+                    netref::batch(|| (0..n).map(|i| netref::async_(&cb).call((i,)).typed()).collect());
+                async move {
+                    let mut total = 0;
+                    for r in pending {
+                        total += r.await?;
+                    }
+                    Ok::<_, Error>(total)
+                }
             })
             .method("record", move || recorded.fetch_add(1, Ordering::AcqRel) + 1)
             .method("recorded", move || recorded2.load(Ordering::Acquire))
@@ -777,6 +785,69 @@ pub fn batched_calls_and_replies_on_the_backend_server<B: Backend>() {
     server.stop();
 }
 
+/// A method of the backend's server that waits on its client never stops
+/// the loop: an asynchronous one (awaiting the client's callback) leaves
+/// the loop serving other clients until the callback answers, and a
+/// synchronous wait from a method fails at once with an error naming the
+/// asynchronous way, instead of holding the loop for
+/// `sync_request_timeout` (30 s: a second client's connect and `root()`
+/// used to wait that long).
+pub fn a_method_waiting_on_its_client_never_blocks_the_loop_server<B: Backend>() {
+    let (started_tx, started) = mpsc::channel();
+    let started_tx = Mutex::new(started_tx);
+    let root = ObjectBuilder::new("Asker")
+        .async_method("ask", move |cb: RemoteObject, x: i64| {
+            let _ = started_tx.lock().unwrap().send(());
+            async move {
+                let answer: i64 = netref::async_(&cb).call((x,)).typed().await?;
+                Ok::<_, Error>(answer * 2)
+            }
+        })
+        .try_method("ask_blocking", |cb: RemoteObject, x: i64| cb.call::<i64>((x,)))
+        .method("add", |a: i64, b: i64| a + b)
+        .build();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = B::spawn_server(listener, Builder::default().service(Service::object(root)));
+
+    // Client A is asked through its callback, and does not serve its
+    // connection: the server's call waits on it.
+    let a = Builder::default().connect_tcp(addr).expect("connect A");
+    let a_root = a.root().expect("A's root");
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let cb = netref::callback(move |x: i64| {
+        counter.fetch_add(1, Ordering::AcqRel);
+        x
+    });
+    let answer = netref::async_(&a_root).call_method("ask", (cb.clone(), 21));
+    started.recv_timeout(PATIENCE).expect("the server started `ask`");
+
+    // Meanwhile the loop serves a new client at once.
+    let b = Builder::default().connect_tcp(addr).expect("connect B");
+    assert_eq!(b.root().expect("B's root").call_method::<i64>("add", (2, 3)).unwrap(), 5);
+    assert_eq!(asked.load(Ordering::Acquire), 0, "A has not served its callback yet");
+
+    // A serves its connection now: its callback answers, and so does `ask`.
+    assert_eq!(answer.value_as::<i64>().unwrap(), 42);
+    assert_eq!(asked.load(Ordering::Acquire), 1);
+
+    // Waiting synchronously from a method fails at once, naming the way out.
+    let err = a_root.call_method::<i64>("ask_blocking", (cb, 1)).unwrap_err();
+    match &err {
+        Error::Remote(e) => {
+            assert_eq!(e.type_name, "MisuseError", "{err}");
+            assert!(e.message.contains("async_method"), "{err}");
+        }
+        other => panic!("expected the server's refusal, got {other:?}"),
+    }
+    assert_eq!(asked.load(Ordering::Acquire), 1, "the refused wait sent nothing");
+    assert_eq!(b.root().unwrap().call_method::<i64>("add", (1, 1)).unwrap(), 2);
+    a.close();
+    b.close();
+    server.stop();
+}
+
 /// A peer that closes ends that connection only (pending calls fail, the
 /// backend lets go of it); the loop keeps serving the others.
 pub fn peer_disconnect_ends_only_that_connection<B: Backend>() {
@@ -1127,9 +1198,10 @@ impl SoakService {
                     })
                     .build()
             })
-            .try_method("call_me", move |cb: RemoteObject, x: i64| {
+            // Asynchronous: the loop servers refuse a method that waits.
+            .async_method("call_me", move |cb: RemoteObject, x: i64| {
                 s3.fetch_add(1, Ordering::AcqRel);
-                cb.call::<i64>((x,))
+                netref::async_(&cb).call((x,))
             })
             .method("echo", move |s: String| {
                 s4.fetch_add(1, Ordering::AcqRel);

@@ -302,6 +302,13 @@ struct ServerInner {
 /// Cloning gives another handle to the same server; [`close`](Self::close)
 /// stops it.
 ///
+/// One thread serves every connection, so a method that waits for its peer
+/// (a callback's reply, a nested call) must be asynchronous
+/// ([`ObjectBuilder::async_method`](netref::ObjectBuilder::async_method)):
+/// the loop serves the other connections while it waits. A synchronous
+/// wait from a method fails at once with
+/// [`Misuse::BlocksLoopServer`](netref::Misuse::BlocksLoopServer).
+///
 /// ```no_run
 /// use glib::{MainContext, MainLoop};
 /// use netref::{Builder, ObjectBuilder, Service};

@@ -230,6 +230,13 @@ const DOORBELL: Token = Token(usize::MAX - 1);
 /// bookkeeping is netref's [`LoopServer`], which it derefs to (`handle()`,
 /// `connection_count()`); this is its mio loop.
 ///
+/// One thread serves every connection, so a method that waits for its peer
+/// (a callback's reply, a nested call) must be asynchronous
+/// ([`ObjectBuilder::async_method`](netref::ObjectBuilder::async_method)):
+/// the loop serves the other connections while it waits. A synchronous
+/// wait from a method fails at once with
+/// [`Misuse::BlocksLoopServer`](netref::Misuse::BlocksLoopServer).
+///
 /// ```no_run
 /// use netref::{Builder, ObjectBuilder, Service};
 ///

@@ -2,6 +2,7 @@
 //! reply queued, an `AsyncResult` completed), and the work run with no lock
 //! held.
 
+use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
@@ -9,25 +10,23 @@ use super::state::{After, State};
 use super::{Connection, Shared, NESTING};
 use crate::error::{CloseReason, Error, LimitError, RemoteError, Result};
 use crate::protocol::{Event, Request};
+use crate::value::object::{Answer, PendingAnswer};
 use crate::value::{to_value, ObjectRef, Value};
 
-/// Runs a request from the peer one level deeper, or refuses it when this
-/// thread already runs `max` of them one inside another: running it would
-/// take the stack one level further towards an overflow.
-pub(super) fn nested(
-    max: usize,
-    run: impl FnOnce() -> Result<Value, (RemoteError, String)>,
-) -> Result<Value, (RemoteError, String)> {
+/// Runs a request from the peer (or polls its future) one level deeper, or
+/// refuses it when this thread already runs `max` of them one inside
+/// another: running it would take the stack one level further towards an
+/// overflow.
+pub(super) fn nested<T>(max: usize, run: impl FnOnce() -> T) -> Result<T, RemoteError> {
     let depth = NESTING.with(|n| n.get());
     if depth >= max {
-        let e = Error::from(LimitError::TooDeeplyNested { max });
-        return Err((e.into_remote(), "request".to_string()));
+        return Err(Error::from(LimitError::TooDeeplyNested { max }).into_remote());
     }
     NESTING.with(|n| n.set(depth + 1));
-    // `run_request` catches panics, so the depth is always restored.
+    // `run` catches panics (`guarded`), so the depth is always restored.
     let result = run();
     NESTING.with(|n| n.set(depth));
-    result
+    Ok(result)
 }
 
 /// Fails when this thread already runs `max` of the peers' requests one
@@ -40,28 +39,50 @@ pub(super) fn check_nesting(max: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs a request's method, catching a panic as a remote error. An error
+/// How a request of the peer started: answered, or (an asynchronous
+/// method) going on as a future.
+pub(super) enum Started {
+    /// The answer, or the error with what was called, for its traceback.
+    Done(Result<Value, (RemoteError, String)>),
+    /// An asynchronous method's future, and what was called.
+    Later(PendingAnswer, String),
+}
+
+/// Starts a request's method, catching a panic as a remote error. An error
 /// comes with what was called, for its traceback; the description is only
-/// formatted then, not for every request.
-/// [`Shared::process_events`] answers the root request and pings before
-/// anything is queued ([`answer_at_once`]); here they get what a side with
-/// no root would answer.
-pub(super) fn run_request(request: Request) -> Result<Value, (RemoteError, String)> {
+/// formatted then (or for a call that goes on as a future), not for every
+/// request. [`Shared::process_events`] answers the root request and pings
+/// before anything is queued ([`answer_at_once`]); here they get what a
+/// side with no root would answer.
+pub(super) fn start_request(request: Request) -> Started {
     match request {
-        Request::Root => Err((no_service(), "root".into())),
-        Request::Ping(payload) => Ok(payload),
-        Request::Call { target, args } => {
-            guarded(|| target.object().call(args)).map_err(|e| (e, format!("{}()", target.type_name())))
+        Request::Root => Started::Done(Err((no_service(), "root".into()))),
+        Request::Ping(payload) => Started::Done(Ok(payload)),
+        Request::Call { target, args } => started(guarded_start(|| target.object().start_call(args)), || {
+            format!("{}()", target.type_name())
+        }),
+        Request::CallMethod { target, name, args } => {
+            started(guarded_start(|| target.object().start_method(&name, args)), || {
+                format!("{}.{}()", target.type_name(), name)
+            })
         }
-        Request::CallMethod { target, name, args } => guarded(|| target.object().call_method(&name, args))
-            .map_err(|e| (e, format!("{}.{}()", target.type_name(), name))),
-        Request::GetAttr { target, name } => guarded(|| target.object().getattr(&name))
-            .map_err(|e| (e, format!("{}.{}", target.type_name(), name))),
-        Request::Dir { target } => {
+        Request::GetAttr { target, name } => Started::Done(
+            guarded(|| target.object().getattr(&name))
+                .map_err(|e| (e, format!("{}.{}", target.type_name(), name))),
+        ),
+        Request::Dir { target } => Started::Done(
             guarded(|| to_value(&target.object().try_dir()?).map_err(|e| e.into_remote()))
-                .map_err(|e| (e, format!("dir({})", target.type_name())))
-        }
-        Request::Invalid(e) => Err((e, "request".to_string())),
+                .map_err(|e| (e, format!("dir({})", target.type_name()))),
+        ),
+        Request::Invalid(e) => Started::Done(Err((e, "request".to_string()))),
+    }
+}
+
+/// A started call as [`Started`], naming it with `what` when that is needed.
+fn started(answer: Answer, what: impl FnOnce() -> String) -> Started {
+    match answer {
+        Answer::Ready(result) => Started::Done(result.map_err(|e| (e, what()))),
+        Answer::Later(future) => Started::Later(future, what()),
     }
 }
 
@@ -89,14 +110,22 @@ fn answer_at_once(st: &mut State, seq: u64, request: Request) -> Option<Request>
 
 /// Runs `run`, turning a panic into a remote error.
 pub(super) fn guarded(run: impl FnOnce() -> Result<Value, RemoteError>) -> Result<Value, RemoteError> {
-    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
-        let msg = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a method panicked".into());
-        Err(RemoteError::new("Panic", msg))
-    })
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| Err(panic_error(panic)))
+}
+
+/// Starts a call with `run`, turning a panic into a remote error.
+fn guarded_start(run: impl FnOnce() -> Answer) -> Answer {
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| Answer::Ready(Err(panic_error(panic))))
+}
+
+/// A method's panic as the remote error the peer receives: its message.
+pub(super) fn panic_error(panic: Box<dyn Any + Send>) -> RemoteError {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a method panicked".into());
+    RemoteError::new("Panic", msg)
 }
 
 impl Shared {
@@ -124,7 +153,15 @@ impl Shared {
                     }
                 }
                 Event::Cancelled { seq } => {
-                    if st.inbox.cancel(seq) {
+                    // Waiting in the inbox, or running as a future (dropped
+                    // with no lock held; a thread polling it drops it).
+                    let cancelled = st.inbox.cancel(seq)
+                        || st
+                            .tasks
+                            .cancel(seq)
+                            .map(|future| after.push(After::Abandon(future.into_iter().collect())))
+                            .is_some();
+                    if cancelled {
                         st.proto.send_reply(
                             seq,
                             Err(RemoteError::new("Cancelled", "the caller gave up waiting")),
@@ -171,6 +208,8 @@ impl Shared {
             after.push(After::Complete(slot, Err(Error::Closed(reason.clone()))));
         }
         st.inbox.clear();
+        after.push(After::Abandon(st.tasks.drain()));
+        self.woken.clear();
         self.transport.shutdown();
         self.notify(st);
     }
@@ -195,6 +234,7 @@ impl Shared {
                     self.settled();
                 }
                 After::Drop(objects) => drop(objects),
+                After::Abandon(futures) => drop(futures),
                 After::Disconnected => {
                     if let Some(hook) = self.service.on_disconnect.clone() {
                         self.handles.fetch_add(1, Ordering::AcqRel);
@@ -210,10 +250,21 @@ impl Shared {
     /// Runs one queued request (no lock held) and sends its reply, or holds
     /// the reply back (see [`send_or_hold`](Self::send_or_hold)) when `hold`.
     /// Every kind of the peer's requests is answered here, in the order
-    /// they came; the root request runs no user code and is answered under
-    /// the lock, from this side's root.
+    /// they came (an asynchronous method's, when its future is ready); the
+    /// root request runs no user code and is answered under the lock, from
+    /// this side's root.
     pub(super) fn dispatch(&self, seq: u64, request: Request, hold: bool) {
-        let result = nested(self.config.max_nesting, || run_request(request)).map_err(|(mut e, what)| {
+        match nested(self.config.max_nesting, || start_request(request)) {
+            Ok(Started::Later(future, what)) => self.start_task(seq, future, what, hold),
+            Ok(Started::Done(result)) => self.answer(seq, result, hold),
+            Err(too_deep) => self.answer(seq, Err((too_deep, "request".to_string())), hold),
+        }
+    }
+
+    /// Sends the answer to the peer's request `seq` (with its traceback
+    /// when it failed), or holds it back when `hold`.
+    pub(super) fn answer(&self, seq: u64, result: Result<Value, (RemoteError, String)>, hold: bool) {
+        let result = result.map_err(|(mut e, what)| {
             if self.config.include_traceback {
                 e.traceback.push(format!(
                     "Traceback (most recent call last):\n  in {what} (served to {})\n{}: {}",

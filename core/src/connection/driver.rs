@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Instant;
 
 use super::serve::{self, Serve};
-use super::{Connection, State};
+use super::{Connection, State, SERVER_STEP};
 use crate::error::{Misuse, Result};
 
 /// The driver-facing side of a connection on an event loop. Backends
@@ -148,7 +148,10 @@ impl Driver {
         let shared = &self.conn.shared;
         // Serving fires passed deadlines before it reads. One step serves
         // a bounded share, so the loop's other connections get their turn.
-        let more = shared.serve_until(&|_| false, None, Serve::Step).unwrap_or(false);
+        let more = {
+            let _server = ServerStep::enter(shared.loop_served.load(Ordering::Relaxed));
+            shared.serve_until(&|_| false, None, Serve::Step).unwrap_or(false)
+        };
         let mut after = Vec::new();
         {
             let mut st = shared.lock();
@@ -158,6 +161,32 @@ impl Driver {
         let now = more.then(|| shared.clock.now());
         Step::of(&shared.lock(), now)
     }
+}
+
+/// Marks the thread as stepping a connection of an event-loop server, for
+/// as long as it lives (restoring what it found, however the step ends).
+struct ServerStep(bool);
+
+impl ServerStep {
+    fn enter(server: bool) -> ServerStep {
+        ServerStep(SERVER_STEP.with(|s| s.replace(server)))
+    }
+}
+
+impl Drop for ServerStep {
+    fn drop(&mut self) {
+        // `try_with`: the thread's locals may be going away.
+        let _ = SERVER_STEP.try_with(|s| s.set(self.0));
+    }
+}
+
+/// Fails when this thread is stepping a connection of an event-loop
+/// server: a wait for a reply would stop the loop serving the others.
+pub(super) fn check_may_wait() -> Result<()> {
+    if SERVER_STEP.with(|s| s.get()) {
+        return Err(Misuse::BlocksLoopServer.into());
+    }
+    Ok(())
 }
 
 impl Step {
@@ -290,6 +319,13 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Connection {
+    /// Marks the connection as one of an event-loop server's, whose loop
+    /// serves many: its methods may not wait for replies
+    /// ([`Misuse::BlocksLoopServer`]).
+    pub(crate) fn mark_loop_served(&self) {
+        self.shared.loop_served.store(true, Ordering::Relaxed);
+    }
+
     /// Fires every deadline that has passed and flushes (the in-memory
     /// [`Pair`](crate::testing::Pair) advancing its virtual clock).
     pub(crate) fn handle_timeout(&self) {

@@ -61,6 +61,7 @@ mod serve; // the serving loop
 mod service; // Service: root object and hooks
 mod session; // submitting calls; waiting for replies
 mod state; // the state behind the lock, its guard, deferred work
+mod tasks; // the peer's calls of asynchronous methods, while they run
 
 use batch::Batch;
 use bg_thread::Standing;
@@ -93,6 +94,10 @@ thread_local! {
     /// another (on any connection: they share the thread's stack), for
     /// [`Config::max_nesting`].
     static NESTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Set while this thread steps a connection of an event-loop server
+    /// (see [`Shared::loop_served`]): waiting for a reply now would stop
+    /// the loop's other connections.
+    static SERVER_STEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 pub(crate) struct Shared {
@@ -114,6 +119,12 @@ pub(crate) struct Shared {
     /// Standing servers: event loops attached, `BgServingThread`s and
     /// threads inside `serve_all` (see [`Shared::standing_server_started`]).
     standing: AtomicUsize,
+    /// Asynchronous calls whose waker fired, to poll (see [`tasks`]).
+    woken: tasks::Woken,
+    /// Accepted by an event-loop server, whose loop serves many
+    /// connections: a synchronous call from its methods would stop them
+    /// all, so it fails ([`Misuse::BlocksLoopServer`]).
+    loop_served: AtomicBool,
     me: Weak<Shared>,
 }
 
@@ -197,6 +208,7 @@ impl Connection {
                     served: None,
                     slots: HashMap::default(),
                     inbox: Inbox::default(),
+                    tasks: Default::default(),
                     driver: None,
                     loop_thread: None,
                     closed: None,
@@ -218,6 +230,8 @@ impl Connection {
                 handles: AtomicUsize::new(1),
                 closing: AtomicBool::new(false),
                 standing: AtomicUsize::new(0),
+                woken: Default::default(),
+                loop_served: AtomicBool::new(false),
                 me: me.clone(),
             }
         });

@@ -72,6 +72,7 @@ impl RemoteObject {
         // Refused before anything is sent: the peer never runs a call
         // whose caller was told it failed.
         check_nesting(s.config.max_nesting)?;
+        super::driver::check_may_wait()?;
         let place = call.result_place();
         let timeout = timeout.unwrap_or(s.config.sync_request_timeout);
         from_value_at(s.submit(call, timeout).into_value()?, &place)

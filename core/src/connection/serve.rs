@@ -115,7 +115,8 @@ impl Shared {
     ///
     /// 1. `done` holds: run the requests that arrived with it, then return
     ///    ([`serve_leftover`](Self::serve_leftover));
-    /// 2. run a queued request, when this thread may;
+    /// 2. poll an asynchronous call that woke, or run a queued request,
+    ///    when this thread may;
     /// 3. return on close or past the deadline;
     /// 4. fire due timeouts ([`fire_timeouts`](Self::fire_timeouts));
     /// 5. write output this thread held back before sleeping on anything;
@@ -156,13 +157,18 @@ impl Shared {
                     // A step's share is spent: the rest waits for the next
                     // step, and nothing more is read meanwhile. Bytes a
                     // cut-short read left in the socket count as work too.
-                    pass.more |= !st.inbox.is_empty();
+                    pass.more |= !st.inbox.is_empty() || self.woken.any();
                     let now = self.clock.now();
                     let _ = self.fire_timeouts(st, &mut pass.after, now);
                     return Ok(pass.more);
                 }
-                let served;
-                (st, served) = self.serve_next(st);
+                // Asynchronous calls that woke first: they came before
+                // anything still in the inbox.
+                let mut served;
+                (st, served) = self.serve_woken(st);
+                if !served {
+                    (st, served) = self.serve_next(st);
+                }
                 if served {
                     pass.budget -= 1;
                     continue;

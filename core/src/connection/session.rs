@@ -46,6 +46,9 @@ impl ReplySource for Shared {
     }
 
     fn wait_for(&self, slot: &Arc<Slot>) -> Result<()> {
+        if !slot.is_settled() {
+            super::driver::check_may_wait()?;
+        }
         match self.serve_until(&|_| slot.is_settled(), None, Serve::Blocking).map(drop) {
             // A closed connection has already settled the slot with the error.
             Err(Error::Closed(_) | Error::Io(..)) if slot.is_settled() => Ok(()),
@@ -62,7 +65,7 @@ impl ReplySource for Shared {
     }
 
     fn is_served(&self) -> bool {
-        self.standing.load(Ordering::SeqCst) > 0
+        self.standing.load(Ordering::SeqCst) > 0 || super::tasks::polling_call_of(self)
     }
 
     fn set_deadline(&self, seq: u64, deadline: Instant) {

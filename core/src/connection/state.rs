@@ -7,11 +7,12 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use super::inbox::Inbox;
+use super::tasks::Tasks;
 use super::{Shared, AFTER_SPARE, DEFERRED_CLOSES, LOCKS_HELD};
 use crate::connection::async_result::Slot;
 use crate::error::{CloseReason, Result};
 use crate::protocol::Protocol;
-use crate::value::object::LocalObject;
+use crate::value::object::{LocalObject, PendingAnswer};
 use crate::value::Value;
 
 /// The state lock, held. Tracks holding per thread so that a handle dropped
@@ -119,6 +120,9 @@ pub(super) enum After {
     Expire(Arc<Slot>),
     Disconnected,
     Drop(#[allow(dead_code)] Vec<LocalObject>),
+    /// Futures of asynchronous calls cancelled or cut off by the end of
+    /// the connection (user code: dropped with no lock held).
+    Abandon(#[allow(dead_code)] Vec<PendingAnswer>),
 }
 
 pub(super) struct State {
@@ -126,6 +130,8 @@ pub(super) struct State {
     /// Keyed by our own sequence numbers (see `Protocol`'s pending calls).
     pub(super) slots: HashMap<u64, Arc<Slot>, rustc_hash::FxBuildHasher>,
     pub(super) inbox: Inbox,
+    /// The peer's calls of asynchronous methods, while their futures run.
+    pub(super) tasks: Tasks,
     /// The driving thread and how deeply it re-entered (in-memory pairs).
     pub(super) driver: Option<(ThreadId, u32)>,
     /// In attached mode, the only thread that drives and serves.

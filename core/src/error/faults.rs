@@ -106,6 +106,16 @@ pub enum LimitError {
         /// The limit.
         max: usize,
     },
+    /// The peer's calls of asynchronous methods already running number
+    /// `max_async_calls`; the call is refused, the connection goes on.
+    #[error(
+        "{max} calls of asynchronous methods are already running, the most max_async_calls allows: \
+         the call was refused"
+    )]
+    TooManyAsyncCalls {
+        /// The limit.
+        max: usize,
+    },
     /// More unsent output than `max_output_buffer`.
     #[error("{queued} bytes of output queued, over max_output_buffer ({max}): the peer is not reading")]
     OutputBufferFull {

@@ -61,4 +61,16 @@ pub enum Misuse {
     /// service hook it ran panicked.
     #[error("the serving thread panicked: a result callback or a service hook it ran panicked")]
     ServingThreadPanicked,
+    /// A method served by an event-loop server waited for a reply (a
+    /// synchronous call, a callback called synchronously, `value()` or
+    /// `wait()` on a result not yet here). Waiting would stop the loop
+    /// serving its other connections until the reply came, so the wait
+    /// fails at once instead.
+    #[error(
+        "a method served by an event-loop server waited for a reply, which would stop the loop \
+         serving its other connections: make the method asynchronous \
+         (ObjectBuilder::async_method) and await the call \
+         (netref::async_(&proxy).call_method(..).await)"
+    )]
+    BlocksLoopServer,
 }

@@ -113,7 +113,10 @@ impl LoopListener {
     ) -> io::Result<Option<Instant>> {
         loop {
             match self.listener.accept_connection(&self.builder) {
-                Accepted::Connection(conn) => each(conn)?,
+                Accepted::Connection(conn) => {
+                    conn.mark_loop_served();
+                    each(conn)?
+                }
                 Accepted::Rejected(_) => {}
                 Accepted::WouldBlock => return Ok(None),
                 Accepted::Failed(e) => {

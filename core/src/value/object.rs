@@ -8,6 +8,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -18,6 +20,46 @@ use crate::value::{from_value, into_value, placed, to_value, Value};
 
 /// Result of serving one request on a local object.
 pub type CallResult = Result<Value, RemoteError>;
+
+/// The answer of an asynchronous method, still to come: a future that the
+/// thread or event loop serving the connection polls, replying to the peer
+/// when it is ready. `Send`, because whichever thread serves the
+/// connection next may poll it.
+pub type PendingAnswer = Pin<Box<dyn Future<Output = CallResult> + Send + 'static>>;
+
+/// What starting a call on a local object gives: the result now, or (an
+/// asynchronous method) a future of it.
+pub enum Answer {
+    /// The call ran to its end.
+    Ready(CallResult),
+    /// The call goes on; the connection polls the future and replies when
+    /// it is ready, serving its other requests (and, on an event loop, the
+    /// loop's other sources) meanwhile.
+    Later(PendingAnswer),
+}
+
+impl Answer {
+    /// The result, for a caller that cannot wait for a future: an
+    /// asynchronous method's answer is a `TypeError` naming `what`, which
+    /// only a connection serving the call can run.
+    pub fn into_ready(self, what: &str) -> CallResult {
+        match self {
+            Answer::Ready(result) => result,
+            Answer::Later(_) => Err(RemoteError::type_error(format!(
+                "`{what}` is asynchronous: only a connection serving the call can run it"
+            ))),
+        }
+    }
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::Ready(result) => f.debug_tuple("Ready").field(result).finish(),
+            Answer::Later(_) => f.write_str("Later(..)"),
+        }
+    }
+}
 
 /// Something this side exposes to the peer.
 ///
@@ -56,6 +98,20 @@ pub trait Object: Send + Sync + 'static {
     /// peer as an error instead of an empty list.
     fn try_dir(&self) -> Result<Vec<String>, RemoteError> {
         Ok(self.dir())
+    }
+
+    /// Starts the exposed method `name`, which may answer later (an
+    /// asynchronous method): this is what the peer's method calls run. The
+    /// default runs [`call_method`](Self::call_method) and answers at once.
+    fn start_method(&self, name: &str, args: Vec<Value>) -> Answer {
+        Answer::Ready(self.call_method(name, args))
+    }
+
+    /// Starts a call of the object itself, which may answer later: this is
+    /// what the peer's calls run. The default runs [`call`](Self::call) and
+    /// answers at once.
+    fn start_call(&self, args: Vec<Value>) -> Answer {
+        Answer::Ready(self.call(args))
     }
 }
 
@@ -103,7 +159,7 @@ impl fmt::Debug for LocalObject {
     }
 }
 
-type Handler = Arc<dyn Fn(Vec<Value>) -> CallResult + Send + Sync>;
+type Handler = Arc<dyn Fn(Vec<Value>) -> Answer + Send + Sync>;
 
 enum Attr {
     Fixed(Value),
@@ -147,12 +203,8 @@ impl ObjectBuilder {
     where
         F::Output: Serialize,
     {
-        let f = Arc::new(f);
         let callee = self.callee(name);
-        self.methods.insert(
-            name.to_owned(),
-            Arc::new(move |args| returned(&callee, calling(&callee, || f.invoke(args))?)),
-        );
+        self.methods.insert(name.to_owned(), plain(callee, f));
         self
     }
 
@@ -165,15 +217,44 @@ impl ObjectBuilder {
         T: Serialize,
         E: fmt::Display + 'static,
     {
-        let f = Arc::new(f);
         let callee = self.callee(name);
-        self.methods.insert(
-            name.to_owned(),
-            Arc::new(move |args| match calling(&callee, || f.invoke(args))? {
-                Ok(t) => returned(&callee, t),
-                Err(e) => Err(RemoteError::from_error(&e)),
-            }),
-        );
+        self.methods.insert(name.to_owned(), fallible(callee, f));
+        self
+    }
+
+    /// Exposes an asynchronous method: the closure returns a future of a
+    /// `Result<T, E>` (an `Err` reaches the peer as for
+    /// [`try_method`](Self::try_method)). The connection polls the future
+    /// and replies when it is ready, serving its other requests meanwhile;
+    /// on an event-loop server, the loop serves its other connections.
+    ///
+    /// This is how a method waits on its peer (a callback's reply, a
+    /// nested call) without stopping the thread that serves it: await the
+    /// call's [`AsyncResult`](crate::AsyncResult). On an event-loop server
+    /// a synchronous call from a method fails at once with
+    /// [`Misuse::BlocksLoopServer`](crate::Misuse::BlocksLoopServer).
+    ///
+    /// ```
+    /// use netref::{ObjectBuilder, RemoteObject};
+    ///
+    /// let relay = ObjectBuilder::new("Relay")
+    ///     // Asks the caller's callback, and answers with what it said.
+    ///     .async_method("ask", |question: String, answer: RemoteObject| async move {
+    ///         let reply: String = netref::async_(&answer).call((question,)).typed().await?;
+    ///         Ok::<_, netref::Error>(format!("they said {reply}"))
+    ///     })
+    ///     .build();
+    /// # let _ = relay;
+    /// ```
+    pub fn async_method<Args, F, Fut, T, E>(mut self, name: &str, f: F) -> Self
+    where
+        F: Method<Args, Output = Fut>,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Serialize,
+        E: fmt::Display + 'static,
+    {
+        let callee = self.callee(name);
+        self.methods.insert(name.to_owned(), asynchronous(callee, f));
         self
     }
 
@@ -202,9 +283,7 @@ impl ObjectBuilder {
     where
         F::Output: Serialize,
     {
-        let f = Arc::new(f);
-        let callee: Arc<str> = format!("{}()", self.type_name).into();
-        self.call = Some(Arc::new(move |args| returned(&callee, calling(&callee, || f.invoke(args))?)));
+        self.call = Some(plain(self.called(), f));
         self
     }
 
@@ -215,18 +294,32 @@ impl ObjectBuilder {
         T: Serialize,
         E: fmt::Display + 'static,
     {
-        let f = Arc::new(f);
-        let callee: Arc<str> = format!("{}()", self.type_name).into();
-        self.call = Some(Arc::new(move |args| match calling(&callee, || f.invoke(args))? {
-            Ok(t) => returned(&callee, t),
-            Err(e) => Err(RemoteError::from_error(&e)),
-        }));
+        self.call = Some(fallible(self.called(), f));
+        self
+    }
+
+    /// Makes the object itself callable with an asynchronous closure, as
+    /// [`async_method`](Self::async_method) exposes a method: what to pass
+    /// where the peer expects a callback that waits on something.
+    pub fn async_callable<Args, F, Fut, T, E>(mut self, f: F) -> Self
+    where
+        F: Method<Args, Output = Fut>,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Serialize,
+        E: fmt::Display + 'static,
+    {
+        self.call = Some(asynchronous(self.called(), f));
         self
     }
 
     /// How errors name the method `name`: `Type.method`.
     fn callee(&self, name: &str) -> Arc<str> {
         format!("{}.{name}", self.type_name).into()
+    }
+
+    /// How errors name a call of the object itself: `Type()`.
+    fn called(&self) -> Arc<str> {
+        format!("{}()", self.type_name).into()
     }
 
     /// Finishes the object.
@@ -259,6 +352,58 @@ where
     F::Output: Serialize,
 {
     ObjectBuilder::new("callback").callable(f).build()
+}
+
+/// A handler for a closure that cannot fail.
+fn plain<Args, F: Method<Args>>(callee: Arc<str>, f: F) -> Handler
+where
+    F::Output: Serialize,
+{
+    Arc::new(move |args| {
+        Answer::Ready(calling(&callee, || f.invoke(args)).and_then(|t| returned(&callee, t)))
+    })
+}
+
+/// A handler for a closure returning `Result<T, E>`.
+fn fallible<Args, F, T, E>(callee: Arc<str>, f: F) -> Handler
+where
+    F: Method<Args, Output = Result<T, E>>,
+    T: Serialize,
+    E: fmt::Display + 'static,
+{
+    Arc::new(move |args| {
+        Answer::Ready(match calling(&callee, || f.invoke(args)) {
+            Ok(result) => answered(&callee, result),
+            Err(e) => Err(e),
+        })
+    })
+}
+
+/// A handler for a closure returning a future of `Result<T, E>`. Its
+/// arguments convert when the call starts, so a wrong one is refused at
+/// once, as for any other method.
+fn asynchronous<Args, F, Fut, T, E>(callee: Arc<str>, f: F) -> Handler
+where
+    F: Method<Args, Output = Fut>,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Serialize,
+    E: fmt::Display + 'static,
+{
+    Arc::new(move |args| match calling(&callee, || f.invoke(args)) {
+        Ok(future) => {
+            let callee = callee.clone();
+            Answer::Later(Box::pin(async move { answered(&callee, future.await) }))
+        }
+        Err(e) => Answer::Ready(Err(e)),
+    })
+}
+
+/// What a fallible `callee` returned, as the peer's answer.
+fn answered<T: Serialize, E: fmt::Display + 'static>(callee: &str, result: Result<T, E>) -> CallResult {
+    match result {
+        Ok(t) => returned(callee, t),
+        Err(e) => Err(RemoteError::from_error(&e)),
+    }
 }
 
 /// What `callee` returned, as a value for the peer.
@@ -325,9 +470,13 @@ impl Object for Built {
     }
 
     fn call_method(&self, name: &str, args: Vec<Value>) -> CallResult {
+        self.start_method(name, args).into_ready(&format!("{}.{name}", self.type_name))
+    }
+
+    fn start_method(&self, name: &str, args: Vec<Value>) -> Answer {
         match self.methods.get(name) {
             Some((m, _)) => m(args),
-            None => Err(RemoteError::attribute(&self.type_name, name)),
+            None => Answer::Ready(Err(RemoteError::attribute(&self.type_name, name))),
         }
     }
 
@@ -346,9 +495,16 @@ impl Object for Built {
     }
 
     fn call(&self, args: Vec<Value>) -> CallResult {
+        self.start_call(args).into_ready(&format!("{}()", self.type_name))
+    }
+
+    fn start_call(&self, args: Vec<Value>) -> Answer {
         match &self.call {
             Some(c) => c(args),
-            None => Err(RemoteError::type_error(format!("'{}' object is not callable", self.type_name))),
+            None => Answer::Ready(Err(RemoteError::type_error(format!(
+                "'{}' object is not callable",
+                self.type_name
+            )))),
         }
     }
 
@@ -369,6 +525,9 @@ impl Object for BoundMethod {
         &self.name
     }
     fn call(&self, args: Vec<Value>) -> CallResult {
+        self.start_call(args).into_ready(&self.name)
+    }
+    fn start_call(&self, args: Vec<Value>) -> Answer {
         (self.handler)(args)
     }
 }
