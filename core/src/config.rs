@@ -25,7 +25,9 @@ use std::time::Duration;
 /// Outgoing limits fail only the call concerned; incoming violations end
 /// that one connection with an error naming the limit. Authentication has
 /// its own deadline for the whole exchange, [`Builder::auth_timeout`](crate::Builder::auth_timeout)
-/// (10 s). `tests/limits.rs` checks that this table names every field and
+/// (10 s), and the bytes many connections buffer together have a cap of
+/// their own, [`Builder::memory_budget`](crate::Builder::memory_budget)
+/// (1 GiB for a builder's connections). `tests/limits.rs` checks that this table names every field and
 /// that each limit is enforced over a real socket.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

@@ -94,6 +94,7 @@ pub use auth::{AuthStream, Authenticator, Credentials};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::Config;
 pub use connection::async_result::AsyncResult;
+pub use connection::budget::{MemoryBudget, DEFAULT_MEMORY_BUDGET};
 pub use connection::driver::{Driver, LoopConnection, Step};
 pub use connection::loop_data::{lend_loop_data, loop_data_callback};
 pub use connection::loop_thread::{thread_callback, thread_callback_at, thread_handler, Job, LoopHome};

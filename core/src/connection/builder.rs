@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::budget::MemoryBudget;
 use super::service::Service;
 use super::Connection;
 use crate::auth::{AuthStream, Authenticator, Credentials, Secret};
@@ -29,6 +30,7 @@ pub struct Builder {
     pub(super) secret: Option<Secret>,
     pub(super) auth_timeout: Duration,
     pub(super) pool: BufferPool,
+    pub(super) budget: MemoryBudget,
 }
 
 impl Default for Builder {
@@ -41,6 +43,7 @@ impl Default for Builder {
             secret: None,
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             pool: BufferPool::new(),
+            budget: MemoryBudget::default(),
         }
     }
 }
@@ -67,6 +70,16 @@ impl Builder {
     /// shares; see [`BufferPool`]).
     pub fn buffer_pool(mut self, pool: &BufferPool) -> Self {
         self.pool = pool.clone();
+        self
+    }
+
+    /// Counts the bytes buffered by the connections this builder starts
+    /// against `budget`, which other builders may share (default: a budget
+    /// of [`DEFAULT_MEMORY_BUDGET`](super::budget::DEFAULT_MEMORY_BUDGET) of
+    /// this builder's own, which every connection started from it or a
+    /// clone of it shares; see [`MemoryBudget`]).
+    pub fn memory_budget(mut self, budget: &MemoryBudget) -> Self {
+        self.budget = budget.clone();
         self
     }
 

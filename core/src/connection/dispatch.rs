@@ -210,6 +210,7 @@ impl Shared {
         st.inbox.clear();
         after.push(After::Abandon(st.tasks.drain()));
         self.woken.clear();
+        self.charge(st, after);
         self.transport.shutdown();
         self.notify(st);
     }
@@ -235,6 +236,7 @@ impl Shared {
                 }
                 After::Drop(objects) => drop(objects),
                 After::Abandon(futures) => drop(futures),
+                After::OverBudget => self.enforce_budget(),
                 After::Disconnected => {
                     if let Some(hook) = self.service.on_disconnect.clone() {
                         self.handles.fetch_add(1, Ordering::AcqRel);
@@ -282,6 +284,7 @@ impl Shared {
             if !held && st.proto.wants_write() {
                 self.wake_driver(&st);
             }
+            self.charge(&st, &mut after);
         }
         self.finish(after);
     }

@@ -46,6 +46,7 @@ use crate::value::Value;
 pub(crate) mod async_result; // AsyncResult and the slot a reply lands in
 mod batch; // output held back for a batch, written in one go
 mod bg_thread; // BgServingThread
+pub(crate) mod budget; // the memory budget connections share
 mod builder; // Builder, connect
 mod close; // close hooks, lingering, failing what is pending
 mod dispatch; // protocol events into work; running requests
@@ -125,6 +126,9 @@ pub(crate) struct Shared {
     /// connections: a synchronous call from its methods would stop them
     /// all, so it fails ([`Misuse::BlocksLoopServer`]).
     loop_served: AtomicBool,
+    /// The budget this connection's buffers count against, and its share.
+    budget: budget::MemoryBudget,
+    charged: AtomicUsize,
     me: Weak<Shared>,
 }
 
@@ -232,10 +236,13 @@ impl Connection {
                 standing: AtomicUsize::new(0),
                 woken: Default::default(),
                 loop_served: AtomicBool::new(false),
+                budget: b.budget.clone(),
+                charged: AtomicUsize::new(0),
                 me: me.clone(),
             }
         });
         let conn = Connection { shared };
+        conn.shared.budget.register(Arc::downgrade(&conn.shared));
         if let Some(make_root) = &conn.shared.service.root {
             let root = make_root(&conn);
             conn.shared.lock().served = Some(root);

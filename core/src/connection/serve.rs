@@ -73,6 +73,7 @@ impl Shared {
     pub(super) fn flush_locked(&self, st: &mut State, after: &mut Vec<After>) {
         self.write_pending(st);
         self.process_events(st, after);
+        self.charge(st, after);
     }
 
     /// Fires the deadlines that passed by `now`.

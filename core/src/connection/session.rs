@@ -99,6 +99,7 @@ impl Shared {
             if (!held && st.proto.wants_write()) || expiry.is_some() {
                 self.wake_driver(&st);
             }
+            self.charge(&st, &mut after);
             slot
         };
         self.finish(after);

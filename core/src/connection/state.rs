@@ -123,6 +123,9 @@ pub(super) enum After {
     /// Futures of asynchronous calls cancelled or cut off by the end of
     /// the connection (user code: dropped with no lock held).
     Abandon(#[allow(dead_code)] Vec<PendingAnswer>),
+    /// The memory budget this connection shares is spent: close the
+    /// connection holding the most.
+    OverBudget,
 }
 
 pub(super) struct State {

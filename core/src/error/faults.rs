@@ -106,6 +106,20 @@ pub enum LimitError {
         /// The limit.
         max: usize,
     },
+    /// The connections sharing a [`MemoryBudget`](crate::MemoryBudget)
+    /// buffered more than it allows, and this one held the most.
+    #[error(
+        "the connections sharing a memory budget buffer {used} bytes, over its {max}: this one, \
+         holding the most ({buffered} bytes), was closed"
+    )]
+    MemoryBudgetSpent {
+        /// What this connection buffered.
+        buffered: usize,
+        /// What all of them buffered.
+        used: usize,
+        /// The budget.
+        max: usize,
+    },
     /// The peer's calls of asynchronous methods already running number
     /// `max_async_calls`; the call is refused, the connection goes on.
     #[error(

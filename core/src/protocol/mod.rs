@@ -344,6 +344,19 @@ impl Protocol {
         self.events.push_back(Event::Closed { reason });
     }
 
+    /// The bytes this side buffers: output the peer has not taken yet,
+    /// and the frame arriving (what a [`MemoryBudget`](crate::MemoryBudget)
+    /// counts).
+    pub fn buffered_len(&self) -> usize {
+        self.out.len() + self.partial_frame_len().unwrap_or(0)
+    }
+
+    /// Ends the connection for a limit that this protocol does not watch
+    /// itself (a budget many connections share).
+    pub(crate) fn fail_for(&mut self, error: LimitError) {
+        self.fail(CloseReason::Limit(error));
+    }
+
     fn forget_everything(&mut self) {
         self.large = None;
         self.pending.clear();
