@@ -389,3 +389,105 @@ fn a_step_reads_a_bounded_share_of_a_large_frame() {
     drop(driver);
     conn.close();
 }
+
+/// A transport whose reads come from a buffer the test fills, all of it
+/// readable at once (a socket's buffers would cap what one read can find),
+/// and whose writes the test reads back. Its fd (one end of a socket pair)
+/// is only for `Driver::attach`: the steps are the test's.
+struct Scripted {
+    input: Arc<std::sync::Mutex<std::collections::VecDeque<u8>>>,
+    output: Arc<std::sync::Mutex<Vec<u8>>>,
+    fd: UnixStream,
+}
+
+impl netref::Transport for Scripted {
+    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut input = self.input.lock().unwrap();
+        if input.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(input.len());
+        for (slot, byte) in buf.iter_mut().zip(input.drain(..n)) {
+            *slot = byte;
+        }
+        Ok(n)
+    }
+    fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn wait(&self, _want_write: bool, _timeout: Option<Duration>) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn wake(&self) {}
+    fn shutdown(&self) {}
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.fd.as_fd())
+    }
+    fn describe(&self) -> String {
+        "scripted transport".into()
+    }
+}
+
+/// A step whose request budget runs out on exactly the requests its read
+/// brought, while that read was cut short at the step's 256 KiB, still says
+/// it left work: the bytes still unread count, though the inbox is empty.
+/// Under edge triggering nothing else would step the connection again (the
+/// bytes were there before the last edge); this step used to report no
+/// work left when its inbox was empty.
+#[test]
+fn a_step_that_spends_its_budget_on_a_cut_short_read_asks_to_be_stepped_again() {
+    let input = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let output = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (fd, _other_end) = UnixStream::pair().unwrap();
+    let echo = ObjectBuilder::new("Echo").method("echo", |s: String| s.len()).build();
+    let transport = Scripted { input: input.clone(), output: output.clone(), fd };
+    let conn = Builder::default().service(Service::object(echo)).over_transport(transport);
+    let driver = Driver::attach(&conn, || {}).unwrap();
+    let feed = |bytes: &[u8]| input.lock().unwrap().extend(bytes);
+    let answers = |output: &std::sync::Mutex<Vec<u8>>| {
+        let mut decoder = netref::wire::FrameDecoder::new();
+        decoder.push(&output.lock().unwrap()).unwrap();
+        let mut replies = Vec::new();
+        while let Some(body) = decoder.next_frame(usize::MAX).unwrap() {
+            let msg = netref::wire::Message::from_cbor(netref::wire::decode_cbor(body, 64).unwrap()).unwrap();
+            if let netref::wire::Message::Reply { seq, value } = msg {
+                replies.push((seq, value));
+            }
+        }
+        replies
+    };
+
+    feed(&rawpeer::frame(&rawpeer::hello()));
+    feed(&rawpeer::frame(&rawpeer::root(1)));
+    assert_eq!(driver.step().next_deadline, None, "all served");
+    let root = root_id(&answers(&output)[0].1);
+
+    // Calls of exactly 1 KiB each (sequence numbers from 1000 encode in
+    // the same three bytes): a 256 KiB read holds exactly 256 of them.
+    const FRAME: usize = 1024;
+    let call = |seq: u64, pad: usize| {
+        rawpeer::frame(&rawpeer::call_method(
+            seq,
+            root,
+            "echo",
+            vec![netref::wire::Cbor::Text("x".repeat(pad))],
+        ))
+    };
+    let pad = FRAME - (call(1000, 1000).len() - 1000);
+    for seq in 1000..1300 {
+        let frame = call(seq, pad);
+        assert_eq!(frame.len(), FRAME);
+        feed(&frame);
+    }
+    output.lock().unwrap().clear();
+
+    let first = driver.step();
+    assert_eq!(answers(&output).len(), 256, "one step's share");
+    assert!(first.next_deadline.is_some(), "44 calls are still unread: step me again");
+    output.lock().unwrap().clear();
+    let second = driver.step();
+    assert_eq!(answers(&output).len(), 44, "the rest");
+    assert_eq!(second.next_deadline, None, "nothing left");
+}
