@@ -12,7 +12,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use netref::testing::Pair;
+use netref::wire::{Cbor, Message};
 use netref::{Builder, Config, Error, ObjectBuilder, RemoteObject, Service, ThreadedServer};
+
+mod rawpeer;
 
 /// How long a wait may take before the test fails (a bound on a hang, not
 /// a timing assertion).
@@ -222,4 +225,64 @@ fn a_future_woken_from_another_thread_is_answered_by_the_serving_thread() {
     conn.close();
     server.close();
     serving.join().unwrap();
+}
+
+/// A peer that reuses the sequence number of a call still running gets an
+/// error for the new call; the running one keeps its place and its future
+/// (it used to be overwritten, its future dropped under the lock and its
+/// reply lost).
+#[test]
+fn a_reused_sequence_number_is_refused_and_the_running_call_kept() {
+    /// Counts the futures alive.
+    struct Live(Arc<AtomicUsize>);
+    impl Drop for Live {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let live = Arc::new(AtomicUsize::new(0));
+    let counter = live.clone();
+    let root = ObjectBuilder::new("Asker")
+        .async_method("forever", move || {
+            counter.fetch_add(1, Ordering::AcqRel);
+            let guard = Live(counter.clone());
+            async move {
+                let _guard = guard;
+                std::future::pending::<Result<i64, String>>().await
+            }
+        })
+        .method("add", |a: i64, b: i64| a + b)
+        .build();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let conn = Builder::default().service(Service::object(root)).over_stream(ours).unwrap();
+    let serving = std::thread::spawn(move || conn.serve_all());
+    let mut raw = rawpeer::RawPeer::new(theirs);
+    raw.send(&rawpeer::hello()).unwrap();
+    raw.send(&rawpeer::root(1)).unwrap();
+    let root = match raw.answer_to(1) {
+        Message::Reply { value: Cbor::Tag(_, id), .. } => {
+            id.as_integer().and_then(|i| u64::try_from(i).ok()).unwrap()
+        }
+        other => panic!("expected the root, got {other:?}"),
+    };
+    raw.send(&rawpeer::call_method(5, root, "forever", vec![])).unwrap();
+    raw.send(&rawpeer::call_method(5, root, "forever", vec![])).unwrap();
+    // A call behind them: requests run in arrival order, so its reply
+    // comes after anything they got.
+    raw.send(&rawpeer::call_method(6, root, "add", vec![Cbor::Integer(1), Cbor::Integer(2)])).unwrap();
+    let mut refusals = Vec::new();
+    loop {
+        match raw.recv().expect("the server answers the ping") {
+            Message::Error { seq: 5, error } => refusals.push(error),
+            Message::Reply { seq: 6, .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].type_name, "ValueError");
+    assert!(refusals[0].message.contains("still running"), "{}", refusals[0].message);
+    assert_eq!(live.load(Ordering::Acquire), 1, "the running call keeps its future, the refused one is gone");
+    drop(raw);
+    let _ = serving.join().unwrap();
+    assert_eq!(live.load(Ordering::Acquire), 0, "the end of the connection dropped it");
 }

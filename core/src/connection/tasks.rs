@@ -19,7 +19,7 @@ use rustc_hash::FxBuildHasher;
 use super::dispatch::{nested, panic_error};
 use super::state::StateGuard;
 use super::Shared;
-use crate::error::{Error, LimitError};
+use crate::error::{Error, LimitError, RemoteError};
 use crate::value::object::PendingAnswer;
 
 thread_local! {
@@ -177,10 +177,21 @@ impl Shared {
                 return;
             }
             let max = self.config.max_async_calls;
-            if st.tasks.len() >= max {
+            let refusal = if st.tasks.len() >= max {
+                Some(Error::from(LimitError::TooManyAsyncCalls { max }).into_remote())
+            } else if st.tasks.running.contains_key(&seq) {
+                // A peer reusing the number of a call still running: the
+                // running one keeps its place (and its future its thread).
+                Some(RemoteError::new(
+                    "ValueError",
+                    format!("request {seq} reuses the sequence number of a call still running"),
+                ))
+            } else {
+                None
+            };
+            if let Some(e) = refusal {
                 drop(st);
                 drop(future);
-                let e = Error::from(LimitError::TooManyAsyncCalls { max }).into_remote();
                 return self.answer(seq, Err((e, what)), hold);
             }
             st.tasks.running.insert(seq, Running::Polled { woken: false });
