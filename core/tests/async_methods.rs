@@ -257,14 +257,7 @@ fn a_reused_sequence_number_is_refused_and_the_running_call_kept() {
     let conn = Builder::default().service(Service::object(root)).over_stream(ours).unwrap();
     let serving = std::thread::spawn(move || conn.serve_all());
     let mut raw = rawpeer::RawPeer::new(theirs);
-    raw.send(&rawpeer::hello()).unwrap();
-    raw.send(&rawpeer::root(1)).unwrap();
-    let root = match raw.answer_to(1) {
-        Message::Reply { value: Cbor::Tag(_, id), .. } => {
-            id.as_integer().and_then(|i| u64::try_from(i).ok()).unwrap()
-        }
-        other => panic!("expected the root, got {other:?}"),
-    };
+    let root = raw.handshake();
     raw.send(&rawpeer::call_method(5, root, "forever", vec![])).unwrap();
     raw.send(&rawpeer::call_method(5, root, "forever", vec![])).unwrap();
     // A call behind them: requests run in arrival order, so its reply

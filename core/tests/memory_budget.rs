@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use netref::wire::{Cbor, Message};
+use netref::wire::Cbor;
 
 use netref::error::LimitError;
 use netref::{Builder, CloseReason, MemoryBudget, ObjectBuilder, Service, ThreadedServer};
@@ -52,14 +52,7 @@ fn flooders_past_a_shared_memory_budget_are_closed_and_the_server_goes_on() {
         .map(|_| {
             thread::spawn(move || {
                 let mut raw = rawpeer::RawPeer::new(TcpStream::connect(addr).unwrap());
-                raw.send(&rawpeer::hello()).unwrap();
-                raw.send(&rawpeer::root(1)).unwrap();
-                let root = match raw.answer_to(1) {
-                    Message::Reply { value: Cbor::Tag(_, id), .. } => {
-                        id.as_integer().and_then(|i| u64::try_from(i).ok()).unwrap()
-                    }
-                    other => panic!("expected the root, got {other:?}"),
-                };
+                let root = raw.handshake();
                 let payload = Cbor::Text("x".repeat(64 << 10));
                 (2..MAX_CALLS + 2)
                     .take_while(|&seq| {

@@ -62,6 +62,19 @@ impl<S: Read + Write> RawPeer<S> {
         }
     }
 
+    /// Says hello and asks for the root (request 1), with the peer serving
+    /// meanwhile; the root's id.
+    pub(crate) fn handshake(&mut self) -> u64 {
+        self.send(&hello()).unwrap();
+        self.send(&root(1)).unwrap();
+        match self.answer_to(1) {
+            Message::Reply { value: Cbor::Tag(_, id), .. } => {
+                id.as_integer().and_then(|i| u64::try_from(i).ok()).expect("an object id")
+            }
+            other => panic!("expected the root, got {other:?}"),
+        }
+    }
+
     /// Skips messages until the reply or error to `seq`.
     pub(crate) fn answer_to(&mut self, seq: u64) -> Message {
         loop {
