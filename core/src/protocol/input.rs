@@ -13,8 +13,22 @@ use crate::wire::{Cbor, Message};
 /// One frame body as a CBOR item, within the decoding budget. The
 /// decoder's depth limit leaves room for the message's own nesting; the
 /// error names the configured limit.
-pub(super) fn decode_frame_body(body: &[u8], config: &Config, pool: &wire::BufferPool) -> Result<Cbor> {
-    within_item_budget(&[body], body.len(), config.max_frame_items)?;
+/// `counted`: the items already counted in the body, and where that count
+/// stopped (see [`Protocol::count_partial`]); `(0, 0)` for a body not
+/// counted yet.
+pub(super) fn decode_frame_body(
+    body: &[u8],
+    config: &Config,
+    pool: &wire::BufferPool,
+    counted: (usize, usize),
+) -> Result<Cbor> {
+    let max = config.max_frame_items;
+    if body.len() > max {
+        let (items, at) = counted;
+        if items + wire::count_items_from(body, at, max - items.min(max)).0 > max {
+            return Err(LimitError::TooManyItems { len: body.len(), max }.into());
+        }
+    }
     let max_depth = config.max_depth;
     wire::decode_cbor_in(body, max_depth + 8, Some(pool)).map_err(|e| deeper(e, max_depth))
 }
@@ -232,7 +246,7 @@ impl Protocol {
             match wire::FrameDecoder::split_frame(bytes, max) {
                 Ok(Some((body, rest))) => {
                     bytes = rest;
-                    self.handle_item(decode_frame_body(body, &self.config, &self.pool))?;
+                    self.handle_item(decode_frame_body(body, &self.config, &self.pool, (0, 0)))?;
                 }
                 Ok(None) => {
                     // A large byte string goes straight to its own buffer.
@@ -257,9 +271,15 @@ impl Protocol {
             return self.handle_item(Err(e));
         }
         loop {
+            // Only the first frame out of the decoder was partial, and
+            // counted as it arrived.
+            let counted = std::mem::take(&mut self.partial_items);
             let item = match self.decoder.next_frame(max) {
-                Ok(None) => break,
-                Ok(Some(body)) => decode_frame_body(body, &self.config, &self.pool),
+                Ok(None) => {
+                    self.partial_items = counted;
+                    break;
+                }
+                Ok(Some(body)) => decode_frame_body(body, &self.config, &self.pool, counted),
                 Err(e) => Err(e),
             };
             self.handle_item(item)?;
@@ -270,11 +290,35 @@ impl Protocol {
             match wire::LargeString::start(self.decoder.partial(), &self.pool) {
                 Ok(Some(large)) => {
                     self.decoder.discard_partial();
+                    self.partial_items = (0, 0);
                     self.large = Some(Box::new(large));
                 }
-                Ok(None) => {}
+                Ok(None) => return self.count_partial(),
                 Err(e) => return self.handle_item(Err(e)),
             }
+        }
+        Ok(())
+    }
+
+    /// Counts the items of the frame still arriving, from where the last
+    /// count stopped, and ends the connection as soon as it holds more than
+    /// `max_frame_items`: a frame of small integers is refused after its
+    /// first megabyte, not read whole and then counted in one go on the
+    /// loop's thread (16 MiB of them cost 13 ms at once). Frames announcing
+    /// no more bytes than the limit are free (every item takes a byte).
+    fn count_partial(&mut self) -> Result<()> {
+        let max = self.config.max_frame_items;
+        let partial = self.decoder.partial();
+        let Some(header) = partial.first_chunk::<{ wire::HEADER_LEN }>() else { return Ok(()) };
+        let len = u32::from_be_bytes(*header) as usize;
+        if len <= max {
+            return Ok(());
+        }
+        let (items, at) = self.partial_items;
+        let (more, next) = wire::count_items_from(&partial[wire::HEADER_LEN..], at, max - items.min(max));
+        self.partial_items = (items + more, next);
+        if items + more > max {
+            return self.handle_item(Err(LimitError::TooManyItems { len, max }.into()));
         }
         Ok(())
     }

@@ -122,6 +122,9 @@ pub struct Protocol {
     /// frame is due `frame_timeout` later, so a peer that dribbles a frame
     /// cannot hold the connection open by seeming busy.
     frame_started: Option<Instant>,
+    /// The items counted so far in the frame still partial in `decoder`,
+    /// and where its count resumes (see [`Protocol::count_partial`]).
+    partial_items: (usize, usize),
     /// When the protocol was made: the handshake's deadline counts from it.
     opened: Instant,
     /// Why it ended, once it has.
@@ -178,6 +181,7 @@ impl Protocol {
             released: Vec::new(),
             last_input: now,
             frame_started: None,
+            partial_items: (0, 0),
             opened: now,
             closed: None,
         };

@@ -34,7 +34,7 @@ mod slice_decoder; // the fast decoder for the common subset
 #[cfg(test)]
 mod tests;
 
-pub(crate) use budget::count_items;
+pub(crate) use budget::{count_items, count_items_from};
 pub(crate) use cbor::{cbor_integer, decode_cbor_in, into_ciborium};
 pub use cbor::{decode_cbor, Cbor};
 pub use encode::encode_frame;
