@@ -112,19 +112,23 @@ fn a_frame_of_small_integers_under_an_address_space_limit_does_not_abort() {
     );
 }
 
+/// A frame holding a ping (`[1, 7, 5, payload]`) whose payload is an
+/// array of `count` ones: one byte on the wire per item.
+fn small_integers(count: u32) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(count as usize + 13);
+    frame.extend_from_slice(&(count + 9).to_be_bytes());
+    frame.extend_from_slice(&[0x84, 0x01, 0x07, 0x05, 0x9a]);
+    frame.extend_from_slice(&count.to_be_bytes());
+    frame.resize(frame.len() + count as usize, 0x01);
+    frame
+}
+
 fn small_integers_in_this_process() {
     use netref::error::LimitError;
     use netref::protocol::{Input, Protocol};
     use netref::{CloseReason, Config};
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let count: u32 = 64 << 20;
-    // A ping ([1, 7, 5, payload]) whose payload is an array of `count` ones.
-    let mut body = vec![0x84, 0x01, 0x07, 0x05, 0x9a];
-    body.extend_from_slice(&count.to_be_bytes());
-    body.resize(body.len() + count as usize, 0x01);
-    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    drop(body);
+    let frame = small_integers(64 << 20);
     let limit = 2 << 30;
     let old = getrlimit(Resource::As);
     setrlimit(Resource::As, Rlimit { current: Some(limit), maximum: old.maximum }).unwrap();
@@ -157,12 +161,7 @@ fn a_frame_of_small_integers_is_refused_while_it_arrives() {
     use netref::error::LimitError;
     use netref::protocol::{Input, Protocol};
     use netref::{CloseReason, Config};
-    let count: u32 = 16 << 20;
-    let mut body = vec![0x84, 0x01, 0x07, 0x05, 0x9a];
-    body.extend_from_slice(&count.to_be_bytes());
-    body.resize(body.len() + count as usize, 0x01);
-    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
+    let frame = small_integers(16 << 20);
     let now = std::time::Instant::now();
     let mut hello = Vec::new();
     Protocol::new(Config::default(), now).write_to(&mut hello).unwrap();
