@@ -40,13 +40,15 @@ pub enum Answer {
 
 impl Answer {
     /// The result, for a caller that cannot wait for a future: an
-    /// asynchronous method's answer is a `TypeError` naming `what`, which
+    /// asynchronous method's answer is a `TypeError` naming `what()` (only
+    /// formatted then), which
     /// only a connection serving the call can run.
-    pub fn into_ready(self, what: &str) -> CallResult {
+    pub fn into_ready(self, what: impl FnOnce() -> String) -> CallResult {
         match self {
             Answer::Ready(result) => result,
             Answer::Later(_) => Err(RemoteError::type_error(format!(
-                "`{what}` is asynchronous: only a connection serving the call can run it"
+                "`{}` is asynchronous: only a connection serving the call can run it",
+                what()
             ))),
         }
     }
@@ -470,7 +472,7 @@ impl Object for Built {
     }
 
     fn call_method(&self, name: &str, args: Vec<Value>) -> CallResult {
-        self.start_method(name, args).into_ready(&format!("{}.{name}", self.type_name))
+        self.start_method(name, args).into_ready(|| format!("{}.{name}", self.type_name))
     }
 
     fn start_method(&self, name: &str, args: Vec<Value>) -> Answer {
@@ -495,7 +497,7 @@ impl Object for Built {
     }
 
     fn call(&self, args: Vec<Value>) -> CallResult {
-        self.start_call(args).into_ready(&format!("{}()", self.type_name))
+        self.start_call(args).into_ready(|| format!("{}()", self.type_name))
     }
 
     fn start_call(&self, args: Vec<Value>) -> Answer {
@@ -525,7 +527,7 @@ impl Object for BoundMethod {
         &self.name
     }
     fn call(&self, args: Vec<Value>) -> CallResult {
-        self.start_call(args).into_ready(&self.name)
+        self.start_call(args).into_ready(|| self.name.clone())
     }
     fn start_call(&self, args: Vec<Value>) -> Answer {
         (self.handler)(args)
