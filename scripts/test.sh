@@ -40,7 +40,7 @@ echo "== cargo test"
 cargo test --workspace --locked
 echo "== cargo package (the publishable crates)"
 cargo package --locked --no-verify --allow-dirty --quiet \
-  -p netref -p netref-mio -p netref-polling -p netref-calloop -p netref-glib
+  -p netref-macros -p netref -p netref-mio -p netref-polling -p netref-calloop -p netref-glib
 
 if [ ${#gtk_need[@]} -gt 0 ]; then
   echo "== SKIPPED demos/gtk-filemon: missing ${gtk_need[*]}. To test it too, run:"

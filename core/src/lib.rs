@@ -77,6 +77,10 @@
 //! completes an `AsyncResult` and runs its callbacks). Nothing below
 //! `connection` imports from it or knows about threads, sockets or clocks.
 
+// The macro's expansion names `::netref`, which the crate's own tests and
+// doctests then find too.
+extern crate self as netref;
+
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -86,6 +90,7 @@ pub mod protocol;
 pub mod server;
 pub mod testing;
 pub mod transport;
+pub mod typed;
 pub mod value;
 pub use value::object;
 pub mod wire;
@@ -107,6 +112,8 @@ pub use server::{OneShotServer, ThreadedServer};
 pub use transport::{SocketTransport, Stream, Transport};
 pub use value::object::{callback, Invoke, InvokeWith, LocalObject, Method, Object, ObjectBuilder};
 pub use value::{from_value, to_value, ObjectRef, Value};
+
+pub use netref_macros::service;
 
 // The README's example is compiled and run as a doctest, so it cannot rot.
 #[cfg(doctest)]

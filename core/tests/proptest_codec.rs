@@ -101,13 +101,28 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), any::<u64>()).prop_map(|(version, features)| Message::Hello { version, features }),
         request(),
         (any::<u64>(), cbor(5)).prop_map(|(seq, value)| Message::Reply { seq, value }),
-        (any::<u64>(), name(), ".{0,40}", vec(".{0,40}", 0..3)).prop_map(
-            |(seq, type_name, message, traceback)| Message::Error {
-                seq,
-                error: RemoteError { type_name, message, traceback },
+        (any::<u64>(), name(), ".{0,40}", vec(".{0,40}", 0..3), proptest::option::of(".{0,20}")).prop_map(
+            |(seq, type_name, message, traceback, typed)| {
+                // Some errors carry a typed method's own error as data.
+                let mut error = match typed {
+                    Some(text) => RemoteError::typed(&Text(text)),
+                    None => RemoteError::new(type_name, message),
+                };
+                error.traceback = traceback;
+                Message::Error { seq, error }
             }
         ),
     ]
+}
+
+/// A typed method's error, for the messages that carry one.
+#[derive(serde::Serialize)]
+struct Text(String);
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 fn encode(messages: &[Message]) -> Vec<u8> {

@@ -193,14 +193,14 @@ impl Drop for Slot {
 /// handle is dropped, it is logged with `log::warn!`, so a fire-and-forget
 /// call that fails does not fail silently. A closed connection and an expiry
 /// are not replies and are not logged.
-pub struct AsyncResult<T = Value> {
+pub struct AsyncResult<T = Value, E = Error> {
     slot: Arc<Slot>,
     driver: Option<Arc<dyn ReplySource>>,
-    /// `fn() -> T`: the handle is `Send + Sync` and owns no `T`.
-    typed: PhantomData<fn() -> T>,
+    /// `fn() -> (T, E)`: the handle is `Send + Sync` and owns no `T` or `E`.
+    typed: PhantomData<fn() -> (T, E)>,
 }
 
-impl<T> Clone for AsyncResult<T> {
+impl<T, E> Clone for AsyncResult<T, E> {
     fn clone(&self) -> Self {
         AsyncResult::with(self.slot.clone(), self.driver.clone())
     }
@@ -212,24 +212,40 @@ impl AsyncResult {
     }
 }
 
-impl<T> AsyncResult<T> {
+impl<T, E> AsyncResult<T, E> {
     fn with(slot: Arc<Slot>, driver: Option<Arc<dyn ReplySource>>) -> Self {
         AsyncResult { slot, driver, typed: PhantomData }
     }
 
     /// A result that is already an error (the call could not even be sent).
     pub fn failed(error: Error) -> Self {
-        let slot = Slot::new(0, None, Place::Value);
-        slot.complete(Err(error), None);
         // Not a reply: nothing to log if nobody reads it.
-        slot.lock().observed = true;
+        AsyncResult::answered(Err(error), Place::Value, true)
+    }
+
+    /// A result already here: a call of one of this side's own objects
+    /// through a typed proxy, which answered at once. `observed`: nothing
+    /// to log if nobody reads an error.
+    pub(crate) fn answered(outcome: Result<Value>, place: Place, observed: bool) -> Self {
+        let slot = Slot::new(0, None, place);
+        slot.complete(outcome, None);
+        slot.lock().observed = observed;
         AsyncResult::with(slot, None)
     }
 
     /// The same result, whose [`value`](Self::value), [`into_value`](Self::into_value)
     /// and `.await` return a `U` (converted from the reply's [`Value`] when
     /// read). Shares the result with every clone; copies nothing.
-    pub fn typed<U>(self) -> AsyncResult<U> {
+    pub fn typed<U>(self) -> AsyncResult<U, E> {
+        AsyncResult::with(self.slot, self.driver)
+    }
+
+    /// The same result, whose [`value`](Self::value), [`into_value`](Self::into_value)
+    /// and `.await` fail with an `F` made from netref's [`Error`]: what a
+    /// typed proxy's method returning `Result<T, E>` gives
+    /// ([`CallError<E>`](crate::typed::CallError), which tells the method's
+    /// own error apart from a failed call).
+    pub fn with_error<F>(self) -> AsyncResult<T, F> {
         AsyncResult::with(self.slot, self.driver)
     }
 
@@ -312,12 +328,12 @@ impl<T> AsyncResult<T> {
     /// Runs `f` when the reply arrives, on the thread or loop that delivers
     /// it; at once when it is already here. Never runs if the result expires
     /// first.
-    pub fn add_callback(&self, f: impl FnOnce(&AsyncResult<T>) + Send + 'static) {
+    pub fn add_callback(&self, f: impl FnOnce(&AsyncResult<T, E>) + Send + 'static) {
         {
             let mut s = self.slot.lock();
             if s.outcome.is_none() {
                 if !s.expired {
-                    s.callbacks.push(Box::new(move |r: &AsyncResult| f(&r.clone().typed())));
+                    s.callbacks.push(Box::new(move |r: &AsyncResult| f(&r.clone().typed().with_error())));
                 }
                 return;
             }
@@ -346,17 +362,21 @@ impl<T> AsyncResult<T> {
     }
 }
 
-impl<T: DeserializeOwned> AsyncResult<T> {
+impl<T: DeserializeOwned, E: From<Error>> AsyncResult<T, E> {
     /// The value: waits for it ([`wait`](Self::wait)), then returns it, or the
     /// peer's error as `Err`. May be called again; it returns the same outcome.
-    pub fn value(&self) -> Result<T> {
-        convert(self.outcome()?, &self.slot.place)
+    pub fn value(&self) -> Result<T, E> {
+        self.outcome().and_then(|v| convert(v, &self.slot.place)).map_err(E::from)
     }
 
     /// [`value`](Self::value), consuming the result: when this is its only
     /// handle the value is moved out rather than copied (a synchronous call
     /// returning a megabyte copied it once more just to drop the original).
-    pub fn into_value(self) -> Result<T> {
+    pub fn into_value(self) -> Result<T, E> {
+        self.take_value().map_err(E::from)
+    }
+
+    fn take_value(self) -> Result<T> {
         self.wait()?;
         let mut s = self.slot.lock();
         // Nobody else can see the outcome: not a clone of this result, not
@@ -376,8 +396,8 @@ fn convert<T: DeserializeOwned>(value: Value, place: &Place) -> Result<T> {
     }
 }
 
-impl<T: DeserializeOwned> Future for AsyncResult<T> {
-    type Output = Result<T>;
+impl<T: DeserializeOwned, E: From<Error>> Future for AsyncResult<T, E> {
+    type Output = Result<T, E>;
 
     /// Ready with the outcome once the reply is here or the result expired;
     /// otherwise registers the task's waker and stays pending while
@@ -385,19 +405,20 @@ impl<T: DeserializeOwned> Future for AsyncResult<T> {
     /// [`Misuse::Unserved`] when nothing does (see [Awaiting](AsyncResult#awaiting)).
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(ready) = self.poll_settled(Some(cx.waker())) {
-            return Poll::Ready(ready);
+            return Poll::Ready(ready.map_err(E::from));
         }
         // Checked after the waker is in: a last server stopping from now on
         // finds it and wakes it, so the future polls again and fails here.
         if self.driver.as_ref().is_some_and(|d| !d.is_served()) {
             // The reply may have come in meanwhile: a settled result wins.
-            return Poll::Ready(self.poll_settled(None).unwrap_or(Err(Error::Misuse(Misuse::Unserved))));
+            let outcome = self.poll_settled(None).unwrap_or(Err(Error::Misuse(Misuse::Unserved)));
+            return Poll::Ready(outcome.map_err(E::from));
         }
         Poll::Pending
     }
 }
 
-impl<T: DeserializeOwned> AsyncResult<T> {
+impl<T: DeserializeOwned, E> AsyncResult<T, E> {
     /// The outcome when the result has settled; otherwise registers `waker`
     /// (if given) among the tasks to wake.
     fn poll_settled(&self, waker: Option<&Waker>) -> Option<Result<T>> {
@@ -421,7 +442,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
     }
 }
 
-impl<T> fmt::Debug for AsyncResult<T> {
+impl<T, E> fmt::Debug for AsyncResult<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.slot.lock();
         let state = match (&s.outcome, s.expired) {

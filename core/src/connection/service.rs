@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::Connection;
 use crate::error::CloseReason;
+use crate::typed::{Implementation, Interface};
 use crate::value::object::LocalObject;
 
 pub(super) type Hook = Arc<dyn Fn(&Connection) + Send + Sync>;
@@ -33,6 +34,16 @@ impl Service {
     /// A service whose every connection shares one root object.
     pub fn object(root: LocalObject) -> Self {
         Service::new(move |_| root.clone())
+    }
+
+    /// A service whose every connection shares one root object, an
+    /// implementation of the `#[netref::service]` trait `S`: only the
+    /// trait's methods are reachable.
+    ///
+    /// `Service::typed::<dyn FileMonitor>(Monitor::new())`; for a root per
+    /// connection, [`Service::new`] with [`typed::export`](crate::typed::export).
+    pub fn typed<S: Interface + ?Sized>(root: impl Implementation<S>) -> Self {
+        Service::object(crate::typed::export::<S>(root))
     }
 
     /// Exposes nothing (RPyC's `VoidService`); the peer's `root()` fails.

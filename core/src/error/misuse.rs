@@ -73,4 +73,28 @@ pub enum Misuse {
          (netref::async_(&proxy).call_method(..).await)"
     )]
     BlocksLoopServer,
+    /// A typed proxy was asked for an object that does not serve its
+    /// interface (a `#[netref::service]` trait): the object lacks some of
+    /// the trait's methods.
+    #[error(
+        "the peer's `{object}` object does not serve `{interface}`: it has no {}; it exposes {}",
+        list(missing),
+        if exposed.is_empty() { "nothing".to_string() } else { list(exposed) }
+    )]
+    WrongInterface {
+        /// The trait asked for.
+        interface: &'static str,
+        /// What the object calls itself (its `repr`-like name), or
+        /// `root` for a connection's root.
+        object: String,
+        /// The trait's methods the object lacks.
+        missing: Vec<String>,
+        /// The names the object exposes.
+        exposed: Vec<String>,
+    },
+}
+
+/// `a`, `b`, `c`.
+fn list(names: &[String]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }

@@ -2,7 +2,10 @@
 
 use std::{fmt, io};
 
-use super::Error;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{ConvertError, Error};
 /// An error raised by the peer while it handled one of our requests.
 ///
 /// Displays the way RPyC prints a remote exception: the type and message,
@@ -16,12 +19,53 @@ pub struct RemoteError {
     /// Traceback sections, innermost hop first. Empty when the peer hides
     /// tracebacks.
     pub traceback: Vec<String>,
+    /// The error itself as data (CBOR), when a typed method returned it:
+    /// what lets a typed client get the method's own error type back
+    /// ([`CallError::App`](crate::typed::CallError::App)).
+    /// Set by [`with_value`](Self::with_value), read by
+    /// [`value`](Self::value).
+    pub(crate) value: Option<Vec<u8>>,
 }
 
 impl RemoteError {
     /// A remote error with a type name and a message and no traceback yet.
     pub fn new(type_name: impl Into<String>, message: impl Into<String>) -> Self {
-        RemoteError { type_name: type_name.into(), message: message.into(), traceback: Vec::new() }
+        RemoteError {
+            type_name: type_name.into(),
+            message: message.into(),
+            traceback: Vec::new(),
+            value: None,
+        }
+    }
+
+    /// The error a typed method returned: named after `E` and displayed as
+    /// it displays, carrying `error` itself as data so a typed client reads
+    /// it back as an `E` ([`value`](Self::value)).
+    ///
+    /// When `error` does not serialize as plain data (it holds an object
+    /// reference, or its `Serialize` fails), the error still travels, by
+    /// its name and message alone.
+    pub fn typed<E: fmt::Display + Serialize + 'static>(error: &E) -> Self {
+        let mut remote = RemoteError::new(error_type_name::<E>(), error.to_string());
+        remote.value = crate::value::to_plain_cbor(error).ok();
+        remote
+    }
+
+    /// The error the peer's typed method returned, read back as an `E`:
+    /// `None` when the error carries no value (the peer's method is not
+    /// typed, or the error is netref's own), `Some(Err(..))` when the value
+    /// is not an `E` (the peer's method returns another error type).
+    pub fn value<E: DeserializeOwned>(&self) -> Option<Result<E, Error>> {
+        let bytes = self.value.as_deref()?;
+        Some(crate::value::from_plain_cbor(bytes).map_err(|e| match e {
+            Error::Convert(c) => Error::Convert(ConvertError::other(format!(
+                "the peer's `{}` error is not a `{}`: {}",
+                self.type_name,
+                short_type_name::<E>(),
+                c.problem()
+            ))),
+            other => other,
+        }))
     }
 
     /// The error a peer returns for a name that is not exposed

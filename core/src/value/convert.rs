@@ -164,3 +164,24 @@ fn as_value_ref<T: ?Sized>(value: &T) -> Option<&Value> {
     // the pointer is a thin pointer to a live `Value`.
     Some(unsafe { &*(value as *const T as *const Value) })
 }
+
+/// `value` as plain CBOR bytes (a typed method's error, as it travels in
+/// an error message): data only, so an object reference inside fails.
+pub(crate) fn to_plain_cbor<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let cbor = to_value(value)?.to_cbor(CONVERT_MAX_DEPTH, &mut |_| {
+        Err(ConvertError::other("an error's value cannot hold an object reference").into())
+    })?;
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&crate::wire::into_ciborium(cbor)?, &mut bytes)
+        .map_err(|e| ConvertError::other(e.to_string()))?;
+    Ok(bytes)
+}
+
+/// The value [`to_plain_cbor`] wrote, as a `T`.
+pub(crate) fn from_plain_cbor<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let cbor = crate::wire::decode_cbor(bytes, CONVERT_MAX_DEPTH)?;
+    let value = Value::from_cbor(cbor, CONVERT_MAX_DEPTH, &mut |tag, _| {
+        Err(ConvertError::other(format!("an error's value holds the unknown CBOR tag {tag}")).into())
+    })?;
+    from_value(value)
+}

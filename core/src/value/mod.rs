@@ -30,7 +30,9 @@ pub mod object;
 pub(crate) mod remote;
 mod serde_impls;
 
-pub(crate) use convert::{cast, from_value_at, into_value, placed, STASH_TAG};
+pub(crate) use convert::{
+    cast, from_plain_cbor, from_value_at, into_value, placed, to_plain_cbor, STASH_TAG,
+};
 pub use convert::{from_value, to_value};
 use convert::{park, unstash, CONVERT_MAX_DEPTH};
 

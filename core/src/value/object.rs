@@ -67,7 +67,7 @@ impl fmt::Debug for Answer {
 ///
 /// Every method has a default that refuses with RPyC's errors, so an object
 /// implements only what it exposes.
-pub trait Object: Send + Sync + 'static {
+pub trait Object: std::any::Any + Send + Sync {
     /// A name for error messages and `repr`-like output.
     fn type_name(&self) -> &str;
 
@@ -314,6 +314,18 @@ impl ObjectBuilder {
         self
     }
 
+    /// Exposes a method served by `handler` from the call's raw
+    /// arguments: the typed layer's methods (`typed/export.rs`), which
+    /// convert their arguments themselves.
+    pub(crate) fn handler(
+        mut self,
+        name: &str,
+        handler: impl Fn(Vec<Value>) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        self.methods.insert(name.to_owned(), Arc::new(handler));
+        self
+    }
+
     /// How errors name the method `name`: `Type.method`.
     fn callee(&self, name: &str) -> Arc<str> {
         format!("{}.{name}", self.type_name).into()
@@ -414,13 +426,13 @@ fn returned<T: Serialize>(callee: &str, t: T) -> CallResult {
 }
 
 /// `t` as a value for the peer; a failure is a `TypeError` naming `place`.
-fn converted<T: Serialize>(place: &Place, t: T) -> CallResult {
+pub(crate) fn converted<T: Serialize>(place: &Place, t: T) -> CallResult {
     into_value(t).map_err(|e| type_error_at(place, e))
 }
 
 /// A conversion failure at `place` as the `TypeError` the peer receives:
 /// its message is exactly the conversion error's text.
-fn type_error_at(place: &Place, e: Error) -> RemoteError {
+pub(crate) fn type_error_at(place: &Place, e: Error) -> RemoteError {
     match placed(e, place) {
         Error::Convert(c) => RemoteError::type_error(c.to_string()),
         other => RemoteError::type_error(format!("{place}: {other}")),

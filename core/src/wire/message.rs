@@ -185,13 +185,20 @@ impl Message {
                 Cbor::Array(a)
             }
             Message::Reply { seq, value } => Cbor::Array(vec![uint(2), uint(seq), value]),
-            Message::Error { seq, error } => Cbor::Array(vec![
-                uint(3),
-                uint(seq),
-                Cbor::Text(error.type_name),
-                Cbor::Text(error.message),
-                Cbor::Array(error.traceback.into_iter().map(Cbor::Text).collect()),
-            ]),
+            Message::Error { seq, error } => Cbor::Array(
+                vec![
+                    uint(3),
+                    uint(seq),
+                    Cbor::Text(error.type_name),
+                    Cbor::Text(error.message),
+                    Cbor::Array(error.traceback.into_iter().map(Cbor::Text).collect()),
+                ]
+                .into_iter()
+                // A typed method's own error, as data (encoded CBOR in a byte
+                // string): only when there is one, so other errors keep five fields.
+                .chain(error.value.map(Cbor::Bytes))
+                .collect(),
+            ),
         }
     }
 
@@ -329,7 +336,12 @@ impl Message {
                         _ => Err(malformed("traceback entries must be text")),
                     })
                     .collect::<Result<_, _>>()?;
-                Message::Error { seq, error: RemoteError { type_name, message, traceback } }
+                let value = match f.items.next() {
+                    None => None,
+                    Some(Cbor::Bytes(b)) => Some(b),
+                    Some(_) => return Err(malformed("an error's value must be a byte string of CBOR")),
+                };
+                Message::Error { seq, error: RemoteError { type_name, message, traceback, value } }
             }
             other => return Err(DecodeError::UnknownMessage(other)),
         };

@@ -1,0 +1,154 @@
+//! The client side: `TraitProxy`, whose methods block (serving the
+//! connection, so callbacks run meanwhile), and `TraitAsync`, its
+//! `async_()` / `timed(d)` view whose methods return typed `AsyncResult`s.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::model::{Method, Output, Service};
+
+pub(crate) fn expand(service: &Service) -> TokenStream {
+    let ident = &service.ident;
+    let vis = &service.vis;
+    let proxy = format_ident!("{}Proxy", ident);
+    let view = format_ident!("{}Async", ident);
+    let proxy_doc = format!(
+        "The typed proxy of [`{ident}`]: calls one of the peer's objects serving it (or one of \
+         this side's own) by the trait's methods.\n\n\
+         Each method blocks until its result is here, serving the connection meanwhile, so \
+         callbacks into this side run while it waits. [`async_`]({proxy}::async_) and \
+         [`timed`]({proxy}::timed) give the same methods returning \
+         [`AsyncResult`](::netref::AsyncResult)s, which are also futures. Made by \
+         [`{proxy}::root`], or received as an [`Obj<dyn {ident}>`](::netref::typed::Obj)."
+    );
+    let view_doc = format!(
+        "[`{proxy}`]'s methods without waiting: each returns an \
+         [`AsyncResult`](::netref::AsyncResult) (RPyC's `async_` and `timed`), which is also a \
+         future. Made by [`{proxy}::async_`] and [`{proxy}::timed`]."
+    );
+    let root_doc = format!(
+        "The peer's root object as a [`{ident}`], checked to expose the trait's methods (one \
+         round trip): fails with [`Misuse::WrongInterface`](::netref::Misuse::WrongInterface) \
+         naming what it lacks."
+    );
+    let from_remote_doc =
+        format!("The peer's object `remote` as a [`{ident}`], checked as [`{proxy}::root`] checks the root.");
+    let sync_methods = service.methods.iter().map(|m| sync_method(m, vis));
+    let async_methods = service.methods.iter().map(|m| async_method(m, vis));
+    quote! {
+        #[doc = #proxy_doc]
+        #[derive(Clone, Debug)]
+        #vis struct #proxy {
+            handle: ::netref::typed::Handle,
+        }
+
+        #[doc = #view_doc]
+        #[derive(Clone, Debug)]
+        #vis struct #view {
+            handle: ::netref::typed::Handle,
+            expiry: ::core::option::Option<::core::time::Duration>,
+        }
+
+        impl ::netref::typed::Proxy for #proxy {
+            fn from_handle(handle: ::netref::typed::Handle) -> Self {
+                #proxy { handle }
+            }
+            fn handle(&self) -> &::netref::typed::Handle {
+                &self.handle
+            }
+        }
+
+        impl #proxy {
+            #[doc = #root_doc]
+            #vis fn root(conn: &::netref::Connection) -> ::netref::Result<Self> {
+                ::netref::typed::root::<dyn #ident>(conn)
+            }
+
+            #[doc = #from_remote_doc]
+            #vis fn from_remote(remote: ::netref::RemoteObject) -> ::netref::Result<Self> {
+                ::netref::typed::Obj::<dyn #ident>::from_remote(remote)
+                    .map(|obj| ::core::clone::Clone::clone(obj.proxy()))
+            }
+
+            /// The same methods, each returning an `AsyncResult` at once
+            /// (RPyC's `async_`).
+            #vis fn async_(&self) -> #view {
+                #view { handle: ::core::clone::Clone::clone(&self.handle), expiry: ::core::option::Option::None }
+            }
+
+            /// The same methods, each returning an `AsyncResult` that
+            /// expires after `timeout` (RPyC's `timed`): its value is then
+            /// a timeout error.
+            #vis fn timed(&self, timeout: ::core::time::Duration) -> #view {
+                #view {
+                    handle: ::core::clone::Clone::clone(&self.handle),
+                    expiry: ::core::option::Option::Some(timeout),
+                }
+            }
+
+            #(#sync_methods)*
+        }
+
+        impl #view {
+            #(#async_methods)*
+        }
+    }
+}
+
+/// The parameters of a proxy method, and the argument tuple it sends: a
+/// `Callback` is taken as anything converting into one (a closure).
+fn parameters(m: &Method) -> (Vec<TokenStream>, TokenStream) {
+    let params = m
+        .args
+        .iter()
+        .map(|a| {
+            let (id, ty) = (&a.ident, &a.ty);
+            if a.callback {
+                quote!(#id: impl ::core::convert::Into<#ty>)
+            } else {
+                quote!(#id: #ty)
+            }
+        })
+        .collect();
+    let values = m.args.iter().map(|a| {
+        let id = &a.ident;
+        if a.callback {
+            quote!(::core::convert::Into::into(#id))
+        } else {
+            quote!(#id)
+        }
+    });
+    (params, quote!((#(#values,)*)))
+}
+
+/// What a method's call gives: its value, and the error type.
+fn result_types(m: &Method) -> (TokenStream, TokenStream) {
+    match &m.output {
+        Output::Value(ty) => (quote!(#ty), quote!(::netref::Error)),
+        Output::Fallible { ok, err } => (quote!(#ok), quote!(::netref::typed::CallError<#err>)),
+    }
+}
+
+fn sync_method(m: &Method, vis: &syn::Visibility) -> TokenStream {
+    let (ident, docs, name) = (&m.ident, &m.docs, m.wire_name());
+    let (params, args) = parameters(m);
+    let (ok, err) = result_types(m);
+    quote! {
+        #(#docs)*
+        #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#ok, #err> {
+            self.handle.call_method(#name, #args)
+        }
+    }
+}
+
+fn async_method(m: &Method, vis: &syn::Visibility) -> TokenStream {
+    let (ident, docs, name) = (&m.ident, &m.docs, m.wire_name());
+    let (params, args) = parameters(m);
+    let (ok, err) = result_types(m);
+    quote! {
+        #(#docs)*
+        #vis fn #ident(&self, #(#params),*) -> ::netref::AsyncResult<#ok, #err> {
+            self.handle.async_method(#name, #args, self.expiry)
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The server side: the trait written back, how an implementation is
+//! served (`impl Interface for dyn Trait`), and the checks that point the
+//! compiler's errors at the user's types.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{parse_quote, ReturnType, TraitItem};
+
+use crate::model::{Method, Output, Service};
+
+/// Everything but the proxy.
+pub(crate) fn expand(service: &Service) -> TokenStream {
+    let written = trait_written_back(service);
+    let ident = &service.ident;
+    let name = ident.to_string();
+    let proxy = format_ident!("{}Proxy", ident);
+    let wire_names = service.methods.iter().map(Method::wire_name);
+    let methods = service.methods.iter().map(export_method);
+    let checks = service.methods.iter().map(checks);
+    quote! {
+        #written
+
+        impl ::netref::typed::Interface for dyn #ident {
+            const NAME: &'static str = #name;
+            const METHODS: &'static [&'static str] = &[#(#wire_names),*];
+            type Proxy = #proxy;
+        }
+
+        impl<__NetrefImpl: #ident> ::netref::typed::ServedBy<__NetrefImpl> for dyn #ident {
+            fn serve(this: ::std::sync::Arc<__NetrefImpl>) -> ::netref::LocalObject {
+                let erased: ::std::sync::Arc<dyn #ident> = ::std::sync::Arc::<__NetrefImpl>::clone(&this);
+                ::netref::typed::Export::new(this, erased)
+                    #(#methods)*
+                    .build()
+            }
+        }
+
+        // What serde must say of each type, checked at the type so that a
+        // missing derive is reported where it is written.
+        const _: () = {
+            #[allow(dead_code)]
+            fn wire_types() {
+                #(#checks)*
+            }
+        };
+    }
+}
+
+/// The trait as declared, shareable across threads, with each `async fn`
+/// a method returning a `Send` future (a connection's thread polls it),
+/// left out of the trait object. Implementations still write `async fn`.
+fn trait_written_back(service: &Service) -> TokenStream {
+    let mut item = service.item.clone();
+    item.supertraits.push(parse_quote!(::core::marker::Send));
+    item.supertraits.push(parse_quote!(::core::marker::Sync));
+    item.supertraits.push(parse_quote!('static));
+    if item.colon_token.is_none() {
+        item.colon_token = Some(Default::default());
+    }
+    for trait_item in &mut item.items {
+        let TraitItem::Fn(f) = trait_item else { continue };
+        if f.sig.asyncness.take().is_none() {
+            continue;
+        }
+        let output = match &f.sig.output {
+            ReturnType::Default => quote!(()),
+            ReturnType::Type(_, ty) => quote!(#ty),
+        };
+        f.sig.output = parse_quote! {
+            -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+        };
+        // A trait object cannot call it (its future's type is the
+        // implementation's), which keeps `dyn Trait` a type: the
+        // implementation serves it where its type is known (`ServedBy`).
+        f.sig.generics.where_clause = Some(parse_quote!(where Self: ::core::marker::Sized));
+        if let Some(body) = f.default.take() {
+            f.default = Some(parse_quote!({ async move #body }));
+            f.attrs.push(parse_quote!(#[allow(clippy::manual_async_fn)]));
+        }
+    }
+    quote!(#item)
+}
+
+/// One method's entry in the `Export`.
+fn export_method(m: &Method) -> TokenStream {
+    let name = m.wire_name();
+    let ident = &m.ident;
+    let required = m.required();
+    let total = m.args.len();
+    // Mixed-site names: an argument called `this` or `args` stays the user's.
+    let this = syn::Ident::new("this", Span::mixed_site());
+    let args = syn::Ident::new("args", Span::mixed_site());
+    let bind = m.args.iter().map(|a| {
+        let (id, ty) = (&a.ident, &a.ty);
+        if a.default {
+            quote!(let #id: #ty = #args.take_or_default()?;)
+        } else {
+            quote!(let #id: #ty = #args.take()?;)
+        }
+    });
+    let names = m.args.iter().map(|a| &a.ident);
+    let wrap = match &m.output {
+        Output::Value(_) => quote!(::netref::typed::Returns),
+        Output::Fallible { .. } => quote!(::netref::typed::Fallible),
+    };
+    let arity = quote!(::netref::typed::Arity { required: #required, total: #total });
+    if m.is_async {
+        quote! {
+            .async_method(#name, #arity, |#this: &::std::sync::Arc<__NetrefImpl>, #args: &mut ::netref::typed::Args| {
+                #(#bind)*
+                let #this = ::std::sync::Arc::clone(#this);
+                ::core::result::Result::Ok(async move { #wrap(#this.#ident(#(#names),*).await) })
+            })
+        }
+    } else {
+        quote! {
+            .method(#name, #arity, |#this: &__NetrefImpl, #args: &mut ::netref::typed::Args| {
+                #(#bind)*
+                ::core::result::Result::Ok(#wrap(#this.#ident(#(#names),*)))
+            })
+        }
+    }
+}
+
+/// The serde checks of one method's types, each spanned at its type.
+fn checks(m: &Method) -> TokenStream {
+    let mut out = TokenStream::new();
+    for a in &m.args {
+        let ty = &a.ty;
+        out.extend(quote_spanned!(ty.span()=> ::netref::typed::__private::argument::<#ty>();));
+        if a.default {
+            out.extend(quote_spanned!(ty.span()=> ::netref::typed::__private::defaulted::<#ty>();));
+        }
+    }
+    match &m.output {
+        Output::Value(ty) => {
+            out.extend(quote_spanned!(ty.span()=> ::netref::typed::__private::result::<#ty>();))
+        }
+        Output::Fallible { ok, err } => {
+            out.extend(quote_spanned!(ok.span()=> ::netref::typed::__private::result::<#ok>();));
+            out.extend(quote_spanned!(err.span()=> ::netref::typed::__private::error::<#err>();));
+        }
+    }
+    out
+}
