@@ -3,7 +3,8 @@
 //! `async_()` / `timed(d)` view whose methods return typed `AsyncResult`s.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use crate::model::{Method, Output, Service};
 
@@ -110,33 +111,43 @@ fn parameters(m: &Method) -> (Vec<TokenStream>, TokenStream) {
             }
         })
         .collect();
+    // Each converted where its type is written, so that a type serde
+    // cannot write is reported there.
     let values = m.args.iter().map(|a| {
-        let id = &a.ident;
+        let (id, ty) = (&a.ident, &a.ty);
         if a.callback {
-            quote!(::core::convert::Into::into(#id))
+            quote_spanned!(ty.span()=> ::netref::typed::__private::argument::<#ty>(&::core::convert::Into::into(#id)))
         } else {
-            quote!(#id)
+            quote_spanned!(ty.span()=> ::netref::typed::__private::argument::<#ty>(&#id))
         }
     });
-    (params, quote!((#(#values,)*)))
+    let n = m.args.len();
+    let args = quote! {
+        ::core::iter::Iterator::collect::<::netref::Result<::std::vec::Vec<::netref::Value>>>(
+            <[::netref::Result<::netref::Value>; #n] as ::core::iter::IntoIterator>::into_iter([#(#values),*])
+        )
+    };
+    (params, args)
 }
 
 /// What a method's call gives: its value, and the error type.
-fn result_types(m: &Method) -> (TokenStream, TokenStream) {
+fn result_types(m: &Method) -> (TokenStream, TokenStream, proc_macro2::Span) {
     match &m.output {
-        Output::Value(ty) => (quote!(#ty), quote!(::netref::Error)),
-        Output::Fallible { ok, err } => (quote!(#ok), quote!(::netref::typed::CallError<#err>)),
+        Output::Value(ty) => (quote!(#ty), quote!(::netref::Error), ty.span()),
+        Output::Fallible { ok, err } => (quote!(#ok), quote!(::netref::typed::CallError<#err>), ok.span()),
     }
 }
 
 fn sync_method(m: &Method, vis: &syn::Visibility) -> TokenStream {
     let (ident, docs, name) = (&m.ident, &m.docs, m.wire_name());
     let (params, args) = parameters(m);
-    let (ok, err) = result_types(m);
+    let (ok, err, span) = result_types(m);
+    // Spanned at the result type: a type serde cannot read is reported there.
+    let call = quote_spanned!(span=> self.handle.call_method(#name, #args));
     quote! {
         #(#docs)*
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#ok, #err> {
-            self.handle.call_method(#name, #args)
+            #call
         }
     }
 }
@@ -144,7 +155,7 @@ fn sync_method(m: &Method, vis: &syn::Visibility) -> TokenStream {
 fn async_method(m: &Method, vis: &syn::Visibility) -> TokenStream {
     let (ident, docs, name) = (&m.ident, &m.docs, m.wire_name());
     let (params, args) = parameters(m);
-    let (ok, err) = result_types(m);
+    let (ok, err, _) = result_types(m);
     quote! {
         #(#docs)*
         #vis fn #ident(&self, #(#params),*) -> ::netref::AsyncResult<#ok, #err> {

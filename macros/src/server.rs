@@ -17,7 +17,6 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
     let proxy = format_ident!("{}Proxy", ident);
     let wire_names = service.methods.iter().map(Method::wire_name);
     let methods = service.methods.iter().map(export_method);
-    let checks = service.methods.iter().map(checks);
     quote! {
         #written
 
@@ -36,14 +35,6 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
             }
         }
 
-        // What serde must say of each type, checked at the type so that a
-        // missing derive is reported where it is written.
-        const _: () = {
-            #[allow(dead_code)]
-            fn wire_types() {
-                #(#checks)*
-            }
-        };
     }
 }
 
@@ -93,54 +84,41 @@ fn export_method(m: &Method) -> TokenStream {
     let args = syn::Ident::new("args", Span::mixed_site());
     let bind = m.args.iter().map(|a| {
         let (id, ty) = (&a.ident, &a.ty);
+        // Spanned at the type: a type serde cannot read is reported there.
         if a.default {
-            quote!(let #id: #ty = #args.take_or_default()?;)
+            quote_spanned!(ty.span()=> let #id: #ty = #args.take_or_default()?;)
         } else {
-            quote!(let #id: #ty = #args.take()?;)
+            quote_spanned!(ty.span()=> let #id: #ty = #args.take()?;)
         }
     });
     let names = m.args.iter().map(|a| &a.ident);
-    let wrap = match &m.output {
-        Output::Value(_) => quote!(::netref::typed::Returns),
-        Output::Fallible { .. } => quote!(::netref::typed::Fallible),
+    // The answer is converted where the result type is written, so that
+    // a type serde cannot write is reported there.
+    let (reply, span) = match &m.output {
+        Output::Value(ty) => (quote_spanned!(ty.span()=> ::netref::typed::reply::<#ty>), ty.span()),
+        Output::Fallible { ok, err } => {
+            (quote_spanned!(ok.span()=> ::netref::typed::reply_result::<#ok, #err>), ok.span())
+        }
     };
     let arity = quote!(::netref::typed::Arity { required: #required, total: #total });
+    let callee = syn::Ident::new("callee", Span::mixed_site());
     if m.is_async {
+        let answer = quote_spanned!(span=> #reply(&#callee, #this.#ident(#(#names),*).await));
         quote! {
             .async_method(#name, #arity, |#this: &::std::sync::Arc<__NetrefImpl>, #args: &mut ::netref::typed::Args| {
                 #(#bind)*
                 let #this = ::std::sync::Arc::clone(#this);
-                ::core::result::Result::Ok(async move { #wrap(#this.#ident(#(#names),*).await) })
+                let #callee = #args.callee();
+                ::core::result::Result::Ok(async move { #answer })
             })
         }
     } else {
+        let answer = quote_spanned!(span=> #reply(&#args.callee(), #this.#ident(#(#names),*)));
         quote! {
             .method(#name, #arity, |#this: &__NetrefImpl, #args: &mut ::netref::typed::Args| {
                 #(#bind)*
-                ::core::result::Result::Ok(#wrap(#this.#ident(#(#names),*)))
+                #answer
             })
         }
     }
-}
-
-/// The serde checks of one method's types, each spanned at its type.
-fn checks(m: &Method) -> TokenStream {
-    let mut out = TokenStream::new();
-    for a in &m.args {
-        let ty = &a.ty;
-        out.extend(quote_spanned!(ty.span()=> ::netref::typed::__private::argument::<#ty>();));
-        if a.default {
-            out.extend(quote_spanned!(ty.span()=> ::netref::typed::__private::defaulted::<#ty>();));
-        }
-    }
-    match &m.output {
-        Output::Value(ty) => {
-            out.extend(quote_spanned!(ty.span()=> ::netref::typed::__private::result::<#ty>();))
-        }
-        Output::Fallible { ok, err } => {
-            out.extend(quote_spanned!(ok.span()=> ::netref::typed::__private::result::<#ok>();));
-            out.extend(quote_spanned!(err.span()=> ::netref::typed::__private::error::<#err>();));
-        }
-    }
-    out
 }

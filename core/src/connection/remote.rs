@@ -30,6 +30,15 @@ impl IntoArgs for Vec<Value> {
     }
 }
 
+/// Arguments already converted one by one, or the first conversion's
+/// error (what a typed proxy passes: each argument converted where its
+/// type is written).
+impl IntoArgs for Result<Vec<Value>> {
+    fn into_args(self) -> Result<Vec<Value>> {
+        self
+    }
+}
+
 macro_rules! impl_into_args {
     ($($a:ident),*) => {
         impl<$($a: Serialize),*> IntoArgs for ($($a,)*) {

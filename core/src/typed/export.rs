@@ -2,13 +2,12 @@
 //! The macro writes one `Export` per trait; what it names here is public
 //! so that the expansion compiles in the user's crate.
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
+use super::__private::{AppError, Argument, Defaulted, Reply};
 use super::Interface;
 use crate::error::{Place, RemoteError};
 use crate::value::object::{
@@ -27,33 +26,19 @@ pub struct Export<S: ?Sized, T> {
     builder: ObjectBuilder,
 }
 
-/// What a method of the implementation returned, as the peer's answer: a
-/// value ([`Returns`]) or a `Result` whose `Err` is the method's own
-/// error ([`Fallible`]).
-pub trait IntoReply {
-    /// The answer; `callee` names the method in a conversion error.
-    fn into_reply(self, callee: &str) -> CallResult;
+/// What a method returned, as the peer's answer; `callee` names the
+/// method in a conversion error.
+pub fn reply<T: Reply>(callee: &str, value: T) -> CallResult {
+    converted(&Place::Result { method: Some(callee.to_owned()) }, value)
 }
 
-/// A method's value, returned as it is.
-pub struct Returns<T>(pub T);
-
-impl<T: Serialize> IntoReply for Returns<T> {
-    fn into_reply(self, callee: &str) -> CallResult {
-        converted(&Place::Result { method: Some(callee.to_owned()) }, self.0)
-    }
-}
-
-/// A method's `Result`: `Err(e)` reaches the peer as a remote error named
-/// after `E`, carrying `e` as data ([`RemoteError::typed`]).
-pub struct Fallible<T, E>(pub Result<T, E>);
-
-impl<T: Serialize, E: fmt::Display + Serialize + 'static> IntoReply for Fallible<T, E> {
-    fn into_reply(self, callee: &str) -> CallResult {
-        match self.0 {
-            Ok(t) => Returns(t).into_reply(callee),
-            Err(e) => Err(RemoteError::typed(&e)),
-        }
+/// What a method returning `Result<T, E>` returned: `Err(e)` reaches the
+/// peer as a remote error named after `E`, carrying `e` as data
+/// ([`RemoteError::typed`]).
+pub fn reply_result<T: Reply, E: AppError>(callee: &str, result: Result<T, E>) -> CallResult {
+    match result {
+        Ok(t) => reply(callee, t),
+        Err(e) => Err(RemoteError::typed(&e)),
     }
 }
 
@@ -76,40 +61,32 @@ impl<S: Interface + ?Sized, T: Send + Sync + 'static> Export<S, T> {
     }
 
     /// A method answering at once: `f` takes the implementation and the
-    /// call's arguments.
-    pub fn method<F, R>(self, name: &'static str, arity: Arity, f: F) -> Self
+    /// call's arguments, and answers ([`reply`], [`reply_result`]).
+    pub fn method<F>(self, name: &'static str, arity: Arity, f: F) -> Self
     where
-        F: Fn(&T, &mut Args) -> Result<R, RemoteError> + Send + Sync + 'static,
-        R: IntoReply,
+        F: Fn(&T, &mut Args) -> CallResult + Send + Sync + 'static,
     {
         let this = self.this.clone();
         let callee: Arc<str> = format!("{}.{name}", S::NAME).into();
         self.with(name, move |values| {
-            Answer::Ready(
-                Args::new(callee.clone(), values, arity)
-                    .and_then(|mut args| f(&this, &mut args))
-                    .and_then(|r| r.into_reply(&callee)),
-            )
+            Answer::Ready(Args::new(callee.clone(), values, arity).and_then(|mut args| f(&this, &mut args)))
         })
     }
 
     /// An asynchronous method (`async fn`): `f` converts the arguments at
     /// once (a wrong one is refused before anything runs) and gives the
-    /// future, which the connection polls and answers when it is ready.
+    /// future of the answer, which the connection polls and sends when it
+    /// is ready.
     pub fn async_method<F, Fut>(self, name: &'static str, arity: Arity, f: F) -> Self
     where
         F: Fn(&Arc<T>, &mut Args) -> Result<Fut, RemoteError> + Send + Sync + 'static,
-        Fut: Future + Send + 'static,
-        Fut::Output: IntoReply,
+        Fut: Future<Output = CallResult> + Send + 'static,
     {
         let this = self.this.clone();
         let callee: Arc<str> = format!("{}.{name}", S::NAME).into();
         self.with(name, move |values| {
             match Args::new(callee.clone(), values, arity).and_then(|mut args| f(&this, &mut args)) {
-                Ok(future) => {
-                    let callee = callee.clone();
-                    Answer::Later(Box::pin(async move { future.await.into_reply(&callee) }))
-                }
+                Ok(future) => Answer::Later(Box::pin(future)),
                 Err(e) => Answer::Ready(Err(e)),
             }
         })
@@ -154,14 +131,19 @@ impl Args {
         Ok(Args { callee, values: values.into_iter(), position: 0 })
     }
 
+    /// What is called, `Trait.method`, as errors name it.
+    pub fn callee(&self) -> Arc<str> {
+        self.callee.clone()
+    }
+
     /// The next argument, which the caller must pass (the arity is checked).
-    pub fn take<T: DeserializeOwned>(&mut self) -> Result<T, RemoteError> {
+    pub fn take<T: Argument>(&mut self) -> Result<T, RemoteError> {
         let value = self.values.next().unwrap_or(Value::Null);
         self.convert(value)
     }
 
     /// The next argument, or `T::default()` when the caller left it out.
-    pub fn take_or_default<T: DeserializeOwned + Default>(&mut self) -> Result<T, RemoteError> {
+    pub fn take_or_default<T: Argument + Defaulted>(&mut self) -> Result<T, RemoteError> {
         match self.values.next() {
             Some(value) => self.convert(value),
             None => {

@@ -41,7 +41,7 @@ mod tests;
 
 pub use callback::Callback;
 pub use error::CallError;
-pub use export::{Args, Arity, Export, Fallible, IntoReply, Returns};
+pub use export::{reply, reply_result, Args, Arity, Export};
 pub use handle::Handle;
 pub use obj::Obj;
 
@@ -143,7 +143,7 @@ pub mod __private {
         note = "derive `serde::Serialize` and `serde::Deserialize` for it, or take a type that does \
                 (a closure: `Callback<(Args,)>`, an object: `Obj<dyn Trait>`)"
     )]
-    pub trait Argument {}
+    pub trait Argument: Serialize + DeserializeOwned {}
     impl<T: Serialize + DeserializeOwned> Argument for T {}
 
     /// A type a service method can return.
@@ -153,7 +153,7 @@ pub mod __private {
         note = "derive `serde::Serialize` and `serde::Deserialize` for it, or return a type that does \
                 (an object: `Obj<dyn Trait>`)"
     )]
-    pub trait Reply {}
+    pub trait Reply: Serialize + DeserializeOwned {}
     impl<T: Serialize + DeserializeOwned> Reply for T {}
 
     /// A type a service method can fail with.
@@ -163,7 +163,7 @@ pub mod __private {
         note = "derive `serde::Serialize` and `serde::Deserialize` for it and implement `Display` \
                 (`thiserror::Error` does): the peer gets it back as `CallError::App`"
     )]
-    pub trait AppError {}
+    pub trait AppError: Serialize + DeserializeOwned + Display + 'static {}
     impl<T: Serialize + DeserializeOwned + Display + 'static> AppError for T {}
 
     /// A type an argument added later can default to.
@@ -172,15 +172,11 @@ pub mod __private {
         label = "no `Default`",
         note = "implement or derive `Default` for it: older callers leave the argument out"
     )]
-    pub trait Defaulted {}
+    pub trait Defaulted: Default {}
     impl<T: Default> Defaulted for T {}
 
-    /// Checks an argument's type.
-    pub fn argument<T: Argument>() {}
-    /// Checks a result's type.
-    pub fn result<T: Reply>() {}
-    /// Checks an error's type.
-    pub fn error<T: AppError>() {}
-    /// Checks a defaulted argument's type.
-    pub fn defaulted<T: Defaulted>() {}
+    /// An argument of a proxy's call, converted for the wire.
+    pub fn argument<T: Argument>(value: &T) -> crate::Result<crate::Value> {
+        crate::to_value(value)
+    }
 }

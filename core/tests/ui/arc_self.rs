@@ -1,0 +1,6 @@
+#[netref::service]
+pub trait Counter {
+    fn finish(self: std::sync::Arc<Self>) -> u64;
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[netref::service]
+pub trait Store {
+    const SIZE: usize;
+    fn get(&self) -> u64;
+}
+
+fn main() {}

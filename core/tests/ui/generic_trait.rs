@@ -1,0 +1,6 @@
+#[netref::service]
+pub trait Store<T> {
+    fn get(&self) -> u64;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[netref::service]
+pub trait Runner {
+    fn async_(&self);
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[netref::service]
+pub trait Tree {
+    fn root(&self) -> String;
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[netref::service]
+pub struct Files;
+
+fn main() {}

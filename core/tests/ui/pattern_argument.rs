@@ -1,0 +1,6 @@
+#[netref::service]
+pub trait Geometry {
+    fn area(&self, (w, h): (u64, u64)) -> u64;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[netref::service]
+pub trait Files {
+    fn name(&self) -> &str;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[netref::service]
+pub trait Store: Clone {
+    fn get(&self) -> u64;
+}
+
+fn main() {}
