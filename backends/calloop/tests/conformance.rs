@@ -7,16 +7,20 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
+use calloop::futures::Scheduler;
 use calloop::ping::{make_ping, Ping};
 use calloop::{EventLoop, LoopSignal};
 use netref::{Builder, Connection};
 use netref_calloop::{Attached, ConnectionSource, Server};
-use netref_conformance::{Backend, RunningServer, TestLoop};
+use netref_conformance::{Backend, LocalFuture, RunningServer, TestLoop};
 
 struct CalloopLoop {
     event_loop: EventLoop<'static, ()>,
     conns: HashMap<usize, Attached<'static, ()>>,
     notify: Ping,
+    /// calloop's executor, a source of the loop: what a calloop program
+    /// awaits netref results with.
+    scheduler: Scheduler<()>,
     next: usize,
 }
 
@@ -46,6 +50,11 @@ impl TestLoop for CalloopLoop {
         let ping = self.notify.clone();
         Arc::new(move || ping.ping())
     }
+
+    fn spawn_local(&mut self, fut: LocalFuture) -> Result<(), LocalFuture> {
+        self.scheduler.schedule(fut).expect("the executor is in the loop");
+        Ok(())
+    }
 }
 
 struct Running {
@@ -74,7 +83,9 @@ impl Backend for Calloop {
         let event_loop = EventLoop::try_new().unwrap();
         let (notify, source) = make_ping().unwrap();
         event_loop.handle().insert_source(source, |_, _, _| {}).unwrap();
-        CalloopLoop { event_loop, conns: HashMap::new(), notify, next: 0 }
+        let (executor, scheduler) = calloop::futures::executor().unwrap();
+        event_loop.handle().insert_source(executor, |(), _, _| {}).unwrap();
+        CalloopLoop { event_loop, conns: HashMap::new(), notify, scheduler, next: 0 }
     }
 
     fn make_server(listener: TcpListener, builder: Builder) -> std::io::Result<()> {

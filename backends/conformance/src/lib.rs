@@ -56,7 +56,17 @@ pub trait TestLoop {
     /// A thread-safe function that wakes the loop (a `turn` in progress
     /// returns soon), using the loop's own primitive.
     fn notifier(&self) -> Arc<dyn Fn() + Send + Sync>;
+    /// Runs `fut` with the loop's own executor (glib's `spawn_local`,
+    /// calloop's executor), which polls it in the loop's turns. A backend
+    /// whose loop has none gives the future back, and the suite polls it
+    /// between turns, woken as any executor would be.
+    fn spawn_local(&mut self, fut: LocalFuture) -> Result<(), LocalFuture> {
+        Err(fut)
+    }
 }
+
+/// A future for [`TestLoop::spawn_local`].
+pub type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 /// A backend's server running on a thread of its own.
 pub trait RunningServer: Send {
@@ -114,6 +124,8 @@ macro_rules! conformance_tests {
             batched_events_and_replies_on_the_loop,
             batched_calls_and_replies_on_the_backend_server,
             a_method_waiting_on_its_client_never_blocks_the_loop_server,
+            typed_proxy_awaited_on_the_loop,
+            typed_service_on_the_backend_server,
         );
     };
     (@each $backend:ty; $($name:ident),* $(,)?) => {
@@ -127,6 +139,33 @@ macro_rules! conformance_tests {
 }
 
 // ---- helpers -------------------------------------------------------------------
+
+/// Runs `fut` on `lp` until it completes: with the loop's executor when
+/// it has one, otherwise polled here between turns whenever woken.
+pub fn run_future<L: TestLoop>(lp: &mut L, what: &str, fut: impl Future<Output = ()> + 'static) {
+    let done = Flag::default();
+    let d = done.clone();
+    let fut: LocalFuture = Box::pin(async move {
+        fut.await;
+        d.set();
+    });
+    match lp.spawn_local(fut) {
+        Ok(()) => run_until(lp, what, |_| done.get()),
+        Err(mut fut) => {
+            let woken = Flag::default();
+            let waker = Waker::from(Arc::new(woken.clone()));
+            let give_up = Instant::now() + PATIENCE;
+            while fut.as_mut().poll(&mut Context::from_waker(&waker)).is_pending() {
+                while !woken.get() {
+                    let now = Instant::now();
+                    assert!(now < give_up, "timed out waiting for {what}");
+                    lp.turn(give_up - now);
+                }
+                woken.0.store(false, Ordering::Release);
+            }
+        }
+    }
+}
 
 /// Turns `lp` until `done` holds; panics after [`PATIENCE`].
 pub fn run_until<L: TestLoop>(lp: &mut L, what: &str, mut done: impl FnMut(&L) -> bool) {
@@ -1519,3 +1558,6 @@ pub fn refused_clients_never_pause_accepting<B: Backend>() {
     drop(clients);
     server.stop();
 }
+
+mod typed;
+pub use typed::{typed_proxy_awaited_on_the_loop, typed_service_on_the_backend_server};

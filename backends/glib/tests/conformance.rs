@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use glib::{ControlFlow, MainContext, Priority};
 use netref::{Builder, Connection};
-use netref_conformance::{Backend, RunningServer, TestLoop};
+use netref_conformance::{Backend, LocalFuture, RunningServer, TestLoop};
 use netref_glib::{Attached, Server};
 
 struct GlibLoop {
@@ -48,6 +48,12 @@ impl TestLoop for GlibLoop {
     fn notifier(&self) -> Arc<dyn Fn() + Send + Sync> {
         let ctx = self.ctx.clone();
         Arc::new(move || ctx.wakeup())
+    }
+
+    fn spawn_local(&mut self, fut: LocalFuture) -> Result<(), LocalFuture> {
+        // What a GTK application does: `glib::spawn_future_local`.
+        self.ctx.spawn_local(fut);
+        Ok(())
     }
 }
 
