@@ -1,54 +1,125 @@
-//! RPyC's FileMonitor, server and client: `cargo run -p netref --example filemonitor`.
+//! RPyC's FileMonitor as a typed service, server and client: `cargo run -p netref --example filemonitor`.
 
-use std::{fs, sync::mpsc, thread, time::Duration};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::{fmt, fs, thread, time::Duration};
 
-use netref::{
-    async_, callback, BgServingThread, Builder, ObjectBuilder, RemoteObject, Service, ThreadedServer,
-};
+use netref::typed::{CallError, Callback, Obj};
+use netref::{BgServingThread, Builder, Service, ThreadedServer};
+use serde::{Deserialize, Serialize};
 
-fn size(path: &str) -> std::io::Result<u64> {
-    Ok(fs::metadata(path)?.len())
+/// A file's state, as the monitor reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    /// Its size in bytes.
+    pub size: u64,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Server: `FileMonitor(path, on_change)` polls the file and calls the
-    // client's `on_change(old, new)` asynchronously on each change: an event.
-    let monitor = ObjectBuilder::new("FileMonitorService")
-        .try_method("FileMonitor", |path: String, on_change: RemoteObject| {
-            let mut last = size(&path)?; // a missing file is the caller's error
-            thread::spawn(move || loop {
+/// What the monitor refuses: the client gets it back as itself.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum MonitorError {
+    /// The path names no file.
+    NotFound(String),
+}
+
+impl fmt::Display for MonitorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MonitorError::NotFound(path) => write!(f, "no such file: {path}"),
+        }
+    }
+}
+
+impl std::error::Error for MonitorError {}
+
+/// Declared once: the server implements it, the client calls it through
+/// the generated `FileMonitorProxy`.
+#[netref::service]
+pub trait FileMonitor {
+    /// The file's state now.
+    fn stat(&self, path: String) -> Result<Stat, MonitorError>;
+    /// Calls `on_change(old, new)` on each change of the file (an event),
+    /// until the watch it returns is stopped.
+    fn watch(&self, path: String, on_change: Callback<(Stat, Stat)>) -> Result<Obj<dyn Watch>, MonitorError>;
+}
+
+/// One watch of one file.
+#[netref::service]
+pub trait Watch {
+    /// Stops calling back.
+    fn stop(&self);
+}
+
+struct Monitor;
+
+struct Polling {
+    stopped: Arc<AtomicBool>,
+}
+
+impl Watch for Polling {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+}
+
+impl FileMonitor for Monitor {
+    fn stat(&self, path: String) -> Result<Stat, MonitorError> {
+        fs::metadata(&path).map(|m| Stat { size: m.len() }).map_err(|_| MonitorError::NotFound(path))
+    }
+
+    fn watch(&self, path: String, on_change: Callback<(Stat, Stat)>) -> Result<Obj<dyn Watch>, MonitorError> {
+        let mut last = self.stat(path.clone())?; // a missing file is the caller's error
+        let stopped = Arc::new(AtomicBool::new(false));
+        let stop = stopped.clone();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
                 thread::sleep(Duration::from_millis(20));
-                let Ok(now) = size(&path) else { continue };
+                let Ok(now) = Monitor.stat(path.clone()) else { continue };
                 if now != last {
                     // Until the client goes away.
-                    if async_(&on_change).call((last, now)).wait().is_err() {
+                    if on_change.call_async((last, now)).wait().is_err() {
                         return;
                     }
                     last = now;
                 }
-            });
-            Ok::<_, std::io::Error>(())
-        })
-        .build();
-    let server =
-        ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(Service::object(monitor)))?;
+            }
+        });
+        Ok(Obj::new(Polling { stopped }))
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Server: only the trait's methods are reachable.
+    let server = ThreadedServer::bind_tcp(
+        "127.0.0.1:0",
+        Builder::default().service(Service::typed::<dyn FileMonitor>(Monitor)),
+    )?;
     let addr = server.local_addr().ok_or("no TCP address")?;
     server.spawn();
 
-    // Client: a closure passed as an argument is a callback the server can
-    // call; a BgServingThread runs it as each event arrives.
+    // Client: the proxy checks that the server serves FileMonitor; a
+    // closure passed as an argument is a callback the server can call, and
+    // a BgServingThread runs it as each event arrives.
     let conn = netref::connect(addr)?;
     let _serving = BgServingThread::new(&conn);
-    let (changed, changes) = mpsc::channel();
-    let on_change = callback(move |old: u64, new: u64| changed.send((old, new)).unwrap());
+    let monitor = FileMonitorProxy::root(&conn)?;
+    match monitor.stat("/no/such/file".into()) {
+        Err(CallError::App(MonitorError::NotFound(path))) => println!("as expected, no {path}"),
+        other => return Err(format!("expected NotFound, got {other:?}").into()),
+    }
+
     let path = std::env::temp_dir().join(format!("netref-filemonitor-{}", std::process::id()));
     fs::write(&path, "")?;
-    conn.root()?.call_method::<()>("FileMonitor", (path.to_str().unwrap(), on_change))?;
+    let (changed, changes) = mpsc::channel();
+    let watch = monitor.watch(path.to_string_lossy().into_owned(), move |old: Stat, new: Stat| {
+        changed.send((old.size, new.size)).unwrap()
+    })?;
 
     fs::write(&path, "shmoop")?;
     let (old, new) = changes.recv_timeout(Duration::from_secs(10))?;
     println!("file changed: {old} -> {new} bytes");
     assert_eq!((old, new), (0, 6));
+    watch.stop()?;
     fs::remove_file(&path)?;
     Ok(())
 }

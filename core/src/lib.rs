@@ -113,6 +113,107 @@ pub use transport::{SocketTransport, Stream, Transport};
 pub use value::object::{callback, Invoke, InvokeWith, LocalObject, Method, Object, ObjectBuilder};
 pub use value::{from_value, to_value, ObjectRef, Value};
 
+/// Declares a typed service: a trait served by its implementations and
+/// called through a generated typed proxy. The layer it writes sits on the
+/// dynamic API ([`ObjectBuilder`], [`RemoteObject`]), which stays
+/// underneath: a typed client calls a dynamic server exposing the same
+/// methods, and the other way round.
+///
+/// ```
+/// use netref::testing::Pair;
+/// use netref::typed::{CallError, Callback, Obj};
+/// use netref::Service;
+///
+/// #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// pub struct Overdrawn { pub left: i64 }
+/// # impl std::fmt::Display for Overdrawn {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{} left", self.left) }
+/// # }
+///
+/// #[netref::service]
+/// pub trait Account {
+///     /// Pays in; the balance.
+///     fn deposit(&self, amount: i64) -> i64;
+///     /// Takes out, unless that overdraws.
+///     fn withdraw(&self, amount: i64) -> Result<i64, Overdrawn>;
+///     /// Asks `approve(amount)`, without blocking the serving thread.
+///     async fn ask(&self, amount: i64, approve: Callback<(i64,), bool>) -> bool;
+/// }
+///
+/// #[derive(Default)]
+/// struct Bank(std::sync::atomic::AtomicI64);
+///
+/// impl Account for Bank {
+///     fn deposit(&self, amount: i64) -> i64 {
+///         self.0.fetch_add(amount, std::sync::atomic::Ordering::SeqCst) + amount
+///     }
+///     fn withdraw(&self, amount: i64) -> Result<i64, Overdrawn> {
+///         let left = self.0.load(std::sync::atomic::Ordering::SeqCst);
+///         if amount > left { return Err(Overdrawn { left }) }
+///         Ok(self.0.fetch_sub(amount, std::sync::atomic::Ordering::SeqCst) - amount)
+///     }
+///     async fn ask(&self, amount: i64, approve: Callback<(i64,), bool>) -> bool {
+///         approve.call_async((amount,)).await.unwrap_or(false)
+///     }
+/// }
+///
+/// let pair = Pair::new(Service::none(), Service::typed::<dyn Account>(Bank::default()));
+/// let account = AccountProxy::root(&pair.client)?;
+/// assert_eq!(account.deposit(10)?, 10);
+/// assert_eq!(account.withdraw(15), Err(CallError::App(Overdrawn { left: 10 })));
+/// assert!(account.ask(3, |amount: i64| amount < 5)?);
+/// let later = account.async_().deposit(1); // an AsyncResult<i64>, also a Future
+/// assert_eq!(later.value()?, 11);
+/// # Ok::<(), netref::Error>(())
+/// ```
+///
+/// # What it writes
+///
+/// - **The trait**, with `Send + Sync + 'static` added (one object serves
+///   every caller and thread) and each `async fn` a method returning a
+///   `Send` future; implementations still write `async fn`.
+/// - **`impl Interface for dyn Trait`** and **`impl<T: Trait> ServedBy<T>`**
+///   ([`typed::Interface`], [`typed::ServedBy`]): serve an implementation
+///   with [`Service::typed::<dyn Trait>(imp)`](Service::typed), hand one out
+///   as an [`Obj<dyn Trait>`](typed::Obj), or make its object with
+///   [`typed::export`]. Only the trait's methods are reachable.
+/// - **`TraitProxy`**: the trait's methods, each blocking until its result
+///   is here while serving the connection, so callbacks into this side run
+///   meanwhile. `TraitProxy::root(&conn)` checks that the peer's root
+///   exposes the trait's methods (one round trip) and fails with
+///   [`Misuse::WrongInterface`] naming what it lacks.
+/// - **`TraitAsync`**, from `proxy.async_()` and `proxy.timed(d)`: the same
+///   methods returning [`AsyncResult`]s (RPyC's `async_` and `timed`), which
+///   are also futures for glib, calloop or any executor.
+///
+/// # Types
+///
+/// - Arguments and results are serde types, [`Obj<dyn OtherTrait>`](typed::Obj)
+///   (an object: this side's or the peer's; one handed back is the
+///   original), or [`Callback<(A, ..), R>`](typed::Callback) (the proxy takes
+///   any closure `Fn(A, ..) -> R`; the method calls it blocking, async or
+///   one-way). Up to eight arguments, by value.
+/// - A method returning `Result<T, E>` (`E`: serde and `Display`) gives the
+///   client `Result<T, CallError<E>>`: [`CallError::App(e)`](typed::CallError)
+///   is the method's own error, `CallError::Rpc` a call that failed on the
+///   way (the peer's panic with its traceback, a timeout, a closed
+///   connection). Any other method gives `Result<T, netref::Error>`.
+///
+/// # Evolution
+///
+/// An argument marked `#[netref(default)]` (trailing, `T: Default`) may be
+/// left out by older callers; a method added later is checked only by
+/// newer clients. A method the peer lacks is an ordinary remote error, and
+/// the connection goes on.
+///
+/// # Refused at compile time
+///
+/// What cannot cross the wire is an error at the offending token naming
+/// the fix: `&mut self`, no or a by-value receiver, generic methods or
+/// traits, reference, `impl Trait`, pattern or `Self` arguments, more than
+/// eight arguments, a type serde cannot carry (reported at the type),
+/// names the proxy uses itself (`root`, `from_remote`, `async_`, `timed`,
+/// `clone`), associated types and supertraits (see `core/tests/ui/`).
 pub use netref_macros::service;
 
 // The README's example is compiled and run as a doctest, so it cannot rot.
