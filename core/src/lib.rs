@@ -216,6 +216,30 @@ pub use value::{from_value, to_value, ObjectRef, Value};
 /// `clone`), associated types and supertraits (see `core/tests/ui/`).
 pub use netref_macros::service;
 
+/// Declares a typed proxy alone, for a trait whose server side is built
+/// otherwise (an [`ObjectBuilder`] object, a Python peer): dynamic
+/// servers, typed clients. It writes what `#[netref::service]` writes
+/// except the serving side, so the trait has no implementations to serve
+/// and [`Obj<dyn Trait>`](typed::Obj) holds the peer's objects only. The
+/// rules for the trait are [`service`]'s.
+///
+/// ```
+/// use netref::testing::Pair;
+/// use netref::{ObjectBuilder, Service};
+///
+/// #[netref::proxy]
+/// pub trait Calculator {
+///     fn add(&self, a: i64, b: i64) -> i64;
+/// }
+///
+/// let calc = ObjectBuilder::new("Calculator").method("add", |a: i64, b: i64| a + b).build();
+/// let pair = Pair::new(Service::none(), Service::object(calc));
+/// let calc = CalculatorProxy::root(&pair.client)?;
+/// assert_eq!(calc.add(40, 2)?, 42);
+/// # Ok::<(), netref::Error>(())
+/// ```
+pub use netref_macros::proxy;
+
 // The README's example is compiled and run as a doctest, so it cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -287,6 +287,57 @@ fn a_typed_proxy_calls_a_dynamic_server_with_the_same_methods() {
     assert_eq!(watch.path().unwrap(), "/dyn");
 }
 
+/// A client's view of a server built with `ObjectBuilder`.
+#[netref::proxy]
+pub trait Shelf {
+    /// The titles on the shelf.
+    fn titles(&self) -> Vec<String>;
+    /// Puts a title on the shelf; refused when it is there already.
+    fn put(&self, title: String) -> Result<usize, String>;
+    /// A book, as an object of its own.
+    fn book(&self, title: String) -> Obj<dyn Book>;
+}
+
+/// One book, seen from the client.
+#[netref::proxy]
+pub trait Book {
+    /// How many pages it has.
+    async fn pages(&self) -> u32;
+}
+
+#[test]
+fn a_proxy_alone_calls_a_dynamic_server() {
+    let titles = Arc::new(Mutex::new(vec!["Dune".to_string()]));
+    let (t1, t2) = (titles.clone(), titles.clone());
+    let shelf = ObjectBuilder::new("Shelf")
+        .method("titles", move || t1.lock().unwrap().clone())
+        .try_method("put", move |title: String| {
+            let mut titles = t2.lock().unwrap();
+            if titles.contains(&title) {
+                return Err(format!("{title} is there already"));
+            }
+            titles.push(title);
+            Ok(titles.len())
+        })
+        .method("book", |title: String| {
+            ObjectBuilder::new("Book").method("pages", move || title.len() as u32 * 100).build()
+        })
+        .build();
+    let pair = Pair::new(Service::none(), Service::object(shelf));
+    let shelf = ShelfProxy::root(&pair.client).unwrap();
+    assert_eq!(shelf.put("Emma".into()).unwrap(), 2);
+    assert_eq!(shelf.titles().unwrap(), ["Dune", "Emma"]);
+    // A dynamic method's error carries no typed value: a failed call, with
+    // the server's message.
+    let err = shelf.put("Emma".into()).unwrap_err();
+    assert!(err.remote().is_some_and(|r| r.message == "Emma is there already"), "{err:?}");
+    let book = shelf.book("Emma".into()).unwrap();
+    assert_eq!(book.pages().unwrap(), 400);
+    let pages = book.async_().pages();
+    pair.settle();
+    assert_eq!(pages.value().unwrap(), 400);
+}
+
 #[test]
 fn a_wrong_argument_from_a_dynamic_caller_is_a_type_error_naming_the_method() {
     let pair = pair();

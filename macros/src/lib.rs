@@ -23,9 +23,29 @@ mod server;
 /// Declares a typed service: see `netref::service`.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(args, item, Side::Both, "#[netref::service]")
+}
+
+/// Declares a typed proxy alone, for a server built otherwise: see
+/// `netref::proxy`.
+#[proc_macro_attribute]
+pub fn proxy(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(args, item, Side::Client, "#[netref::proxy]")
+}
+
+/// What the expansion writes.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    /// The server's side (how an implementation is served) and the client's.
+    Both,
+    /// The client's side only: the proxy and the interface it checks.
+    Client,
+}
+
+fn expand(args: TokenStream, item: TokenStream, side: Side, attribute: &str) -> TokenStream {
     if !args.is_empty() {
         let args = proc_macro2::TokenStream::from(args);
-        return syn::Error::new_spanned(args, "#[netref::service] takes no arguments")
+        return syn::Error::new_spanned(args, format!("{attribute} takes no arguments"))
             .to_compile_error()
             .into();
     }
@@ -36,7 +56,10 @@ pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     match model::Service::read(item) {
         Ok(service) => {
-            let mut out = server::expand(&service);
+            let mut out = server::interface(&service);
+            if side == Side::Both {
+                out.extend(server::expand(&service));
+            }
             out.extend(proxy::expand(&service));
             out.into()
         }

@@ -9,14 +9,13 @@ use syn::{parse_quote, ReturnType, TraitItem};
 
 use crate::model::{Method, Output, Service};
 
-/// Everything but the proxy.
-pub(crate) fn expand(service: &Service) -> TokenStream {
+/// The trait written back and its `Interface`: what both sides need.
+pub(crate) fn interface(service: &Service) -> TokenStream {
     let written = trait_written_back(service);
     let ident = &service.ident;
     let name = ident.to_string();
     let proxy = format_ident!("{}Proxy", ident);
     let wire_names = service.methods.iter().map(Method::wire_name);
-    let methods = service.methods.iter().map(export_method);
     quote! {
         #written
 
@@ -25,6 +24,14 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
             const METHODS: &'static [&'static str] = &[#(#wire_names),*];
             type Proxy = #proxy;
         }
+    }
+}
+
+/// How an implementation is served.
+pub(crate) fn expand(service: &Service) -> TokenStream {
+    let ident = &service.ident;
+    let methods = service.methods.iter().map(export_method);
+    quote! {
 
         impl<__NetrefImpl: #ident> ::netref::typed::ServedBy<__NetrefImpl> for dyn #ident {
             fn serve(this: ::std::sync::Arc<__NetrefImpl>) -> ::netref::LocalObject {
