@@ -281,6 +281,30 @@ where
     netref::thread_callback_at(&home(ctx), f)
 }
 
+/// [`callback`] as a typed [`Callback`](netref::typed::Callback), for a
+/// `#[netref::service]` method's callback argument: a closure that may
+/// capture widgets, run on `ctx`'s thread.
+///
+/// ```no_run
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// let ctx = glib::MainContext::default();
+/// let log: Rc<RefCell<Vec<u64>>> = Rc::default(); // !Send is fine
+/// let l = log.clone();
+/// let on_size: netref::typed::Callback<(u64,)> =
+///     netref_glib::typed_callback(&ctx, move |size: u64| l.borrow_mut().push(size));
+/// # let _ = on_size;
+/// ```
+pub fn typed_callback<Args, R, F>(ctx: &MainContext, f: F) -> netref::typed::Callback<Args, R>
+where
+    Args: 'static,
+    F: Invoke<Args, Output = R>,
+    R: serde::Serialize,
+{
+    netref::typed::Callback::on_thread_at(&home(ctx), f)
+}
+
 /// Where closures pinned to `ctx`'s thread go when released or called on
 /// another thread: netref's thread-bound closures, run there by
 /// [`MainContext::invoke`].

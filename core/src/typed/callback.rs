@@ -48,6 +48,20 @@ impl<Args, R> Callback<Args, R> {
         Callback::from_object(crate::thread_callback(f))
     }
 
+    /// [`on_thread`](Self::on_thread) for a loop that can run a job on
+    /// its thread when asked from another one ([`LoopHome`](crate::LoopHome),
+    /// GLib's `MainContext::invoke`): released elsewhere, its captures are
+    /// sent home to be dropped (see [`thread_callback_at`](crate::thread_callback_at)).
+    /// netref-glib's `typed_callback` is this for a `MainContext`.
+    pub fn on_thread_at<F>(home: &crate::LoopHome, f: F) -> Self
+    where
+        Args: 'static,
+        F: Invoke<Args, Output = R>,
+        R: Serialize,
+    {
+        Callback::from_object(crate::thread_callback_at(home, f))
+    }
+
     /// A callback of an object this side made otherwise (an event-loop
     /// crate's loop-thread callback). Its arguments and result are not
     /// checked here; the object's own conversions check them when it runs.

@@ -7,8 +7,9 @@
 //! in the window with no extra thread, and a slow remote call runs without
 //! freezing it.
 //!
-//! - [`service`]: the server (`FileMonitor(path, callback, interval_ms)`,
-//!   a deliberately slow `checksum(path)`), run as a netref `ThreadedServer`.
+//! - [`service`]: the typed service ([`FileMonitorService`]:
+//!   `file_monitor(path, callback, interval_ms)`, a deliberately slow
+//!   `checksum(path)`), run as a netref `ThreadedServer`.
 //! - [`ui`]: the window ([`FileMonWindow::build`]).
 //!
 //! The binary embeds a server by default (`--embedded`) or connects to one
@@ -17,5 +18,8 @@
 pub mod service;
 pub mod ui;
 
-pub use service::{fnv1a64, service, spawn_server, Checksum, Stat};
+pub use service::{
+    fnv1a64, service, spawn_server, Checksum, ChecksumError, FileMonitor, FileMonitorService,
+    FileMonitorServiceProxy, Stat,
+};
 pub use ui::{FileMonWindow, Options};

@@ -1,12 +1,12 @@
 //! The server side: RPyC's `FileMonitorService` from the events tutorial.
 //!
-//! Its root object has two methods:
+//! A typed service ([`FileMonitorService`]) with two methods:
 //!
-//! - `FileMonitor(path, callback, interval_ms)` takes a first look at the
+//! - `file_monitor(path, callback, interval_ms)` takes a first look at the
 //!   file, then polls its metadata on a thread of its own and calls
 //!   `callback(old, new)` *asynchronously* (fire and forget, like
-//!   `rpyc.async_(callback)`) whenever it changed. It returns a monitor object
-//!   whose `stop()` ends the polling.
+//!   `rpyc.async_(callback)`) whenever it changed. It returns a
+//!   [`FileMonitor`] whose `stop()` ends the polling.
 //! - `checksum(path)` is deliberately slow (it runs a delay hook first, a
 //!   sleep in the demo) so that the client has a call worth making
 //!   asynchronously.
@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use netref::{Builder, LocalObject, ObjectBuilder, RemoteObject, Service, ThreadedServer};
+use netref::typed::{Callback, Obj};
+use netref::{Builder, Service, ThreadedServer};
 use serde::{Deserialize, Serialize};
 
 /// What the monitor compares between two looks at the file (the parts of
@@ -68,25 +69,83 @@ pub fn fnv1a64(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// The FileMonitor service. `checksum_delay` runs at the start of every
-/// `checksum` call, on the server's thread for that connection: the demo
-/// sleeps there, a test can hold the reply back until it chooses to.
-pub fn service(checksum_delay: impl Fn() + Send + Sync + 'static) -> Service {
-    let delay = Arc::new(checksum_delay);
-    let root = ObjectBuilder::new("FileMonitorService")
-        .method("FileMonitor", file_monitor)
-        .try_method("checksum", move |path: String| -> io::Result<Checksum> {
-            let start = Instant::now();
-            delay();
-            let data = fs::read(&path)?;
-            Ok(Checksum {
-                bytes: data.len() as u64,
-                fnv1a: format!("{:016x}", fnv1a64(&data)),
-                millis: start.elapsed().as_millis() as u64,
-            })
+/// Why `checksum` failed: the client gets it back as itself
+/// (`CallError::App`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecksumError {
+    /// The file asked for.
+    pub path: String,
+    /// What reading it said.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ChecksumError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot read {}: {}", self.path, self.reason)
+    }
+}
+
+impl std::error::Error for ChecksumError {}
+
+/// RPyC's `FileMonitorService`, declared once: the server implements it,
+/// the window calls it through `FileMonitorServiceProxy`.
+#[netref::service]
+pub trait FileMonitorService {
+    /// Takes a first look at `path` (before returning, so that any change
+    /// made afterwards is reported), then polls it every `interval_ms` and
+    /// calls `callback(old, new)` asynchronously whenever it changed, until
+    /// the returned monitor is stopped.
+    fn file_monitor(
+        &self,
+        path: String,
+        callback: Callback<(Option<Stat>, Option<Stat>)>,
+        interval_ms: u64,
+    ) -> Obj<dyn FileMonitor>;
+    /// The file's checksum: deliberately slow, so that the client has a
+    /// call worth making asynchronously.
+    fn checksum(&self, path: String) -> Result<Checksum, ChecksumError>;
+}
+
+/// One monitored file.
+#[netref::service]
+pub trait FileMonitor {
+    /// Stops polling.
+    fn stop(&self);
+}
+
+/// The service. `checksum_delay` runs at the start of every `checksum`
+/// call, on the server's thread for that connection: the demo sleeps there,
+/// a test can hold the reply back until it chooses to.
+struct Monitors {
+    checksum_delay: Box<dyn Fn() + Send + Sync>,
+}
+
+impl FileMonitorService for Monitors {
+    fn file_monitor(
+        &self,
+        path: String,
+        callback: Callback<(Option<Stat>, Option<Stat>)>,
+        interval_ms: u64,
+    ) -> Obj<dyn FileMonitor> {
+        Obj::new(Polling::start(path, callback, Duration::from_millis(interval_ms.max(1))))
+    }
+
+    fn checksum(&self, path: String) -> Result<Checksum, ChecksumError> {
+        let start = Instant::now();
+        (self.checksum_delay)();
+        let data = fs::read(&path).map_err(|e| ChecksumError { path, reason: e.to_string() })?;
+        Ok(Checksum {
+            bytes: data.len() as u64,
+            fnv1a: format!("{:016x}", fnv1a64(&data)),
+            millis: start.elapsed().as_millis() as u64,
         })
-        .build();
-    Service::object(root)
+    }
+}
+
+/// The FileMonitor service, with `checksum_delay` run at the start of
+/// every `checksum`.
+pub fn service(checksum_delay: impl Fn() + Send + Sync + 'static) -> Service {
+    Service::typed::<dyn FileMonitorService>(Monitors { checksum_delay: Box::new(checksum_delay) })
 }
 
 /// Binds a [`ThreadedServer`] for the service (port 0 picks a free port)
@@ -100,47 +159,51 @@ pub fn spawn_server(
     Ok((server, accepting))
 }
 
-/// `FileMonitor(path, callback, interval_ms)`: the first look happens here,
-/// before the call returns, so any change the client makes afterwards is
-/// reported.
-fn file_monitor(path: String, callback: RemoteObject, interval_ms: u64) -> LocalObject {
-    let interval = Duration::from_millis(interval_ms.max(1));
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let mut last = Stat::of(&path).ok();
-    // Set when notifying failed because the client is gone.
-    let gone = Arc::new(AtomicBool::new(false));
-    let spawned = thread::Builder::new().name("filemon-poll".into()).spawn(move || {
-        let notify = netref::async_(&callback);
-        // The wait doubles as the stop signal: `stop()`, or the monitor
-        // object being freed (the sender drops), ends it at once.
-        while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
-            if gone.load(Ordering::Acquire) {
-                break;
-            }
-            let now = Stat::of(&path).ok();
-            if now == last {
-                continue;
-            }
-            // Fire and forget: the poller never waits for the client. The
-            // callback only watches for a closed connection (it runs on the
-            // thread serving the connection, or here if the call failed).
-            let reply = notify.call((last, now));
-            let gone = gone.clone();
-            reply.add_callback(move |r| {
-                if let Err(netref::Error::Closed(_)) = r.value() {
-                    gone.store(true, Ordering::Release);
-                }
-            });
-            last = now;
-        }
-    });
-    if let Err(e) = spawned {
-        eprintln!("filemon: could not start polling: {e}");
+/// A file being polled on a thread of its own.
+struct Polling {
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl FileMonitor for Polling {
+    fn stop(&self) {
+        self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
-    let stop_tx = Mutex::new(Some(stop_tx));
-    ObjectBuilder::new("FileMonitor")
-        .method("stop", move || {
-            stop_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        })
-        .build()
+}
+
+impl Polling {
+    fn start(path: String, callback: Callback<(Option<Stat>, Option<Stat>)>, interval: Duration) -> Polling {
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let mut last = Stat::of(&path).ok();
+        // Set when notifying failed because the client is gone.
+        let gone = Arc::new(AtomicBool::new(false));
+        let spawned = thread::Builder::new().name("filemon-poll".into()).spawn(move || {
+            // The wait doubles as the stop signal: `stop()`, or the monitor
+            // object being freed (the sender drops), ends it at once.
+            while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
+                if gone.load(Ordering::Acquire) {
+                    break;
+                }
+                let now = Stat::of(&path).ok();
+                if now == last {
+                    continue;
+                }
+                // Fire and forget: the poller never waits for the client.
+                // The callback only watches for a closed connection (it runs
+                // on the thread serving the connection, or here if the call
+                // failed).
+                let reply = callback.call_async((last, now));
+                let gone = gone.clone();
+                reply.add_callback(move |r| {
+                    if let Err(netref::Error::Closed(_)) = r.value() {
+                        gone.store(true, Ordering::Release);
+                    }
+                });
+                last = now;
+            }
+        });
+        if let Err(e) = spawned {
+            eprintln!("filemon: could not start polling: {e}");
+        }
+        Polling { stop: Mutex::new(Some(stop_tx)) }
+    }
 }

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use gtk::glib;
 use gtk::prelude::*;
-use netref::{Connection, RemoteObject};
+use netref::typed::Obj;
+use netref::Connection;
 use netref_glib::Attached;
 
-use crate::service::{Checksum, Stat};
+use crate::service::{FileMonitor, FileMonitorServiceProxy, Stat};
 
 /// What the window watches and how.
 #[derive(Clone, Debug)]
@@ -49,7 +50,7 @@ pub struct FileMonWindow {
     pub checksum_button: gtk::Button,
     /// Where the checksum (or its error) appears.
     pub result: gtk::Label,
-    monitor: RemoteObject,
+    monitor: Obj<dyn FileMonitor>,
     // Last: dropping it detaches the connection from the main loop.
     attached: Attached,
 }
@@ -65,7 +66,7 @@ impl FileMonWindow {
         // connection: the server's callbacks run on this thread, between
         // redraws, so they may touch widgets directly.
         let attached = netref_glib::attach(conn, &glib::MainContext::default())?;
-        let root = conn.root()?;
+        let service = FileMonitorServiceProxy::root(conn)?;
 
         let events = gtk::StringList::new(&[]);
         let list = gtk::ListBox::new();
@@ -80,18 +81,17 @@ impl FileMonWindow {
             "No changes yet: edit the file, or press \"Append a line\".",
         ))));
 
-        // A GTK model is neither `Send` nor `Sync`; netref_glib::callback
-        // pins the closure to this thread, where the attached connection
-        // serves the server's calls.
+        // A GTK model is neither `Send` nor `Sync`; netref_glib's typed
+        // callback pins the closure to this thread, where the attached
+        // connection serves the server's calls.
         let model = events.clone();
         let ctx = glib::MainContext::default();
-        let on_change = netref_glib::callback(&ctx, move |old: Option<Stat>, new: Option<Stat>| {
+        let on_change = netref_glib::typed_callback(&ctx, move |old: Option<Stat>, new: Option<Stat>| {
             let time = glib::DateTime::now_local().and_then(|t| t.format("%H:%M:%S")).unwrap_or_default();
             model.append(&format!("{time}  {}", describe(old, new)));
         });
         // A synchronous call: it only waits for the first look at the file.
-        let monitor: RemoteObject =
-            root.call_method("FileMonitor", (path.clone(), on_change, options.interval.as_millis() as u64))?;
+        let monitor = service.file_monitor(path.clone(), on_change, options.interval.as_millis() as u64)?;
 
         let append_button = gtk::Button::with_label("Append a line");
         append_button.set_tooltip_text(Some("Writes to the watched file (on this machine)"));
@@ -114,8 +114,7 @@ impl FileMonWindow {
             // `timed` sends the call and returns at once; the reply (or the
             // timeout, armed as a main-loop timer by netref-glib) completes
             // the future, which then resumes on this thread.
-            let reply =
-                netref::timed(&root, timeout).call_method("checksum", (path.clone(),)).typed::<Checksum>();
+            let reply = service.timed(timeout).checksum(path.clone());
             let (button, label) = (button.clone(), label.clone());
             glib::MainContext::default().spawn_local(async move {
                 let text = match reply.await {
@@ -169,7 +168,7 @@ impl FileMonWindow {
     /// Stops the server's monitor and closes the connection (the window
     /// itself is left to GTK: it is usually closed already).
     pub fn shutdown(self) {
-        if let Err(e) = self.monitor.call_method::<()>("stop", ()) {
+        if let Err(e) = self.monitor.stop() {
             eprintln!("filemon: stopping the monitor failed: {e}");
         }
         let conn = self.attached.connection().clone();

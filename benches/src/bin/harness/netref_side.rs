@@ -6,6 +6,10 @@
 //! and `emit(callback, n)`, which calls `callback(i)` n times from the
 //! server with at most [`WINDOW`] calls in flight.
 //!
+//! `netref-typed` (server and client) is the ThreadedServer serving the
+//! same `add` as a typed service ([`Calc`]), called through its typed
+//! proxy: what a typed call costs beside the dynamic one.
+//!
 //! `netref-batched` (server and client) is the ThreadedServer and client
 //! with write batching on: [`Config::batch_replies`] on both ends, the
 //! pipelined client's calls and the server's `emit` inside
@@ -25,6 +29,21 @@ use netref::{
 
 use crate::common::{self, Opts, WINDOW};
 use crate::raw::{Addr, Listener};
+
+/// The typed benchmark service.
+#[netref::service]
+pub(crate) trait Calc {
+    /// `a + b`.
+    fn add(&self, a: i64, b: i64) -> i64;
+}
+
+struct Adder;
+
+impl Calc for Adder {
+    fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+}
 
 /// The benchmark service's root object; `batched`: `emit` sends inside
 /// [`netref::batch`].
@@ -73,9 +92,12 @@ pub(crate) fn server(opts: &Opts) -> io::Result<()> {
     let (listener, addr) = Listener::bind(opts.str("transport"), opts.get("path"))?;
     let err = |e: netref::Error| io::Error::other(e.to_string());
     match opts.str("impl") {
-        imp @ ("netref" | "netref-batched") => {
+        imp @ ("netref" | "netref-batched" | "netref-typed") => {
             let batched = imp == "netref-batched";
-            let builder = || builder(batched);
+            let builder = || match imp {
+                "netref-typed" => Builder::default().service(Service::typed::<dyn Calc>(Adder)),
+                _ => builder(batched),
+            };
             let server = match (&listener, &addr) {
                 (Listener::Tcp(_), Addr::Tcp(a)) => {
                     drop(listener);
@@ -128,6 +150,15 @@ pub(crate) fn client(opts: &Opts) -> netref::Result<()> {
     }
     let batched = opts.str("impl") == "netref-batched";
     let conn = connect(&addr, batched)?;
+    if opts.str("impl") == "netref-typed" {
+        let calc = CalcProxy::root(&conn)?;
+        common::measure_latency(opts, || {
+            let sum = calc.add(1, 2).expect("add");
+            debug_assert_eq!(sum, 3);
+        });
+        conn.close();
+        return Ok(());
+    }
     let root = conn.root()?;
     match opts.str("scenario") {
         "latency" => common::measure_latency(opts, || {
