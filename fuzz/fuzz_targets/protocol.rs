@@ -81,6 +81,21 @@ struct Side {
 /// deadlines are off: virtual time here advances by up to a minute a step
 /// whether or not the network delivers, so they would end connections of
 /// well-behaved peers on a slow network (tests/protocol.rs covers them).
+/// The most items one generated value holds (see `Side::value`): eight
+/// arguments of this many, in a call's array, stay under 256.
+const MAX_VALUE_ITEMS: usize = 24;
+
+/// How many CBOR items `v` is (an array counts itself and its items).
+fn items(v: &Value) -> usize {
+    match v {
+        Value::Array(vs) => 1 + vs.iter().map(items).sum::<usize>(),
+        Value::Map(kvs) => 1 + kvs.iter().map(|(k, v)| items(k) + items(v)).sum::<usize>(),
+        // An object reference is a tag around an id.
+        Value::Object(_) => 2,
+        _ => 1,
+    }
+}
+
 fn config() -> Config {
     Config::default()
         .handshake_timeout(None)
@@ -102,7 +117,19 @@ impl Side {
         Side { p, locals, proxies: Vec::new(), held: Vec::new(), pending: Vec::new(), error: None }
     }
 
+    /// The value `arg` describes, kept to at most [`MAX_VALUE_ITEMS`]
+    /// items (bigger is `Null`): a call's eight arguments, or an echo of
+    /// them, then stay within the config's `max_frame_items`, so a
+    /// well-behaved side never sends a frame the limit refuses.
     fn value(&self, arg: &Arg, depth: u32) -> Value {
+        let v = self.build(arg, depth);
+        if items(&v) > MAX_VALUE_ITEMS {
+            return Value::Null;
+        }
+        v
+    }
+
+    fn build(&self, arg: &Arg, depth: u32) -> Value {
         if depth > 12 {
             return Value::Null;
         }
@@ -117,14 +144,14 @@ impl Side {
             }
             Arg::Remote(_) => Value::Null,
             Arg::Nested(n, inner) => {
-                let mut v = self.value(inner, depth + 1);
+                let mut v = self.build(inner, depth + 1);
                 for _ in 0..(n % 12) {
                     v = Value::Array(vec![v]);
                 }
                 v
             }
             Arg::List(items) => {
-                Value::Array(items.iter().take(8).map(|a| self.value(a, depth + 1)).collect())
+                Value::Array(items.iter().take(8).map(|a| self.build(a, depth + 1)).collect())
             }
         }
     }

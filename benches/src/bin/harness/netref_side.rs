@@ -356,6 +356,14 @@ fn loop_err(e: impl std::fmt::Display) -> netref::Error {
     netref::Error::from(io::Error::other(e.to_string()))
 }
 
+/// Fails when `conn` closed: the events still missing will never come.
+fn closed(conn: &Connection) -> netref::Result<()> {
+    match conn.close_reason() {
+        Some(why) => Err(netref::Error::Closed(why)),
+        None => Ok(()),
+    }
+}
+
 fn reactor_mio(
     conn: &Connection,
     counter: Arc<Counter>,
@@ -368,10 +376,12 @@ fn reactor_mio(
     let doorbell = netref_mio::Doorbell::new(poll.registry(), BELL).map_err(io_err)?;
     let mut attached = netref_mio::attach(conn, poll.registry(), CONN, &doorbell).map_err(io_err)?;
     let mut events = Events::with_capacity(64);
+    let conn_ = conn.clone();
     Ok(move |k| {
         let target = counter.get() + k;
         let res = emit(k);
         while counter.get() < target || !res.ready() {
+            closed(&conn_)?;
             poll.poll(&mut events, netref_mio::timeout(attached.next_deadline())).map_err(io_err)?;
             let ready = events.iter().any(|e| e.token() == CONN) || doorbell.take().contains(&CONN);
             if ready || attached.is_due() {
@@ -392,10 +402,12 @@ fn reactor_polling(
     let doorbell = netref_polling::Doorbell::new(Arc::new(Poller::new().map_err(io_err)?));
     let mut attached = netref_polling::attach(conn, &doorbell, CONN).map_err(io_err)?;
     let mut events = Events::new();
+    let conn_ = conn.clone();
     Ok(move |k| {
         let target = counter.get() + k;
         let res = emit(k);
         while counter.get() < target || !res.ready() {
+            closed(&conn_)?;
             events.clear();
             doorbell
                 .poller()
@@ -417,11 +429,13 @@ fn reactor_calloop(
 ) -> netref::Result<impl FnMut(u64) -> netref::Result<()>> {
     let mut event_loop: calloop::EventLoop<'static, ()> = calloop::EventLoop::try_new().map_err(loop_err)?;
     let attached = netref_calloop::attach(&event_loop.handle(), conn).map_err(loop_err)?;
+    let conn_ = conn.clone();
     Ok(move |k| {
         let _keep = &attached;
         let target = counter.get() + k;
         let res = emit(k);
         while counter.get() < target || !res.ready() {
+            closed(&conn_)?;
             event_loop.dispatch(None, &mut ()).map_err(loop_err)?;
         }
         res.wait()
@@ -436,11 +450,13 @@ fn reactor_glib(
     // A private context, iterated by this (the harness's main) thread.
     let ctx = glib::MainContext::new();
     let attached = netref_glib::attach(conn, &ctx).map_err(io_err)?;
+    let conn_ = conn.clone();
     Ok(move |k| {
         let _keep = &attached;
         let target = counter.get() + k;
         let res = emit(k);
         while counter.get() < target || !res.ready() {
+            closed(&conn_)?;
             ctx.iteration(true);
         }
         res.wait()
