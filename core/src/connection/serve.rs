@@ -157,8 +157,11 @@ impl Shared {
                 if pass.budget == 0 {
                     // A step's share is spent: the rest waits for the next
                     // step, and nothing more is read meanwhile. Bytes a
-                    // cut-short read left in the socket count as work too.
-                    pass.more |= !st.inbox.is_empty() || self.woken.any();
+                    // cut-short read left in the socket count as work too,
+                    // and so does a socket this step never read: the loop
+                    // stepped it for an edge this step consumed, and an
+                    // edge-triggered loop gets no other for those bytes.
+                    pass.more |= !st.inbox.is_empty() || self.woken.any() || !pass.drove_once;
                     let now = self.clock.now();
                     let _ = self.fire_timeouts(st, &mut pass.after, now);
                     return Ok(pass.more);
