@@ -430,25 +430,44 @@ impl netref::Transport for Scripted {
     }
 }
 
-/// A step whose request budget runs out on exactly the requests its read
-/// brought, while that read was cut short at the step's 256 KiB, still says
-/// it left work: the bytes still unread count, though the inbox is empty.
-/// Under edge triggering nothing else would step the connection again (the
-/// bytes were there before the last edge); this step used to report no
-/// work left when its inbox was empty.
-#[test]
-fn a_step_that_spends_its_budget_on_a_cut_short_read_asks_to_be_stepped_again() {
-    let input = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-    let output = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (fd, _other_end) = UnixStream::pair().unwrap();
-    let echo = ObjectBuilder::new("Echo").method("echo", |s: String| s.len()).build();
-    let transport = Scripted { input: input.clone(), output: output.clone(), fd };
-    let conn = Builder::default().service(Service::object(echo)).over_transport(transport);
-    let driver = Driver::attach(&conn, || {}).unwrap();
-    let feed = |bytes: &[u8]| input.lock().unwrap().extend(bytes);
-    let answers = |output: &std::sync::Mutex<Vec<u8>>| {
+/// An `Echo` service over a [`Scripted`] transport, attached to a driver
+/// and past the handshake: the test feeds the peer's bytes and reads the
+/// replies back.
+struct EchoOverScript {
+    input: Arc<std::sync::Mutex<std::collections::VecDeque<u8>>>,
+    output: Arc<std::sync::Mutex<Vec<u8>>>,
+    driver: Driver,
+    /// The echo object's id at the peer (this side's root).
+    root: u64,
+    _conn: netref::Connection,
+    _other_end: UnixStream,
+}
+
+impl EchoOverScript {
+    fn start() -> EchoOverScript {
+        let input = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let output = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (fd, other_end) = UnixStream::pair().unwrap();
+        let echo = ObjectBuilder::new("Echo").method("echo", |s: String| s.len()).build();
+        let transport = Scripted { input: input.clone(), output: output.clone(), fd };
+        let conn = Builder::default().service(Service::object(echo)).over_transport(transport);
+        let driver = Driver::attach(&conn, || {}).unwrap();
+        let mut me = EchoOverScript { input, output, driver, root: 0, _conn: conn, _other_end: other_end };
+        me.feed(&rawpeer::frame(&rawpeer::hello()));
+        me.feed(&rawpeer::frame(&rawpeer::root(1)));
+        assert_eq!(me.driver.step().next_deadline, None, "all served");
+        me.root = root_id(&me.replies()[0].1);
+        me
+    }
+
+    fn feed(&self, bytes: &[u8]) {
+        self.input.lock().unwrap().extend(bytes)
+    }
+
+    /// The replies written since the last look.
+    fn replies(&self) -> Vec<(u64, netref::wire::Cbor)> {
         let mut decoder = netref::wire::FrameDecoder::new();
-        decoder.push(&output.lock().unwrap()).unwrap();
+        decoder.push(&std::mem::take(&mut *self.output.lock().unwrap())).unwrap();
         let mut replies = Vec::new();
         while let Some(body) = decoder.next_frame(usize::MAX).unwrap() {
             let msg = netref::wire::Message::from_cbor(netref::wire::decode_cbor(body, 64).unwrap()).unwrap();
@@ -457,38 +476,38 @@ fn a_step_that_spends_its_budget_on_a_cut_short_read_asks_to_be_stepped_again() 
             }
         }
         replies
-    };
+    }
 
-    feed(&rawpeer::frame(&rawpeer::hello()));
-    feed(&rawpeer::frame(&rawpeer::root(1)));
-    assert_eq!(driver.step().next_deadline, None, "all served");
-    let root = root_id(&answers(&output)[0].1);
+    /// A call of `echo` with the text `text`, framed.
+    fn call(&self, seq: u64, text: String) -> Vec<u8> {
+        rawpeer::frame(&rawpeer::call_method(seq, self.root, "echo", vec![netref::wire::Cbor::Text(text)]))
+    }
+}
 
+/// A step whose request budget runs out on exactly the requests its read
+/// brought, while that read was cut short at the step's 256 KiB, still says
+/// it left work: the bytes still unread count, though the inbox is empty.
+/// Under edge triggering nothing else would step the connection again (the
+/// bytes were there before the last edge); this step used to report no
+/// work left when its inbox was empty.
+#[test]
+fn a_step_that_spends_its_budget_on_a_cut_short_read_asks_to_be_stepped_again() {
+    let echo = EchoOverScript::start();
     // Calls of exactly 1 KiB each (sequence numbers from 1000 encode in
     // the same three bytes): a 256 KiB read holds exactly 256 of them.
     const FRAME: usize = 1024;
-    let call = |seq: u64, pad: usize| {
-        rawpeer::frame(&rawpeer::call_method(
-            seq,
-            root,
-            "echo",
-            vec![netref::wire::Cbor::Text("x".repeat(pad))],
-        ))
-    };
-    let pad = FRAME - (call(1000, 1000).len() - 1000);
+    let pad = FRAME - (echo.call(1000, "x".repeat(1000)).len() - 1000);
     for seq in 1000..1300 {
-        let frame = call(seq, pad);
+        let frame = echo.call(seq, "x".repeat(pad));
         assert_eq!(frame.len(), FRAME);
-        feed(&frame);
+        echo.feed(&frame);
     }
-    output.lock().unwrap().clear();
 
-    let first = driver.step();
-    assert_eq!(answers(&output).len(), 256, "one step's share");
+    let first = echo.driver.step();
+    assert_eq!(echo.replies().len(), 256, "one step's share");
     assert!(first.next_deadline.is_some(), "44 calls are still unread: step me again");
-    output.lock().unwrap().clear();
-    let second = driver.step();
-    assert_eq!(answers(&output).len(), 44, "the rest");
+    let second = echo.driver.step();
+    assert_eq!(echo.replies().len(), 44, "the rest");
     assert_eq!(second.next_deadline, None, "nothing left");
 }
 
@@ -502,60 +521,22 @@ fn a_step_that_spends_its_budget_on_a_cut_short_read_asks_to_be_stepped_again() 
 /// Unix socket, about one run in five).
 #[test]
 fn a_step_that_spends_its_budget_before_reading_asks_to_be_stepped_again() {
-    let input = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-    let output = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (fd, _other_end) = UnixStream::pair().unwrap();
-    let echo = ObjectBuilder::new("Echo").method("echo", |s: String| s.len()).build();
-    let transport = Scripted { input: input.clone(), output: output.clone(), fd };
-    let conn = Builder::default().service(Service::object(echo)).over_transport(transport);
-    let driver = Driver::attach(&conn, || {}).unwrap();
-    let feed = |bytes: &[u8]| input.lock().unwrap().extend(bytes);
-    let replies = || {
-        let mut decoder = netref::wire::FrameDecoder::new();
-        decoder.push(&std::mem::take(&mut *output.lock().unwrap())).unwrap();
-        let mut n = 0;
-        while let Some(body) = decoder.next_frame(usize::MAX).unwrap() {
-            let msg = netref::wire::Message::from_cbor(netref::wire::decode_cbor(body, 64).unwrap()).unwrap();
-            n += usize::from(matches!(msg, netref::wire::Message::Reply { .. }));
-        }
-        n
-    };
-
-    feed(&rawpeer::frame(&rawpeer::hello()));
-    feed(&rawpeer::frame(&rawpeer::root(1)));
-    driver.step();
-    let root = {
-        let mut decoder = netref::wire::FrameDecoder::new();
-        decoder.push(&std::mem::take(&mut *output.lock().unwrap())).unwrap();
-        let mut id = None;
-        while let Some(body) = decoder.next_frame(usize::MAX).unwrap() {
-            if let netref::wire::Message::Reply { value, .. } =
-                netref::wire::Message::from_cbor(netref::wire::decode_cbor(body, 64).unwrap()).unwrap()
-            {
-                id = Some(root_id(&value));
-            }
-        }
-        id.expect("the root's reply")
-    };
-    let call = |seq: u64| {
-        rawpeer::frame(&rawpeer::call_method(seq, root, "echo", vec![netref::wire::Cbor::Text("x".into())]))
-    };
-
+    let echo = EchoOverScript::start();
     // Small calls, all read at once: two steps' shares.
     for seq in 1000..1512 {
-        feed(&call(seq));
+        echo.feed(&echo.call(seq, "x".into()));
     }
-    assert!(driver.step().next_deadline.is_some(), "256 calls wait in the inbox");
-    assert_eq!(replies(), 256);
+    assert!(echo.driver.step().next_deadline.is_some(), "256 calls wait in the inbox");
+    assert_eq!(echo.replies().len(), 256);
     // More arrive (a socket would signal their edge now), then the loop
     // steps the connection: the step serves the 256 left and reads nothing.
     for seq in 2000..2010 {
-        feed(&call(seq));
+        echo.feed(&echo.call(seq, "x".into()));
     }
-    let second = driver.step();
-    assert_eq!(replies(), 256, "the calls left from the step before");
+    let second = echo.driver.step();
+    assert_eq!(echo.replies().len(), 256, "the calls left from the step before");
     assert!(second.next_deadline.is_some(), "10 calls are unread in the socket: step me again");
-    let third = driver.step();
-    assert_eq!(replies(), 10, "the calls that arrived");
+    let third = echo.driver.step();
+    assert_eq!(echo.replies().len(), 10, "the calls that arrived");
     assert_eq!(third.next_deadline, None, "nothing left");
 }
