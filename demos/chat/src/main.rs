@@ -11,14 +11,18 @@
 //! cargo run -p chat -- client [--addr 127.0.0.1:18873] --name alice
 //! ```
 //!
-//! The client sends each line typed on stdin; end of input leaves the room.
+//! The room is a typed service ([`ChatRoom`]); the client calls it through
+//! the generated `ChatRoomProxy`, and its inbox is a plain closure. The
+//! client sends each line typed on stdin; end of input leaves the room.
 
 use std::error::Error;
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use netref::{async_, callback, BgServingThread, Builder, Connection, ObjectBuilder, RemoteObject, Service};
+use netref::typed::{CallError, Callback};
+use netref::{BgServingThread, Builder, Connection, Service};
+use serde::{Deserialize, Serialize};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -28,12 +32,45 @@ const USAGE: &str = "usage:
 
 const DEFAULT_ADDR: &str = "127.0.0.1:18873";
 
+/// Why the room refused: the client gets it back as itself.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Refused {
+    /// `join` a second time on one connection.
+    AlreadyJoined,
+    /// `say` before `join`.
+    JoinFirst,
+    /// `say` after the room dropped this member.
+    Left,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refused::AlreadyJoined => "already joined",
+            Refused::JoinFirst => "join first",
+            Refused::Left => "you have left the room",
+        })
+    }
+}
+
+impl Error for Refused {}
+
+/// A client's door into the room, one per connection.
+#[netref::service]
+pub trait ChatRoom {
+    /// Joins as `name`; every message said in the room then reaches
+    /// `inbox(from, text)`. Returns who was here already.
+    fn join(&self, name: String, inbox: Callback<(String, String)>) -> Result<Vec<String>, Refused>;
+    /// Says `text` to everyone in the room, this member included.
+    fn say(&self, text: String) -> Result<(), Refused>;
+}
+
 /// One member of the room.
 struct Member {
     id: u64,
     name: String,
     /// The client's callback: `(from, text)`.
-    inbox: RemoteObject,
+    inbox: Callback<(String, String)>,
     /// The member's connection, to notice it has closed.
     conn: netref::WeakConnection,
 }
@@ -57,11 +94,11 @@ fn lock(room: &SharedRoom) -> std::sync::MutexGuard<'_, Room> {
 fn broadcast(room: &SharedRoom, from: &str, text: &str, skip: Option<u64>) {
     // Calls go out without the lock held: a failed call runs its callback
     // at once, and that callback locks the room.
-    let targets: Vec<(u64, RemoteObject)> =
+    let targets: Vec<(u64, Callback<(String, String)>)> =
         lock(room).members.iter().filter(|m| Some(m.id) != skip).map(|m| (m.id, m.inbox.clone())).collect();
     for (id, inbox) in targets {
         // Asynchronous: one slow client must not hold up the room.
-        let sent = async_(&inbox).call((from, text));
+        let sent = inbox.call_async((from.to_string(), text.to_string()));
         let room = room.clone();
         sent.add_callback(move |r| {
             if r.error() {
@@ -86,44 +123,51 @@ fn leave(room: &SharedRoom, gone: impl Fn(&Member) -> bool, why: &str) {
     }
 }
 
+/// One connection's door: which member it is, once joined.
+struct Door {
+    room: SharedRoom,
+    /// Weak: the service must not keep its own connection open.
+    conn: netref::WeakConnection,
+    member: Mutex<Option<u64>>,
+}
+
+impl ChatRoom for Door {
+    fn join(&self, name: String, inbox: Callback<(String, String)>) -> Result<Vec<String>, Refused> {
+        let mut id = self.member.lock().unwrap_or_else(|e| e.into_inner());
+        if id.is_some() {
+            return Err(Refused::AlreadyJoined);
+        }
+        let others: Vec<String> = {
+            let mut r = lock(&self.room);
+            let others = r.members.iter().map(|m| m.name.clone()).collect();
+            r.next_id += 1;
+            let new_id = r.next_id;
+            *id = Some(new_id);
+            r.members.push(Member { id: new_id, name: name.clone(), inbox, conn: self.conn.clone() });
+            others
+        };
+        println!("{name} joined; {} in the room", others.len() + 1);
+        // The newcomer learns who is here from the reply, the others from
+        // an event.
+        broadcast(&self.room, "*", &format!("{name} joined"), *id);
+        Ok(others)
+    }
+
+    fn say(&self, text: String) -> Result<(), Refused> {
+        let id = (*self.member.lock().unwrap_or_else(|e| e.into_inner())).ok_or(Refused::JoinFirst)?;
+        let name = lock(&self.room).members.iter().find(|m| m.id == id).map(|m| m.name.clone());
+        let name = name.ok_or(Refused::Left)?;
+        broadcast(&self.room, &name, &text, None);
+        Ok(())
+    }
+}
+
 /// The service: each connection's root is a door into the one room.
 fn chat_service(room: SharedRoom) -> Service {
     let on_gone = room.clone();
     Service::new(move |conn: &Connection| {
-        // Weak: the service must not keep its own connection open.
-        let weak = conn.downgrade();
-        let (join_room, say_room) = (room.clone(), room.clone());
-        let my_id = Arc::new(Mutex::new(None::<u64>));
-        let said_by = my_id.clone();
-        ObjectBuilder::new("ChatRoom")
-            .try_method("join", move |name: String, inbox: RemoteObject| -> Result<Vec<String>, String> {
-                let mut id = my_id.lock().unwrap_or_else(|e| e.into_inner());
-                if id.is_some() {
-                    return Err("already joined".into());
-                }
-                let others: Vec<String> = {
-                    let mut r = lock(&join_room);
-                    let others = r.members.iter().map(|m| m.name.clone()).collect();
-                    r.next_id += 1;
-                    let new_id = r.next_id;
-                    *id = Some(new_id);
-                    r.members.push(Member { id: new_id, name: name.clone(), inbox, conn: weak.clone() });
-                    others
-                };
-                println!("{name} joined; {} in the room", others.len() + 1);
-                // The newcomer learns who is here from the reply, the others
-                // from an event.
-                broadcast(&join_room, "*", &format!("{name} joined"), *id);
-                Ok(others)
-            })
-            .try_method("say", move |text: String| -> Result<(), String> {
-                let id = (*said_by.lock().unwrap_or_else(|e| e.into_inner())).ok_or("join first")?;
-                let name = lock(&say_room).members.iter().find(|m| m.id == id).map(|m| m.name.clone());
-                let name = name.ok_or("you have left the room")?;
-                broadcast(&say_room, &name, &text, None);
-                Ok(())
-            })
-            .build()
+        let door = Door { room: room.clone(), conn: conn.downgrade(), member: Mutex::new(None) };
+        netref::typed::export::<dyn ChatRoom>(door)
     })
     .on_disconnect(move |conn| leave(&on_gone, |m| m.conn.is(conn), "disconnected"))
 }
@@ -138,14 +182,14 @@ fn server(addr: &str) -> Res<()> {
 
 fn client(addr: &str, name: &str) -> Res<()> {
     let conn = netref::connect(addr)?;
-    let on_message = callback(|from: String, text: String| {
+    let on_message = |from: String, text: String| {
         let line = if from == "*" { format!("* {text}\n") } else { format!("<{from}> {text}\n") };
         let mut out = io::stdout().lock();
         let _ = out.write_all(line.as_bytes());
         let _ = out.flush();
-    });
-    let room = conn.root()?;
-    let others: Vec<String> = room.call_method("join", (name, on_message))?;
+    };
+    let room = ChatRoomProxy::root(&conn)?;
+    let others = room.join(name.to_string(), on_message)?;
     if others.is_empty() {
         println!("joined as {name}; nobody else is here");
     } else {
@@ -161,11 +205,11 @@ fn client(addr: &str, name: &str) -> Res<()> {
         }
         // Not waited for: the echo from the room is the receipt, and this
         // thread never serves the connection (see above).
-        let said = async_(&room).call_method("say", (line,));
-        said.add_callback(|r| {
-            if let Err(e) = r.value() {
-                eprintln!("not sent: {e}");
-            }
+        let said = room.async_().say(line);
+        said.add_callback(|r| match r.value() {
+            Ok(()) => {}
+            Err(CallError::App(why)) => eprintln!("not sent: {why}"),
+            Err(e) => eprintln!("not sent: {e}"),
         });
     }
     bgsrv.stop()?;
