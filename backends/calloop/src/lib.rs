@@ -366,6 +366,26 @@ where
     netref::loop_data_callback("calloop", f)
 }
 
+/// [`callback`] as a typed [`Callback`](netref::typed::Callback), for a
+/// `#[netref::service]` method's callback argument: a closure given the
+/// loop's data as it runs on the loop's thread, inside `dispatch`.
+///
+/// ```
+/// struct Tool { seen: u64 }
+/// let on_news: netref::typed::Callback<(u64, String)> =
+///     netref_calloop::typed_callback(|tool: &mut Tool, n: u64, _headline: String| tool.seen = n);
+/// # let _ = on_news;
+/// ```
+pub fn typed_callback<D, Args, R, F>(f: F) -> netref::typed::Callback<Args, R>
+where
+    D: 'static,
+    Args: 'static,
+    F: InvokeWith<D, Args, Output = R>,
+    R: serde::Serialize,
+{
+    netref::typed::Callback::from_object(callback(f))
+}
+
 // ---- the server ------------------------------------------------------------------
 
 /// A listener as a calloop event source: accepts clients and hands each

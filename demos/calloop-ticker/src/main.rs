@@ -5,7 +5,7 @@
 //! tool's own work: a tick) and the netref connection (a
 //! [`netref_calloop::ConnectionSource`], put there by
 //! [`netref_calloop::attach`]). A server pushes news events by calling the
-//! tool's callback ([`netref_calloop::callback`]); they arrive on the loop's
+//! tool's typed callback ([`netref_calloop::typed_callback`]); they arrive on the loop's
 //! thread between ticks, with the loop's state at hand and no extra thread
 //! on the tool's side.
 //!
@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{EventLoop, LoopSignal};
-use netref::{async_, Builder, Connection, LocalObject, ObjectBuilder, RemoteObject, Service};
+use netref::typed::{Callback, Obj};
+use netref::{Builder, Connection, Service};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -34,50 +35,67 @@ const USAGE: &str = "usage:
   calloop-ticker [--addr ADDR] [--events N] [--tick-ms T] [--period-ms P]
   calloop-ticker server [--addr ADDR]";
 
-/// The news desk: `subscribe(callback, period_ms)` pushes a headline to
-/// `callback` every `period_ms` until the returned subscription is
-/// cancelled or released, or the subscriber goes away.
-fn news_service() -> Service {
-    Service::new(|conn: &Connection| {
-        // Weak: the service must not keep its own connection open.
-        let conn = conn.downgrade();
-        ObjectBuilder::new("NewsDesk")
-            .method("subscribe", move |on_news: RemoteObject, period_ms: u64| {
-                subscribe(on_news, Duration::from_millis(period_ms), conn.clone())
-            })
-            .build()
-    })
+/// The news desk.
+#[netref::service]
+pub trait NewsDesk {
+    /// Pushes a headline to `on_news(n, headline)` every `period_ms`
+    /// until the returned subscription is cancelled or released, or the
+    /// subscriber goes away.
+    fn subscribe(&self, on_news: Callback<(u64, String)>, period_ms: u64) -> Obj<dyn Subscription>;
 }
 
-fn subscribe(on_news: RemoteObject, period: Duration, conn: netref::WeakConnection) -> LocalObject {
-    let running = Arc::new(AtomicBool::new(true));
-    let flag = running.clone();
-    thread::spawn(move || {
-        let gone = || conn.upgrade().is_none_or(|c| c.is_closed());
-        let mut n = 0u64;
-        loop {
-            thread::sleep(period);
-            if !flag.load(Ordering::Acquire) || gone() {
-                break;
+/// One subscriber's headlines.
+#[netref::service]
+pub trait Subscription {
+    /// Stops the headlines.
+    fn cancel(&self);
+}
+
+/// The desk of one connection.
+struct Desk {
+    /// Weak: the service must not keep its own connection open.
+    conn: netref::WeakConnection,
+}
+
+impl NewsDesk for Desk {
+    fn subscribe(&self, on_news: Callback<(u64, String)>, period_ms: u64) -> Obj<dyn Subscription> {
+        let period = Duration::from_millis(period_ms);
+        let running = Arc::new(AtomicBool::new(true));
+        let (flag, conn) = (running.clone(), self.conn.clone());
+        thread::spawn(move || {
+            let gone = || conn.upgrade().is_none_or(|c| c.is_closed());
+            let mut n = 0u64;
+            loop {
+                thread::sleep(period);
+                if !flag.load(Ordering::Acquire) || gone() {
+                    break;
+                }
+                n += 1;
+                // An event: one-way, its result ignored.
+                on_news.notify((n, format!("headline {n}")));
             }
-            n += 1;
-            // An event: asynchronous, its result ignored.
-            drop(async_(&on_news).call((n, format!("headline {n}"))));
-        }
-    });
-    let cancel = CancelOnDrop(running);
-    ObjectBuilder::new("Subscription")
-        .method("cancel", move || cancel.0.store(false, Ordering::Release))
-        .build()
+        });
+        Obj::new(Running(running))
+    }
 }
 
-/// Ends the subscription when the subscriber releases it.
-struct CancelOnDrop(Arc<AtomicBool>);
+/// A subscription's flag; released by the subscriber, it stops too.
+struct Running(Arc<AtomicBool>);
 
-impl Drop for CancelOnDrop {
+impl Subscription for Running {
+    fn cancel(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
+}
+
+fn news_service() -> Service {
+    Service::new(|conn: &Connection| netref::typed::export::<dyn NewsDesk>(Desk { conn: conn.downgrade() }))
 }
 
 /// The tool's state, owned by the loop and handed to every source's callback.
@@ -86,7 +104,7 @@ struct Tool {
     events: u64,
     /// Stop after this many events (`None`: run until interrupted).
     want: Option<u64>,
-    subscription: Option<RemoteObject>,
+    subscription: Option<Obj<dyn Subscription>>,
     signal: LoopSignal,
 }
 
@@ -107,7 +125,7 @@ fn run_tool(addr: &str, want: Option<u64>, tick: Duration, period: Duration) -> 
 
     // The server calls this on the loop's thread, inside `dispatch`, which
     // lends it the loop's `Tool`: no channel, and it need not be `Send`.
-    let on_news = netref_calloop::callback(|tool: &mut Tool, n: u64, headline: String| {
+    let on_news = netref_calloop::typed_callback(|tool: &mut Tool, n: u64, headline: String| {
         if tool.want.is_some_and(|want| tool.events >= want) {
             return; // already done; the loop stops after this dispatch
         }
@@ -117,7 +135,7 @@ fn run_tool(addr: &str, want: Option<u64>, tick: Duration, period: Duration) -> 
             if let Some(sub) = tool.subscription.take() {
                 // A synchronous call from inside a loop callback: it waits on
                 // the connection's own socket without re-entering the loop.
-                if let Err(e) = sub.call_method::<()>("cancel", ()) {
+                if let Err(e) = sub.cancel() {
                     eprintln!("cancel failed: {e}");
                 }
             }
@@ -126,7 +144,7 @@ fn run_tool(addr: &str, want: Option<u64>, tick: Duration, period: Duration) -> 
         }
     });
     let period_ms = u64::try_from(period.as_millis())?;
-    let subscription: RemoteObject = conn.root()?.call_method("subscribe", (on_news, period_ms))?;
+    let subscription = NewsDeskProxy::root(&conn)?.subscribe(on_news, period_ms)?;
     println!("subscribed to {addr} (a headline every {period_ms} ms, a tick every {} ms)", tick.as_millis());
 
     let mut tool =
