@@ -1,8 +1,9 @@
 //! # filemon
 //!
-//! The FileMonitor service of RPyC's events tutorial. The server watches a
-//! file's metadata on a thread and tells the client about each change by
-//! calling the client's callback asynchronously: events are async callbacks.
+//! The FileMonitor service of RPyC's events tutorial, as a typed service
+//! ([`FileMonitorService`]). The server watches a file's metadata on a
+//! thread and tells the client about each change by calling the client's
+//! callback one-way: events are asynchronous callbacks.
 //!
 //! ```text
 //! cargo run -p filemon -- server [--addr 127.0.0.1:18871] [--interval-ms 1000]
@@ -30,7 +31,8 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, UNIX_EPOCH};
 
-use netref::{async_, callback, BgServingThread, Builder, Connection, ObjectBuilder, RemoteObject, Service};
+use netref::typed::{Callback, Obj};
+use netref::{BgServingThread, Builder, Connection, Service};
 use serde::{Deserialize, Serialize};
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -69,31 +71,80 @@ fn stat(path: &Path) -> io::Result<Stat> {
     Ok(Stat { size: meta.len(), mtime_ns })
 }
 
-/// The service: `FileMonitor(path, callback)` starts a monitor and returns
-/// it; the monitor's `stop` ends it.
+/// Why the server could not watch a file: the client gets it back as itself.
+#[derive(Serialize, Deserialize, Debug)]
+struct MonitorError {
+    /// The file asked for.
+    path: String,
+    /// What looking at it said.
+    reason: String,
+}
+
+impl std::fmt::Display for MonitorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot watch {}: {}", self.path, self.reason)
+    }
+}
+
+impl Error for MonitorError {}
+
+/// RPyC's `FileMonitorService`, declared once.
+#[netref::service]
+trait FileMonitorService {
+    /// Starts a monitor of `path` calling `callback(old, new)` on each
+    /// change; the first look happens before it returns.
+    fn file_monitor(
+        &self,
+        path: String,
+        callback: Callback<(Stat, Stat)>,
+    ) -> Result<Obj<dyn FileMonitor>, MonitorError>;
+}
+
+/// One monitor.
+#[netref::service]
+trait FileMonitor {
+    /// Stops it.
+    fn stop(&self);
+}
+
+/// The service of one connection.
+struct Monitors {
+    interval: Duration,
+    /// Weak: the service must not keep its own connection open.
+    conn: netref::WeakConnection,
+}
+
+impl FileMonitorService for Monitors {
+    fn file_monitor(
+        &self,
+        path: String,
+        callback: Callback<(Stat, Stat)>,
+    ) -> Result<Obj<dyn FileMonitor>, MonitorError> {
+        let watched = PathBuf::from(&path);
+        let running = start_monitor(watched, callback, self.interval, self.conn.clone())
+            .map_err(|e| MonitorError { path, reason: e.to_string() })?;
+        Ok(Obj::new(Running(running)))
+    }
+}
+
 fn filemon_service(interval: Duration) -> Service {
     Service::new(move |conn: &Connection| {
-        // Weak: the service must not keep its own connection open.
-        let conn = conn.downgrade();
-        ObjectBuilder::new("FileMonitorService")
-            .try_method("FileMonitor", move |path: String, callback: RemoteObject| {
-                file_monitor(PathBuf::from(path), callback, interval, conn.clone())
-            })
-            .build()
+        netref::typed::export::<dyn FileMonitorService>(Monitors { interval, conn: conn.downgrade() })
     })
 }
 
 /// One monitor: a thread that polls `path` and calls `callback(old, new)`
-/// on each change, until stopped, released, or the client goes away.
-fn file_monitor(
+/// on each change, until stopped, released, or the client goes away. The
+/// flag it returns keeps it running.
+fn start_monitor(
     path: PathBuf,
-    callback: RemoteObject,
+    callback: Callback<(Stat, Stat)>,
     interval: Duration,
     conn: netref::WeakConnection,
-) -> io::Result<netref::LocalObject> {
+) -> io::Result<Arc<AtomicBool>> {
     // The tutorial says "wait a little for the filemon to have a look at the
     // original file". Looking before returning makes every change after
-    // `FileMonitor(...)` returns count, with no waiting.
+    // `file_monitor(...)` returns count, with no waiting.
     let mut last = stat(&path)?;
     println!(
         "[server] monitoring {} for {}",
@@ -109,26 +160,29 @@ fn file_monitor(
             // A file that vanishes for a moment (being rewritten) is not a change.
             let Ok(now) = stat(&path) else { continue };
             if now != last {
-                // Asynchronous, as in the tutorial: the monitor does not wait
+                // One-way, as in the tutorial: the monitor does not wait
                 // for the client to handle the event.
-                drop(async_(&callback).call((last, now)));
+                callback.notify((last, now));
                 println!("[server] notified: {} {last} -> {now}", path.display());
                 last = now;
             }
         }
         println!("[server] stopped monitoring {}", path.display());
     });
-    // A client that drops its proxy without calling stop() stops it too.
-    let stop = StopOnDrop(running);
-    Ok(ObjectBuilder::new("FileMonitor")
-        .method("stop", move || stop.0.store(false, Ordering::Release))
-        .build())
+    Ok(running)
 }
 
-/// Clears the running flag when the monitor object is freed.
-struct StopOnDrop(Arc<AtomicBool>);
+/// A monitor's running flag, as the object the client holds: `stop()`
+/// clears it, and so does a client that drops its proxy without calling it.
+struct Running(Arc<AtomicBool>);
 
-impl Drop for StopOnDrop {
+impl FileMonitor for Running {
+    fn stop(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
@@ -171,15 +225,15 @@ fn client(addr: &str, file: &Path, pull: bool) -> Res<()> {
     let conn = netref::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let seen = Arc::new(AtomicUsize::new(0));
     let count = seen.clone();
-    let on_file_changed = callback(move |old: Stat, new: Stat| {
+    let on_file_changed = move |old: Stat, new: Stat| {
         print_change(old, new);
         count.fetch_add(1, Ordering::AcqRel);
-    });
+    };
     // Without --pull, a background thread serves the connection, so events
     // print as they come while this thread waits for a reason to stop.
     let bgsrv = (!pull).then(|| BgServingThread::new(&conn));
-    let mon: RemoteObject =
-        conn.root()?.call_method("FileMonitor", (path.display().to_string(), on_file_changed))?;
+    let mon =
+        FileMonitorServiceProxy::root(&conn)?.file_monitor(path.display().to_string(), on_file_changed)?;
 
     let (tx, inputs) = mpsc::channel();
     let on_signal = tx.clone();
@@ -224,7 +278,7 @@ fn client(addr: &str, file: &Path, pull: bool) -> Res<()> {
             Input::Closed(why) => return Err(format!("the server went away: {why}").into()),
         }
     }
-    mon.call_method::<()>("stop", ())?;
+    mon.stop()?;
     if let Some(bg) = bgsrv {
         bg.stop()?;
     }
@@ -248,12 +302,12 @@ fn demo(interval: Duration) -> Res<()> {
     let conn = netref::connect(addr)?;
     let bgsrv = BgServingThread::new(&conn);
     let (tx, changes) = mpsc::channel();
-    let on_file_changed = callback(move |old: Stat, new: Stat| {
+    let on_file_changed = move |old: Stat, new: Stat| {
         print_change(old, new);
         let _ = tx.send(());
-    });
-    let mon: RemoteObject =
-        conn.root()?.call_method("FileMonitor", (path.display().to_string(), on_file_changed))?;
+    };
+    let mon =
+        FileMonitorServiceProxy::root(&conn)?.file_monitor(path.display().to_string(), on_file_changed)?;
     // Each change waits for its event, so that the monitor sees them one by one.
     let wait = || changes.recv_timeout(Duration::from_secs(10));
     println!(">>> f.write(\"shmoop\")");
@@ -268,7 +322,7 @@ fn demo(interval: Duration) -> Res<()> {
     drop(OpenOptions::new().write(true).truncate(true).open(&path)?);
     wait()?;
     println!(">>> mon.stop(); bgsrv.stop(); conn.close()");
-    mon.call_method::<()>("stop", ())?;
+    mon.stop()?;
     bgsrv.stop()?;
     conn.close();
     server.close();
