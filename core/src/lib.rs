@@ -199,6 +199,15 @@ pub use value::{from_value, to_value, ObjectRef, Value};
 ///   way (the peer's panic with its traceback, a timeout, a closed
 ///   connection). Any other method gives `Result<T, netref::Error>`.
 ///
+/// # Generic traits
+///
+/// A trait's type parameters get the bounds they need to cross the wire
+/// (`Serialize + DeserializeOwned + Send + Sync + 'static`), and the proxy
+/// is generic too: `#[netref::service] trait Store<V> { .. }` is served as
+/// `Service::typed::<dyn Store<String>>(..)` and called through
+/// `StoreProxy::<String>::root(&conn)`. An implementation for every `V`
+/// states those bounds in its `impl`.
+///
 /// # Evolution
 ///
 /// An argument marked `#[netref(default)]` (trailing, `T: Default`) may be
@@ -209,8 +218,8 @@ pub use value::{from_value, to_value, ObjectRef, Value};
 /// # Refused at compile time
 ///
 /// What cannot cross the wire is an error at the offending token naming
-/// the fix: `&mut self`, no or a by-value receiver, generic methods or
-/// traits, reference, `impl Trait`, pattern or `Self` arguments, more than
+/// the fix: `&mut self`, no or a by-value receiver, generic methods,
+/// lifetime or const parameters of the trait, reference, `impl Trait`, pattern or `Self` arguments, more than
 /// eight arguments, a type serde cannot carry (reported at the type),
 /// names the proxy uses itself (`root`, `from_remote`, `async_`, `timed`,
 /// `clone`), associated types and supertraits (see `core/tests/ui/`).

@@ -474,3 +474,48 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         std::thread::park_timeout(PATIENCE);
     }
 }
+
+/// A generic service: netref bounds `V` by serde (and `Send + Sync +
+/// 'static`) itself.
+#[netref::service]
+pub trait Store<V> {
+    /// Stores `value` under `key`, returning what was there.
+    fn put(&self, key: String, value: V) -> Option<V>;
+    /// What is stored under `key`.
+    fn get(&self, key: String) -> Option<V>;
+}
+
+/// A store of any `V`.
+struct Drawer<V>(Mutex<std::collections::HashMap<String, V>>);
+
+impl<V> Store<V> for Drawer<V>
+where
+    V: Clone + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    fn put(&self, key: String, value: V) -> Option<V> {
+        self.0.lock().unwrap().insert(key, value)
+    }
+    fn get(&self, key: String) -> Option<V> {
+        self.0.lock().unwrap().get(&key).cloned()
+    }
+}
+
+#[test]
+fn a_generic_service_serves_and_is_called_at_each_type() {
+    let words = Pair::new(Service::none(), Service::typed::<dyn Store<String>>(Drawer(Mutex::default())));
+    let store = StoreProxy::<String>::root(&words.client).unwrap();
+    assert_eq!(store.put("a".into(), "x".into()).unwrap(), None);
+    assert_eq!(store.put("a".into(), "y".into()).unwrap(), Some("x".to_string()));
+    assert_eq!(store.get("a".into()).unwrap(), Some("y".to_string()));
+
+    let counts = Pair::new(Service::none(), Service::typed::<dyn Store<Stat>>(Drawer(Mutex::default())));
+    let store: StoreProxy<Stat> = StoreProxy::root(&counts.client).unwrap();
+    store.put("f".into(), Stat { size: 3 }).unwrap();
+    let got = store.async_().get("f".into());
+    counts.settle();
+    assert_eq!(got.value().unwrap(), Some(Stat { size: 3 }));
+    // The same server read at the wrong type fails as a conversion, naming the method.
+    let wrong = StoreProxy::<u64>::root(&counts.client).unwrap();
+    let err = wrong.get("f".into()).unwrap_err();
+    assert!(err.to_string().contains("the result of `get`"), "{err}");
+}

@@ -99,11 +99,23 @@ fn trait_level(item: &ItemTrait, errors: &mut Errors) {
     if let Some(auto) = &item.auto_token {
         errors.add(auto.span(), "a service trait cannot be an auto trait");
     }
-    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+    for param in &item.generics.params {
+        match param {
+            syn::GenericParam::Type(t) if t.default.is_none() => {}
+            syn::GenericParam::Type(t) => errors
+                .add(t.span(), "a service trait's type parameter cannot have a default: name it at each use"),
+            other => errors.add(
+                other.span(),
+                "a service trait takes type parameters only (netref adds their serde bounds): \
+                 lifetimes and const parameters cannot cross the wire",
+            ),
+        }
+    }
+    if let Some(w) = &item.generics.where_clause {
         errors.add(
-            item.generics.span(),
-            "a service trait cannot be generic: the peer has to know every type; \
-             declare one trait per type (`StringStore`, `BytesStore`)",
+            w.span(),
+            "a service trait cannot have a where clause: netref bounds each type parameter by \
+             serde itself; put other bounds on the parameter (`T: Clone`)",
         );
     }
     if let Some(colon) = &item.colon_token {

@@ -36,61 +36,104 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
         format!("The peer's object `remote` as a [`{ident}`], checked as [`{proxy}::root`] checks the root.");
     let sync_methods = service.methods.iter().map(|m| sync_method(m, vis));
     let async_methods = service.methods.iter().map(|m| async_method(m, vis));
+    let generics = crate::server::bounded(service);
+    let (impl_generics, ty_generics, _) = generics.split_for_impl();
+    let params = &service.item.generics.params;
+    let type_args: Vec<_> = service.item.generics.type_params().map(|t| &t.ident).collect();
+    // The proxy holds no value of its type parameters: `fn() -> (..)`
+    // keeps it `Send + Sync` and free of their auto traits.
+    let types = quote!(::core::marker::PhantomData<fn() -> (#(#type_args,)*)>);
     quote! {
         #[doc = #proxy_doc]
-        #[derive(Clone, Debug)]
-        #vis struct #proxy {
+        #vis struct #proxy <#params> {
             handle: ::netref::typed::Handle,
+            types: #types,
         }
 
         #[doc = #view_doc]
-        #[derive(Clone, Debug)]
-        #vis struct #view {
+        #vis struct #view <#params> {
             handle: ::netref::typed::Handle,
             expiry: ::core::option::Option<::core::time::Duration>,
+            types: #types,
         }
 
-        impl ::netref::typed::Proxy for #proxy {
+        impl #impl_generics ::core::clone::Clone for #proxy #ty_generics {
+            fn clone(&self) -> Self {
+                #proxy { handle: ::core::clone::Clone::clone(&self.handle), types: ::core::marker::PhantomData }
+            }
+        }
+
+        impl #impl_generics ::core::fmt::Debug for #proxy #ty_generics {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_tuple(::core::stringify!(#proxy)).field(&self.handle).finish()
+            }
+        }
+
+        impl #impl_generics ::core::clone::Clone for #view #ty_generics {
+            fn clone(&self) -> Self {
+                #view {
+                    handle: ::core::clone::Clone::clone(&self.handle),
+                    expiry: self.expiry,
+                    types: ::core::marker::PhantomData,
+                }
+            }
+        }
+
+        impl #impl_generics ::core::fmt::Debug for #view #ty_generics {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(::core::stringify!(#view))
+                    .field("handle", &self.handle)
+                    .field("expiry", &self.expiry)
+                    .finish()
+            }
+        }
+
+        impl #impl_generics ::netref::typed::Proxy for #proxy #ty_generics {
             fn from_handle(handle: ::netref::typed::Handle) -> Self {
-                #proxy { handle }
+                #proxy { handle, types: ::core::marker::PhantomData }
             }
             fn handle(&self) -> &::netref::typed::Handle {
                 &self.handle
             }
         }
 
-        impl #proxy {
+        impl #impl_generics #proxy #ty_generics {
             #[doc = #root_doc]
             #vis fn root(conn: &::netref::Connection) -> ::netref::Result<Self> {
-                ::netref::typed::root::<dyn #ident>(conn)
+                ::netref::typed::root::<dyn #ident #ty_generics>(conn)
             }
 
             #[doc = #from_remote_doc]
             #vis fn from_remote(remote: ::netref::RemoteObject) -> ::netref::Result<Self> {
-                ::netref::typed::Obj::<dyn #ident>::from_remote(remote)
+                ::netref::typed::Obj::<dyn #ident #ty_generics>::from_remote(remote)
                     .map(|obj| ::core::clone::Clone::clone(obj.proxy()))
             }
 
             /// The same methods, each returning an `AsyncResult` at once
             /// (RPyC's `async_`).
-            #vis fn async_(&self) -> #view {
-                #view { handle: ::core::clone::Clone::clone(&self.handle), expiry: ::core::option::Option::None }
+            #vis fn async_(&self) -> #view #ty_generics {
+                #view {
+                    handle: ::core::clone::Clone::clone(&self.handle),
+                    expiry: ::core::option::Option::None,
+                    types: ::core::marker::PhantomData,
+                }
             }
 
             /// The same methods, each returning an `AsyncResult` that
             /// expires after `timeout` (RPyC's `timed`): its value is then
             /// a timeout error.
-            #vis fn timed(&self, timeout: ::core::time::Duration) -> #view {
+            #vis fn timed(&self, timeout: ::core::time::Duration) -> #view #ty_generics {
                 #view {
                     handle: ::core::clone::Clone::clone(&self.handle),
                     expiry: ::core::option::Option::Some(timeout),
+                    types: ::core::marker::PhantomData,
                 }
             }
 
             #(#sync_methods)*
         }
 
-        impl #view {
+        impl #impl_generics #view #ty_generics {
             #(#async_methods)*
         }
     }

@@ -16,32 +16,50 @@ pub(crate) fn interface(service: &Service) -> TokenStream {
     let name = ident.to_string();
     let proxy = format_ident!("{}Proxy", ident);
     let wire_names = service.methods.iter().map(Method::wire_name);
+    let generics = bounded(service);
+    let (impl_generics, ty_generics, _) = generics.split_for_impl();
     quote! {
         #written
 
-        impl ::netref::typed::Interface for dyn #ident {
+        impl #impl_generics ::netref::typed::Interface for dyn #ident #ty_generics {
             const NAME: &'static str = #name;
             const METHODS: &'static [&'static str] = &[#(#wire_names),*];
-            type Proxy = #proxy;
+            type Proxy = #proxy #ty_generics;
         }
     }
+}
+
+/// The trait's generics with what each type parameter needs to cross the
+/// wire and to be shared between threads: serde both ways, `Send`,
+/// `Sync`, `'static`.
+pub(crate) fn bounded(service: &Service) -> syn::Generics {
+    let mut generics = service.item.generics.clone();
+    for param in generics.type_params_mut() {
+        param.bounds.push(parse_quote!(::netref::typed::__private::serde::Serialize));
+        param.bounds.push(parse_quote!(::netref::typed::__private::serde::de::DeserializeOwned));
+        param.bounds.push(parse_quote!(::core::marker::Send));
+        param.bounds.push(parse_quote!(::core::marker::Sync));
+        param.bounds.push(parse_quote!('static));
+    }
+    generics
 }
 
 /// How an implementation is served.
 pub(crate) fn expand(service: &Service) -> TokenStream {
     let ident = &service.ident;
     let methods = service.methods.iter().map(export_method);
+    let generics = bounded(service);
+    let (_, ty_generics, _) = generics.split_for_impl();
+    let params = &generics.params;
     quote! {
-
-        impl<__NetrefImpl: #ident> ::netref::typed::ServedBy<__NetrefImpl> for dyn #ident {
+        impl<__NetrefImpl: #ident #ty_generics, #params> ::netref::typed::ServedBy<__NetrefImpl> for dyn #ident #ty_generics {
             fn serve(this: ::std::sync::Arc<__NetrefImpl>) -> ::netref::LocalObject {
-                let erased: ::std::sync::Arc<dyn #ident> = ::std::sync::Arc::<__NetrefImpl>::clone(&this);
+                let erased: ::std::sync::Arc<dyn #ident #ty_generics> = ::std::sync::Arc::<__NetrefImpl>::clone(&this);
                 ::netref::typed::Export::new(this, erased)
                     #(#methods)*
                     .build()
             }
         }
-
     }
 }
 
@@ -50,6 +68,7 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
 /// left out of the trait object. Implementations still write `async fn`.
 fn trait_written_back(service: &Service) -> TokenStream {
     let mut item = service.item.clone();
+    item.generics = bounded(service);
     item.supertraits.push(parse_quote!(::core::marker::Send));
     item.supertraits.push(parse_quote!(::core::marker::Sync));
     item.supertraits.push(parse_quote!('static));

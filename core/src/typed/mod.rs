@@ -133,6 +133,9 @@ pub fn check<S: Interface + ?Sized>(remote: &RemoteObject, object: &str) -> Resu
 pub mod __private {
     use std::fmt::Display;
 
+    /// serde, for the bounds the macro puts on a generic trait's parameters.
+    pub use serde;
+
     use serde::de::DeserializeOwned;
     use serde::Serialize;
 

@@ -1,5 +1,5 @@
 #[netref::service]
-pub trait Store<T> {
+pub trait Store<'a> {
     fn get(&self) -> u64;
 }
 
