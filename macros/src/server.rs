@@ -134,12 +134,13 @@ fn export_method(m: &Method) -> TokenStream {
             .async_method(#name, #arity, |#this: &::std::sync::Arc<__NetrefImpl>, #args: &mut ::netref::typed::Args| {
                 #(#bind)*
                 let #this = ::std::sync::Arc::clone(#this);
-                let #callee = #args.callee();
+                // Owned: the future outlives the arguments.
+                let #callee = ::std::sync::Arc::clone(#args.callee());
                 ::core::result::Result::Ok(async move { #answer })
             })
         }
     } else {
-        let answer = quote_spanned!(span=> #reply(&#args.callee(), #this.#ident(#(#names),*)));
+        let answer = quote_spanned!(span=> #reply(#args.callee(), #this.#ident(#(#names),*)));
         quote! {
             .method(#name, #arity, |#this: &__NetrefImpl, #args: &mut ::netref::typed::Args| {
                 #(#bind)*

@@ -132,8 +132,8 @@ impl Args {
     }
 
     /// What is called, `Trait.method`, as errors name it.
-    pub fn callee(&self) -> Arc<str> {
-        self.callee.clone()
+    pub fn callee(&self) -> &Arc<str> {
+        &self.callee
     }
 
     /// The next argument, which the caller must pass (the arity is checked).
