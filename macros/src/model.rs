@@ -50,6 +50,8 @@ pub(crate) enum Output {
     Value(Box<Type>),
     /// `Result<T, E>`: `E` is the method's own error.
     Fallible { ok: Box<Type>, err: Box<Type> },
+    /// `Event<T>` of a `#[netref(event)]` method: `T` is what each event carries.
+    Event(Box<Type>),
 }
 
 impl Service {
@@ -132,12 +134,17 @@ impl Method {
     fn read(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
         let before = errors.count();
         let netref_attrs = take_netref_attrs(&mut f.attrs);
+        let mut event = false;
         for attr in &netref_attrs {
-            errors.add(
-                attr.span(),
-                "unknown netref attribute on a method: a method takes none (`#[netref(default)]` \
-                 goes on an argument)",
-            );
+            if attr.parse_args::<Ident>().is_ok_and(|i| i == "event") {
+                event = true;
+            } else {
+                errors.add(
+                    attr.span(),
+                    "unknown netref attribute on a method: expected `#[netref(event)]` (and \
+                     `#[netref(default)]` goes on an argument)",
+                );
+            }
         }
         let sig = &mut f.sig;
         signature(sig, errors);
@@ -152,7 +159,7 @@ impl Method {
             errors.add(sig.ident.span(), "names starting with `__` are reserved: rename the method");
         }
         let args = arguments(sig, errors);
-        let output = output(&sig.output, errors);
+        let output = output(&sig.output, errors).and_then(|o| event_output(sig, o, event, errors));
         if errors.count() > before {
             return None;
         }
@@ -403,6 +410,66 @@ fn output(ret: &ReturnType, errors: &mut Errors) -> Option<Output> {
             }
         }
         None => Some(Output::Value(Box::new(ty.clone()))),
+    }
+}
+
+/// What an event method returns (`Event<T>` gives [`Output::Event`]), and
+/// what is refused of one; a method returning an `Event` unmarked is
+/// refused too.
+fn event_output(sig: &Signature, output: Output, event: bool, errors: &mut Errors) -> Option<Output> {
+    let item = match &output {
+        Output::Value(ty) => last_segment_args(ty, "Event").and_then(|args| match args.first() {
+            Some(GenericArgument::Type(t)) if args.len() == 1 => Some(t.clone()),
+            _ => None,
+        }),
+        _ => None,
+    };
+    if !event {
+        if item.is_some() {
+            let at = match &sig.output {
+                ReturnType::Type(_, ty) => ty.span(),
+                ReturnType::Default => sig.ident.span(),
+            };
+            errors.add(
+                at,
+                "a method returning an `Event` is an event: mark it `#[netref(event)]`, so that \
+                 the peer subscribes to it instead of reading it",
+            );
+            return None;
+        }
+        return Some(output);
+    }
+    let before = errors.count();
+    if let Some(a) = &sig.asyncness {
+        errors.add(
+            a.span(),
+            "an event method cannot be `async`: it gives the server's `Event<T>` at once, which \
+             the server emits to whenever it likes",
+        );
+    }
+    let args: Vec<_> = sig.inputs.iter().filter(|a| matches!(a, FnArg::Typed(_))).collect();
+    if let (Some(first), Some(last)) = (args.first(), args.last()) {
+        errors.add(
+            first.span().join(last.span()).unwrap_or(first.span()),
+            "an event method takes no arguments: each subscriber chooses only how its queue \
+             behaves (`Subscribe`); for events of a kind, declare another event, or filter in \
+             the subscriber",
+        );
+    }
+    match item {
+        Some(t) if errors.count() == before => Some(Output::Event(Box::new(t))),
+        Some(_) => None,
+        None => {
+            errors.add(
+                match &sig.output {
+                    ReturnType::Default => sig.ident.span(),
+                    ReturnType::Type(_, ty) => ty.span(),
+                },
+                "a `#[netref(event)]` method returns `Event<T>`: the server's event, which it \
+                 emits to and the peer subscribes to (`fn changed(&self) -> Event<(String, u64)>`)",
+            );
+            None
+        }
     }
 }
 

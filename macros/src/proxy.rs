@@ -173,9 +173,22 @@ fn parameters(m: &Method) -> (Vec<TokenStream>, TokenStream) {
     (params, args)
 }
 
+/// An event method: the peer's event, subscribed to later (nothing is
+/// sent until then), the same on both views.
+fn event_method(m: &Method, item: &syn::Type, vis: &syn::Visibility) -> TokenStream {
+    let (ident, docs, name) = (&m.ident, &m.docs, m.wire_name());
+    quote! {
+        #(#docs)*
+        #vis fn #ident(&self) -> ::netref::typed::Event<#item> {
+            ::netref::typed::Event::of(::core::clone::Clone::clone(&self.handle), #name)
+        }
+    }
+}
+
 /// What a method's call gives: its value, and the error type.
 fn result_types(m: &Method) -> (TokenStream, TokenStream, proc_macro2::Span) {
     match &m.output {
+        Output::Event(item) => (quote!(::netref::typed::Event<#item>), quote!(::netref::Error), item.span()),
         Output::Value(ty) => (quote!(#ty), quote!(::netref::Error), ty.span()),
         Output::Fallible { ok, err } => (quote!(#ok), quote!(::netref::typed::CallError<#err>), ok.span()),
     }
@@ -183,6 +196,9 @@ fn result_types(m: &Method) -> (TokenStream, TokenStream, proc_macro2::Span) {
 
 fn sync_method(m: &Method, vis: &syn::Visibility) -> TokenStream {
     let (ident, docs, name) = (&m.ident, &m.docs, m.wire_name());
+    if let Output::Event(item) = &m.output {
+        return event_method(m, item, vis);
+    }
     let (params, args) = parameters(m);
     let (ok, err, span) = result_types(m);
     // Spanned at the result type: a type serde cannot read is reported there.
@@ -197,6 +213,9 @@ fn sync_method(m: &Method, vis: &syn::Visibility) -> TokenStream {
 
 fn async_method(m: &Method, vis: &syn::Visibility) -> TokenStream {
     let (ident, docs, name) = (&m.ident, &m.docs, m.wire_name());
+    if let Output::Event(item) = &m.output {
+        return event_method(m, item, vis);
+    }
     let (params, args) = parameters(m);
     let (ok, err, _) = result_types(m);
     quote! {

@@ -103,6 +103,9 @@ fn trait_written_back(service: &Service) -> TokenStream {
 fn export_method(m: &Method) -> TokenStream {
     let name = m.wire_name();
     let ident = &m.ident;
+    if let Output::Event(item) = &m.output {
+        return export_event(&name, ident, item);
+    }
     let required = m.required();
     let total = m.args.len();
     // Mixed-site names: an argument called `this` or `args` stays the user's.
@@ -125,6 +128,7 @@ fn export_method(m: &Method) -> TokenStream {
         Output::Fallible { ok, err } => {
             (quote_spanned!(ok.span()=> ::netref::typed::reply_result::<#ok, #err>), ok.span())
         }
+        Output::Event(_) => unreachable!("an event method is exported by `export_event`"),
     };
     let arity = quote!(::netref::typed::Arity { required: #required, total: #total });
     let callee = syn::Ident::new("callee", Span::mixed_site());
@@ -147,5 +151,20 @@ fn export_method(m: &Method) -> TokenStream {
                 #answer
             })
         }
+    }
+}
+
+/// An event method's entry: a call of it subscribes (its one optional
+/// argument is the subscription's options) and answers the subscription.
+fn export_event(name: &str, ident: &syn::Ident, item: &syn::Type) -> TokenStream {
+    let this = syn::Ident::new("this", Span::mixed_site());
+    let args = syn::Ident::new("args", Span::mixed_site());
+    // Spanned at the event's type: one serde cannot carry is reported there.
+    let check = quote_spanned!(item.span()=> ::netref::typed::__private::event_item::<#item>());
+    quote! {
+        .method(#name, ::netref::typed::Arity { required: 0, total: 1 }, |#this: &__NetrefImpl, #args: &mut ::netref::typed::Args| {
+            #check;
+            ::netref::typed::Event::serve_subscribe(&#this.#ident(), #args)
+        })
     }
 }

@@ -182,7 +182,7 @@ impl Drop for ServerStep {
 
 /// Fails when this thread is stepping a connection of an event-loop
 /// server: a wait for a reply would stop the loop serving the others.
-pub(super) fn check_may_wait() -> Result<()> {
+pub(crate) fn check_may_wait() -> Result<()> {
     if SERVER_STEP.with(|s| s.get()) {
         return Err(Misuse::BlocksLoopServer.into());
     }

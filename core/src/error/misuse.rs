@@ -92,6 +92,23 @@ pub enum Misuse {
         /// The names the object exposes.
         exposed: Vec<String>,
     },
+    /// [`Event::emit`](crate::typed::Event::emit) was called on the
+    /// peer's event (one a proxy gave): only the side that owns an event
+    /// emits it.
+    #[error("`{event}` is the peer's event: only the side serving it emits it; subscribe to it here")]
+    EmitsPeerEvent {
+        /// The event, `Trait.method`.
+        event: String,
+    },
+    /// [`Event::emit`](crate::typed::Event::emit) had to wait for room
+    /// in a `block` subscription while stepping an event-loop server:
+    /// waiting would stop the loop, and with it the subscriber's pulls.
+    #[error(
+        "emit() had to wait for a full `block` subscription on an event-loop server, which would \
+         stop the loop serving its connections (and the subscriber's pulls): await \
+         emit_async(..) instead"
+    )]
+    EmitBlocksLoopServer,
 }
 
 /// `a`, `b`, `c`.

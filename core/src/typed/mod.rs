@@ -12,6 +12,8 @@
 //!   own, handed back, is the original again ([`Obj::local`]).
 //! - [`Callback<Args, R>`](Callback): a callable argument; a plain closure
 //!   converts into one at the call site.
+//! - [`Event<T>`](Event): what a server emits to its subscribers, each
+//!   with a bounded queue and a [`Policy`] for when it is full.
 //! - [`CallError<E>`](CallError): what a typed method returning
 //!   `Result<T, E>` fails with on the client, telling the method's own `E`
 //!   apart from a call that failed on the way.
@@ -33,6 +35,7 @@ use crate::value::RemoteObject;
 
 mod callback;
 mod error;
+mod event;
 mod export;
 mod handle;
 mod obj;
@@ -41,6 +44,9 @@ mod tests;
 
 pub use callback::Callback;
 pub use error::CallError;
+pub use event::{
+    Emit, Ended, Event, EventIter, EventStream, Missed, Policy, Subscribe, Subscription, MAX_CAPACITY,
+};
 pub use export::{reply, reply_result, Args, Arity, Export};
 pub use handle::Handle;
 pub use obj::Obj;
@@ -177,6 +183,19 @@ pub mod __private {
     )]
     pub trait Defaulted: Default {}
     impl<T: Default> Defaulted for T {}
+
+    /// What an event can carry.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot cross the wire as an event",
+        label = "not a serde type",
+        note = "derive `serde::Serialize` and `serde::Deserialize` for it, or carry a type that does \
+                (events usually carry a tuple: `Event<(String, u64)>`)"
+    )]
+    pub trait EventItem: Serialize + DeserializeOwned + Send + 'static {}
+    impl<T: Serialize + DeserializeOwned + Send + 'static> EventItem for T {}
+
+    /// Checks, where the macro writes it, that an event's type can cross.
+    pub fn event_item<T: EventItem>() {}
 
     /// An argument of a proxy's call, converted for the wire.
     pub fn argument<T: Argument>(value: &T) -> crate::Result<crate::Value> {
