@@ -126,6 +126,8 @@ macro_rules! conformance_tests {
             a_method_waiting_on_its_client_never_blocks_the_loop_server,
             typed_proxy_awaited_on_the_loop,
             typed_service_on_the_backend_server,
+            typed_events_received_on_the_loop,
+            typed_events_from_the_backend_server,
         );
     };
     (@each $backend:ty; $($name:ident),* $(,)?) => {
@@ -1560,4 +1562,7 @@ pub fn refused_clients_never_pause_accepting<B: Backend>() {
 }
 
 mod typed;
-pub use typed::{typed_proxy_awaited_on_the_loop, typed_service_on_the_backend_server};
+pub use typed::{
+    typed_events_from_the_backend_server, typed_events_received_on_the_loop, typed_proxy_awaited_on_the_loop,
+    typed_service_on_the_backend_server,
+};

@@ -1,7 +1,8 @@
 //! The typed layer on every backend: a typed proxy awaited with the loop's
 //! own executor, and a typed service (with an `async fn` awaiting its
 //! client's callback) served by the backend's server and awaited with
-//! `block_on` on a plain thread.
+//! `block_on` on a plain thread; typed events received on the loop (a
+//! stream it awaits, a closure it runs) and emitted by a loop server.
 
 use std::fmt;
 use std::net::TcpListener;
@@ -11,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
 use std::time::Instant;
 
-use netref::typed::{CallError, Callback};
+use netref::typed::{CallError, Callback, Event, Missed, Subscribe};
 use netref::{BgServingThread, Builder, Service, ThreadedServer};
 use serde::{Deserialize, Serialize};
 
@@ -39,15 +40,24 @@ pub(crate) trait Tally {
     fn take(&self, n: i64) -> Result<i64, Overdrawn>;
     /// Asks the caller's `back(n)`, asynchronously, and doubles its answer.
     async fn ask(&self, n: i64, back: Callback<(i64,), i64>) -> i64;
+    /// Each new total after an `add`: ("total", total).
+    #[netref(event)]
+    fn totals(&self) -> Event<(String, i64)>;
 }
 
 /// The suite's tally.
 #[derive(Default)]
-pub(crate) struct Total(AtomicI64);
+pub(crate) struct Total(AtomicI64, Event<(String, i64)>);
 
 impl Tally for Total {
     fn add(&self, n: i64) -> i64 {
-        self.0.fetch_add(n, Ordering::SeqCst) + n
+        let total = self.0.fetch_add(n, Ordering::SeqCst) + n;
+        self.1.emit(("total".into(), total)).expect("a drop-oldest event never blocks");
+        total
+    }
+
+    fn totals(&self) -> Event<(String, i64)> {
+        self.1.clone()
     }
 
     fn take(&self, n: i64) -> Result<i64, Overdrawn> {
@@ -124,6 +134,80 @@ pub fn typed_service_on_the_backend_server<B: Backend>() {
     assert_eq!(block_on(tally.async_().take(4)), Err(CallError::App(Overdrawn { left: 3 })));
     drop(conn);
     server.stop();
+}
+
+/// Typed events received on the loop: a stream the loop's executor
+/// awaits, and a closure subscription the loop runs, on its thread.
+pub fn typed_events_received_on_the_loop<B: Backend>() {
+    let server = ThreadedServer::bind_tcp("127.0.0.1:0", typed_service()).unwrap();
+    let addr = server.local_addr().unwrap();
+    server.spawn();
+    let mut lp = B::new_loop();
+    let conn = netref::connect(addr).unwrap();
+    lp.attach(&conn);
+    let tally = TallyProxy::root(&conn).unwrap();
+    let me = thread::current().id();
+
+    let ran_on: Cell<ThreadId> = Cell::default();
+    let r = ran_on.clone();
+    let _closure = tally
+        .totals()
+        .subscribe(Subscribe::drop_oldest(8), move |_: (String, i64)| r.put(thread::current().id()))
+        .unwrap();
+    let mut stream = tally.totals().stream(Subscribe::block(8)).unwrap();
+    let got: Cell<Vec<i64>> = Cell::default();
+    let g = got.clone();
+    run_future(&mut lp, "the events", async move {
+        let mut seen = Vec::new();
+        for n in [2, 3] {
+            tally.async_().add(n).await.unwrap();
+            match next(&mut stream).await {
+                Some(Ok((_, total))) => seen.push(total),
+                other => panic!("expected a total, got {other:?}"),
+            }
+        }
+        g.put(seen);
+    });
+    assert_eq!(got.get().unwrap(), [2, 5]);
+    // The closure ran on the loop's thread, once the loop served its pull.
+    let (seen, root) = (ran_on.clone(), conn.root().unwrap());
+    run_future(&mut lp, "the closure's event", async move {
+        // Each round trip lets the loop serve the closure's pull too.
+        while seen.get().is_none() {
+            netref::async_(&root).call_method("add", (0,)).await.unwrap();
+        }
+    });
+    assert_eq!(ran_on.get(), Some(me));
+}
+
+/// Typed events emitted by a service on the backend's server, received by
+/// a client on a plain thread: one subscriber lagging (it reads nothing
+/// until the end) costs the other nothing.
+pub fn typed_events_from_the_backend_server<B: Backend>() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = B::spawn_server(listener, typed_service());
+    let conn = netref::connect(addr).unwrap();
+    let _serving = BgServingThread::new(&conn);
+    let tally = TallyProxy::root(&conn).unwrap();
+    let mut lagging = tally.totals().iter(Subscribe::drop_oldest(2)).unwrap();
+    let mut keeping_up = tally.totals().iter(Subscribe::drop_oldest(2)).unwrap();
+    for n in 1..=5 {
+        tally.add(n).unwrap();
+        assert_eq!(keeping_up.next().unwrap().unwrap().1, n * (n + 1) / 2);
+    }
+    assert!(matches!(lagging.next(), Some(Err(Missed::Lagged(3)))));
+    assert_eq!(lagging.next().unwrap().unwrap().1, 10);
+    assert_eq!(lagging.next().unwrap().unwrap().1, 15);
+    drop(conn);
+    server.stop();
+}
+
+/// The stream's next item, as a future.
+fn next<S: futures_core::Stream + Unpin>(
+    stream: &mut S,
+) -> impl std::future::Future<Output = Option<S::Item>> + '_ {
+    std::future::poll_fn(move |cx| std::pin::Pin::new(&mut *stream).poll_next(cx))
 }
 
 /// Polls `fut` on this thread until it completes, parked between wakes.
