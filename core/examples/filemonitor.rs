@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::{fmt, fs, thread, time::Duration};
 
-use netref::typed::{CallError, Callback, Obj};
+use netref::typed::{CallError, Callback, Event, Obj, Subscribe};
 use netref::{BgServingThread, Builder, Service, ThreadedServer};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,9 @@ pub trait FileMonitor {
     /// Calls `on_change(old, new)` on each change of the file (an event),
     /// until the watch it returns is stopped.
     fn watch(&self, path: String, on_change: Callback<(Stat, Stat)>) -> Result<Obj<dyn Watch>, MonitorError>;
+    /// Each change of a watched file, for every subscriber: (path, new state).
+    #[netref(event)]
+    fn changed(&self) -> Event<(String, Stat)>;
 }
 
 /// One watch of one file.
@@ -50,7 +53,10 @@ pub trait Watch {
     fn stop(&self);
 }
 
-struct Monitor;
+#[derive(Default)]
+struct Monitor {
+    changed: Event<(String, Stat)>,
+}
 
 struct Polling {
     stopped: Arc<AtomicBool>,
@@ -62,20 +68,26 @@ impl Watch for Polling {
     }
 }
 
+fn stat(path: String) -> Result<Stat, MonitorError> {
+    fs::metadata(&path).map(|m| Stat { size: m.len() }).map_err(|_| MonitorError::NotFound(path))
+}
+
 impl FileMonitor for Monitor {
     fn stat(&self, path: String) -> Result<Stat, MonitorError> {
-        fs::metadata(&path).map(|m| Stat { size: m.len() }).map_err(|_| MonitorError::NotFound(path))
+        stat(path)
     }
 
     fn watch(&self, path: String, on_change: Callback<(Stat, Stat)>) -> Result<Obj<dyn Watch>, MonitorError> {
-        let mut last = self.stat(path.clone())?; // a missing file is the caller's error
+        let mut last = stat(path.clone())?; // a missing file is the caller's error
         let stopped = Arc::new(AtomicBool::new(false));
-        let stop = stopped.clone();
+        let (stop, changed) = (stopped.clone(), self.changed.clone());
         thread::spawn(move || {
             while !stop.load(Ordering::Acquire) {
                 thread::sleep(Duration::from_millis(20));
-                let Ok(now) = Monitor.stat(path.clone()) else { continue };
+                let Ok(now) = stat(path.clone()) else { continue };
                 if now != last {
+                    // Each subscriber's queue and policy take it from here.
+                    let _ = changed.emit((path.clone(), now));
                     // Until the client goes away.
                     if on_change.call_async((last, now)).wait().is_err() {
                         return;
@@ -86,13 +98,17 @@ impl FileMonitor for Monitor {
         });
         Ok(Obj::new(Polling { stopped }))
     }
+
+    fn changed(&self) -> Event<(String, Stat)> {
+        self.changed.clone()
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Server: only the trait's methods are reachable.
     let server = ThreadedServer::bind_tcp(
         "127.0.0.1:0",
-        Builder::default().service(Service::typed::<dyn FileMonitor>(Monitor)),
+        Builder::default().service(Service::typed::<dyn FileMonitor>(Monitor::default())),
     )?;
     let addr = server.local_addr().ok_or("no TCP address")?;
     server.spawn();
@@ -110,6 +126,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let path = std::env::temp_dir().join(format!("netref-filemonitor-{}", std::process::id()));
     fs::write(&path, "")?;
+    // The event: the latest state of each changed file, coalesced at the
+    // server however slowly this side reads.
+    let mut latest = monitor.changed().iter(Subscribe::coalesce(64))?;
     let (changed, changes) = mpsc::channel();
     let watch = monitor.watch(path.to_string_lossy().into_owned(), move |old: Stat, new: Stat| {
         changed.send((old.size, new.size)).unwrap()
@@ -119,6 +138,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (old, new) = changes.recv_timeout(Duration::from_secs(10))?;
     println!("file changed: {old} -> {new} bytes");
     assert_eq!((old, new), (0, 6));
+    match latest.next() {
+        Some(Ok((file, stat))) => println!("event: {file} is now {} bytes", stat.size),
+        other => return Err(format!("expected the change event, got {other:?}").into()),
+    }
     watch.stop()?;
     fs::remove_file(&path)?;
     Ok(())
