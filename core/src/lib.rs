@@ -171,7 +171,8 @@ pub use value::{from_value, to_value, ObjectRef, Value};
 ///
 /// - **The trait**, with `Send + Sync + 'static` added (one object serves
 ///   every caller and thread) and each `async fn` a method returning a
-///   `Send` future; implementations still write `async fn`.
+///   `Send` future (not `Send` when marked `#[netref(local)]`, below);
+///   implementations still write `async fn`.
 /// - **`impl Interface for dyn Trait`** and **`impl<T: Trait> ServedBy<T>`**
 ///   ([`typed::Interface`], [`typed::ServedBy`]): serve an implementation
 ///   with [`Service::typed::<dyn Trait>(imp)`](Service::typed), hand one out
@@ -199,6 +200,25 @@ pub use value::{from_value, to_value, ObjectRef, Value};
 ///   way (the peer's panic with its traceback, a timeout, a closed
 ///   connection). Any other method gives `Result<T, netref::Error>`.
 ///
+/// # Events
+///
+/// A method marked `#[netref(event)]`, taking no arguments and returning
+/// [`Event<T>`](typed::Event), is an event: the server emits to the
+/// `Event<T>` it returns, and the proxy's method of the same name gives
+/// the peer's event, which a client subscribes to with a closure, a
+/// stream or an iterator, choosing its queue's size and what happens when
+/// it is full ([`Subscribe`](typed::Subscribe)). See [`typed::Event`].
+///
+/// # Futures that are not `Send`
+///
+/// An `async fn` marked `#[netref(local)]` may hold values that are not
+/// `Send` across its awaits (an `Rc`, a GTK widget): its future is polled
+/// only on the thread that started it, the one serving the connection
+/// when the call arrived (an event loop's, or a `ThreadedServer`
+/// connection's thread). Served by several threads at once (a
+/// `BgServingThread` and a thread waiting on a call), a poll elsewhere
+/// fails that call with a `RuntimeError` instead of touching the future.
+///
 /// # Generic traits
 ///
 /// A trait's type parameters get the bounds they need to cross the wire
@@ -222,7 +242,10 @@ pub use value::{from_value, to_value, ObjectRef, Value};
 /// lifetime or const parameters of the trait, reference, `impl Trait`, pattern or `Self` arguments, more than
 /// eight arguments, a type serde cannot carry (reported at the type),
 /// names the proxy uses itself (`root`, `from_remote`, `async_`, `timed`,
-/// `clone`), associated types and supertraits (see `core/tests/ui/`).
+/// `clone`), associated types and supertraits, event methods with
+/// arguments, `async` or not returning an `Event`, an `Event` returned
+/// without `#[netref(event)]`, and `#[netref(local)]` on a method that is
+/// not `async` (see `core/tests/ui/`).
 pub use netref_macros::service;
 
 /// Declares a typed proxy alone, for a trait whose server side is built

@@ -519,3 +519,52 @@ fn a_generic_service_serves_and_is_called_at_each_type() {
     let err = wrong.get("f".into()).unwrap_err();
     assert!(err.to_string().contains("the result of `get`"), "{err}");
 }
+
+/// An `async fn` whose future holds what is not `Send`.
+#[netref::service]
+pub trait Rounds {
+    /// Sums `back(i)` for `i` in `0..n`, awaiting each, with the running
+    /// sum in an `Rc` across the awaits.
+    #[netref(local)]
+    async fn rounds(&self, n: u32, back: Callback<(u32,), u32>) -> u32;
+    /// A plain method beside it, on the same wire.
+    fn ping(&self) -> String;
+}
+
+struct Summing;
+
+impl Rounds for Summing {
+    async fn rounds(&self, n: u32, back: Callback<(u32,), u32>) -> u32 {
+        let total = std::rc::Rc::new(std::cell::Cell::new(0));
+        for i in 0..n {
+            total.set(total.get() + back.call_async((i,)).await.expect("the caller's callback"));
+        }
+        total.get()
+    }
+
+    fn ping(&self) -> String {
+        "pong".into()
+    }
+}
+
+#[test]
+fn a_local_async_fn_holds_what_is_not_send_across_its_awaits() {
+    let pair = Pair::new(Service::none(), Service::typed::<dyn Rounds>(Summing));
+    let rounds = RoundsProxy::root(&pair.client).unwrap();
+    assert_eq!(rounds.rounds(3, |i: u32| i + 1).unwrap(), 1 + 2 + 3);
+    assert_eq!(rounds.ping().unwrap(), "pong");
+
+    // Over a socket: the server's connection thread starts and polls it.
+    let server = ThreadedServer::bind_tcp(
+        "127.0.0.1:0",
+        Builder::default().service(Service::typed::<dyn Rounds>(Summing)),
+    )
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    server.spawn();
+    let conn = netref::connect(addr).unwrap();
+    let rounds = RoundsProxy::root(&conn).unwrap();
+    let started = rounds.async_().rounds(4, |i: u32| i * 10);
+    assert_eq!(rounds.ping().unwrap(), "pong", "the wire is shared while it runs");
+    assert_eq!(started.value().unwrap(), 10 + 20 + 30);
+}

@@ -29,6 +29,9 @@ pub(crate) struct Method {
     pub(crate) ident: Ident,
     pub(crate) docs: Vec<Attribute>,
     pub(crate) is_async: bool,
+    /// `#[netref(local)]` on an `async fn`: its future need not be `Send`
+    /// (it is polled on the thread that started it).
+    pub(crate) local: bool,
     pub(crate) args: Vec<Arg>,
     pub(crate) output: Output,
 }
@@ -134,16 +137,25 @@ impl Method {
     fn read(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
         let before = errors.count();
         let netref_attrs = take_netref_attrs(&mut f.attrs);
-        let mut event = false;
+        let (mut event, mut local) = (false, false);
         for attr in &netref_attrs {
-            if attr.parse_args::<Ident>().is_ok_and(|i| i == "event") {
-                event = true;
-            } else {
-                errors.add(
+            match attr.parse_args::<Ident>() {
+                Ok(i) if i == "event" => event = true,
+                Ok(i) if i == "local" => {
+                    local = true;
+                    if f.sig.asyncness.is_none() {
+                        errors.add(
+                            attr.span(),
+                            "`#[netref(local)]` goes on an `async fn`: it lets the method's future \
+                             hold values that are not `Send`, polled on the connection's own thread",
+                        );
+                    }
+                }
+                _ => errors.add(
                     attr.span(),
-                    "unknown netref attribute on a method: expected `#[netref(event)]` (and \
-                     `#[netref(default)]` goes on an argument)",
-                );
+                    "unknown netref attribute on a method: expected `#[netref(event)]` or \
+                     `#[netref(local)]` (and `#[netref(default)]` goes on an argument)",
+                ),
             }
         }
         let sig = &mut f.sig;
@@ -167,6 +179,7 @@ impl Method {
             ident: sig.ident.clone(),
             docs: f.attrs.iter().filter(|a| a.path().is_ident("doc")).cloned().collect(),
             is_async: sig.asyncness.is_some(),
+            local,
             args: args?,
             output: output?,
         })

@@ -64,7 +64,8 @@ pub(crate) fn expand(service: &Service) -> TokenStream {
 }
 
 /// The trait as declared, shareable across threads, with each `async fn`
-/// a method returning a `Send` future (a connection's thread polls it),
+/// a method returning a `Send` future (a connection's thread polls it;
+/// `#[netref(local)]`: not `Send`, polled on the thread that started it),
 /// left out of the trait object. Implementations still write `async fn`.
 fn trait_written_back(service: &Service) -> TokenStream {
     let mut item = service.item.clone();
@@ -84,8 +85,12 @@ fn trait_written_back(service: &Service) -> TokenStream {
             ReturnType::Default => quote!(()),
             ReturnType::Type(_, ty) => quote!(#ty),
         };
-        f.sig.output = parse_quote! {
-            -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+        let local = service.methods.iter().any(|m| m.ident == f.sig.ident && m.local);
+        f.sig.output = if local {
+            // `#[netref(local)]`: polled on the thread that started it.
+            parse_quote!(-> impl ::core::future::Future<Output = #output>)
+        } else {
+            parse_quote!(-> impl ::core::future::Future<Output = #output> + ::core::marker::Send)
         };
         // A trait object cannot call it (its future's type is the
         // implementation's), which keeps `dyn Trait` a type: the
@@ -134,8 +139,9 @@ fn export_method(m: &Method) -> TokenStream {
     let callee = syn::Ident::new("callee", Span::mixed_site());
     if m.is_async {
         let answer = quote_spanned!(span=> #reply(&#callee, #this.#ident(#(#names),*).await));
+        let register = if m.local { quote!(local_async_method) } else { quote!(async_method) };
         quote! {
-            .async_method(#name, #arity, |#this: &::std::sync::Arc<__NetrefImpl>, #args: &mut ::netref::typed::Args| {
+            .#register(#name, #arity, |#this: &::std::sync::Arc<__NetrefImpl>, #args: &mut ::netref::typed::Args| {
                 #(#bind)*
                 let #this = ::std::sync::Arc::clone(#this);
                 // Owned: the future outlives the arguments.

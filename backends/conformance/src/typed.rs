@@ -40,6 +40,10 @@ pub(crate) trait Tally {
     fn take(&self, n: i64) -> Result<i64, Overdrawn>;
     /// Asks the caller's `back(n)`, asynchronously, and doubles its answer.
     async fn ask(&self, n: i64, back: Callback<(i64,), i64>) -> i64;
+    /// `ask`, keeping what it awaits for in an `Rc`: a future that is not
+    /// `Send`, polled on the loop's thread that started it.
+    #[netref(local)]
+    async fn ask_here(&self, n: i64, back: Callback<(i64,), i64>) -> i64;
     /// Each new total after an `add`: ("total", total).
     #[netref(event)]
     fn totals(&self) -> Event<(String, i64)>;
@@ -54,6 +58,12 @@ impl Tally for Total {
         let total = self.0.fetch_add(n, Ordering::SeqCst) + n;
         self.1.emit(("total".into(), total)).expect("a drop-oldest event never blocks");
         total
+    }
+
+    async fn ask_here(&self, n: i64, back: Callback<(i64,), i64>) -> i64 {
+        let asked = std::rc::Rc::new(n);
+        let answer = back.call_async((*asked,)).await.unwrap_or(-1);
+        answer + *asked
     }
 
     fn totals(&self) -> Event<(String, i64)> {
@@ -119,9 +129,10 @@ pub fn typed_proxy_awaited_on_the_loop<B: Backend>() {
     assert_eq!(ran_on, Some(me), "the callback ran on the loop's thread");
 }
 
-/// The typed service on the backend's server: its `async fn` awaits the
-/// client's callback without blocking the loop, and a client on a plain
-/// thread awaits the typed result with `block_on`.
+/// The typed service on the backend's server: its `async fn`s (one of
+/// them `#[netref(local)]`, its future not `Send`) await the client's
+/// callback without blocking the loop, and a client on a plain thread
+/// awaits the typed result with `block_on`.
 pub fn typed_service_on_the_backend_server<B: Backend>() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -131,6 +142,7 @@ pub fn typed_service_on_the_backend_server<B: Backend>() {
     let tally = TallyProxy::root(&conn).unwrap();
     assert_eq!(tally.add(3).unwrap(), 3);
     assert_eq!(block_on(tally.async_().ask(20, |n: i64| n + 1)).unwrap(), 42);
+    assert_eq!(block_on(tally.async_().ask_here(20, |n: i64| n + 2)).unwrap(), 42);
     assert_eq!(block_on(tally.async_().take(4)), Err(CallError::App(Overdrawn { left: 3 })));
     drop(conn);
     server.stop();

@@ -15,15 +15,18 @@
 //! attached there to step.
 
 use std::any::Any;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::thread::{self, ThreadId};
 
 use serde::Serialize;
 
 use crate::error::RemoteError;
-use crate::value::object::{callback, Invoke, LocalObject};
+use crate::value::object::{callback, CallResult, Invoke, LocalObject, PendingAnswer};
 use crate::value::Value;
 
 /// A callback (a [`LocalObject`] the peer calls, like
@@ -164,6 +167,46 @@ impl<Args: 'static, F: Invoke<Args>> Invoke<Args> for OnThread<F, Args> {
     }
 }
 
+/// The answer of an asynchronous method whose future need not be `Send`
+/// (a typed `#[netref(local)] async fn`): it is polled only on the thread
+/// that started it, which is the thread serving the connection when the
+/// call arrived (its event loop's, or a `ThreadedServer` connection's).
+/// Polled on another thread (the connection is served by several), the
+/// call fails with a `RuntimeError` naming `what`, the future untouched;
+/// dropped on another thread, it dies on its own (see [`ThreadBound`]).
+pub(crate) fn thread_answer(
+    what: Arc<str>,
+    future: impl Future<Output = CallResult> + 'static,
+) -> PendingAnswer {
+    let future: Pin<Box<dyn Future<Output = CallResult>>> = Box::pin(future);
+    Box::pin(OnThreadAnswer { future: ThreadBound::new(future, None), what })
+}
+
+/// See [`thread_answer`].
+struct OnThreadAnswer {
+    future: ThreadBound<Pin<Box<dyn Future<Output = CallResult>>>>,
+    what: Arc<str>,
+}
+
+impl Future for OnThreadAnswer {
+    type Output = CallResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CallResult> {
+        match self.future.get_mut() {
+            Some(future) => future.as_mut().poll(cx),
+            None => Poll::Ready(Err(RemoteError::new(
+                "RuntimeError",
+                format!(
+                    "`{}` runs only on the thread that started it, and another thread served the \
+                     connection meanwhile: serve the connection from one thread (its event loop, \
+                     or a ThreadedServer), or make the method's future `Send` (drop `#[netref(local)]`)",
+                    self.what
+                ),
+            ))),
+        }
+    }
+}
+
 /// A value touched only on the thread that made it: `Send` and `Sync`
 /// because no other thread ever reaches it, and dropped on its thread
 /// (sent to its `home`, else see [`drop_orphans`]).
@@ -193,6 +236,11 @@ impl<T: 'static> ThreadBound<T> {
         self.value.as_ref().filter(|_| thread::current().id() == self.owner)
     }
 
+    fn get_mut(&mut self) -> Option<&mut T> {
+        let here = thread::current().id() == self.owner;
+        self.value.as_mut().filter(|_| here)
+    }
+
     /// The value, on its thread; elsewhere `self` back, untouched.
     fn into_inner(mut self) -> Result<T, Self> {
         match self.value.take_if(|_| thread::current().id() == self.owner) {
@@ -208,7 +256,7 @@ impl<T: 'static> Drop for ThreadBound<T> {
         if thread::current().id() == self.owner {
             return drop(value);
         }
-        log::debug!("netref: a loop-thread callback was released on another thread; it dies on its own");
+        log::debug!("netref: a loop-thread value was released on another thread; it dies on its own");
         let orphan = Orphan { owner: self.owner, _value: Box::new(value) };
         match &self.home {
             Some(home) => (home.0)(Box::new(move || orphan.drop_here())),
@@ -273,4 +321,61 @@ impl Drop for ExitSweep {
 
 thread_local! {
     static EXIT_SWEEP: ExitSweep = const { ExitSweep };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    /// Sets its flag when dropped.
+    struct Dropped(Arc<AtomicBool>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_thread_answer_polled_elsewhere_fails_and_dies_at_home() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let guard = Dropped(dropped.clone());
+        let not_send = Rc::new(5);
+        let answer = thread_answer("Tasks.rounds".into(), async move {
+            let _keep = (&guard, &not_send);
+            std::future::pending::<()>().await;
+            Ok(Value::Null)
+        });
+        let polled = thread::spawn(move || {
+            let mut answer = answer;
+            let got = answer.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop()));
+            drop(answer); // on the wrong thread: handed home, not dropped here
+            got
+        })
+        .join()
+        .unwrap();
+        match polled {
+            Poll::Ready(Err(e)) => {
+                assert_eq!(e.type_name, "RuntimeError");
+                assert!(e.message.contains("`Tasks.rounds` runs only on the thread that started it"), "{e}");
+            }
+            other => panic!("expected the wrong-thread error, got {other:?}"),
+        }
+        assert!(!dropped.load(Ordering::SeqCst), "dropped off its thread");
+        drop_orphans();
+        assert!(dropped.load(Ordering::SeqCst), "its thread dropped it");
+    }
+
+    #[test]
+    fn a_thread_answer_runs_on_its_thread() {
+        let not_send = Rc::new(41);
+        let mut answer = thread_answer("Tasks.rounds".into(), async move { Ok(Value::from(*not_send + 1)) });
+        match answer.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(Ok(v)) => assert_eq!(v.as_i64(), Some(42)),
+            other => panic!("expected 42, got {other:?}"),
+        }
+    }
 }

@@ -92,6 +92,27 @@ impl<S: Interface + ?Sized, T: Send + Sync + 'static> Export<S, T> {
         })
     }
 
+    /// An asynchronous method whose future need not be `Send`
+    /// (`#[netref(local)] async fn`): as [`async_method`](Self::async_method),
+    /// but the future is polled only on the thread that started it, the
+    /// one serving the connection when the call arrived.
+    pub fn local_async_method<F, Fut>(self, name: &'static str, arity: Arity, f: F) -> Self
+    where
+        F: Fn(&Arc<T>, &mut Args) -> Result<Fut, RemoteError> + Send + Sync + 'static,
+        Fut: Future<Output = CallResult> + 'static,
+    {
+        let this = self.this.clone();
+        let callee: Arc<str> = format!("{}.{name}", S::NAME).into();
+        self.with(name, move |values| {
+            match Args::new(callee.clone(), values, arity).and_then(|mut args| f(&this, &mut args)) {
+                Ok(future) => {
+                    Answer::Later(crate::connection::loop_thread::thread_answer(callee.clone(), future))
+                }
+                Err(e) => Answer::Ready(Err(e)),
+            }
+        })
+    }
+
     fn with(mut self, name: &str, handler: impl Fn(Vec<Value>) -> Answer + Send + Sync + 'static) -> Self {
         self.builder = self.builder.handler(name, handler);
         self
