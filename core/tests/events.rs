@@ -305,7 +305,7 @@ fn bad_options_are_refused_in_the_subscribers_terms() {
     let root = pair.client.root().unwrap();
     let err = root.call_method::<RemoteObject>("readings", (Subscribe::new(Policy::Block, 0),)).unwrap_err();
     assert!(
-        err.to_string().contains("`Sensors.readings`: a subscription holds from 1 to 65536 events, not 0"),
+        err.to_string().contains("`Sensors.readings`: a subscription holds from 1 to 4096 events, not 0"),
         "{err}"
     );
     let err = root.call_method::<RemoteObject>("readings", ("fast",)).unwrap_err();

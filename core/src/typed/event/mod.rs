@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Args, Handle};
 use crate::error::{Error, Misuse, RemoteError, Result};
-use crate::value::object::CallResult;
+use crate::value::object::{CallResult, LocalObject};
 use crate::value::{to_value, Value};
 
 mod queue;
@@ -23,7 +23,7 @@ use queue::{Hub, Item, Offer, Sub};
 pub use subscriber::{EventIter, EventStream, Subscription};
 
 /// The most events one subscription's queue may hold.
-pub const MAX_CAPACITY: usize = 1 << 16;
+pub const MAX_CAPACITY: usize = 4096;
 
 /// An event of type `T` (a tuple of what each occurrence carries): the
 /// server's, which it [`emit`](Self::emit)s, or the peer's, which this
@@ -294,6 +294,44 @@ impl<T> Event<T> {
                 Ok(Handle::from(hub.subscribe(options).1))
             }
             Source::Method { object, method } => object.call_method::<Handle, Error>(method, (options,)),
+        }
+    }
+
+    /// A subscription with `options`, as the object the subscriber pulls
+    /// from: how a dynamic server ([`ObjectBuilder`](crate::ObjectBuilder))
+    /// serves an event, so that a typed client (`#[netref::proxy]`)
+    /// subscribes to it. The options are checked; the error is the one
+    /// the subscriber receives.
+    ///
+    /// ```
+    /// use netref::testing::Pair;
+    /// use netref::typed::{Event, Subscribe};
+    /// use netref::{ObjectBuilder, Service};
+    ///
+    /// #[netref::proxy]
+    /// pub trait Ticker {
+    ///     #[netref(event)]
+    ///     fn ticks(&self) -> Event<(u64,)>;
+    /// }
+    ///
+    /// let ticks: Event<(u64,)> = Event::new();
+    /// let served = ticks.clone();
+    /// let ticker = ObjectBuilder::new("Ticker")
+    ///     .try_method("ticks", move |options: Subscribe| served.serve(options))
+    ///     .build();
+    /// let pair = Pair::new(Service::none(), Service::object(ticker));
+    /// let mut each = TickerProxy::root(&pair.client)?.ticks().iter(Subscribe::block(8))?;
+    /// ticks.emit((1,))?;
+    /// assert_eq!(each.next().unwrap().unwrap(), (1,));
+    /// # Ok::<(), netref::Error>(())
+    /// ```
+    pub fn serve(&self, options: Subscribe) -> Result<LocalObject, RemoteError> {
+        let options = options.checked("event")?;
+        match &self.source {
+            Source::Here(hub) => Ok(hub.subscribe(options).1),
+            Source::Method { method, .. } => Err(RemoteError::type_error(format!(
+                "`{method}` is an event of another object: serve that object's event instead"
+            ))),
         }
     }
 
