@@ -88,6 +88,18 @@ fn typed_service() -> Builder {
     Builder::default().service(Service::typed::<dyn Tally>(Total::default()))
 }
 
+/// A threaded server of the tally, and a client connection to it attached
+/// to a new loop of the backend's.
+fn attached_client<B: Backend>() -> (ThreadedServer, B::Loop, netref::Connection) {
+    let server = ThreadedServer::bind_tcp("127.0.0.1:0", typed_service()).unwrap();
+    let addr = server.local_addr().unwrap();
+    server.spawn();
+    let mut lp = B::new_loop();
+    let conn = netref::connect(addr).unwrap();
+    lp.attach(&conn);
+    (server, lp, conn)
+}
+
 /// What the awaited calls gave: the total, the refused `take`, the answer
 /// of `ask` and the thread its callback ran on.
 type Outcomes = (i64, Result<i64, CallError<Overdrawn>>, i64, Option<ThreadId>);
@@ -96,12 +108,7 @@ type Outcomes = (i64, Result<i64, CallError<Overdrawn>>, i64, Option<ThreadId>);
 /// loop's own executor: typed values, the method's own error, and an async
 /// method calling back into a closure that runs on the loop's thread.
 pub fn typed_proxy_awaited_on_the_loop<B: Backend>() {
-    let server = ThreadedServer::bind_tcp("127.0.0.1:0", typed_service()).unwrap();
-    let addr = server.local_addr().unwrap();
-    server.spawn();
-    let mut lp = B::new_loop();
-    let conn = netref::connect(addr).unwrap();
-    lp.attach(&conn);
+    let (_server, mut lp, conn) = attached_client::<B>();
     let tally = TallyProxy::root(&conn).expect("the server serves Tally");
     let me = thread::current().id();
 
@@ -151,12 +158,7 @@ pub fn typed_service_on_the_backend_server<B: Backend>() {
 /// Typed events received on the loop: a stream the loop's executor
 /// awaits, and a closure subscription the loop runs, on its thread.
 pub fn typed_events_received_on_the_loop<B: Backend>() {
-    let server = ThreadedServer::bind_tcp("127.0.0.1:0", typed_service()).unwrap();
-    let addr = server.local_addr().unwrap();
-    server.spawn();
-    let mut lp = B::new_loop();
-    let conn = netref::connect(addr).unwrap();
-    lp.attach(&conn);
+    let (_server, mut lp, conn) = attached_client::<B>();
     let tally = TallyProxy::root(&conn).unwrap();
     let me = thread::current().id();
 
