@@ -16,7 +16,7 @@ use netref::typed::{CallError, Callback, Event, Missed, Subscribe};
 use netref::{BgServingThread, Builder, Service, ThreadedServer};
 use serde::{Deserialize, Serialize};
 
-use crate::{run_future, Backend, Cell, Flag, TestLoop, PATIENCE};
+use crate::{run_future, Backend, Cell, Flag, RunningServer, TestLoop, PATIENCE};
 
 /// What `Tally::take` refuses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +100,17 @@ fn attached_client<B: Backend>() -> (ThreadedServer, B::Loop, netref::Connection
     (server, lp, conn)
 }
 
+/// The tally on the backend's server, and a client connection to it
+/// served by a background thread.
+fn served_client<B: Backend>() -> (Box<dyn RunningServer>, netref::Connection, BgServingThread) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = B::spawn_server(listener, typed_service());
+    let conn = netref::connect(addr).unwrap();
+    let serving = BgServingThread::new(&conn);
+    (server, conn, serving)
+}
+
 /// What the awaited calls gave: the total, the refused `take`, the answer
 /// of `ask` and the thread its callback ran on.
 type Outcomes = (i64, Result<i64, CallError<Overdrawn>>, i64, Option<ThreadId>);
@@ -141,11 +152,7 @@ pub fn typed_proxy_awaited_on_the_loop<B: Backend>() {
 /// callback without blocking the loop, and a client on a plain thread
 /// awaits the typed result with `block_on`.
 pub fn typed_service_on_the_backend_server<B: Backend>() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = B::spawn_server(listener, typed_service());
-    let conn = netref::connect(addr).unwrap();
-    let _serving = BgServingThread::new(&conn);
+    let (server, conn, _serving) = served_client::<B>();
     let tally = TallyProxy::root(&conn).unwrap();
     assert_eq!(tally.add(3).unwrap(), 3);
     assert_eq!(block_on(tally.async_().ask(20, |n: i64| n + 1)).unwrap(), 42);
@@ -198,11 +205,7 @@ pub fn typed_events_received_on_the_loop<B: Backend>() {
 /// a client on a plain thread: one subscriber lagging (it reads nothing
 /// until the end) costs the other nothing.
 pub fn typed_events_from_the_backend_server<B: Backend>() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = B::spawn_server(listener, typed_service());
-    let conn = netref::connect(addr).unwrap();
-    let _serving = BgServingThread::new(&conn);
+    let (server, conn, _serving) = served_client::<B>();
     let tally = TallyProxy::root(&conn).unwrap();
     let mut lagging = tally.totals().iter(Subscribe::drop_oldest(2)).unwrap();
     let mut keeping_up = tally.totals().iter(Subscribe::drop_oldest(2)).unwrap();
