@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# python3 runs the table check; its venv module makes the RPyC venv below.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 pkg-config --exists glib-2.0 2>/dev/null || need+=(libglib2.0-dev)
 # The GTK demo (its own workspace) also needs GTK 4 and Xvfb: installed
 # like the rest as root, otherwise only that demo is skipped.
@@ -36,6 +39,21 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+# The RPyC interop tests run against the real rpyc 6.0.2 from PyPI, in a
+# venv made once under target/; without it they print that they skipped.
+rpyc_venv="$PWD/target/rpyc-venv"
+has_rpyc() { "$rpyc_venv/bin/python" -c 'import sys, rpyc; sys.exit(rpyc.__version__ != "6.0.2")' >/dev/null 2>&1; }
+if ! has_rpyc; then
+  echo "== making $rpyc_venv with rpyc 6.0.2 from PyPI"
+  rm -rf "$rpyc_venv"
+  python3 -m venv "$rpyc_venv" && "$rpyc_venv/bin/pip" install -q rpyc==6.0.2 || true
+fi
+if has_rpyc; then
+  export NETREF_RPYC_PYTHON="$rpyc_venv/bin/python"
+else
+  echo "== SKIPPED the RPyC interop checks: could not make a venv with rpyc 6.0.2 (python3 -m venv, pip from PyPI)"
+fi
+
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== cargo package (the publishable crates)"

@@ -19,6 +19,10 @@ mod protocol;
 #[path = "../../fuzz/fuzz_targets/large_frame.rs"]
 mod large_frame;
 
+#[allow(dead_code, unreachable_pub, missing_docs)]
+#[path = "../../fuzz/fuzz_targets/brine.rs"]
+mod brine;
+
 use arbitrary::Arbitrary;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -60,6 +64,15 @@ fn large_frame_corpus_replays_cleanly() {
 }
 
 #[test]
+fn brine_corpus_replays_cleanly() {
+    for (path, bytes) in corpus("brine") {
+        // Python's rpyc dumped each seed: netref decodes every one.
+        assert!(netref::wire::rpyc::Brine::decode(&bytes).is_ok(), "{} does not decode", path.display());
+        replay(&path, || brine::run(&bytes));
+    }
+}
+
+#[test]
 fn protocol_corpus_replays_cleanly() {
     let mut decoded = 0;
     for (path, bytes) in corpus("protocol") {
@@ -80,6 +93,7 @@ fn protocol_corpus_replays_cleanly() {
 fn mutated_corpus_files_do_not_panic() {
     let mut files = corpus("frame_decode");
     files.extend(corpus("protocol"));
+    files.extend(corpus("brine"));
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -104,6 +118,7 @@ fn mutated_corpus_files_do_not_panic() {
                 }
             }
             replay(path, || frame_decode::run(&m));
+            replay(path, || brine::run(&m));
             if let Ok(input) = protocol::Input::arbitrary_take_rest(arbitrary::Unstructured::new(&m)) {
                 replay(path, || protocol::run(input));
             }

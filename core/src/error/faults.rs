@@ -58,6 +58,15 @@ pub enum DecodeError {
     /// A CBOR tag netref does not use.
     #[error("unknown CBOR tag {0}")]
     UnknownTag(u64),
+    /// A value of RPyC's dialect is not valid brine (RPyC's own encoding):
+    /// where it went wrong, and how.
+    #[error("invalid brine (RPyC's encoding) at byte {offset}: {problem}")]
+    BadBrine {
+        /// The offset in the encoded value where decoding stopped.
+        offset: usize,
+        /// What was wrong there.
+        problem: String,
+    },
 }
 
 /// A configured limit was exceeded. Each variant names the limit's

@@ -30,6 +30,7 @@ mod large; // large byte strings received straight into their own buffer
 mod message; // message shapes: hello, request, reply, error
 mod output; // the output queue that sends large byte strings in place
 mod pool; // spare buffers for large byte strings
+pub mod rpyc; // the second dialect: RPyC 6's encoding (brine)
 mod slice_decoder; // the fast decoder for the common subset
 #[cfg(test)]
 mod tests;
