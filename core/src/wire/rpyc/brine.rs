@@ -143,36 +143,36 @@ fn encode_int(n: i128, out: &mut Vec<u8>) {
 }
 
 fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {
-    match b.len() {
-        0 => out.push(EMPTY_BYTES),
-        n @ 1..=4 => out.push(BYTES1 + (n as u8 - 1)),
-        n @ 5..=255 => {
-            out.push(BYTES_L1);
-            out.push(n as u8);
-        }
-        n => {
-            out.push(BYTES_L4);
-            out.extend_from_slice(&length_u32(n).to_be_bytes());
-        }
+    if b.is_empty() {
+        out.push(EMPTY_BYTES);
+    } else {
+        encode_length(b.len(), [BYTES1, BYTES_L1, BYTES_L4], out);
     }
     out.extend_from_slice(b);
 }
 
 fn encode_tuple(items: &[Brine], out: &mut Vec<u8>) {
-    match items.len() {
-        0 => out.push(EMPTY_TUPLE),
-        n @ 1..=4 => out.push(TUPLE1 + (n as u8 - 1)),
-        n @ 5..=255 => {
-            out.push(TUPLE_L1);
-            out.push(n as u8);
-        }
-        n => {
-            out.push(TUPLE_L4);
-            out.extend_from_slice(&length_u32(n).to_be_bytes());
-        }
+    if items.is_empty() {
+        out.push(EMPTY_TUPLE);
+    } else {
+        encode_length(items.len(), [TUPLE1, TUPLE_L1, TUPLE_L4], out);
     }
     for item in items {
         item.encode(out);
+    }
+}
+
+/// The tag of a non-empty bytes or tuple of `n`, as Python's dumper picks
+/// it: `[one, l1, l4]` are its tags for 1 (to 4, in the tag), up to 255
+/// (a length byte follows) and longer (four length bytes follow).
+fn encode_length(n: usize, [one, l1, l4]: [u8; 3], out: &mut Vec<u8>) {
+    match n {
+        1..=4 => out.push(one + (n as u8 - 1)),
+        5..=255 => out.extend_from_slice(&[l1, n as u8]),
+        _ => {
+            out.push(l4);
+            out.extend_from_slice(&length_u32(n).to_be_bytes());
+        }
     }
 }
 
@@ -231,21 +231,10 @@ impl<'a> Reader<'a> {
                 let start = self.at;
                 // Read here, not by recursing: a run of str tags must not
                 // nest without bound.
-                let bytes = match self.u8("a str's bytes")? as u8 {
-                    EMPTY_BYTES => Vec::new(),
-                    t @ BYTES1..=0x0d => self.take(usize::from(t - BYTES1) + 1, "bytes")?.to_vec(),
-                    BYTES_L1 => {
-                        let n = self.u8("a bytes length")?;
-                        self.take(n, "bytes")?.to_vec()
-                    }
-                    BYTES_L4 => {
-                        let n = self.u32("a bytes length")?;
-                        self.take(n, "bytes")?.to_vec()
-                    }
-                    other => {
-                        self.at = start;
-                        return Err(self.fail(format!("a str holds bytes, not tag 0x{other:02x}")));
-                    }
+                let tag = self.u8("a str's bytes")? as u8;
+                let Some(bytes) = self.bytes_after(tag)? else {
+                    self.at = start;
+                    return Err(self.fail(format!("a str holds bytes, not tag 0x{tag:02x}")));
                 };
                 match String::from_utf8(bytes) {
                     Ok(s) => Brine::Str(s),
@@ -255,15 +244,7 @@ impl<'a> Reader<'a> {
                     }
                 }
             }
-            BYTES1..=0x0d => Brine::Bytes(self.take(usize::from(tag - BYTES1) + 1, "bytes")?.to_vec()),
-            BYTES_L1 => {
-                let n = self.u8("a bytes length")?;
-                Brine::Bytes(self.take(n, "bytes")?.to_vec())
-            }
-            BYTES_L4 => {
-                let n = self.u32("a bytes length")?;
-                Brine::Bytes(self.take(n, "bytes")?.to_vec())
-            }
+            BYTES1..=BYTES_L4 => Brine::Bytes(self.bytes_after(tag)?.expect("a bytes tag")),
             TUPLE1..=0x13 => Brine::Tuple(self.items(usize::from(tag - TUPLE1) + 1, depth)?),
             TUPLE_L1 => {
                 let n = self.u8("a tuple's length")?;
@@ -300,6 +281,19 @@ impl<'a> Reader<'a> {
                 return Err(self.fail(format!("unknown tag 0x{other:02x}")));
             }
         })
+    }
+
+    /// The bytes that follow a bytes tag (what a `str` holds, too); `None`
+    /// when `tag` is not one.
+    fn bytes_after(&mut self, tag: u8) -> Result<Option<Vec<u8>>> {
+        let n = match tag {
+            EMPTY_BYTES => 0,
+            BYTES1..=0x0d => usize::from(tag - BYTES1) + 1,
+            BYTES_L1 => self.u8("a bytes length")?,
+            BYTES_L4 => self.u32("a bytes length")?,
+            _ => return Ok(None),
+        };
+        Ok(Some(self.take(n, "bytes")?.to_vec()))
     }
 
     /// The value inside a slice or frozenset, one level deeper.
