@@ -21,6 +21,7 @@ use std::time::Duration;
 /// | `max_nesting` | 128 | a call that would nest deeper fails with `LimitError::TooDeeplyNested`, on the side where the stack would grow (see the field) |
 /// | `max_async_calls` | 10,000 | the peer's call of an asynchronous method past it is refused with `LimitError::TooManyAsyncCalls` and the connection goes on (a peer cannot pile up futures that wait on it) |
 /// | `batch_replies` | false | when true, replies to requests that arrived together are written together once the last of them is served (see the field) |
+/// | `dialect` | `Dialect::Netref` | the wire protocol spoken: netref's, RPyC 6's, or (for servers) either, told by the peer's first bytes; a peer speaking another is disconnected with a handshake error naming what it sent |
 ///
 /// Outgoing limits fail only the call concerned; incoming violations end
 /// that one connection with an error naming the limit. Authentication has
@@ -96,6 +97,30 @@ pub struct Config {
     /// does. At most 64 KiB of replies are held back, and nothing is ever
     /// held while the connection waits for the peer.
     pub batch_replies: bool,
+    /// The wire protocol the connection speaks (see [`Dialect`]).
+    pub dialect: Dialect,
+}
+
+/// The wire protocol a connection speaks. The API above it is the same:
+/// roots, calls, proxies, callbacks, `async_`, `timed`, errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// netref's own: CBOR frames after a hello (the default).
+    #[default]
+    Netref,
+    /// RPyC 6.0's, as Python's `rpyc` speaks it: to connect to a Python
+    /// RPyC service, or to serve Python's `rpyc.connect` (see the
+    /// [`wire::rpyc`](crate::wire::rpyc) module for what it supports).
+    Rpyc,
+    /// Either, told by the peer's first bytes (a netref hello, or an RPyC
+    /// frame): for servers, so that one port serves netref and Python
+    /// peers. This side says nothing until the peer has spoken, so two
+    /// sides that both wait would wait until `handshake_timeout`: clients
+    /// choose [`Netref`](Self::Netref) or [`Rpyc`](Self::Rpyc). A Python
+    /// client sends its first bytes when it first uses `c.root`, and must
+    /// do so within `handshake_timeout`.
+    Either,
 }
 
 impl Default for Config {
@@ -116,6 +141,7 @@ impl Default for Config {
             max_nesting: 128,
             max_async_calls: 10_000,
             batch_replies: false,
+            dialect: Dialect::Netref,
         }
     }
 }
@@ -196,6 +222,11 @@ impl Config {
     /// Sets `batch_replies`.
     pub fn batch_replies(mut self, batch: bool) -> Self {
         self.batch_replies = batch;
+        self
+    }
+    /// Sets `dialect`.
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
         self
     }
 }

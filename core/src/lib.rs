@@ -97,7 +97,7 @@ pub mod wire;
 
 pub use auth::{AuthStream, Authenticator, Credentials};
 pub use clock::{Clock, SystemClock, VirtualClock};
-pub use config::Config;
+pub use config::{Config, Dialect};
 pub use connection::async_result::AsyncResult;
 pub use connection::budget::{MemoryBudget, DEFAULT_MEMORY_BUDGET};
 pub use connection::driver::{Driver, LoopConnection, Step};

@@ -6,39 +6,10 @@
 //! `target/rpyc-venv` and names its python in `NETREF_RPYC_PYTHON`;
 //! without it the tests say so and check nothing else.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+#[path = "common/python.rs"]
+mod python;
 
 use netref::wire::rpyc::Brine::{self, *};
-
-/// The venv's python, or why there is none (printed, never silent).
-fn python() -> Option<String> {
-    match std::env::var("NETREF_RPYC_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            eprintln!(
-                "SKIPPED: NETREF_RPYC_PYTHON is not set (scripts/test.sh sets it to a venv with \
-                 rpyc 6.0.2); the brine interop checks did not run"
-            );
-            Option::None
-        }
-    }
-}
-
-/// Runs `script` under `python` with `input` on stdin; its stdout lines.
-fn run(python: &str, script: &str, input: &str) -> Vec<String> {
-    let mut child = Command::new(python)
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {python}: {e}"));
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the Python side failed: {:?}", out.status);
-    String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -77,7 +48,7 @@ fn samples() -> Vec<Brine> {
 
 #[test]
 fn python_loads_what_netref_encodes_and_dumps_the_same_bytes() {
-    let Some(python) = python() else { return };
+    let Some(python) = python::python("the brine interop checks") else { return };
     let script = r#"
 import sys
 from rpyc.core import brine
@@ -87,7 +58,7 @@ for line in sys.stdin:
 "#;
     let values = samples();
     let input: String = values.iter().map(|v| hex(&v.to_bytes()) + "\n").collect();
-    let back = run(&python, script, &input);
+    let back = python::run(&python, script, &[], &input);
     assert_eq!(back.len(), values.len());
     for (value, dumped) in values.iter().zip(&back) {
         assert_eq!(*dumped, hex(&value.to_bytes()), "Python re-dumps {value:?} otherwise");
@@ -96,7 +67,7 @@ for line in sys.stdin:
 
 #[test]
 fn netref_decodes_what_python_dumps() {
-    let Some(python) = python() else { return };
+    let Some(python) = python::python("the brine interop checks") else { return };
     let script = r#"
 from rpyc.core import brine
 values = [None, True, False, NotImplemented, ..., -49, -48, 159, 160, 2**100, -2**100,
@@ -135,7 +106,7 @@ for v in values:
         Slice(Box::new([Int(1), None, Int(2)])),
         Tuple(vec![Tuple(vec![Str("nested".into()), Tuple(vec![Int(1), Tuple(vec![Float(2.0)])])])]),
     ];
-    let dumps = run(&python, script, "");
+    let dumps = python::run(&python, script, &[], "");
     assert_eq!(dumps.len(), expected.len());
     for (dump, want) in dumps.iter().zip(&expected) {
         let bytes = unhex(dump);
@@ -144,7 +115,7 @@ for v in values:
     }
 
     // What netref cannot hold is refused in its terms, not misread.
-    let big = run(&python, "from rpyc.core import brine; print(brine.dump(10**60).hex())", "");
+    let big = python::run(&python, "from rpyc.core import brine; print(brine.dump(10**60).hex())", &[], "");
     let err = Brine::decode(&unhex(&big[0])).unwrap_err();
     assert!(err.to_string().contains("an int of 61 digits, beyond the 128 bits"), "{err}");
 }

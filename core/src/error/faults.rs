@@ -26,6 +26,13 @@ pub enum ProtocolError {
         /// How many it held.
         held: u64,
     },
+    /// The peer speaks RPyC older than 6.0, whose messages are laid out
+    /// differently (netref speaks RPyC 6.0's).
+    #[error("peer speaks RPyC < 6 (its messages are RPyC 5's 3-tuples); netref speaks RPyC 6.0's wire protocol")]
+    OldRpyc,
+    /// The RPyC peer asked for a handler number RPyC 6 does not define.
+    #[error("the RPyC peer sent a request for unknown handler {0} (RPyC 6 defines 1 to 20)")]
+    UnknownHandler(u64),
 }
 
 /// Bytes that do not form a valid frame or message.
@@ -153,6 +160,14 @@ pub enum LimitError {
     TooManyItems {
         /// The frame's length.
         len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An RPyC frame whose zlib payload inflates past `max_frame_len` (a
+    /// zlib bomb): refused as the inflating passes the limit, before the
+    /// rest is inflated.
+    #[error("an RPyC frame inflates past max_frame_len ({max}): refused")]
+    InflatesTooLarge {
         /// The limit.
         max: usize,
     },

@@ -67,6 +67,15 @@ pub(super) fn request_seq(item: &Cbor) -> Option<u64> {
     (uint(items.first()) == Some(1)).then(|| uint(items.get(1))).flatten().filter(|&seq| seq != 0)
 }
 
+/// The fifth byte of a netref hello's frame: CBOR's array of four.
+const NETREF_HELLO_START: u8 = 0x84;
+
+/// The start of the peer's stream, printable.
+fn preview(seen: &[u8]) -> String {
+    let text: String = seen.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
+    format!("{text:?}")
+}
+
 /// How much of the peer's stream is kept to explain a failed greeting.
 pub(super) const FIRST_BYTES_KEPT: usize = 16;
 
@@ -194,7 +203,13 @@ impl Protocol {
     /// notes when a frame left partial began to arrive: it must be whole
     /// within `frame_timeout` of that.
     fn feed(&mut self, bytes: &[u8], now: Instant) -> Result<()> {
-        let result = self.cut_frames(bytes);
+        let result = if self.undecided {
+            self.tell_dialect(bytes)
+        } else if self.rpyc.is_some() {
+            self.cut_rpyc_frames(bytes)
+        } else {
+            self.cut_frames(bytes)
+        };
         if self.partial_frame_len().is_none() {
             self.frame_started = None;
         } else if self.frame_started.is_none() {
@@ -349,12 +364,42 @@ impl Protocol {
                 Err(e) => Err(e.into()),
             }
         });
-        if let Err(e) = result {
-            let reason = CloseReason::from_fault(self.explain_bad_greeting(e));
-            self.fail(reason.clone());
-            return Err(Error::Closed(reason));
+        match result {
+            Err(e) => self.refuse(e),
+            Ok(()) => Ok(()),
         }
-        Ok(())
+    }
+
+    /// With [`Dialect::Either`](crate::Dialect::Either): holds the peer's
+    /// first bytes until its first frame's fifth byte tells a netref
+    /// hello (a CBOR array of four) from an RPyC frame (its compressed
+    /// flag), then speaks that dialect and hands it all the bytes.
+    fn tell_dialect(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Err(e) = self.decoder.push(bytes) {
+            return self.refuse(e);
+        }
+        let held = self.decoder.partial();
+        let Some(&fifth) = held.get(wire::HEADER_LEN) else { return Ok(()) };
+        let held = held.to_vec();
+        self.decoder.discard_partial();
+        self.undecided = false;
+        match fifth {
+            NETREF_HELLO_START => {
+                self.queue_hello();
+                self.cut_frames(&held)
+            }
+            0 | 1 => {
+                self.speak_rpyc();
+                self.cut_rpyc_frames(&held)
+            }
+            _ => self.refuse(
+                ProtocolError::Handshake(format!(
+                    "the peer speaks neither netref nor RPyC: its first bytes are {}",
+                    preview(&self.first_bytes)
+                ))
+                .into(),
+            ),
+        }
     }
 
     /// Before the hello, garbage usually means the peer is not a netref
@@ -370,11 +415,7 @@ impl Protocol {
              configure the secret with Builder::shared_secret"
                 .to_string()
         } else {
-            let preview: String = seen
-                .iter()
-                .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
-                .collect();
-            format!("the peer does not speak netref: its first bytes are {preview:?} ({e})")
+            format!("the peer does not speak netref: its first bytes are {} ({e})", preview(seen))
         };
         ProtocolError::Handshake(message).into()
     }
@@ -393,7 +434,9 @@ impl Protocol {
             Err(e) => self.fail(CloseReason::from_fault(e)),
             Ok(()) if self.phase == Phase::ExpectHello => {
                 self.fail(CloseReason::Protocol(ProtocolError::Handshake(
-                    "the peer closed the connection before its hello (did it refuse this side?)".into(),
+                    "the peer closed the connection before its hello (did it refuse this side? \
+                     a Python RPyC server closes on netref's hello: connect with Dialect::Rpyc)"
+                        .into(),
                 )))
             }
             Ok(()) => self.fail(CloseReason::ByPeer),

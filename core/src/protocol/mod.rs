@@ -41,7 +41,7 @@ use std::time::Instant;
 
 use rustc_hash::FxBuildHasher;
 
-use crate::config::Config;
+use crate::config::{Config, Dialect};
 use crate::error::{CloseReason, Error, LimitError, RemoteError, Result};
 use crate::value::object::LocalObject;
 use crate::value::remote::{ProxyOwner, ReleaseQueue};
@@ -57,6 +57,7 @@ mod messages; // one decoded message handled
 mod objects; // export and import tables; values carrying object references
 mod output; // the frames queued for the peer
 mod queue; // the events waiting for the driver
+mod rpyc; // the second dialect: RPyC 6's frames and messages mapped onto ours
 
 #[cfg(test)]
 mod deadline_tests;
@@ -129,6 +130,10 @@ pub struct Protocol {
     opened: Instant,
     /// Why it ended, once it has.
     closed: Option<CloseReason>,
+    /// What this side speaks: netref's dialect, RPyC's (these tables), or,
+    /// until the peer's first bytes tell, either.
+    rpyc: Option<Box<rpyc::RpycTables>>,
+    undecided: bool,
 }
 
 impl Protocol {
@@ -184,10 +189,28 @@ impl Protocol {
             partial_items: (0, 0),
             opened: now,
             closed: None,
+            rpyc: None,
+            undecided: false,
         };
-        let hello = Message::Hello { version: wire::VERSION, features: wire::FEATURES };
-        p.out.push_frame(hello.into_cbor(), usize::MAX).expect("hello encodes");
+        match p.config.dialect {
+            Dialect::Netref => p.queue_hello(),
+            Dialect::Rpyc => p.speak_rpyc(),
+            // Nothing is said until the peer's first bytes tell which.
+            Dialect::Either => p.undecided = true,
+        }
         p
+    }
+
+    fn queue_hello(&mut self) {
+        let hello = Message::Hello { version: wire::VERSION, features: wire::FEATURES };
+        self.out.push_frame(hello.into_cbor(), usize::MAX).expect("hello encodes");
+    }
+
+    /// RPyC has no greeting: the connection is open at once.
+    fn speak_rpyc(&mut self) {
+        self.rpyc = Some(Box::default());
+        self.decoder = wire::rpyc::frame_decoder();
+        self.phase = Phase::Open;
     }
 
     /// The connection's lifecycle phase.
@@ -374,6 +397,9 @@ impl Protocol {
     /// Queues one message. It is taken by value so that its values move
     /// into the CBOR item rather than being copied.
     fn send(&mut self, msg: Message) -> Result<()> {
+        if self.rpyc.is_some() {
+            return self.send_rpyc(msg);
+        }
         self.out.push_message(msg, self.config.max_frame_len)
     }
 }

@@ -13,12 +13,22 @@ use crate::error::{DecodeError, LimitError, Result};
 pub struct FrameDecoder {
     pub(super) buf: Vec<u8>,
     start: usize,
+    /// Bytes each frame holds beyond what its header counts: none in
+    /// netref's frames; RPyC's add a flag before the payload and a newline
+    /// after it (see [`rpyc`](super::rpyc)).
+    uncounted: usize,
 }
 
 impl FrameDecoder {
     /// An empty decoder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty decoder of frames whose header counts `uncounted` bytes
+    /// fewer than follow it.
+    pub(crate) fn with_uncounted(uncounted: usize) -> Self {
+        FrameDecoder { uncounted, ..Self::default() }
     }
 
     /// Appends bytes received from the transport. The buffer grows with
@@ -55,7 +65,8 @@ impl FrameDecoder {
         self.buf.len() - self.start
     }
 
-    /// The next complete frame body, `Ok(None)` when more bytes are needed, or
+    /// The next complete frame body (with its uncounted bytes), `Ok(None)`
+    /// when more bytes are needed, or
     /// an error when the header announces more than `max_len` bytes.
     pub fn next_frame(&mut self, max_len: usize) -> Result<Option<&[u8]>> {
         let avail = &self.buf[self.start..];
@@ -66,13 +77,14 @@ impl FrameDecoder {
         if len > max_len {
             return Err(LimitError::FrameTooLarge { len, max: max_len }.into());
         }
-        if avail.len() < HEADER_LEN + len {
+        let whole = HEADER_LEN + len + self.uncounted;
+        if avail.len() < whole {
             // Nothing is reserved for the announced body: a peer announcing
             // the largest frame allowed and sending one byte would make
             // every connection reserve `max_frame_len` of address space.
             return Ok(None);
         }
-        let body = self.start + HEADER_LEN..self.start + HEADER_LEN + len;
+        let body = self.start + HEADER_LEN..self.start + whole;
         self.start = body.end;
         Ok(Some(&self.buf[body]))
     }
@@ -104,7 +116,7 @@ impl FrameDecoder {
             return Ok(());
         }
         let expected = if avail.len() >= HEADER_LEN {
-            HEADER_LEN + u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize
+            HEADER_LEN + u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize + self.uncounted
         } else {
             HEADER_LEN
         };

@@ -135,6 +135,11 @@ impl Output {
         self.push_frame(msg.into_cbor(), max_len)
     }
 
+    /// Queues bytes already framed (RPyC's dialect writes its own frames).
+    pub(crate) fn push_bytes(&mut self, frame: &[u8]) {
+        self.buf.extend_from_slice(frame);
+    }
+
     /// Queues one frame holding `item`, whose large byte strings move into
     /// the queue; fails, queuing nothing, if the frame would exceed
     /// `max_len`. The largest byte string left in the item is recycled.

@@ -12,7 +12,7 @@
 //! stops at a depth limit, and every refusal names the byte offset and
 //! what was wrong there.
 
-use crate::error::{DecodeError, Result};
+use crate::error::{DecodeError, LimitError, Result};
 
 /// A value brine carries (Python's `simple_types`, tuples, frozensets and
 /// slices of them).
@@ -120,7 +120,15 @@ impl Brine {
 
     /// Decodes one value that fills `bytes` exactly.
     pub fn decode(bytes: &[u8]) -> Result<Brine> {
-        let mut reader = Reader { bytes, at: 0 };
+        Self::decode_within(bytes, usize::MAX)
+    }
+
+    /// Like [`decode`](Self::decode), refusing values of more than
+    /// `max_items` items (every tag counts one): a value decoded takes tens
+    /// of bytes per item, so a frame of one-byte items would otherwise
+    /// take many times its size.
+    pub fn decode_within(bytes: &[u8], max_items: usize) -> Result<Brine> {
+        let mut reader = Reader { bytes, at: 0, items_left: max_items, max_items };
         let value = reader.value(0)?;
         if reader.at != bytes.len() {
             return Err(reader.fail(format!("{} bytes left after the value", bytes.len() - reader.at)));
@@ -186,6 +194,9 @@ fn length_u32(n: usize) -> u32 {
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// Items the value may still hold, of `max_items`.
+    items_left: usize,
+    max_items: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -218,6 +229,10 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Brine> {
+        let Some(left) = self.items_left.checked_sub(1) else {
+            return Err(LimitError::TooManyItems { len: self.bytes.len(), max: self.max_items }.into());
+        };
+        self.items_left = left;
         let tag = self.u8("a tag")? as u8;
         Ok(match tag {
             NONE => Brine::None,
