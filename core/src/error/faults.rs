@@ -28,7 +28,9 @@ pub enum ProtocolError {
     },
     /// The peer speaks RPyC older than 6.0, whose messages are laid out
     /// differently (netref speaks RPyC 6.0's).
-    #[error("peer speaks RPyC < 6 (its messages are RPyC 5's 3-tuples); netref speaks RPyC 6.0's wire protocol")]
+    #[error(
+        "peer speaks RPyC < 6 (its messages are RPyC 5's 3-tuples); netref speaks RPyC 6.0's wire protocol"
+    )]
     OldRpyc,
     /// The RPyC peer asked for a handler number RPyC 6 does not define.
     #[error("the RPyC peer sent a request for unknown handler {0} (RPyC 6 defines 1 to 20)")]

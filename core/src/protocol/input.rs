@@ -72,7 +72,8 @@ const NETREF_HELLO_START: u8 = 0x84;
 
 /// The start of the peer's stream, printable.
 fn preview(seen: &[u8]) -> String {
-    let text: String = seen.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
+    let text: String =
+        seen.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
     format!("{text:?}")
 }
 

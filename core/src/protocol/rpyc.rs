@@ -97,7 +97,10 @@ impl Protocol {
                     Ok(value) => self.handle_message(Message::Reply { seq, value }),
                     Err(e) => self.handle_answer(
                         seq,
-                        Err(RemoteError::new("InvalidReply", format!("the peer's reply could not be read: {e}"))),
+                        Err(RemoteError::new(
+                            "InvalidReply",
+                            format!("the peer's reply could not be read: {e}"),
+                        )),
                     ),
                 }
             }
@@ -177,7 +180,9 @@ impl Protocol {
                 let (target, other) = (self.our_object(next()), next());
                 let op = str_arg(next(), "a comparison");
                 let same = match other {
-                    Boxed::ReceiverObject(pack) => target.as_ref().ok() == u64::try_from(pack.instance_id).ok().as_ref(),
+                    Boxed::ReceiverObject(pack) => {
+                        target.as_ref().ok() == u64::try_from(pack.instance_id).ok().as_ref()
+                    }
                     _ => false,
                 };
                 let answer = match op.as_deref() {
@@ -205,11 +210,16 @@ impl Protocol {
             handler::INSPECT => {
                 let pack = match next() {
                     Boxed::Value(pack) => IdPack::from_brine(pack)?,
-                    _ => return Err(DecodeError::Malformed("INSPECT names an id pack, as a value".into()).into()),
+                    _ => {
+                        return Err(
+                            DecodeError::Malformed("INSPECT names an id pack, as a value".into()).into()
+                        )
+                    }
                 };
-                return match u64::try_from(pack.instance_id).map_err(|_| ()).and_then(|id| {
-                    self.exports.contains_key(&id).then_some(id).ok_or(())
-                }) {
+                return match u64::try_from(pack.instance_id)
+                    .map_err(|_| ())
+                    .and_then(|id| self.exports.contains_key(&id).then_some(id).ok_or(()))
+                {
                     // Every object may be called (one that is not says so
                     // when it is); its other names are read with GETATTR,
                     // which Python sends for any name it is not told of.
@@ -221,16 +231,21 @@ impl Protocol {
                 };
             }
             handler::PICKLE => {
-                return self.invalid(seq, RemoteError::value_error("pickling is disabled (netref never unpickles)"))
+                return self
+                    .invalid(seq, RemoteError::value_error("pickling is disabled (netref never unpickles)"))
             }
             handler::SETATTR | handler::DELATTR => {
                 return self.invalid(
                     seq,
-                    RemoteError::new("AttributeError", "netref objects' attributes are read-only to the peer"),
+                    RemoteError::new(
+                        "AttributeError",
+                        "netref objects' attributes are read-only to the peer",
+                    ),
                 )
             }
             handler::BUFFITER => {
-                return self.invalid(seq, RemoteError::type_error("netref objects are not iterable from RPyC"))
+                return self
+                    .invalid(seq, RemoteError::type_error("netref objects are not iterable from RPyC"))
             }
             _ => {
                 let what = match handler {
@@ -238,7 +253,10 @@ impl Protocol {
                     handler::CTXEXIT => "`with` blocks",
                     _ => "isinstance() against a netref class",
                 };
-                return self.invalid(seq, RemoteError::new("NotImplementedError", format!("{what} on netref objects")));
+                return self.invalid(
+                    seq,
+                    RemoteError::new("NotImplementedError", format!("{what} on netref objects")),
+                );
             }
         };
         self.handle_request(seq, request)
@@ -298,7 +316,9 @@ impl Protocol {
     fn unbox(&mut self, value: Boxed) -> Result<Cbor> {
         Ok(match value {
             Boxed::Value(v) => brine_to_cbor(v)?,
-            Boxed::Tuple(items) => Cbor::Array(items.into_iter().map(|i| self.unbox(i)).collect::<Result<_>>()?),
+            Boxed::Tuple(items) => {
+                Cbor::Array(items.into_iter().map(|i| self.unbox(i)).collect::<Result<_>>()?)
+            }
             Boxed::SenderObject(pack) => {
                 let tables = self.rpyc();
                 let id = match tables.import_ids.get(&pack) {
@@ -329,7 +349,9 @@ impl Protocol {
             Cbor::Float(f) => Boxed::Value(Brine::Float(f)),
             Cbor::Bytes(b) => Boxed::Value(Brine::Bytes(b)),
             Cbor::Text(s) => Boxed::Value(Brine::Str(s)),
-            Cbor::Array(items) => Boxed::tuple(items.into_iter().map(|i| self.boxed(i)).collect::<Result<_>>()?),
+            Cbor::Array(items) => {
+                Boxed::tuple(items.into_iter().map(|i| self.boxed(i)).collect::<Result<_>>()?)
+            }
             // Brine has no mapping: a map goes as a tuple of (key, value)
             // pairs, which Python's `dict()` takes.
             Cbor::Map(entries) => Boxed::tuple(
@@ -341,7 +363,11 @@ impl Protocol {
             Cbor::Tag(TAG_SENDER_OBJECT, id) => {
                 let id = tagged_id(&id)?;
                 let object = self.exports.get(&id).ok_or(ProtocolError::UnknownObject(id))?;
-                Boxed::SenderObject(IdPack { name: name_pack(&object.object), class_id: 1, instance_id: id.into() })
+                Boxed::SenderObject(IdPack {
+                    name: name_pack(&object.object),
+                    class_id: 1,
+                    instance_id: id.into(),
+                })
             }
             Cbor::Tag(TAG_RECEIVER_OBJECT, id) => Boxed::ReceiverObject(self.their_pack(tagged_id(&id)?)?),
             Cbor::Tag(tag, _) => return Err(DecodeError::UnknownTag(tag).into()),
@@ -366,7 +392,8 @@ impl Protocol {
                 let (handler, args) = match request {
                     WireRequest::Root => (handler::GETROOT, empty()),
                     WireRequest::Call { target, args } => {
-                        let parts = vec![Boxed::ReceiverObject(self.their_pack(target)?), self.boxed(args)?, empty()];
+                        let parts =
+                            vec![Boxed::ReceiverObject(self.their_pack(target)?), self.boxed(args)?, empty()];
                         (handler::CALL, Boxed::tuple(parts))
                     }
                     WireRequest::CallMethod { target, name, args } => {
@@ -428,7 +455,9 @@ impl Protocol {
 fn unknown_object(instance_id: i128) -> RemoteError {
     RemoteError::new(
         "ReferenceError",
-        format!("no object with id {instance_id} was handed to this peer (never exported, or already released)"),
+        format!(
+            "no object with id {instance_id} was handed to this peer (never exported, or already released)"
+        ),
     )
 }
 

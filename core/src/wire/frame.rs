@@ -116,7 +116,9 @@ impl FrameDecoder {
             return Ok(());
         }
         let expected = if avail.len() >= HEADER_LEN {
-            HEADER_LEN + u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize + self.uncounted
+            HEADER_LEN
+                + u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize
+                + self.uncounted
         } else {
             HEADER_LEN
         };

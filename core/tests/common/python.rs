@@ -44,3 +44,14 @@ pub(crate) fn run(python: &str, script: &str, args: &[&str], input: &str) -> Vec
     assert!(out.status.success(), "the Python side failed ({:?}); it printed:\n{stdout}", out.status);
     stdout.lines().map(str::to_owned).collect()
 }
+
+/// A Python process that is killed when dropped, so that a failing test
+/// does not leave it running (holding the test's stderr open).
+pub(crate) struct Running(pub(crate) Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -49,10 +49,9 @@ pub(crate) fn open_frame(body: &[u8], max_len: usize) -> Result<Cow<'_, [u8]>> {
     let mut inflated = Vec::new();
     // One byte past the limit tells a payload that reaches it from one
     // that passes it.
-    flate2::read::ZlibDecoder::new(payload)
-        .take(max_len as u64 + 1)
-        .read_to_end(&mut inflated)
-        .map_err(|e| DecodeError::Malformed(format!("an RPyC frame's compressed payload is not zlib data ({e})")))?;
+    flate2::read::ZlibDecoder::new(payload).take(max_len as u64 + 1).read_to_end(&mut inflated).map_err(
+        |e| DecodeError::Malformed(format!("an RPyC frame's compressed payload is not zlib data ({e})")),
+    )?;
     if inflated.len() > max_len {
         return Err(LimitError::InflatesTooLarge { max: max_len }.into());
     }

@@ -59,7 +59,11 @@ pub struct IdPack {
 
 impl IdPack {
     fn to_brine(&self) -> Brine {
-        Brine::Tuple(vec![Brine::Str(self.name.clone()), Brine::Int(self.class_id), Brine::Int(self.instance_id)])
+        Brine::Tuple(vec![
+            Brine::Str(self.name.clone()),
+            Brine::Int(self.class_id),
+            Brine::Int(self.instance_id),
+        ])
     }
 
     /// Reads an id pack. Python applies `str()` to its name, so a name
@@ -70,7 +74,9 @@ impl IdPack {
                 Ok([Brine::Str(name), Brine::Int(class_id), Brine::Int(instance_id)]) => {
                     Ok(IdPack { name, class_id, instance_id })
                 }
-                _ => Err(malformed("an object reference must be (name: str, class id: int, instance id: int)")),
+                _ => {
+                    Err(malformed("an object reference must be (name: str, class id: int, instance id: int)"))
+                }
             },
             _ => Err(malformed("an object reference must be a tuple (name, class id, instance id)")),
         }
@@ -128,7 +134,9 @@ impl Boxed {
         Ok(match label {
             1 => Boxed::Value(payload),
             2 => match payload {
-                Brine::Tuple(items) => Boxed::Tuple(items.into_iter().map(Boxed::from_brine).collect::<Result<_>>()?),
+                Brine::Tuple(items) => {
+                    Boxed::Tuple(items.into_iter().map(Boxed::from_brine).collect::<Result<_>>()?)
+                }
                 _ => return Err(malformed("a boxed tuple (label 2) must hold a tuple of boxed items")),
             },
             3 => Boxed::ReceiverObject(IdPack::from_brine(payload)?),
@@ -304,7 +312,12 @@ fn python_repr(value: &Brine) -> String {
             format!("frozenset({{{}}})", items.iter().map(python_repr).collect::<Vec<_>>().join(", "))
         }
         Brine::Slice(parts) => {
-            format!("slice({}, {}, {})", python_repr(&parts[0]), python_repr(&parts[1]), python_repr(&parts[2]))
+            format!(
+                "slice({}, {}, {})",
+                python_repr(&parts[0]),
+                python_repr(&parts[1]),
+                python_repr(&parts[2])
+            )
         }
         Brine::NotImplemented => "NotImplemented".into(),
         Brine::Ellipsis => "Ellipsis".into(),
@@ -371,7 +384,8 @@ impl Packet {
         let Ok([Brine::Int(seq), body]) = <[Brine; 2]>::try_from(items) else {
             return Err(malformed("an RPyC message must be (seq: int, body)"));
         };
-        let seq = u64::try_from(seq).map_err(|_| malformed(&format!("sequence number {seq} is out of range")))?;
+        let seq =
+            u64::try_from(seq).map_err(|_| malformed(&format!("sequence number {seq} is out of range")))?;
         Ok(match kind {
             MSG_REQUEST => {
                 let Brine::Tuple(items) = body else {
@@ -460,7 +474,9 @@ mod tests {
 
     #[test]
     fn rust_errors_become_fitting_builtins() {
-        let Vinegar::Raised { class, args, .. } = Vinegar::from_remote_error(&RemoteError::new("KeyError", "k")) else {
+        let Vinegar::Raised { class, args, .. } =
+            Vinegar::from_remote_error(&RemoteError::new("KeyError", "k"))
+        else {
             panic!()
         };
         assert_eq!((class.as_str(), args), ("KeyError", vec![str("k")]));
