@@ -52,13 +52,16 @@ fn debug_value(value: &str) -> String {
 
 /// A table's default cell, written the way `Debug` writes the field:
 /// "128 MiB" -> "134217728", "100,000" -> "100000", "30 s" -> "30s",
-/// "none" -> "None", "true" -> "true".
+/// "none" -> "None", "true" -> "true", "`Dialect::Netref`" -> "Netref".
 fn documented_value(cell: &str) -> Result<String, String> {
     let cell = cell.trim();
     match cell {
         "none" => return Ok("None".into()),
         "true" | "false" => return Ok(cell.into()),
         _ => {}
+    }
+    if let Some(path) = cell.strip_prefix('`').and_then(|c| c.strip_suffix('`')) {
+        return Ok(path.rsplit("::").next().unwrap_or(path).to_string());
     }
     let (number, unit) = match cell.split_once(' ') {
         Some((n, u)) => (n, u),

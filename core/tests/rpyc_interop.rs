@@ -293,3 +293,33 @@ fn netref_client_of_a_python_service_over_tcp() {
 fn netref_client_of_a_python_service_over_unix() {
     netref_client_of_a_python_service(true);
 }
+
+/// One port, both dialects: a netref client and Python's, told apart by
+/// their first bytes; a peer speaking neither is refused and the others
+/// are not disturbed.
+#[test]
+fn one_port_serves_netref_and_python_clients() {
+    use std::io::{Read, Write};
+    let Some(python) = python::python("the server of both dialects") else { return };
+    let builder = Builder::default().service(calc()).config(Config::default().dialect(Dialect::Either));
+    let server = ThreadedServer::bind_tcp("127.0.0.1:0", builder).unwrap();
+    let accepting = server.spawn();
+    let addr = server.local_addr().unwrap();
+
+    let ours = netref::connect(addr).unwrap();
+    let root = ours.root().unwrap();
+    assert_eq!(root.call_method::<i64>("add", (1, 2)).unwrap(), 3);
+
+    let mut stranger = std::net::TcpStream::connect(addr).unwrap();
+    stranger.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut rest = Vec::new();
+    stranger.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "a peer speaking neither is closed without a word");
+
+    let script = "import sys, rpyc\nc = rpyc.connect('127.0.0.1', int(sys.argv[1]))\nprint(c.root.add(20, 22))\nc.close()";
+    assert_eq!(python::run(&python, script, &[&addr.port().to_string()], ""), ["42"]);
+    assert_eq!(root.call_method::<i64>("add", (2, 3)).unwrap(), 5);
+    ours.close();
+    server.close();
+    accepting.join().unwrap();
+}

@@ -3,6 +3,7 @@
 //! `scripts/test.sh` makes a venv with rpyc 6.0.2 from PyPI under
 //! `target/rpyc-venv` and names its python in `NETREF_RPYC_PYTHON`;
 //! without it the tests say so and check nothing else.
+#![allow(dead_code)] // each test file uses some of it
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
