@@ -128,6 +128,8 @@ macro_rules! conformance_tests {
             typed_service_on_the_backend_server,
             typed_events_received_on_the_loop,
             typed_events_from_the_backend_server,
+            python_filemon_events_on_the_loop,
+            python_client_of_the_backend_server,
         );
     };
     (@each $backend:ty; $($name:ident),* $(,)?) => {
@@ -1566,3 +1568,6 @@ pub use typed::{
     typed_events_from_the_backend_server, typed_events_received_on_the_loop, typed_proxy_awaited_on_the_loop,
     typed_service_on_the_backend_server,
 };
+
+pub mod rpyc;
+pub use rpyc::{python_client_of_the_backend_server, python_filemon_events_on_the_loop};
