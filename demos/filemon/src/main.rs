@@ -11,6 +11,10 @@
 //! cargo run -p filemon -- demo [--interval-ms 100]
 //! ```
 //!
+//! The server serves netref's clients and Python's (rpyc 6's
+//! `rpyc.connect`) on one port: `demos/python/filemon_client.py` is the
+//! tutorial's transcript as a script.
+//!
 //! The client serves its connection from a [`BgServingThread`], so changes
 //! print as they happen. With `--pull` nobody serves it: as the tutorial
 //! shows, the events then wait until the next interaction with the
@@ -32,14 +36,15 @@ use std::thread;
 use std::time::{Duration, UNIX_EPOCH};
 
 use netref::typed::{Callback, Obj};
-use netref::{BgServingThread, Builder, Connection, Service};
+use netref::{BgServingThread, Builder, Config, Connection, Dialect, Service};
 use serde::{Deserialize, Serialize};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
 const USAGE: &str = "\
 usage:
-  filemon server [--addr ADDR] [--interval-ms N]   serve FileMonitor (default 127.0.0.1:18871, 1000 ms)
+  filemon server [--addr ADDR] [--interval-ms N]   serve FileMonitor to netref and Python RPyC clients
+                                                   (default 127.0.0.1:18871, 1000 ms)
   filemon client --addr ADDR --file FILE [--pull]  watch FILE through the server
   filemon demo [--interval-ms N]                   server and client in one process
   filemon --help                                   this text
@@ -198,7 +203,10 @@ fn print_change(old: Stat, new: Stat) {
 }
 
 fn server(addr: &str, interval: Duration) -> Res<()> {
-    let builder = Builder::default().service(filemon_service(interval));
+    // Python's `rpyc.connect` is served on the same port as netref's
+    // clients (demos/python/filemon_client.py).
+    let both = Config::default().dialect(Dialect::Either);
+    let builder = Builder::default().service(filemon_service(interval)).config(both);
     let server = netref::ThreadedServer::bind_tcp(addr, builder)?;
     let addr = server.local_addr().ok_or("no TCP address")?;
     println!("listening on {addr}");

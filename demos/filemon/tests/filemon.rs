@@ -174,3 +174,35 @@ fn demo_mode_runs_server_and_client_in_one_process() {
     demo.expect(">>> mon.stop()");
     demo.finish_ok();
 }
+
+/// The tutorial's transcript in Python (`demos/python/filemon_client.py`,
+/// rpyc 6.0.2) against this FileMonitor: the same three changes, pushed
+/// to Python's BgServingThread.
+#[test]
+fn python_client_follows_the_tutorial_transcript() {
+    let python = match std::env::var("NETREF_RPYC_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            eprintln!(
+                "SKIPPED: NETREF_RPYC_PYTHON is not set (scripts/test.sh sets it to a venv with \
+                 rpyc 6.0.2); the Python client of filemon did not run"
+            );
+            return;
+        }
+    };
+    let (mut server, addr) = server();
+    let file = Scratch::new("python");
+    let port = addr.rsplit(':').next().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../python/filemon_client.py");
+    let mut client = Proc::spawn("python", &python, &[script, "--port", port, file.path()]);
+    for (old, new) in [(0, 6), (6, 11), (11, 0)] {
+        client.expect_exact("file changed");
+        let old_line = client.next_line().unwrap_or_default();
+        let new_line = client.next_line().unwrap_or_default();
+        assert!(old_line.starts_with(&format!("    old stat: (('size', {old}), ('mtime_ns', ")), "{old_line}");
+        assert!(new_line.starts_with(&format!("    new stat: (('size', {new}), ('mtime_ns', ")), "{new_line}");
+    }
+    client.expect_exact("bye");
+    client.finish_ok();
+    server.expect("[server] stopped monitoring");
+}
