@@ -183,7 +183,8 @@ def events(o, conn):
         with cond:
             target = got[0] + k
             want[0] = target
-        res = aemit(on_event, k, window)
+        # The window only when asked for: netref's emit takes two arguments.
+        res = aemit(on_event, k, window) if "window" in o else aemit(on_event, k)
         give_up = time.monotonic() + 20
         with cond:
             while got[0] < target:

@@ -4,6 +4,9 @@
 //! fuzzers themselves needs nightly and cargo-fuzz (see CONTRIBUTING.md).
 // cargo-fuzz builds the targets with `--cfg fuzzing`; here it is unset.
 #![allow(unexpected_cfgs)]
+// `protocol` and `rpyc_protocol` each include the two-peer body, as each
+// target (a crate of its own under fuzz/) does.
+#![allow(clippy::duplicate_mod)]
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +17,14 @@ mod frame_decode;
 #[allow(dead_code, unreachable_pub, missing_docs)]
 #[path = "../../fuzz/fuzz_targets/protocol.rs"]
 mod protocol;
+
+#[allow(dead_code, unreachable_pub, missing_docs)]
+#[path = "../../fuzz/fuzz_targets/rpyc_protocol.rs"]
+mod rpyc_protocol;
+
+#[allow(dead_code, unreachable_pub, missing_docs)]
+#[path = "../../fuzz/fuzz_targets/rpyc_requests.rs"]
+mod rpyc_requests;
 
 #[allow(dead_code, unreachable_pub, missing_docs)]
 #[path = "../../fuzz/fuzz_targets/large_frame.rs"]
@@ -86,6 +97,34 @@ fn protocol_corpus_replays_cleanly() {
     assert!(decoded > 0, "no protocol corpus file decoded to an input");
 }
 
+#[test]
+fn rpyc_requests_corpus_replays_cleanly() {
+    let mut decoded = 0;
+    for (path, bytes) in corpus("rpyc_requests") {
+        let Ok(input) = rpyc_requests::Input::arbitrary_take_rest(arbitrary::Unstructured::new(&bytes))
+        else {
+            continue;
+        };
+        decoded += 1;
+        replay(&path, || rpyc_requests::run(input));
+    }
+    assert!(decoded > 0, "no rpyc_requests corpus file decoded to an input");
+}
+
+#[test]
+fn protocol_corpus_replays_cleanly_in_the_rpyc_dialect() {
+    let mut decoded = 0;
+    for (path, bytes) in corpus("protocol") {
+        let Ok(input) = rpyc_protocol::Input::arbitrary_take_rest(arbitrary::Unstructured::new(&bytes))
+        else {
+            continue;
+        };
+        decoded += 1;
+        replay(&path, || rpyc_protocol::run(input));
+    }
+    assert!(decoded > 0, "no protocol corpus file decoded to an input");
+}
+
 /// Byte-level mutations of every corpus file also go through the frame
 /// decoder and the protocol without panicking: a cheap stand-in for a short
 /// fuzzing run on machines without nightly.
@@ -94,6 +133,7 @@ fn mutated_corpus_files_do_not_panic() {
     let mut files = corpus("frame_decode");
     files.extend(corpus("protocol"));
     files.extend(corpus("brine"));
+    files.extend(corpus("rpyc_requests"));
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -121,6 +161,9 @@ fn mutated_corpus_files_do_not_panic() {
             replay(path, || brine::run(&m));
             if let Ok(input) = protocol::Input::arbitrary_take_rest(arbitrary::Unstructured::new(&m)) {
                 replay(path, || protocol::run(input));
+            }
+            if let Ok(input) = rpyc_requests::Input::arbitrary_take_rest(arbitrary::Unstructured::new(&m)) {
+                replay(path, || rpyc_requests::run(input));
             }
         }
     }

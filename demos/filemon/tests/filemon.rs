@@ -199,8 +199,14 @@ fn python_client_follows_the_tutorial_transcript() {
         client.expect_exact("file changed");
         let old_line = client.next_line().unwrap_or_default();
         let new_line = client.next_line().unwrap_or_default();
-        assert!(old_line.starts_with(&format!("    old stat: (('size', {old}), ('mtime_ns', ")), "{old_line}");
-        assert!(new_line.starts_with(&format!("    new stat: (('size', {new}), ('mtime_ns', ")), "{new_line}");
+        assert!(
+            old_line.starts_with(&format!("    old stat: (('size', {old}), ('mtime_ns', ")),
+            "{old_line}"
+        );
+        assert!(
+            new_line.starts_with(&format!("    new stat: (('size', {new}), ('mtime_ns', ")),
+            "{new_line}"
+        );
     }
     client.expect_exact("bye");
     client.finish_ok();

@@ -379,6 +379,17 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
                         format!("latency/{t}/{p}/tarpc"),
                         env.run(&job("tarpc", "tarpc", "latency", t, pin, vec![])),
                     );
+                    // Across languages, in RPyC's dialect: netref's client
+                    // of Python's server, and Python's client of netref's.
+                    put(
+                        format!("latency/{t}/{p}/netref-to-python"),
+                        env.run(&job("rpyc", "netref-rpyc", "latency", t, pin, vec![])),
+                    );
+                    let cached = vec![("variant", "cached".to_string())];
+                    put(
+                        format!("latency/{t}/{p}/python-to-netref"),
+                        env.run(&job("netref-rpyc", "rpyc", "latency", t, pin, cached)),
+                    );
                 }
             }
         }
@@ -395,6 +406,14 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
                 put(
                     format!("pipelined/{t}/tarpc"),
                     env.run(&job("tarpc", "tarpc", "pipelined", t, false, vec![])),
+                );
+                put(
+                    format!("pipelined/{t}/netref-to-python"),
+                    env.run_rpyc_windowed(&job("rpyc", "netref-rpyc", "pipelined", t, false, vec![])),
+                );
+                put(
+                    format!("pipelined/{t}/python-to-netref"),
+                    env.run_rpyc_windowed(&job("netref-rpyc", "rpyc", "pipelined", t, false, vec![])),
                 );
             }
         }
@@ -420,8 +439,14 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
             }
             if with_baselines {
                 let args = vec![("batch", "5000".to_string())];
-                let r = env.run_rpyc_windowed(&job("rpyc", "rpyc", "events", t, false, args));
+                let r = env.run_rpyc_windowed(&job("rpyc", "rpyc", "events", t, false, args.clone()));
                 put(format!("events/{t}/rpyc"), r);
+                let mut bg = args.clone();
+                bg.push(("via", "bg".to_string()));
+                let r = env.run_rpyc_windowed(&job("rpyc", "netref-rpyc", "events", t, false, bg));
+                put(format!("events/{t}/netref-to-python"), r);
+                let r = env.run_rpyc_windowed(&job("netref-rpyc", "rpyc", "events", t, false, args));
+                put(format!("events/{t}/python-to-netref"), r);
             }
         }
         if want("payload") {
@@ -612,6 +637,53 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
                     r.target = target("netref/RPyC", r.ratio("RPyC"), Cmp::AtLeast, 50.0);
                 }
                 rows.push(r);
+            }
+        }
+        // Across languages in RPyC's dialect, beside RPyC with itself: the
+        // netref column is the mixed pair, the RPyC column both sides Python.
+        for (way, name) in [
+            ("netref-to-python", "netref client, Python server"),
+            ("python-to-netref", "Python client, netref server"),
+        ] {
+            let rows_of = [
+                (
+                    format!("latency/{t}/unpinned/{way}"),
+                    "p50_us",
+                    format!("latency/{t}/unpinned/rpyc-cached"),
+                    "sync latency p50",
+                    "µs",
+                ),
+                (
+                    format!("pipelined/{t}/{way}"),
+                    "calls_per_s",
+                    format!("pipelined/{t}/rpyc"),
+                    "pipelined async",
+                    "calls/s",
+                ),
+                (
+                    format!("events/{t}/{way}"),
+                    "events_per_s",
+                    format!("events/{t}/rpyc"),
+                    "events",
+                    "events/s",
+                ),
+            ];
+            for (key, field, baseline, what, unit) in rows_of {
+                let mut r = Row::new(format!("RPyC dialect, {name}: {what}, {}", tname(t)), unit);
+                r.netref = get(&key, field);
+                r.rpyc = get(&baseline, field);
+                let windows: Vec<&str> = [(&key, "this pair"), (&baseline, "RPyC")]
+                    .into_iter()
+                    .filter(|(k, _)| get(k, "window").is_some())
+                    .map(|(_, n)| n)
+                    .collect();
+                if !windows.is_empty() {
+                    r.note = Some(format!(
+                        "{} with 100 in flight: RPyC deadlocks with 1000",
+                        windows.join(" and ")
+                    ));
+                }
+                rows.push(r.with_ratios());
             }
         }
         let mut r = Row::new(format!("1 MiB echo, {}", tname(t)), "MiB/s");

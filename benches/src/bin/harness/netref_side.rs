@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use netref::protocol::{Call, Event, Input, Protocol};
 use netref::{
-    async_, BgServingThread, Builder, Config, Connection, ObjectBuilder, RemoteObject, Service, Value,
+    async_, BgServingThread, Builder, Config, Connection, Dialect, ObjectBuilder, RemoteObject, Service,
+    Value,
 };
 
 use crate::common::{self, Opts, WINDOW};
@@ -86,16 +87,27 @@ fn builder(batched: bool) -> Builder {
         .config(Config::default().batch_replies(batched))
 }
 
+/// The dialect of `impl`: `netref-rpyc` speaks RPyC 6's, to and from
+/// Python's rpyc (its server serves both, told by the first bytes).
+fn dialect(imp: &str, server: bool) -> Dialect {
+    match (imp, server) {
+        ("netref-rpyc", true) => Dialect::Either,
+        ("netref-rpyc", false) => Dialect::Rpyc,
+        _ => Dialect::Netref,
+    }
+}
+
 /// Runs one of netref's servers until killed.
 pub(crate) fn server(opts: &Opts) -> io::Result<()> {
     common::raise_nofile();
     let (listener, addr) = Listener::bind(opts.str("transport"), opts.get("path"))?;
     let err = |e: netref::Error| io::Error::other(e.to_string());
     match opts.str("impl") {
-        imp @ ("netref" | "netref-batched" | "netref-typed") => {
+        imp @ ("netref" | "netref-batched" | "netref-typed" | "netref-rpyc") => {
             let batched = imp == "netref-batched";
             let builder = || match imp {
                 "netref-typed" => Builder::default().service(Service::typed::<dyn Calc>(Adder)),
+                "netref-rpyc" => builder(false).config(Config::default().dialect(dialect(imp, true))),
                 _ => builder(batched),
             };
             let server = match (&listener, &addr) {
@@ -134,8 +146,8 @@ pub(crate) fn server(opts: &Opts) -> io::Result<()> {
     Ok(())
 }
 
-fn connect(addr: &Addr, batched: bool) -> netref::Result<Connection> {
-    let b = Builder::default().config(Config::default().batch_replies(batched));
+fn connect(addr: &Addr, batched: bool, dialect: Dialect) -> netref::Result<Connection> {
+    let b = Builder::default().config(Config::default().batch_replies(batched).dialect(dialect));
     match addr {
         Addr::Tcp(a) => b.connect_tcp(a.as_str()),
         Addr::Unix(p) => b.connect_unix(p),
@@ -149,7 +161,7 @@ pub(crate) fn client(opts: &Opts) -> netref::Result<()> {
         return scale(opts, &addr);
     }
     let batched = opts.str("impl") == "netref-batched";
-    let conn = connect(&addr, batched)?;
+    let conn = connect(&addr, batched, dialect(opts.str("impl"), false))?;
     if opts.str("impl") == "netref-typed" {
         let calc = CalcProxy::root(&conn)?;
         common::measure_latency(opts, || {
