@@ -56,6 +56,11 @@ fi
 
 echo "== cargo test"
 cargo test --workspace --locked
+if has_rpyc; then
+  echo "== demos/python/run.sh: netref and Python's rpyc calling each other"
+  bash demos/python/run.sh rust-client
+  bash demos/python/run.sh python-client
+fi
 echo "== cargo package (the publishable crates)"
 cargo package --locked --no-verify --allow-dirty --quiet \
   -p netref-macros -p netref -p netref-mio -p netref-polling -p netref-calloop -p netref-glib

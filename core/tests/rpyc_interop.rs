@@ -20,6 +20,7 @@ fn calc() -> Service {
             .method("held", move || weak.upgrade().map_or(0, |c| c.exported_count()))
             .method("add", |a: i64, b: i64| a + b)
             .method("greet", |name: String| format!("hello {name}"))
+            .parameters("greet", &["name"])
             .method("pair", || (1, "two"))
             .method("nothing", || ())
             .attr("version", "1.0")
@@ -42,7 +43,7 @@ else:
     c = rpyc.connect("127.0.0.1", int(sys.argv[2]))
 r = c.root
 print("add", r.add(1, 2))
-print("greet", r.greet("py"))
+print("greet", r.greet("py"), r.greet(name="kw"))
 print("pair", r.pair())
 print("nothing", r.nothing())
 print("version", r.version)
@@ -106,7 +107,7 @@ fn python_client_of_a_netref_service(unix: bool) {
         lines,
         [
             "add 3",
-            "greet hello py",
+            "greet hello py hello kw",
             "pair (1, 'two')",
             "nothing None",
             "version 1.0",
@@ -320,6 +321,59 @@ fn one_port_serves_netref_and_python_clients() {
     assert_eq!(python::run(&python, script, &[&addr.port().to_string()], ""), ["42"]);
     assert_eq!(root.call_method::<i64>("add", (2, 3)).unwrap(), 5);
     ours.close();
+    server.close();
+    accepting.join().unwrap();
+}
+
+/// A typed service, as Python's client sees it: its methods take keyword
+/// arguments by their Rust names; a wrong name is a TypeError naming it.
+#[netref::service]
+trait Greeter {
+    fn greet(&self, name: String, punctuation: String) -> String;
+}
+
+struct Polite;
+
+impl Greeter for Polite {
+    fn greet(&self, name: String, punctuation: String) -> String {
+        format!("hello {name}{punctuation}")
+    }
+}
+
+#[test]
+fn python_client_of_a_typed_service_with_keyword_arguments() {
+    let Some(python) = python::python("the Python client of a typed service") else { return };
+    let builder = Builder::default()
+        .service(Service::typed::<dyn Greeter>(Polite))
+        .config(Config::default().dialect(Dialect::Rpyc));
+    let server = ThreadedServer::bind_tcp("127.0.0.1:0", builder).unwrap();
+    let accepting = server.spawn();
+    let script = r#"
+import sys, rpyc
+c = rpyc.connect("127.0.0.1", int(sys.argv[1]))
+g = c.root.greet
+print(g("a", "!"), g("b", punctuation="?"), g(punctuation=".", name="c"))
+for bad in [dict(nom="x", punctuation="!"), dict(punctuation="!")]:
+    try:
+        g(**bad)
+    except TypeError as e:
+        print(str(e).splitlines()[0])
+try:
+    g("d", name="e")
+except TypeError as e:
+    print(str(e).splitlines()[0])
+c.close()
+"#;
+    let port = server.local_addr().unwrap().port().to_string();
+    assert_eq!(
+        python::run(&python, script, &[&port], ""),
+        [
+            "hello a! hello b? hello c.",
+            "`Greeter.greet` got an unexpected keyword argument 'nom'",
+            "`Greeter.greet` is missing argument 'name'",
+            "`Greeter.greet` got multiple values for argument 'name'",
+        ]
+    );
     server.close();
     accepting.join().unwrap();
 }

@@ -263,3 +263,22 @@ fn either_dialect_is_told_by_the_first_bytes() {
         "{e}"
     );
 }
+
+#[test]
+fn a_server_that_closes_without_a_word_is_named_as_rpyc_older_than_6() {
+    // An RPyC 5 server cannot read RPyC 6's first request and closes.
+    let (mut p, now) = rpyc(Dialect::Rpyc);
+    p.send_request(netref::protocol::Call::Root, None).unwrap();
+    assert!(!sent(&mut p).is_empty());
+    p.handle_input(now, Input::Eof).unwrap();
+    let reason = p.close_reason().unwrap().to_string();
+    assert!(reason.contains("a server speaking RPyC < 6"), "{reason}");
+
+    // One that answered once and then closed simply closed.
+    let (mut p, now) = rpyc(Dialect::Rpyc);
+    let root = calc();
+    root_pack(&mut p, now, &root);
+    p.send_request(netref::protocol::Call::Root, None).unwrap();
+    p.handle_input(now, Input::Eof).unwrap();
+    assert_eq!(p.close_reason().unwrap().to_string(), "connection closed by the peer");
+}

@@ -4,6 +4,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{parse_quote, ReturnType, TraitItem};
 
@@ -126,6 +127,9 @@ fn export_method(m: &Method) -> TokenStream {
         }
     });
     let names = m.args.iter().map(|a| &a.ident);
+    // For peers that pass arguments by name (Python's keyword arguments).
+    let param_names = m.args.iter().map(|a| a.ident.unraw().to_string());
+    let parameters = quote!(.parameters(#name, &[#(#param_names),*]));
     // The answer is converted where the result type is written, so that
     // a type serde cannot write is reported there.
     let (reply, span) = match &m.output {
@@ -148,6 +152,7 @@ fn export_method(m: &Method) -> TokenStream {
                 let #callee = ::std::sync::Arc::clone(#args.callee());
                 ::core::result::Result::Ok(async move { #answer })
             })
+            #parameters
         }
     } else {
         let answer = quote_spanned!(span=> #reply(#args.callee(), #this.#ident(#(#names),*)));
@@ -156,6 +161,7 @@ fn export_method(m: &Method) -> TokenStream {
                 #(#bind)*
                 #answer
             })
+            #parameters
         }
     }
 }

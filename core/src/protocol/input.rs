@@ -440,7 +440,10 @@ impl Protocol {
                         .into(),
                 )))
             }
-            Ok(()) => self.fail(CloseReason::ByPeer),
+            Ok(()) => {
+                let reason = self.rpyc_eof_reason().unwrap_or(CloseReason::ByPeer);
+                self.fail(reason)
+            }
         }
     }
 }

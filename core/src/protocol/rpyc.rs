@@ -30,6 +30,9 @@ pub(super) struct RpycTables {
     /// Our requests whose answers nobody waits for (releases, the close):
     /// their replies are dropped.
     unanswered: HashSet<u64>,
+    /// Whether the peer has sent anything yet: an RPyC 5 server closes
+    /// without a word on RPyC 6's first request.
+    heard: bool,
 }
 
 /// How a netref request names the peer's request `seq` of RPyC's: one
@@ -88,6 +91,7 @@ impl Protocol {
     }
 
     fn handle_packet(&mut self, packet: Packet) -> Result<()> {
+        self.rpyc().heard = true;
         match packet {
             Packet::Reply { seq, value } => {
                 if self.rpyc().unanswered.remove(&seq) {
@@ -140,7 +144,9 @@ impl Protocol {
             handler::CALL => {
                 let target = self.our_object(next());
                 let (args, kwargs) = (next(), next());
-                match target.and_then(|target| self.call_args(args, kwargs).map(|args| (target, args))) {
+                match target
+                    .and_then(|target| self.call_args(target, None, args, kwargs).map(|args| (target, args)))
+                {
                     Ok((target, args)) => WireRequest::Call { target, args },
                     Err(e) => return self.invalid(seq, e),
                 }
@@ -151,7 +157,7 @@ impl Protocol {
                 let (args, kwargs) = (next(), next());
                 let parts = target
                     .and_then(|t| name.map(|n| (t, n)))
-                    .and_then(|(t, n)| self.call_args(args, kwargs).map(|a| (t, n, a)));
+                    .and_then(|(t, n)| self.call_args(t, Some(&n), args, kwargs).map(|a| (t, n, a)));
                 match parts {
                     Ok((target, name, args)) => WireRequest::CallMethod { target, name, args },
                     Err(e) => return self.invalid(seq, e),
@@ -278,23 +284,84 @@ impl Protocol {
         self.local_target(id).map(|object| (id, object))
     }
 
-    /// A call's positional arguments. Keyword arguments have no names to
-    /// go by on this side, so they are refused rather than dropped.
-    fn call_args(&mut self, args: Boxed, kwargs: Boxed) -> std::result::Result<Cbor, RemoteError> {
-        match &kwargs {
-            Boxed::Value(Brine::Tuple(k)) if k.is_empty() => {}
-            Boxed::Value(Brine::None) => {}
-            _ => {
-                return Err(RemoteError::type_error(
-                    "netref methods take positional arguments only: pass keyword arguments by position",
-                ))
+    /// A call's arguments, in order: the positional ones, then the keyword
+    /// ones put where the object's parameter names say
+    /// ([`Object::parameters`](crate::Object::parameters)) of `method` (of
+    /// the object itself when `None`). Keyword arguments of a method whose
+    /// names are not known are refused rather than dropped.
+    fn call_args(
+        &mut self,
+        target: u64,
+        method: Option<&str>,
+        args: Boxed,
+        kwargs: Boxed,
+    ) -> std::result::Result<Cbor, RemoteError> {
+        let mut positional = match self.unbox(args) {
+            Ok(Cbor::Array(a)) => a,
+            Ok(_) => return Err(RemoteError::type_error("a call's arguments must be a tuple")),
+            Err(e) => return Err(super::messages::bad_args(e)),
+        };
+        let keywords = match self.unbox(kwargs) {
+            Ok(Cbor::Null) => Vec::new(),
+            Ok(Cbor::Array(pairs)) => pairs,
+            Ok(_) | Err(_) => {
+                return Err(RemoteError::type_error("keyword arguments must be (name, value) pairs"))
+            }
+        };
+        if keywords.is_empty() {
+            return Ok(Cbor::Array(positional));
+        }
+        let mut named = Vec::with_capacity(keywords.len());
+        for pair in keywords {
+            match pair {
+                Cbor::Array(kv) if kv.len() == 2 => {
+                    let [k, v]: [Cbor; 2] = kv.try_into().expect("two");
+                    let Cbor::Text(k) = k else {
+                        return Err(RemoteError::type_error("keyword argument names must be str"));
+                    };
+                    named.push((k, v));
+                }
+                _ => return Err(RemoteError::type_error("keyword arguments must be (name, value) pairs")),
             }
         }
-        match self.unbox(args) {
-            Ok(a @ Cbor::Array(_)) => Ok(a),
-            Ok(_) => Err(RemoteError::type_error("a call's arguments must be a tuple")),
-            Err(e) => Err(super::messages::bad_args(e)),
+        let object = self.local_target(target)?;
+        let callee = match method {
+            Some(m) => format!("{}.{m}", object.type_name()),
+            None => object.type_name().to_string(),
+        };
+        let Some(params) = object.object().parameters(method) else {
+            return Err(RemoteError::type_error(format!(
+                "`{callee}` takes positional arguments only (its parameter names are not known): \
+                 pass keyword arguments by position"
+            )));
+        };
+        for (k, _) in &named {
+            match params.iter().position(|p| p == k) {
+                None => {
+                    return Err(RemoteError::type_error(format!(
+                        "`{callee}` got an unexpected keyword argument '{k}'"
+                    )))
+                }
+                Some(i) if i < positional.len() => {
+                    return Err(RemoteError::type_error(format!(
+                        "`{callee}` got multiple values for argument '{k}'"
+                    )))
+                }
+                Some(_) => {}
+            }
         }
+        // The parameters after the positional arguments, in order, up to
+        // the last one named; one left out before it is missing.
+        for p in params.get(positional.len()..).unwrap_or_default() {
+            if named.is_empty() {
+                break;
+            }
+            match named.iter().position(|(k, _)| k == p) {
+                Some(i) => positional.push(named.swap_remove(i).1),
+                None => return Err(RemoteError::type_error(format!("`{callee}` is missing argument '{p}'"))),
+            }
+        }
+        Ok(Cbor::Array(positional))
     }
 
     /// Answers the peer's request at once, as the protocol itself.
@@ -306,6 +373,20 @@ impl Protocol {
     fn invalid(&mut self, seq: u64, error: RemoteError) -> Result<()> {
         self.events.push_back(Event::Request { seq, request: Request::Invalid(error) });
         Ok(())
+    }
+
+    /// Why the connection ended when the peer closed its end: a peer that
+    /// closes without answering anything while requests wait is most
+    /// likely an RPyC 5 server, which does that on RPyC 6's messages.
+    pub(super) fn rpyc_eof_reason(&self) -> Option<CloseReason> {
+        let tables = self.rpyc.as_ref()?;
+        (!tables.heard && !self.pending.is_empty()).then(|| {
+            CloseReason::Protocol(ProtocolError::Handshake(
+                "the RPyC peer closed the connection without answering anything: a server speaking \
+                 RPyC < 6 does that on RPyC 6's messages (netref speaks RPyC 6.0's)"
+                    .into(),
+            ))
+        })
     }
 
     fn rpyc(&mut self) -> &mut RpycTables {

@@ -113,6 +113,13 @@ impl<S: Interface + ?Sized, T: Send + Sync + 'static> Export<S, T> {
         })
     }
 
+    /// Names the parameters of the method `name`, in order (the macro
+    /// writes them), for peers that pass arguments by name.
+    pub fn parameters(mut self, name: &str, names: &[&str]) -> Self {
+        self.builder = self.builder.parameters(name, names);
+        self
+    }
+
     fn with(mut self, name: &str, handler: impl Fn(Vec<Value>) -> Answer + Send + Sync + 'static) -> Self {
         self.builder = self.builder.handler(name, handler);
         self
@@ -215,5 +222,8 @@ impl<S: ?Sized + Send + Sync + 'static> Object for Typed<S> {
     }
     fn start_call(&self, args: Vec<Value>) -> Answer {
         self.object.object().start_call(args)
+    }
+    fn parameters(&self, method: Option<&str>) -> Option<&[String]> {
+        self.object.object().parameters(method)
     }
 }

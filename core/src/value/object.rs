@@ -115,6 +115,15 @@ pub trait Object: std::any::Any + Send + Sync {
     fn start_call(&self, args: Vec<Value>) -> Answer {
         Answer::Ready(self.call(args))
     }
+
+    /// The names of the parameters of the exposed method `method` (of the
+    /// object itself when `None`), in order, when they are known: what
+    /// lets a peer that passes arguments by name (Python's keyword
+    /// arguments, in RPyC's dialect) be understood. The default knows none.
+    fn parameters(&self, method: Option<&str>) -> Option<&[String]> {
+        let _ = method;
+        None
+    }
 }
 
 /// A shared handle to a local object. Cloning is cheap; two clones are the
@@ -183,6 +192,7 @@ enum Attr {
 pub struct ObjectBuilder {
     type_name: String,
     methods: HashMap<String, Handler>,
+    params: HashMap<String, Vec<String>>,
     attrs: HashMap<String, Attr>,
     call: Option<Handler>,
 }
@@ -193,9 +203,27 @@ impl ObjectBuilder {
         ObjectBuilder {
             type_name: type_name.into(),
             methods: HashMap::new(),
+            params: HashMap::new(),
             attrs: HashMap::new(),
             call: None,
         }
+    }
+
+    /// Names the parameters of the method `method`, in order, so that a
+    /// peer passing arguments by name (Python's keyword arguments, over
+    /// RPyC's dialect) is understood: `c.root.greet(name="py")`. Typed
+    /// services name theirs themselves.
+    ///
+    /// ```
+    /// let obj = netref::ObjectBuilder::new("Greeter")
+    ///     .method("greet", |name: String, punctuation: String| format!("hello {name}{punctuation}"))
+    ///     .parameters("greet", &["name", "punctuation"])
+    ///     .build();
+    /// assert_eq!(obj.object().parameters(Some("greet")).unwrap(), ["name", "punctuation"]);
+    /// ```
+    pub fn parameters(mut self, method: &str, names: &[&str]) -> Self {
+        self.params.insert(method.to_owned(), names.iter().map(|n| n.to_string()).collect());
+        self
     }
 
     /// Exposes a method that cannot fail. Arguments and the result are any
@@ -346,11 +374,18 @@ impl ObjectBuilder {
                 let bound = LocalObject::new(BoundMethod {
                     name: format!("{type_name}.{name}"),
                     handler: handler.clone(),
+                    params: self.params.get(&name).cloned(),
                 });
                 (name, (handler, bound))
             })
             .collect();
-        LocalObject::new(Built { type_name, methods, attrs: self.attrs, call: self.call })
+        LocalObject::new(Built {
+            type_name,
+            methods,
+            params: self.params,
+            attrs: self.attrs,
+            call: self.call,
+        })
     }
 }
 
@@ -474,6 +509,7 @@ struct Built {
     /// the export table (a bound method made per read was exported anew
     /// each time, until `max_exported` refused).
     methods: HashMap<String, (Handler, LocalObject)>,
+    params: HashMap<String, Vec<String>>,
     attrs: HashMap<String, Attr>,
     call: Option<Handler>,
 }
@@ -527,11 +563,17 @@ impl Object for Built {
         names.sort();
         names
     }
+
+    fn parameters(&self, method: Option<&str>) -> Option<&[String]> {
+        self.params.get(method?).map(Vec::as_slice)
+    }
 }
 
 struct BoundMethod {
     name: String,
     handler: Handler,
+    /// The method's parameter names, when known.
+    params: Option<Vec<String>>,
 }
 
 impl Object for BoundMethod {
@@ -543,6 +585,9 @@ impl Object for BoundMethod {
     }
     fn start_call(&self, args: Vec<Value>) -> Answer {
         (self.handler)(args)
+    }
+    fn parameters(&self, method: Option<&str>) -> Option<&[String]> {
+        method.is_none().then_some(self.params.as_deref()?)
     }
 }
 

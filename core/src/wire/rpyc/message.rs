@@ -331,7 +331,7 @@ pub enum Packet {
     Request {
         /// The sender's sequence number, which the reply carries.
         seq: u64,
-        /// The handler number ([`handler`]).
+        /// The handler number (RPyC's `consts.HANDLE_*`: 1 is PING, 3 GETROOT, 8 CALLATTR...).
         handler: u64,
         /// The handler's arguments.
         args: Boxed,
