@@ -200,15 +200,15 @@ server.start()
 
 /// Runs [`PYTHON_SERVICE`]; the child and where it listens.
 fn python_service(python: &str, unix: Option<&std::path::Path>) -> (python::Running, String) {
-    use std::io::BufRead;
     let args = match unix {
         Some(path) => vec!["unix", path.to_str().unwrap()],
         None => vec!["tcp"],
     };
-    let mut child = python::Running(python::spawn(python, PYTHON_SERVICE, &args));
-    let mut line = String::new();
-    std::io::BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    (child, line.trim().to_string())
+    let mut argv = vec!["-c", PYTHON_SERVICE];
+    argv.extend(args);
+    let mut child = python::Running::start(python, &argv);
+    let port = child.first_line();
+    (child, port)
 }
 
 fn netref_client_of_a_python_service(unix: bool) {

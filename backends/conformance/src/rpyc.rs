@@ -6,10 +6,9 @@
 //! `scripts/test.sh` makes a venv with rpyc 6.0.2 and names its python in
 //! `NETREF_RPYC_PYTHON`; without it these checks print that they skipped.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 
@@ -17,66 +16,10 @@ use netref::{Builder, Config, Dialect, ObjectBuilder, RemoteObject, Service, Val
 
 use crate::{run_until, Backend, TestLoop};
 
-/// The venv's python, or why there is none (printed, never silent).
-pub fn rpyc_python(what: &str) -> Option<String> {
-    match std::env::var("NETREF_RPYC_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            eprintln!(
-                "SKIPPED: NETREF_RPYC_PYTHON is not set (scripts/test.sh sets it to a venv with \
-                 rpyc 6.0.2); {what} did not run"
-            );
-            None
-        }
-    }
-}
+#[path = "../../../core/tests/common/python.rs"]
+mod python;
 
-/// A Python process, killed when dropped (a failing test leaves none).
-pub struct PythonProcess(Option<Child>);
-
-impl PythonProcess {
-    /// Starts `python` with `args`, its stdin and stdout piped.
-    pub fn start(python: &str, args: &[&str]) -> PythonProcess {
-        let child = Command::new(python)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("running {python}: {e}"));
-        PythonProcess(Some(child))
-    }
-
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("running until finished or dropped")
-    }
-
-    /// Waits for its first line of output.
-    pub fn first_line(&mut self) -> String {
-        let mut line = String::new();
-        BufReader::new(self.child().stdout.as_mut().expect("piped")).read_line(&mut line).unwrap();
-        line.trim().to_string()
-    }
-
-    /// Writes `input`, closes stdin and waits; its output after checking
-    /// that it succeeded.
-    pub fn finish(mut self, input: &str) -> Vec<String> {
-        self.child().stdin.take().expect("piped").write_all(input.as_bytes()).unwrap();
-        let out = self.0.take().expect("running").wait_with_output().unwrap();
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        assert!(out.status.success(), "the Python side failed ({:?}); it printed:\n{stdout}", out.status);
-        stdout.lines().map(str::to_owned).collect()
-    }
-}
-
-impl Drop for PythonProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+pub use python::{python as rpyc_python, run as run_python, Running as PythonProcess};
 
 /// `demos/python/filemon_service.py`, the tutorial's FileMonitor service.
 pub fn filemon_service_script() -> PathBuf {
@@ -208,7 +151,7 @@ except RuntimeError as e:
     print(type(e).__name__)
 c.close()
 ";
-    let lines = PythonProcess::start(&python, &["-c", script, &port]).finish("");
+    let lines = run_python(&python, script, &[&port], "");
     assert_eq!(lines, ["3", "41", "RuntimeError"]);
     // And a netref client on the same port.
     let conn = netref::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
