@@ -83,46 +83,31 @@ fn brine_corpus_replays_cleanly() {
     }
 }
 
-#[test]
-fn protocol_corpus_replays_cleanly() {
+/// Replays the `target` corpus through `run`, each file decoded as
+/// libFuzzer's typed targets decode it (the whole input, taken to the end).
+fn replay_typed<I: for<'a> Arbitrary<'a>>(target: &str, run: impl Fn(I)) {
     let mut decoded = 0;
-    for (path, bytes) in corpus("protocol") {
-        // As libFuzzer's typed targets do: the whole input, taken to the end.
-        let Ok(input) = protocol::Input::arbitrary_take_rest(arbitrary::Unstructured::new(&bytes)) else {
-            continue;
-        };
+    for (path, bytes) in corpus(target) {
+        let Ok(input) = I::arbitrary_take_rest(arbitrary::Unstructured::new(&bytes)) else { continue };
         decoded += 1;
-        replay(&path, || protocol::run(input));
+        replay(&path, || run(input));
     }
-    assert!(decoded > 0, "no protocol corpus file decoded to an input");
+    assert!(decoded > 0, "no {target} corpus file decoded to an input");
 }
 
 #[test]
-fn rpyc_requests_corpus_replays_cleanly() {
-    let mut decoded = 0;
-    for (path, bytes) in corpus("rpyc_requests") {
-        let Ok(input) = rpyc_requests::Input::arbitrary_take_rest(arbitrary::Unstructured::new(&bytes))
-        else {
-            continue;
-        };
-        decoded += 1;
-        replay(&path, || rpyc_requests::run(input));
-    }
-    assert!(decoded > 0, "no rpyc_requests corpus file decoded to an input");
+fn protocol_corpus_replays_cleanly() {
+    replay_typed("protocol", protocol::run);
 }
 
 #[test]
 fn protocol_corpus_replays_cleanly_in_the_rpyc_dialect() {
-    let mut decoded = 0;
-    for (path, bytes) in corpus("protocol") {
-        let Ok(input) = rpyc_protocol::Input::arbitrary_take_rest(arbitrary::Unstructured::new(&bytes))
-        else {
-            continue;
-        };
-        decoded += 1;
-        replay(&path, || rpyc_protocol::run(input));
-    }
-    assert!(decoded > 0, "no protocol corpus file decoded to an input");
+    replay_typed("protocol", rpyc_protocol::run);
+}
+
+#[test]
+fn rpyc_requests_corpus_replays_cleanly() {
+    replay_typed("rpyc_requests", rpyc_requests::run);
 }
 
 /// Byte-level mutations of every corpus file also go through the frame

@@ -5,7 +5,8 @@
 //! `scripts/test.sh` makes a venv with rpyc 6.0.2 from PyPI under
 //! `target/rpyc-venv` and names its python in `NETREF_RPYC_PYTHON`;
 //! without it the tests say so and check nothing else.
-#![allow(dead_code)] // each user uses some of it
+#![allow(dead_code)]
+// each user uses some of it
 // Public for the conformance crate, which re-exports it; private to each
 // of core's test crates.
 #![allow(unreachable_pub)]
