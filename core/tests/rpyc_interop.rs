@@ -228,6 +228,10 @@ fn netref_client_of_a_python_service(unix: bool) {
     assert_eq!(root.call_method::<String>("greet", ("rust",)).unwrap(), "hello rust");
     assert_eq!(root.getattr::<String>("version").unwrap(), "6.0.2");
     assert!(root.dir().unwrap().contains(&"exposed_add".to_string()));
+    // repr and str are Python's safe attributes, called by name.
+    let repr: String = root.call_method("__repr__", ()).unwrap();
+    assert!(repr.starts_with("<__main__.CalcService object at 0x"), "{repr}");
+    assert_eq!(root.call_method::<String>("__str__", ()).unwrap(), repr);
 
     // Python's exceptions arrive with their type, arguments and traceback.
     let netref::Error::Remote(e) = root.call_method::<()>("fail", ()).unwrap_err() else { panic!() };
