@@ -10,6 +10,8 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 pkg-config --exists glib-2.0 2>/dev/null || need+=(libglib2.0-dev)
+# The benchmark's capnp-rpc baseline generates its code with capnp's compiler.
+command -v capnp >/dev/null 2>&1 || need+=(capnproto)
 # The GTK demo (its own workspace) also needs GTK 4 and Xvfb: installed
 # like the rest as root, otherwise only that demo is skipped.
 gtk_need=()

@@ -3,6 +3,7 @@
 //! `READY` / `RESULT` lines children print for the orchestrator.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -170,6 +171,60 @@ pub(crate) fn measure_latency(opts: &Opts, mut call: impl FnMut()) {
         ("client_cpu_us", cpu_c),
         ("server_cpu_us", cpu_s),
     ]);
+}
+
+/// [`measure_latency`] for a peer whose calls are futures (tarpc,
+/// capnp-rpc): the same loop, with `.await`.
+pub(crate) async fn measure_latency_async<F: Future<Output = ()>>(opts: &Opts, mut call: impl FnMut() -> F) {
+    let server: u32 = opts.num("server-pid", 0);
+    let secs = opts.secs();
+    let warm = Instant::now();
+    while warm.elapsed() < secs / 5 {
+        call().await;
+    }
+    let mut samples: Vec<u64> = Vec::with_capacity(1 << 20);
+    let meter = CpuMeter::start(server);
+    let start = Instant::now();
+    while start.elapsed() < secs {
+        let t = Instant::now();
+        call().await;
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    let (cpu_c, cpu_s) = meter.per_op(samples.len() as u64);
+    samples.sort_unstable();
+    result(&[
+        ("calls", samples.len() as f64),
+        ("p50_us", quantile(&samples, 0.5) as f64 / 1e3),
+        ("p99_us", quantile(&samples, 0.99) as f64 / 1e3),
+        ("client_cpu_us", cpu_c),
+        ("server_cpu_us", cpu_s),
+    ]);
+}
+
+/// The pipelined scenario for a peer whose calls are futures: [`WINDOW`]
+/// calls in flight, one new call as each answer arrives; prints calls/s.
+pub(crate) async fn pipelined_async<F: Future<Output = ()>>(opts: &Opts, mut call: impl FnMut() -> F) {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let secs = opts.secs();
+    let mut pending: FuturesUnordered<F> = (0..WINDOW).map(|_| call()).collect();
+    let warm = Instant::now();
+    while warm.elapsed() < secs / 5 {
+        pending.next().await.expect("in flight");
+        pending.push(call());
+    }
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < secs {
+        for _ in 0..100 {
+            pending.next().await.expect("in flight");
+            pending.push(call());
+        }
+        done += 100;
+    }
+    while pending.next().await.is_some() {
+        done += 1;
+    }
+    result(&[("calls_per_s", done as f64 / start.elapsed().as_secs_f64())]);
 }
 
 /// Prints the line the orchestrator reads.

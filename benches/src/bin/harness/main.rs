@@ -1,5 +1,5 @@
-//! The benchmark harness: measures netref next to a raw socket, RPyC and
-//! tarpc in one run, each client and server in its own process, and reports
+//! The benchmark harness: measures netref next to a raw socket, RPyC,
+//! tarpc and capnp-rpc in one run, each client and server in its own process, and reports
 //! ratios (which hold on a noisy shared machine where absolute numbers do
 //! not). See `benches/README.md`.
 //!
@@ -9,6 +9,7 @@
 //! harness client --impl I --scenario S --addr A --server-pid N [--secs S] [--pin] ...
 //! ```
 
+mod capnp_side;
 mod common;
 mod netref_side;
 mod raw;
@@ -58,6 +59,7 @@ fn child_server(opts: &Opts) -> BoxResult<()> {
     match opts.str("impl") {
         "raw" => raw::server(opts)?,
         "tarpc" => tarpc_side::server(opts)?,
+        "capnp" => capnp_side::server(opts)?,
         _ => netref_side::server(opts)?,
     }
     Ok(())
@@ -67,6 +69,7 @@ fn child_client(opts: &Opts) -> BoxResult<()> {
     match opts.str("impl") {
         "raw" => raw::client(opts)?,
         "tarpc" => tarpc_side::client(opts)?,
+        "capnp" => capnp_side::client(opts)?,
         _ => netref_side::client(opts)?,
     }
     Ok(())
@@ -375,10 +378,12 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
                             env.run(&job("rpyc", "rpyc", "latency", t, pin, args)),
                         );
                     }
-                    put(
-                        format!("latency/{t}/{p}/tarpc"),
-                        env.run(&job("tarpc", "tarpc", "latency", t, pin, vec![])),
-                    );
+                    for peer in ["tarpc", "capnp"] {
+                        put(
+                            format!("latency/{t}/{p}/{peer}"),
+                            env.run(&job(peer, peer, "latency", t, pin, vec![])),
+                        );
+                    }
                     // Across languages, in RPyC's dialect: netref's client
                     // of Python's server, and Python's client of netref's.
                     put(
@@ -403,10 +408,12 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
                     format!("pipelined/{t}/rpyc"),
                     env.run_rpyc_windowed(&job("rpyc", "rpyc", "pipelined", t, false, vec![])),
                 );
-                put(
-                    format!("pipelined/{t}/tarpc"),
-                    env.run(&job("tarpc", "tarpc", "pipelined", t, false, vec![])),
-                );
+                for peer in ["tarpc", "capnp"] {
+                    put(
+                        format!("pipelined/{t}/{peer}"),
+                        env.run(&job(peer, peer, "pipelined", t, false, vec![])),
+                    );
+                }
                 put(
                     format!("pipelined/{t}/netref-to-python"),
                     env.run_rpyc_windowed(&job("rpyc", "netref-rpyc", "pipelined", t, false, vec![])),
@@ -439,6 +446,11 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
             }
             if with_baselines {
                 let args = vec![("batch", "5000".to_string())];
+                let capnp_args = vec![("batch", batch.to_string())];
+                put(
+                    format!("events/{t}/capnp"),
+                    env.run(&job("capnp", "capnp", "events", t, false, capnp_args)),
+                );
                 let r = env.run_rpyc_windowed(&job("rpyc", "rpyc", "events", t, false, args.clone()));
                 put(format!("events/{t}/rpyc"), r);
                 let mut bg = args.clone();
@@ -542,6 +554,7 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
                 r.rpyc = get(&k("rpyc-cached"), q);
                 r.rpyc_attr = get(&k("rpyc-attr"), q);
                 r.tarpc = get(&k("tarpc"), q);
+                r.capnp = get(&k("capnp"), q);
                 let mut r = r.with_ratios();
                 if p == "pinned" && q == "p50_us" {
                     r.target = target("netref/raw", r.ratio("raw"), Cmp::AtMost, 1.3);
@@ -573,6 +586,7 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
             r.rpyc = sum(&k("rpyc-cached"));
             r.rpyc_attr = sum(&k("rpyc-attr"));
             r.tarpc = sum(&k("tarpc"));
+            r.capnp = sum(&k("capnp"));
             let mut r = r.with_ratios();
             if let (Some(c), Some(s)) =
                 (get(&k("netref"), "client_cpu_us"), get(&k("netref"), "server_cpu_us"))
@@ -593,6 +607,7 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
             r.netref = get(&format!("pipelined/{t}/{imp}"), "calls_per_s");
             r.rpyc = get(&format!("pipelined/{t}/rpyc"), "calls_per_s");
             r.tarpc = get(&format!("pipelined/{t}/tarpc"), "calls_per_s");
+            r.capnp = get(&format!("pipelined/{t}/capnp"), "calls_per_s");
             if get(&format!("pipelined/{t}/rpyc"), "window").is_some() {
                 r.note = Some("RPyC with 100 in flight: it deadlocks with 1000".into());
             }
@@ -629,6 +644,7 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
                 let mut r = Row::new(format!("events via {name}, {}, {mode}", tname(t)), "events/s");
                 r.netref = get(&format!("events/{t}/{imp}/{via}"), "events_per_s");
                 r.rpyc = rpyc_events;
+                r.capnp = get(&format!("events/{t}/capnp"), "events_per_s");
                 if get(&format!("events/{t}/rpyc"), "window").is_some() {
                     r.note = Some("RPyC with 100 in flight: it deadlocks with 1000".into());
                 }
@@ -725,6 +741,8 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
         }
         rows.push(r);
     }
-    rows.retain(|r| r.netref.is_some() || r.raw.is_some() || r.rpyc.is_some() || r.tarpc.is_some());
+    rows.retain(|r| {
+        r.netref.is_some() || r.raw.is_some() || r.rpyc.is_some() || r.tarpc.is_some() || r.capnp.is_some()
+    });
     rows
 }

@@ -48,6 +48,7 @@ pub(crate) struct Row {
     pub(crate) rpyc: Option<f64>,
     pub(crate) rpyc_attr: Option<f64>,
     pub(crate) tarpc: Option<f64>,
+    pub(crate) capnp: Option<f64>,
     /// netref ÷ each baseline present, e.g. ("raw", 1.1).
     pub(crate) ratios: Vec<(String, f64)>,
     pub(crate) target: Option<Target>,
@@ -68,6 +69,7 @@ impl Row {
                 ("RPyC", self.rpyc),
                 ("RPyC root.add", self.rpyc_attr),
                 ("tarpc", self.tarpc),
+                ("capnp-rpc", self.capnp),
             ] {
                 if let Some(b) = b.filter(|b| *b > 0.0) {
                     self.ratios.push((name.to_string(), t / b));
@@ -119,9 +121,9 @@ fn cell(v: Option<f64>) -> String {
 pub(crate) fn markdown(rows: &[Row]) -> String {
     let mut s = String::new();
     s.push_str(
-        "| scenario | unit | netref | raw | RPyC (cached) | RPyC `root.add` | tarpc | ratios (netref ÷ baseline) | target | met? |\n",
+        "| scenario | unit | netref | raw | RPyC (cached) | RPyC `root.add` | tarpc | capnp-rpc | ratios (netref ÷ baseline) | target | met? |\n",
     );
-    s.push_str("|---|---|--:|--:|--:|--:|--:|---|---|---|\n");
+    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|---|---|---|\n");
     for r in rows {
         let ratios: Vec<String> = r.ratios.iter().map(|(n, v)| format!("{}x {n}", fmt_num(*v))).collect();
         let (target, met) = match &r.target {
@@ -134,13 +136,14 @@ pub(crate) fn markdown(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {scenario} | {} | {} | {} | {} | {} | {} | {} | {target} | {met} |",
+            "| {scenario} | {} | {} | {} | {} | {} | {} | {} | {} | {target} | {met} |",
             r.unit,
             cell(r.netref),
             cell(r.raw),
             cell(r.rpyc),
             cell(r.rpyc_attr),
             cell(r.tarpc),
+            cell(r.capnp),
             ratios.join(", "),
         );
     }

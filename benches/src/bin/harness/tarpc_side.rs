@@ -4,10 +4,8 @@
 
 #![allow(unreachable_pub, missing_docs)]
 
+use futures::stream::StreamExt;
 use std::io;
-use std::time::Instant;
-
-use futures::stream::{FuturesUnordered, StreamExt};
 use tarpc::server::{BaseChannel, Channel};
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -15,7 +13,7 @@ use tarpc::{client, context};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
-use crate::common::{self, Opts, WINDOW};
+use crate::common::{self, Opts};
 use crate::raw::Addr;
 
 /// The benchmark service.
@@ -101,55 +99,18 @@ fn connect<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(stream: S) -> Ben
 }
 
 async fn latency(opts: &Opts, client: &BenchClient) {
-    // The same loop as common::measure_latency, with .await.
-    let server: u32 = opts.num("server-pid", 0);
-    let secs = opts.secs();
-    let warm = Instant::now();
-    while warm.elapsed() < secs / 5 {
+    common::measure_latency_async(opts, || async {
         client.add(context::current(), 1, 2).await.expect("add");
-    }
-    let mut samples: Vec<u64> = Vec::with_capacity(1 << 20);
-    let meter = common::CpuMeter::start(server);
-    let start = Instant::now();
-    while start.elapsed() < secs {
-        let t = Instant::now();
-        client.add(context::current(), 1, 2).await.expect("add");
-        samples.push(t.elapsed().as_nanos() as u64);
-    }
-    let (cpu_c, cpu_s) = meter.per_op(samples.len() as u64);
-    samples.sort_unstable();
-    common::result(&[
-        ("calls", samples.len() as f64),
-        ("p50_us", common::quantile(&samples, 0.5) as f64 / 1e3),
-        ("p99_us", common::quantile(&samples, 0.99) as f64 / 1e3),
-        ("client_cpu_us", cpu_c),
-        ("server_cpu_us", cpu_s),
-    ]);
+    })
+    .await
 }
 
 async fn pipelined(opts: &Opts, client: &BenchClient) {
-    let secs = opts.secs();
-    let mut pending = FuturesUnordered::new();
-    for _ in 0..WINDOW {
-        pending.push(client.add(context::current(), 1, 1));
-    }
-    let warm = Instant::now();
-    while warm.elapsed() < secs / 5 {
-        pending.next().await.expect("in flight").expect("add");
-        pending.push(client.add(context::current(), 1, 1));
-    }
-    let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < secs {
-        for _ in 0..100 {
-            pending.next().await.expect("in flight").expect("add");
-            pending.push(client.add(context::current(), 1, 1));
+    common::pipelined_async(opts, || {
+        let call = client.add(context::current(), 1, 1);
+        async move {
+            call.await.expect("add");
         }
-        done += 100;
-    }
-    while let Some(r) = pending.next().await {
-        r.expect("add");
-        done += 1;
-    }
-    common::result(&[("calls_per_s", done as f64 / start.elapsed().as_secs_f64())]);
+    })
+    .await
 }
