@@ -58,6 +58,8 @@ fi
 
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== the benchmark, quick (it keeps building and running; the full run is bash benches/run.sh)"
+bash benches/run.sh --quick > /dev/null
 if has_rpyc; then
   echo "== demos/python/run.sh: netref and Python's rpyc calling each other"
   bash demos/python/run.sh rust-client

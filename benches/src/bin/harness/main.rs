@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! harness [--quick] [--secs S] [--only SCENARIO[,SCENARIO]]   run everything, write target/bench-report.{md,svg}
+//!                                                              (a quick run: target/bench-report-quick.{md,svg})
 //! harness server --impl I --transport tcp|unix [--path P] [--pin]
 //! harness client --impl I --scenario S --addr A --server-pid N [--secs S] [--pin] ...
 //! ```
@@ -515,12 +516,14 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
         }
     }
     println!("{md}");
-    std::fs::write(target.join("bench-report.md"), &md)?;
+    // A quick run (CI's) leaves the report of the last full run alone.
+    let name = if quick { "bench-report-quick" } else { "bench-report" };
+    std::fs::write(target.join(format!("{name}.md")), &md)?;
     std::fs::write(
-        target.join("bench-report.svg"),
+        target.join(format!("{name}.svg")),
         report::svg(&rows, &format!("netref benchmarks, {date}")),
     )?;
-    eprintln!("wrote {} and bench-report.svg", target.join("bench-report.md").display());
+    eprintln!("wrote {} and {name}.svg", target.join(format!("{name}.md")).display());
     if rows.iter().all(|r| r.netref.is_none()) {
         return Err("no netref measurement succeeded".into());
     }
