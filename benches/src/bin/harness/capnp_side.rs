@@ -14,11 +14,12 @@ use std::time::Instant;
 use capnp_rpc::{rpc_twoparty_capnp, twoparty, RpcSystem};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpStream, UnixStream};
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::common::{self, Opts, WINDOW};
 use crate::raw::Addr;
+use crate::tokio_side::{accept_forever, runtime};
 
 capnp::generated_code!(mod bench_capnp);
 use bench_capnp::{bench, callback};
@@ -71,10 +72,6 @@ impl callback::Server for Counter {
     }
 }
 
-fn runtime() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
-}
-
 /// The RPC system of one connection, `side` of it.
 fn rpc_system<S>(
     stream: S,
@@ -100,27 +97,13 @@ pub(crate) fn server(opts: &Opts) -> io::Result<()> {
     runtime()?.block_on(local.run_until(async {
         let bench: bench::Client = capnp_rpc::new_client(BenchImpl);
         let serve = |system: RpcSystem<_>| drop(tokio::task::spawn_local(system));
-        match opts.str("transport") {
-            "tcp" => {
-                let listener = TcpListener::bind("127.0.0.1:0").await?;
-                common::ready(&format!("tcp:{}", listener.local_addr()?));
-                loop {
-                    let (s, _) = listener.accept().await?;
-                    s.set_nodelay(true)?;
-                    serve(rpc_system(s, rpc_twoparty_capnp::Side::Server, Some(bench.clone().client)));
-                }
-            }
-            _ => {
-                let path = opts.str("path");
-                let _ = std::fs::remove_file(path);
-                let listener = UnixListener::bind(path)?;
-                common::ready(&format!("unix:{path}"));
-                loop {
-                    let (s, _) = listener.accept().await?;
-                    serve(rpc_system(s, rpc_twoparty_capnp::Side::Server, Some(bench.clone().client)));
-                }
-            }
-        }
+        let root = || Some(bench.clone().client);
+        accept_forever(
+            opts,
+            |s| serve(rpc_system(s, rpc_twoparty_capnp::Side::Server, root())),
+            |s| serve(rpc_system(s, rpc_twoparty_capnp::Side::Server, root())),
+        )
+        .await
     }))
 }
 

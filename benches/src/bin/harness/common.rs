@@ -162,6 +162,12 @@ pub(crate) fn measure_latency(opts: &Opts, mut call: impl FnMut()) {
         call();
         samples.push(t.elapsed().as_nanos() as u64);
     }
+    latency_result(samples, &meter);
+}
+
+/// Prints the RESULT line of the latency scenario: the samples' quantiles
+/// and the CPU both processes spent per call.
+fn latency_result(mut samples: Vec<u64>, meter: &CpuMeter) {
     let (cpu_c, cpu_s) = meter.per_op(samples.len() as u64);
     samples.sort_unstable();
     result(&[
@@ -190,15 +196,7 @@ pub(crate) async fn measure_latency_async<F: Future<Output = ()>>(opts: &Opts, m
         call().await;
         samples.push(t.elapsed().as_nanos() as u64);
     }
-    let (cpu_c, cpu_s) = meter.per_op(samples.len() as u64);
-    samples.sort_unstable();
-    result(&[
-        ("calls", samples.len() as f64),
-        ("p50_us", quantile(&samples, 0.5) as f64 / 1e3),
-        ("p99_us", quantile(&samples, 0.99) as f64 / 1e3),
-        ("client_cpu_us", cpu_c),
-        ("server_cpu_us", cpu_s),
-    ]);
+    latency_result(samples, &meter);
 }
 
 /// The pipelined scenario for a peer whose calls are futures: [`WINDOW`]

@@ -16,6 +16,7 @@ mod netref_side;
 mod raw;
 mod report;
 mod tarpc_side;
+mod tokio_side;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -11,10 +11,11 @@ use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tarpc::{client, context};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::common::{self, Opts};
 use crate::raw::Addr;
+use crate::tokio_side::{accept_forever, runtime};
 
 /// The benchmark service.
 #[tarpc::service]
@@ -32,10 +33,6 @@ impl Bench for BenchServer {
     }
 }
 
-fn runtime() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
-}
-
 fn serve<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(stream: S) {
     let transport =
         tarpc::serde_transport::new(Framed::new(stream, LengthDelimitedCodec::new()), Bincode::default());
@@ -47,29 +44,7 @@ fn serve<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(stream: S) {
 
 /// Runs the tarpc server until killed.
 pub(crate) fn server(opts: &Opts) -> io::Result<()> {
-    runtime()?.block_on(async {
-        match opts.str("transport") {
-            "tcp" => {
-                let listener = TcpListener::bind("127.0.0.1:0").await?;
-                common::ready(&format!("tcp:{}", listener.local_addr()?));
-                loop {
-                    let (s, _) = listener.accept().await?;
-                    s.set_nodelay(true)?;
-                    serve(s);
-                }
-            }
-            _ => {
-                let path = opts.str("path");
-                let _ = std::fs::remove_file(path);
-                let listener = UnixListener::bind(path)?;
-                common::ready(&format!("unix:{path}"));
-                loop {
-                    let (s, _) = listener.accept().await?;
-                    serve(s);
-                }
-            }
-        }
-    })
+    runtime()?.block_on(accept_forever(opts, serve, serve))
 }
 
 /// Runs a tarpc client scenario (`latency` or `pipelined`).
