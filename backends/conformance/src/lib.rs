@@ -130,6 +130,8 @@ macro_rules! conformance_tests {
             typed_events_from_the_backend_server,
             python_filemon_events_on_the_loop,
             python_client_of_the_backend_server,
+            subprocess_on_the_loop,
+            subprocess_worker,
         );
     };
     (@each $backend:ty; $($name:ident),* $(,)?) => {
@@ -1571,3 +1573,6 @@ pub use typed::{
 
 pub mod rpyc;
 pub use rpyc::{python_client_of_the_backend_server, python_filemon_events_on_the_loop};
+
+mod subproc;
+pub use subproc::{subprocess_on_the_loop, subprocess_worker};

@@ -62,6 +62,7 @@ mod serve; // the serving loop
 mod service; // Service: root object and hooks
 mod session; // submitting calls; waiting for replies
 mod state; // the state behind the lock, its guard, deferred work
+mod subproc; // connect_subproc and connect_stdpipes: a child over its stdio
 mod tasks; // the peer's calls of asynchronous methods, while they run
 
 use batch::Batch;
