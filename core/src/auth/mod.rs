@@ -259,6 +259,14 @@ impl fmt::Debug for Secret {
 /// module docs for the exchange). Works over TCP and Unix sockets; clients
 /// answer with [`Builder::shared_secret`](crate::Builder::shared_secret).
 ///
+/// **It authenticates the peer and nothing more.** Everything after the
+/// exchange is plaintext that an on-path attacker can read and change, and
+/// a relay that does not know the secret can pass the challenge and answer
+/// between a real client and the server, then make calls of its own on
+/// the authenticated connection. Over an untrusted network, run the
+/// connection inside a channel that protects it (an SSH tunnel, a VPN, a
+/// TLS terminator) until netref's own TLS transport lands.
+///
 /// It waits for the client's answer, so it is not [instant](Authenticator::is_instant):
 /// [`ThreadedServer`](crate::ThreadedServer) and
 /// [`OneShotServer`](crate::OneShotServer) run it on the connection's own
