@@ -104,7 +104,10 @@ pub use connection::driver::{Driver, LoopConnection, Step};
 pub use connection::loop_data::{lend_loop_data, loop_data_callback};
 pub use connection::loop_thread::{thread_callback, thread_callback_at, thread_handler, Job, LoopHome};
 pub use connection::remote::{async_, timed, Async, IntoArgs, RemoteObject};
-pub use connection::{batch, connect, BgServingThread, Builder, Connection, Service, WeakConnection};
+pub use connection::{
+    batch, connect, BgServingThread, Builder, Connection, LinkState, ReconnectBuilder, Reconnecting, Service,
+    WeakConnection,
+};
 pub use error::{AuthError, CloseReason, ConvertError, Error, Misuse, Place, RemoteError, Result};
 pub use server::DeadlineIndex;
 pub use server::{Accepted, Listener};

@@ -57,6 +57,7 @@ pub(crate) mod driver;
 pub(crate) mod loop_data; // the loop's shared data lent to callbacks
 pub(crate) mod loop_thread; // callbacks bound to a loop's thread
 mod read; // reading from the transport
+mod reconnect; // Reconnecting: dialling again when the connection is lost
 pub(crate) mod remote; // proxies: RemoteObject, async_, timed
 mod serve; // the serving loop
 mod service; // Service: root object and hooks
@@ -75,6 +76,7 @@ use state::{After, State, StateGuard};
 pub use batch::batch;
 pub use bg_thread::BgServingThread;
 pub use builder::{connect, Builder, DEFAULT_AUTH_TIMEOUT};
+pub use reconnect::{LinkState, ReconnectBuilder, Reconnecting};
 pub use service::Service;
 
 thread_local! {
