@@ -104,3 +104,58 @@ fn an_unanswered_request_still_expires() {
     assert!(matches!(caller.poll_event(), Some(Event::Expired { seq }) if seq == kept));
     assert!(caller.deadlines.is_empty());
 }
+
+/// Requests with the connection's one timeout: their deadlines arrive in
+/// time order, and replies in any order take them out without a search.
+#[test]
+fn replies_in_any_order_leave_a_time_ordered_index() {
+    let now = Instant::now();
+    let (mut caller, _peer) = pair(now);
+    let n = 2_000u64;
+    let seqs: Vec<u64> = (0..n)
+        .map(|i| {
+            let deadline = now + Duration::from_secs(30) + Duration::from_micros(i);
+            caller.send_request(Call::Ping(Value::Integer(i.into())), Some(deadline)).expect("sent")
+        })
+        .collect();
+    // Every other one first, then the rest, last first.
+    let order: Vec<u64> =
+        seqs.iter().step_by(2).chain(seqs.iter().skip(1).step_by(2).rev()).copied().collect();
+    for &seq in &order {
+        caller.handle_answer(seq, Ok(Value::Null)).expect("known request");
+    }
+    assert!(caller.deadlines.is_empty(), "every answered request left the deadline index");
+    assert_eq!(caller.poll_timeout(), None);
+    assert!(caller.deadline_visits <= 2 * n, "{} entries looked at for {n} replies", caller.deadline_visits);
+}
+
+/// One request that waits long while many later ones come and go: the
+/// stale entries behind it are compacted away, not kept until it expires.
+#[test]
+fn stale_deadlines_behind_a_waiting_request_are_compacted() {
+    let now = Instant::now();
+    let (mut caller, _peer) = pair(now);
+    let waiting =
+        caller.send_request(Call::Ping(Value::Integer(0)), Some(now + Duration::from_secs(30))).unwrap();
+    for i in 1..20_000u64 {
+        let deadline = now + Duration::from_secs(30) + Duration::from_micros(i);
+        let seq = caller.send_request(Call::Ping(Value::Integer(i.into())), Some(deadline)).unwrap();
+        caller.handle_answer(seq, Ok(Value::Null)).unwrap();
+        // Compacted at each insertion past twice the live ones plus 1024.
+        assert!(
+            caller.deadlines.len() <= 2 * 2 + 1024 + 1,
+            "stale entries pile up: {}",
+            caller.deadlines.len()
+        );
+    }
+    assert_eq!(caller.poll_timeout(), Some(now + Duration::from_secs(30)));
+    caller.handle_input(now + Duration::from_secs(30), Input::Timeout).unwrap();
+    let expired: Vec<u64> = std::iter::from_fn(|| caller.poll_event())
+        .filter_map(|e| match e {
+            Event::Expired { seq } => Some(seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expired, [waiting], "only the waiting request expires, once");
+    assert!(caller.deadlines.is_empty());
+}

@@ -16,7 +16,7 @@ impl Protocol {
             return None;
         }
         let idle = self.config.idle_timeout.map(|d| self.last_input + d);
-        let expiry = self.deadlines.first().map(|(t, _)| *t);
+        let expiry = self.deadlines.first().map(|(t, _)| t);
         let handshake = self.handshake_deadline();
         let frame = self.frame_deadline();
         [idle, expiry, handshake, frame].into_iter().flatten().min()
@@ -65,11 +65,11 @@ impl Protocol {
     /// a reply to an expired result, instead of depending on whether the
     /// driver fired its timer before or after reading.
     pub(super) fn expire_due(&mut self, now: Instant) {
-        while let Some(&(t, seq)) = self.deadlines.first() {
-            if t > now {
+        loop {
+            let pending = &self.pending;
+            let Some(seq) = self.deadlines.pop_due(now, |t, s| pending.get(&s) == Some(&Some(t))) else {
                 break;
-            }
-            self.deadlines.pop_first();
+            };
             self.pending.remove(&seq);
             self.expired.insert(seq);
             self.events.push_back(Event::Expired { seq });
@@ -81,14 +81,18 @@ impl Protocol {
 
     /// Changes (or removes) the deadline of a request still awaiting its reply.
     pub fn set_deadline(&mut self, seq: u64, deadline: Option<Instant>) {
-        if let Some(slot) = self.pending.get_mut(&seq) {
-            if let Some(old) = slot.take() {
-                self.deadlines.remove(&(old, seq));
-            }
-            *slot = deadline;
-            if let Some(t) = deadline {
-                self.deadlines.insert((t, seq));
-            }
+        let Some(slot) = self.pending.get_mut(&seq) else { return };
+        if *slot == deadline {
+            return;
+        }
+        let old = std::mem::replace(slot, deadline);
+        let pending = &self.pending;
+        let live = |t, s| pending.get(&s) == Some(&Some(t));
+        if let Some(old) = old {
+            self.deadlines.remove(old, seq, live);
+        }
+        if let Some(t) = deadline {
+            self.deadlines.insert(t, seq, pending.len(), live);
         }
     }
 }

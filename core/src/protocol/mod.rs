@@ -34,7 +34,7 @@
 //! and the proxies it makes are handles (an id and the connection behind
 //! them) whose calls belong to the connection layer.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -50,6 +50,7 @@ use crate::wire::{self, Message, WireRequest};
 
 // One concern a file; the `Protocol` type and its commands stay here, and
 // each step is an `impl Protocol` block of its own.
+mod deadline_queue; // the requests' deadlines, earliest first, O(1) in the common case
 mod deadlines; // the earliest deadline, and what fires when one passes
 mod events; // Event, Request, Call, Phase
 mod input; // bytes in, frames decoded, the greeting checked
@@ -96,7 +97,7 @@ pub struct Protocol {
     /// SipHash (a few percent of a synchronous call's user-space time)
     /// buys nothing. Likewise `expired` and `Connection`'s result slots.
     pending: HashMap<u64, Option<Instant>, FxBuildHasher>,
-    deadlines: BTreeSet<(Instant, u64)>,
+    deadlines: deadline_queue::DeadlineQueue,
     /// Deadline entries looked at while taking answered requests off
     /// `deadlines` (the tests check that a reply costs no scan).
     #[cfg(test)]
@@ -172,7 +173,7 @@ impl Protocol {
             pool,
             next_seq: 1,
             pending: HashMap::default(),
-            deadlines: BTreeSet::new(),
+            deadlines: deadline_queue::DeadlineQueue::default(),
             #[cfg(test)]
             deadline_visits: 0,
             expired: HashSet::default(),
@@ -284,7 +285,8 @@ impl Protocol {
         self.next_seq += 1;
         self.pending.insert(seq, deadline);
         if let Some(t) = deadline {
-            self.deadlines.insert((t, seq));
+            let pending = &self.pending;
+            self.deadlines.insert(t, seq, pending.len(), |t, s| pending.get(&s) == Some(&Some(t)));
         }
         Ok(seq)
     }
