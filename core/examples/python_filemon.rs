@@ -42,10 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let root = conn.root()?;
     let mon: RemoteObject = root.call_method("FileMonitor", (&filename, on_file_changed, 0.1))?;
-    // "wait a little for the filemon to have a look at the original file"
-    while matches!(mon.getattr::<Value>("last_stat")?, Value::Null) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // "wait a little for the filemon to have a look at the original file":
+    // here, ask until it has.
+    while matches!(mon.getattr::<Value>("last_stat")?, Value::Null) {}
 
     let wait = || change.recv_timeout(Duration::from_secs(10)).map_err(|_| "no change arrived in 10 s");
     f.write_all(b"shmoop")?; // change size

@@ -16,21 +16,19 @@ if ! "$venv/bin/python" -c 'import rpyc' >/dev/null 2>&1; then
 fi
 python="$venv/bin/python"
 file="$(mktemp -d)/floop.bloop"
-server_out="$(mktemp)"
-cleanup() { [ -n "${server:-}" ] && kill "$server" 2>/dev/null; rm -rf "$(dirname "$file")" "$server_out"; }
+cleanup() { [ -n "${server:-}" ] && kill "$server" 2>/dev/null; rm -rf "$(dirname "$file")"; }
 trap cleanup EXIT
 
-# Starts a server in the background; waits for the line naming its port.
+# Starts a server in the background and waits for its first line, which
+# names its port (read from the pipe: no polling); the rest of its output
+# is drained so that it never blocks on a full pipe.
 start() {
-  "$@" > "$server_out" &
+  exec 3< <(exec "$@")
   server=$!
-  for _ in $(seq 600); do
-    port="$(grep -oE '[0-9]+$' "$server_out" | head -1 || true)"
-    [ -n "$port" ] && return
-    kill -0 "$server" 2>/dev/null || { echo "the server did not start"; exit 1; }
-    sleep 0.1
-  done
-  echo "the server did not say its port"; exit 1
+  IFS= read -r line <&3 || { echo "the server did not start"; exit 1; }
+  port="$(grep -oE '[0-9]+$' <<<"$line" || true)"
+  [ -n "$port" ] || { echo "the server said \"$line\", not its port"; exit 1; }
+  cat <&3 >/dev/null &
 }
 
 case "${1:-}" in
