@@ -6,6 +6,7 @@
 //! the user again (`on_back`). Every user hook runs on that thread, never
 //! inside the connection's own close.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
@@ -53,7 +54,7 @@ struct Inner {
     on_back: Vec<BackHook>,
     /// Counts connections made, so that the close hook of an old one
     /// cannot mark a newer one lost.
-    generation: Mutex<u64>,
+    generation: AtomicU64,
 }
 
 /// How a [`Reconnecting`] link dials and tells: see
@@ -116,7 +117,7 @@ impl ReconnectBuilder {
             serve: self.serve,
             on_lost: self.on_lost,
             on_back: self.on_back,
-            generation: Mutex::new(0),
+            generation: AtomicU64::new(0),
         });
         inner.up(first);
         let supervisor = inner.clone();
@@ -226,11 +227,7 @@ impl Inner {
 
     /// Makes `conn` the link's connection, watched for its loss.
     fn up(self: &Arc<Self>, conn: Connection) {
-        let generation = {
-            let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
-            *g += 1;
-            *g
-        };
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let root = conn.root();
         let serving = self.serve.then(|| BgServingThread::new(&conn));
         {
@@ -246,7 +243,7 @@ impl Inner {
         let me = Arc::downgrade(self);
         conn.on_close(move |reason| {
             let Some(me) = me.upgrade() else { return };
-            if *me.generation.lock().unwrap_or_else(|e| e.into_inner()) != generation {
+            if me.generation.load(Ordering::Acquire) != generation {
                 return;
             }
             let mut link = me.lock();
