@@ -5,9 +5,12 @@ script, for the FileMonitor service written in Rust (demos/filemon):
     python3 demos/python/filemon_client.py [--port 18871] [/tmp/floop.bloop]
 
 Where the transcript waits for the other thread to print, this waits for
-the callback (a semaphore); the Rust service looks at the file before
-file_monitor() returns, so the transcript's first wait is not needed. The
-stat results are the Rust service's: a size and a modification time.
+the callback to report the size the change left (a condition): a monitor
+that polls stat can report one write as two changes, the kernel making
+the new size and the new modification time visible at different moments.
+The Rust service looks at the file before file_monitor() returns, so the
+transcript's first wait is not needed. The stat results are the Rust
+service's: a size and a modification time.
 """
 
 import sys
@@ -22,7 +25,8 @@ if "--port" in args:
     port = int(args[i + 1])
     del args[i:i + 2]
 filename = args[0] if args else "/tmp/floop.bloop"
-changed = threading.Semaphore(0)
+changed = threading.Condition()
+sizes = []
 
 f = open(filename, "w")
 conn = rpyc.connect("localhost", port)
@@ -31,20 +35,25 @@ def on_file_changed(oldstat, newstat):
     print("file changed")
     print("    old stat: %s" % (oldstat,))
     print("    new stat: %s" % (newstat,))
-    changed.release()
+    with changed:
+        sizes.append(dict(newstat)["size"])
+        changed.notify()
+def wait_for_size(size):
+    with changed:
+        changed.wait_for(lambda: sizes and sizes[-1] == size)
 mon = conn.root.file_monitor(filename, on_file_changed) # create a filemon
 
 f.write("shmoop") # change size
 f.flush()
-changed.acquire()
+wait_for_size(6)
 
 f.write("groop") # change size
 f.flush()
-changed.acquire()
+wait_for_size(11)
 
 f.close()
 f = open(filename, "w")
-changed.acquire()
+wait_for_size(0)
 
 mon.stop()
 bgsrv.stop()
