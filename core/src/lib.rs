@@ -89,6 +89,8 @@ pub mod error;
 pub mod protocol;
 pub mod server;
 pub mod testing;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod transport;
 pub mod typed;
 pub mod value;
@@ -108,7 +110,7 @@ pub use connection::{
     batch, connect, BgServingThread, Builder, Connection, LinkState, ReconnectBuilder, Reconnecting, Service,
     WeakConnection,
 };
-pub use error::{AuthError, CloseReason, ConvertError, Error, Misuse, Place, RemoteError, Result};
+pub use error::{AuthError, CloseReason, ConvertError, Error, Misuse, Place, RemoteError, Result, TlsError};
 pub use server::DeadlineIndex;
 pub use server::{Accepted, Listener};
 pub use server::{OneShotServer, ThreadedServer};

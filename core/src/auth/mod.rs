@@ -57,17 +57,23 @@
 //!
 //! ```text
 //! server -> client   "netref-auth/1\n" || Ns            (Ns: 32 random bytes)
-//! client -> server   Nc || HMAC(secret, "netref-auth client" || Ns || Nc)
-//! server -> client   0x00 || HMAC(secret, "netref-auth server" || Nc || Ns)
+//! client -> server   Nc || HMAC(secret, "netref-auth client" || Ns || Nc || B)
+//! server -> client   0x00 || HMAC(secret, "netref-auth server" || Nc || Ns || B)
 //!                    (or 0x01 and close: the client's answer was wrong)
 //! ```
+//!
+//! `B` binds the exchange to its channel: over TLS (feature `tls`), 32 bytes
+//! of the TLS session's keying-material exporter (label
+//! `EXPORTER-netref-shared-secret`), which only the two ends of that session
+//! know; over a plain socket, nothing.
 //!
 //! HMAC is HMAC-SHA256 (RustCrypto's `hmac` and `sha2`); nonces come from the
 //! operating system's random source (`getrandom`), with no file opened per
 //! handshake; received MACs are checked in constant time by `hmac` itself.
 //! The direction labels keep one side's answer from being replayed as the
-//! other's. The exchange authenticates the peer; it does not encrypt the
-//! connection that follows (use a tunnel for that).
+//! other's. Over a plain socket the exchange authenticates the peer and does
+//! not protect the connection that follows; over TLS it also proves that
+//! the peer is the other end of this TLS session (see [`SharedSecret`]).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -96,12 +102,17 @@ pub struct Credentials {
     pub peer: Option<PeerCred>,
     /// A name the peer proved, when the method has one.
     pub identity: Option<String>,
+    /// The certificate chain the peer presented over TLS, DER-encoded, its
+    /// own certificate first; empty without TLS or when it presented none.
+    /// With the `tls` feature, `Credentials::certificate_is_valid_for`
+    /// checks a name against the first one.
+    pub certificates: Vec<Vec<u8>>,
 }
 
 impl Credentials {
     /// Credentials from `method`, with no peer process and no identity.
     pub fn new(method: impl Into<String>) -> Self {
-        Credentials { method: method.into(), peer: None, identity: None }
+        Credentials { method: method.into(), peer: None, identity: None, certificates: Vec::new() }
     }
 
     /// Sets the peer process.
@@ -259,13 +270,15 @@ impl fmt::Debug for Secret {
 /// module docs for the exchange). Works over TCP and Unix sockets; clients
 /// answer with [`Builder::shared_secret`](crate::Builder::shared_secret).
 ///
-/// **It authenticates the peer and nothing more.** Everything after the
-/// exchange is plaintext that an on-path attacker can read and change, and
-/// a relay that does not know the secret can pass the challenge and answer
-/// between a real client and the server, then make calls of its own on
-/// the authenticated connection. Over an untrusted network, run the
-/// connection inside a channel that protects it (an SSH tunnel, a VPN, a
-/// TLS terminator) until netref's own TLS transport lands.
+/// **Over a plain socket it authenticates the peer and nothing more.**
+/// Everything after the exchange is plaintext that an on-path attacker can
+/// read and change, and a relay that does not know the secret can pass the
+/// challenge and answer between a real client and the server, then make
+/// calls of its own on the authenticated connection (`core/tests/tls.rs`
+/// shows it). Over an untrusted network, use it over TLS (feature `tls`,
+/// `Builder::tls`): the connection is then encrypted and
+/// the exchange is bound to the TLS session, so the same relay, even one
+/// holding a certificate the client trusts, is refused.
 ///
 /// It waits for the client's answer, so it is not [instant](Authenticator::is_instant):
 /// [`ThreadedServer`](crate::ThreadedServer) and
@@ -291,7 +304,8 @@ impl fmt::Debug for SharedSecret {
 
 impl Authenticator for SharedSecret {
     fn authenticate(&self, stream: &mut AuthStream<'_>) -> Result<Credentials> {
-        challenge(stream, &self.secret, random_nonce()?)
+        let binding = stream.channel_binding();
+        challenge(stream, &self.secret, random_nonce()?, binding)
     }
 }
 
@@ -301,18 +315,20 @@ fn challenge(
     stream: &mut (impl Read + Write),
     secret: &Secret,
     server_nonce: [u8; NONCE_LEN],
+    binding: Option<[u8; 32]>,
 ) -> Result<Credentials> {
+    let binding = binding.as_ref().map_or(&[][..], |b| &b[..]);
     let mut hello = MAGIC.to_vec();
     hello.extend_from_slice(&server_nonce);
     stream.write_all(&hello).map_err(|e| io_auth(AuthStep::SendingChallenge, e))?;
     let mut answer = [0u8; NONCE_LEN + MAC_LEN];
     stream.read_exact(&mut answer).map_err(|e| io_auth(AuthStep::ReadingAnswer, e))?;
     let (client_nonce, client_mac) = answer.split_at(NONCE_LEN);
-    if mac(secret, CLIENT_LABEL, &server_nonce, client_nonce).verify_slice(client_mac).is_err() {
+    if mac(secret, CLIENT_LABEL, &server_nonce, client_nonce, binding).verify_slice(client_mac).is_err() {
         let _ = stream.write_all(&[REJECTED]);
         return Err(AuthError::WrongAnswer.into());
     }
-    let proof = mac(secret, SERVER_LABEL, client_nonce, &server_nonce).finalize().into_bytes();
+    let proof = mac(secret, SERVER_LABEL, client_nonce, &server_nonce, binding).finalize().into_bytes();
     let mut reply = vec![ACCEPTED];
     reply.extend_from_slice(&proof);
     stream.write_all(&reply).map_err(|e| io_auth(AuthStep::SendingProof, e))?;
@@ -322,7 +338,8 @@ fn challenge(
 /// The client side of the exchange: answers the server's challenge and
 /// checks the server's proof.
 pub(crate) fn answer_challenge(stream: &mut AuthStream<'_>, secret: &Secret) -> Result<Credentials> {
-    answer(stream, secret, random_nonce()?)
+    let binding = stream.channel_binding();
+    answer(stream, secret, random_nonce()?, binding)
 }
 
 /// The client side with its nonce given (see [`challenge`]).
@@ -330,14 +347,16 @@ fn answer(
     stream: &mut (impl Read + Write),
     secret: &Secret,
     client_nonce: [u8; NONCE_LEN],
+    binding: Option<[u8; 32]>,
 ) -> Result<Credentials> {
+    let binding = binding.as_ref().map_or(&[][..], |b| &b[..]);
     let mut hello = [0u8; MAGIC.len() + NONCE_LEN];
     stream.read_exact(&mut hello).map_err(|e| io_auth(AuthStep::ReadingChallenge, e))?;
     if &hello[..MAGIC.len()] != MAGIC {
         return Err(AuthError::NoChallenge.into());
     }
     let server_nonce = &hello[MAGIC.len()..];
-    let client_mac = mac(secret, CLIENT_LABEL, server_nonce, &client_nonce).finalize().into_bytes();
+    let client_mac = mac(secret, CLIENT_LABEL, server_nonce, &client_nonce, binding).finalize().into_bytes();
     let mut answer = client_nonce.to_vec();
     answer.extend_from_slice(&client_mac);
     stream.write_all(&answer).map_err(|e| io_auth(AuthStep::SendingAnswer, e))?;
@@ -355,23 +374,26 @@ fn answer(
     }
     let mut proof = [0u8; MAC_LEN];
     stream.read_exact(&mut proof).map_err(|e| io_auth(AuthStep::ReadingProof, e))?;
-    if mac(secret, SERVER_LABEL, &client_nonce, server_nonce).verify_slice(&proof).is_err() {
+    if mac(secret, SERVER_LABEL, &client_nonce, server_nonce, binding).verify_slice(&proof).is_err() {
         return Err(AuthError::ServerUnproven.into());
     }
     Ok(Credentials::new("shared-secret"))
 }
 
-/// HMAC-SHA256 under `secret` over `label || first || second`, the one
-/// shape of MAC in the exchange: `finalize` it to send it, or check a
-/// received one with `verify_slice` (constant time; a tag of the wrong
-/// length is refused too).
-fn mac(secret: &Secret, label: &[u8], first: &[u8], second: &[u8]) -> Hmac<Sha256> {
+/// HMAC-SHA256 under `secret` over `label || first || second || binding`,
+/// the one shape of MAC in the exchange: `finalize` it to send it, or check
+/// a received one with `verify_slice` (constant time; a tag of the wrong
+/// length is refused too). `binding` is the channel's (see
+/// [`AuthStream::channel_binding`]; empty over a plain socket), so that
+/// over TLS an answer proves the secret *on this TLS session* only.
+fn mac(secret: &Secret, label: &[u8], first: &[u8], second: &[u8], binding: &[u8]) -> Hmac<Sha256> {
     // HMAC takes a key of any length (a long one is hashed first), so this
     // cannot fail.
     let mut mac = Hmac::<Sha256>::new_from_slice(&secret.0).expect("HMAC accepts keys of any length");
     mac.update(label);
     mac.update(first);
     mac.update(second);
+    mac.update(binding);
     mac
 }
 

@@ -100,18 +100,20 @@ fn rfc_4231_vectors() {
         let key = Secret::new(key);
         let (label, rest) = data.split_at(data.len() / 3);
         let (first, second) = rest.split_at(rest.len() / 2);
-        assert_eq!(hex(&mac(&key, label, first, second).finalize().into_bytes()), want);
-        // However the message is split, the MAC is the same.
-        assert_eq!(hex(&mac(&key, &data, &[], &[]).finalize().into_bytes()), want);
-        assert_eq!(hex(&mac(&key, &[], &[], &data).finalize().into_bytes()), want);
+        assert_eq!(hex(&mac(&key, label, first, second, &[]).finalize().into_bytes()), want);
+        // However the message is split, the MAC is the same (the channel
+        // binding is its last part).
+        assert_eq!(hex(&mac(&key, label, first, &[], second).finalize().into_bytes()), want);
+        assert_eq!(hex(&mac(&key, &data, &[], &[], &[]).finalize().into_bytes()), want);
+        assert_eq!(hex(&mac(&key, &[], &[], &[], &data).finalize().into_bytes()), want);
         // verify_slice takes the right tag and refuses a changed or truncated one.
         let tag = unhex(want);
-        assert!(mac(&key, label, first, second).verify_slice(&tag).is_ok());
+        assert!(mac(&key, label, first, second, &[]).verify_slice(&tag).is_ok());
         let mut changed = tag.clone();
         changed[17] ^= 0x04;
-        assert!(mac(&key, label, first, second).verify_slice(&changed).is_err());
-        assert!(mac(&key, label, first, second).verify_slice(&tag[..16]).is_err());
-        assert!(mac(&key, label, first, second).verify_slice(&[]).is_err());
+        assert!(mac(&key, label, first, second, &[]).verify_slice(&changed).is_err());
+        assert!(mac(&key, label, first, second, &[]).verify_slice(&tag[..16]).is_err());
+        assert!(mac(&key, label, first, second, &[]).verify_slice(&[]).is_err());
     }
 }
 
@@ -126,7 +128,7 @@ fn secret() -> Secret {
 #[test]
 fn the_server_sends_exactly_the_pinned_challenge_and_proof() {
     let mut client = Scripted::saying(concat(&[&client_nonce(), &unhex(CLIENT_MAC)]));
-    let creds = challenge(&mut client, &secret(), server_nonce()).unwrap();
+    let creds = challenge(&mut client, &secret(), server_nonce(), None).unwrap();
     assert_eq!(creds, Credentials::new("shared-secret"));
     let want = concat(&[b"netref-auth/1\n", &server_nonce(), &[0x00], &unhex(SERVER_MAC)]);
     assert_eq!(client.output, want);
@@ -136,7 +138,7 @@ fn the_server_sends_exactly_the_pinned_challenge_and_proof() {
 fn the_client_sends_exactly_the_pinned_answer() {
     let mut server =
         Scripted::saying(concat(&[b"netref-auth/1\n", &server_nonce(), &[0x00], &unhex(SERVER_MAC)]));
-    let creds = answer(&mut server, &secret(), client_nonce()).unwrap();
+    let creds = answer(&mut server, &secret(), client_nonce(), None).unwrap();
     assert_eq!(creds, Credentials::new("shared-secret"));
     assert_eq!(server.output, concat(&[&client_nonce(), &unhex(CLIENT_MAC)]));
 }
@@ -146,7 +148,7 @@ fn the_server_rejects_an_answer_one_bit_off() {
     let mut mac = unhex(CLIENT_MAC);
     mac[31] ^= 1;
     let mut client = Scripted::saying(concat(&[&client_nonce(), &mac]));
-    let err = challenge(&mut client, &secret(), server_nonce()).unwrap_err();
+    let err = challenge(&mut client, &secret(), server_nonce(), None).unwrap_err();
     assert!(matches!(err, crate::Error::Auth(AuthError::WrongAnswer)), "{err}");
     assert_eq!(client.output, concat(&[b"netref-auth/1\n", &server_nonce(), &[0x01]]));
 }
@@ -156,6 +158,6 @@ fn the_client_rejects_a_proof_one_bit_off() {
     let mut proof = unhex(SERVER_MAC);
     proof[0] ^= 0x80;
     let mut server = Scripted::saying(concat(&[b"netref-auth/1\n", &server_nonce(), &[0x00], &proof]));
-    let err = answer(&mut server, &secret(), client_nonce()).unwrap_err();
+    let err = answer(&mut server, &secret(), client_nonce(), None).unwrap_err();
     assert!(matches!(err, crate::Error::Auth(AuthError::ServerUnproven)), "{err}");
 }

@@ -111,7 +111,7 @@ impl Shared {
                 let mut st = shared.lock();
                 if st.held && st.closed.is_none() {
                     shared.flush_locked(&mut st, &mut after);
-                    if st.proto.wants_write() {
+                    if shared.wants_write(&st) {
                         shared.wake_driver(&st);
                     }
                 }

@@ -29,6 +29,9 @@ pub struct Builder {
     pub(super) authenticator: Option<Arc<dyn Authenticator>>,
     pub(super) secret: Option<Secret>,
     pub(super) auth_timeout: Duration,
+    /// TLS on the streams this builder's servers accept.
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<crate::tls::TlsAcceptor>,
     pub(super) pool: BufferPool,
     pub(super) budget: MemoryBudget,
 }
@@ -42,6 +45,8 @@ impl Default for Builder {
             authenticator: None,
             secret: None,
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
+            #[cfg(feature = "tls")]
+            tls: None,
             pool: BufferPool::new(),
             budget: MemoryBudget::default(),
         }
@@ -128,20 +133,31 @@ impl Builder {
     /// one `auth_timeout` for the whole exchange). `None` when nothing is
     /// configured.
     pub(super) fn authenticate(&self, stream: &mut Stream) -> Result<Option<Credentials>> {
-        if self.authenticator.is_none() && self.secret.is_none() {
+        if !self.authenticates() {
             return Ok(None);
         }
         // One deadline for everything below, however the peer paces it.
-        let mut exchange = AuthStream::new(stream, self.auth_timeout);
+        let credentials = self.authenticate_on(&mut AuthStream::new(stream, self.auth_timeout));
+        stream.set_timeouts(None)?;
+        credentials
+    }
+
+    /// True when this builder authenticates the peer.
+    pub(super) fn authenticates(&self) -> bool {
+        self.authenticator.is_some() || self.secret.is_some()
+    }
+
+    /// This builder's authenticator, then its shared-secret answer, on
+    /// `exchange`.
+    pub(super) fn authenticate_on(&self, exchange: &mut AuthStream<'_>) -> Result<Option<Credentials>> {
         let mut credentials = None;
         if let Some(auth) = &self.authenticator {
-            credentials = Some(auth.authenticate(&mut exchange)?);
+            credentials = Some(auth.authenticate(exchange)?);
         }
         if let Some(secret) = &self.secret {
-            let proved = crate::auth::answer_challenge(&mut exchange, secret)?;
+            let proved = crate::auth::answer_challenge(exchange, secret)?;
             credentials.get_or_insert(proved);
         }
-        stream.set_timeouts(None)?;
         Ok(credentials)
     }
 
@@ -161,6 +177,18 @@ impl Builder {
         let mut stream = stream.into();
         let credentials = self.authenticate(&mut stream)?;
         Ok(Connection::start(self, Box::new(SocketTransport::new(stream)?), credentials))
+    }
+
+    /// Starts a connection over a stream a server accepted: TLS first when
+    /// the builder has an acceptor (on an event loop, `on_loop`, left to
+    /// the connection's reads), then authentication.
+    pub(crate) fn start_accepted(self, stream: Stream, on_loop: bool) -> Result<Connection> {
+        #[cfg(feature = "tls")]
+        if let Some(acceptor) = self.tls.clone() {
+            return self.accept_tls(&acceptor, stream, on_loop);
+        }
+        let _ = on_loop;
+        self.over_stream(stream)
     }
 
     /// Runs a connection over any transport. Authentication does not apply

@@ -21,13 +21,21 @@ impl Shared {
     /// or a write of zero bytes).
     pub(super) fn write_pending(&self, st: &mut State) -> bool {
         st.held = false;
-        match st.proto.write_to(&mut Writer(&*self.transport)) {
+        // What the transport still holds (TLS records) goes first.
+        let flushed = if self.transport.wants_write() { self.transport.flush() } else { Ok(()) };
+        match flushed.and_then(|()| st.proto.write_to(&mut Writer(&*self.transport))) {
             Ok(_) => true,
             Err(e) => {
                 let _ = st.proto.handle_input(self.clock.now(), Input::Failed(e));
                 false
             }
         }
+    }
+
+    /// True while output waits for the socket: the protocol's, or what the
+    /// transport holds (TLS records).
+    pub(super) fn wants_write(&self, st: &State) -> bool {
+        st.proto.wants_write() || self.transport.wants_write()
     }
 
     /// Runs the [`Connection::on_close`] handlers, once the close is done.
@@ -86,7 +94,7 @@ impl Shared {
             st.proto.close(reason);
             let accepted = self.write_pending(&mut st);
             self.process_events(&mut st, &mut after);
-            if accepted && st.proto.wants_write() {
+            if accepted && self.wants_write(&st) {
                 st.closing = Some(me);
                 st = self.linger(st, &mut after);
                 st.closing = None;
@@ -112,7 +120,7 @@ impl Shared {
         let until = self.clock.now() + LINGER;
         loop {
             let now = self.clock.now();
-            if now >= until || !st.proto.wants_write() {
+            if now >= until || !self.wants_write(&st) {
                 return st;
             }
             let queued = st.proto.pending_output_len();

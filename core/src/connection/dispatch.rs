@@ -6,7 +6,7 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
-use super::state::{After, State};
+use super::state::{After, ServiceStart, State};
 use super::{Connection, Shared, NESTING};
 use crate::error::{CloseReason, Error, LimitError, RemoteError, Result};
 use crate::protocol::{Event, Request};
@@ -98,6 +98,8 @@ fn no_service() -> RemoteError {
 /// pings were queued). Returns any other request, to be queued.
 fn answer_at_once(st: &mut State, seq: u64, request: Request) -> Option<Request> {
     let reply = match request {
+        // The service starts later (`ServiceStart`): dispatch starts it.
+        Request::Root if matches!(st.service, ServiceStart::Waiting(_)) => return Some(request),
         Request::Root => {
             st.served.clone().map(|root| Value::Object(ObjectRef::Local(root))).ok_or_else(no_service)
         }
@@ -132,6 +134,9 @@ impl Shared {
     /// Moves protocol events into the connection's state; work that runs user
     /// code is queued in `after`.
     pub(super) fn process_events(&self, st: &mut State, after: &mut Vec<After>) {
+        if matches!(st.service, ServiceStart::Waiting(_)) && !self.transport.establishing() {
+            after.push(After::StartService);
+        }
         let mut changed = false;
         while let Some(event) = st.proto.poll_event() {
             changed = true;
@@ -237,8 +242,14 @@ impl Shared {
                 After::Drop(objects) => drop(objects),
                 After::Abandon(futures) => drop(futures),
                 After::OverBudget => self.enforce_budget(),
+                After::StartService => {
+                    self.handles.fetch_add(1, Ordering::AcqRel);
+                    self.start_service(&Connection { shared: self.arc() });
+                }
                 After::Disconnected => {
-                    if let Some(hook) = self.service.on_disconnect.clone() {
+                    // A service that never started is not told it ended.
+                    let started = !matches!(self.lock().service, ServiceStart::Waiting(_));
+                    if let Some(hook) = self.service.on_disconnect.clone().filter(|_| started) {
                         self.handles.fetch_add(1, Ordering::AcqRel);
                         let conn = Connection { shared: self.arc() };
                         hook(&conn);
@@ -256,11 +267,27 @@ impl Shared {
     /// root request runs no user code and is answered under the lock, from
     /// this side's root.
     pub(super) fn dispatch(&self, seq: u64, request: Request, hold: bool) {
+        if matches!(request, Request::Root) {
+            return self.answer_root(seq, hold);
+        }
         match nested(self.config.max_nesting, || start_request(request)) {
             Ok(Started::Later(future, what)) => self.start_task(seq, future, what, hold),
             Ok(Started::Done(result)) => self.answer(seq, result, hold),
             Err(too_deep) => self.answer(seq, Err((too_deep, "request".to_string())), hold),
         }
+    }
+
+    /// Answers a root request queued while the service waited for its
+    /// transport (see [`ServiceStart`]), starting the service first. Out of
+    /// line: `dispatch` runs at every level of nested calls, and its frame
+    /// stays small.
+    #[inline(never)]
+    fn answer_root(&self, seq: u64, hold: bool) {
+        self.handles.fetch_add(1, Ordering::AcqRel);
+        self.start_service(&Connection { shared: self.arc() });
+        let root = self.lock().served.clone();
+        let reply = root.map(|root| Value::Object(ObjectRef::Local(root))).ok_or_else(no_service);
+        self.answer(seq, reply.map_err(|e| (e, "root".into())), hold);
     }
 
     /// Sends the answer to the peer's request `seq` (with its traceback
@@ -281,7 +308,7 @@ impl Shared {
             st.progress += 1;
             st.proto.send_reply(seq, result);
             let held = self.send_or_hold(&mut st, &mut after, hold);
-            if !held && st.proto.wants_write() {
+            if !held && self.wants_write(&st) {
                 self.wake_driver(&st);
             }
             self.charge(&st, &mut after);

@@ -159,7 +159,7 @@ impl Driver {
         }
         shared.finish(after);
         let now = more.then(|| shared.clock.now());
-        Step::of(&shared.lock(), now)
+        Step::of(shared, &shared.lock(), now)
     }
 }
 
@@ -192,10 +192,10 @@ pub(crate) fn check_may_wait() -> Result<()> {
 impl Step {
     /// The step after serving, which left work for the next one at `again`
     /// (`None`: it left none).
-    fn of(st: &State, again: Option<Instant>) -> Step {
+    fn of(shared: &super::Shared, st: &State, again: Option<Instant>) -> Step {
         let closed = st.closed.is_some();
         Step {
-            wants_write: !closed && st.proto.wants_write(),
+            wants_write: !closed && shared.wants_write(st),
             next_deadline: if closed { None } else { serve::earliest(again, st.proto.poll_timeout()) },
             closed,
         }

@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
@@ -65,13 +65,15 @@ mod session; // submitting calls; waiting for replies
 mod state; // the state behind the lock, its guard, deferred work
 mod subproc; // connect_subproc and connect_stdpipes: a child over its stdio
 mod tasks; // the peer's calls of asynchronous methods, while they run
+#[cfg(feature = "tls")]
+mod tls; // connect_tls, Builder::tls
 
 use batch::Batch;
 use bg_thread::Standing;
 use inbox::Inbox;
 use read::READ_BUF_LEN;
 use service::CloseHook;
-use state::{After, State, StateGuard};
+use state::{After, ServiceStart, State, StateGuard};
 
 pub use batch::batch;
 pub use bg_thread::BgServingThread;
@@ -114,7 +116,9 @@ pub(crate) struct Shared {
     /// [`Connection::on_close`] handlers, run once when it closes.
     close_hooks: Mutex<Vec<CloseHook>>,
     clock: Arc<dyn Clock>,
-    credentials: Option<Credentials>,
+    /// Set when the service starts: the authenticator's credentials, with
+    /// what the transport proved (TLS certificates).
+    credentials: OnceLock<Option<Credentials>>,
     config: Arc<Config>,
     service: Service,
     label: String,
@@ -207,11 +211,15 @@ impl Connection {
     fn start(b: Builder, transport: Box<dyn Transport>, credentials: Option<Credentials>) -> Connection {
         let now = b.clock.now();
         let label = transport.describe();
+        // A TLS handshake an event loop drives: the service starts when it
+        // is over (`ServiceStart`).
+        let establishing = transport.establishing();
         let shared = Arc::new_cyclic(|me: &Weak<Shared>| {
             let owner: Weak<dyn ProxyOwner> = me.clone();
             Shared {
                 state: Mutex::new(State {
                     proto: Protocol::with_owner(b.config.clone(), now, Some(owner), b.pool.clone()),
+                    service: ServiceStart::Waiting(credentials),
                     served: None,
                     slots: HashMap::default(),
                     inbox: Inbox::default(),
@@ -230,7 +238,7 @@ impl Connection {
                 loop_waker: Mutex::new(None),
                 close_hooks: Mutex::new(Vec::new()),
                 clock: b.clock,
-                credentials,
+                credentials: OnceLock::new(),
                 config: b.config,
                 service: b.service,
                 label,
@@ -246,12 +254,8 @@ impl Connection {
         });
         let conn = Connection { shared };
         conn.shared.budget.register(Arc::downgrade(&conn.shared));
-        if let Some(make_root) = &conn.shared.service.root {
-            let root = make_root(&conn);
-            conn.shared.lock().served = Some(root);
-        }
-        if let Some(hook) = conn.shared.service.on_connect.clone() {
-            hook(&conn);
+        if !establishing {
+            conn.shared.start_service(&conn);
         }
         // Send the hello now; a failure here surfaces on first use.
         let after = {
@@ -366,11 +370,13 @@ impl Connection {
     }
 
     /// What the builder's [authenticator](Builder::authenticator) (or the
-    /// shared-secret exchange) established about the peer; `None` for an
-    /// unauthenticated connection. Already set when the service's root
-    /// factory and `on_connect` run.
+    /// shared-secret exchange) established about the peer, with the
+    /// certificates it presented over TLS; `None` for an unauthenticated
+    /// connection. Already set when the service's root factory and
+    /// `on_connect` run (on an event loop's TLS server, they run once the
+    /// handshake is over).
     pub fn credentials(&self) -> Option<&Credentials> {
-        self.shared.credentials.as_ref()
+        self.shared.credentials.get().and_then(Option::as_ref)
     }
 
     /// Local objects the peer currently holds references to.

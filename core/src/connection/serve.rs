@@ -273,7 +273,7 @@ impl Shared {
             None => (pass.me, 1),
         });
         self.flush_locked(&mut st, &mut pass.after);
-        let want_write = st.proto.wants_write();
+        let want_write = self.wants_write(&st);
         let wait = blocking.map(|(deadline, now)| {
             earliest(deadline, st.proto.poll_timeout()).map(|t| t.saturating_duration_since(now))
         });

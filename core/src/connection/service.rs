@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use super::state::ServiceStart;
 use super::Connection;
+use crate::auth::Credentials;
 use crate::error::CloseReason;
 use crate::typed::{Implementation, Interface};
 use crate::value::object::LocalObject;
@@ -68,5 +70,47 @@ impl Service {
     pub fn on_disconnect(mut self, f: impl Fn(&Connection) + Send + Sync + 'static) -> Self {
         self.on_disconnect = Some(Arc::new(f));
         self
+    }
+}
+
+impl super::Shared {
+    /// Starts the service: records the credentials (the authenticator's,
+    /// with what the transport proved), makes the root and runs
+    /// `on_connect`, with no lock held. At most once; while it runs, the
+    /// peer's root requests get what a side with no service answers (as
+    /// when a root factory calls the peer). Called when the connection
+    /// starts, or once its transport is established ([`ServiceStart`]).
+    pub(super) fn start_service(&self, conn: &Connection) {
+        let authenticated = {
+            let mut st = self.lock();
+            match std::mem::replace(&mut st.service, ServiceStart::Starting) {
+                ServiceStart::Waiting(credentials) => credentials,
+                other => {
+                    st.service = other;
+                    return;
+                }
+            }
+        };
+        let _ = self.credentials.set(merge(authenticated, self.transport.credentials()));
+        if let Some(make_root) = &self.service.root {
+            let root = make_root(conn);
+            self.lock().served = Some(root);
+        }
+        if let Some(hook) = self.service.on_connect.clone() {
+            hook(conn);
+        }
+        self.lock().service = ServiceStart::Started;
+    }
+}
+
+/// The authenticator's credentials, completed with the transport's: its
+/// certificates, and its method when the authenticator proved nothing.
+fn merge(authenticated: Option<Credentials>, transport: Option<Credentials>) -> Option<Credentials> {
+    match (authenticated, transport) {
+        (Some(mut a), Some(t)) => {
+            a.certificates = t.certificates;
+            Some(a)
+        }
+        (a, t) => a.or(t),
     }
 }

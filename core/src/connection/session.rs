@@ -96,7 +96,7 @@ impl Shared {
             let held = self.send_or_hold(&mut st, &mut after, in_batch());
             // A driver asleep in the transport's wait must learn of a new
             // deadline even when the request itself is held back.
-            if (!held && st.proto.wants_write()) || expiry.is_some() {
+            if (!held && self.wants_write(&st)) || expiry.is_some() {
                 self.wake_driver(&st);
             }
             self.charge(&st, &mut after);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::inbox::Inbox;
 use super::tasks::Tasks;
 use super::{Shared, AFTER_SPARE, DEFERRED_CLOSES, LOCKS_HELD};
+use crate::auth::Credentials;
 use crate::connection::async_result::Slot;
 use crate::error::{CloseReason, Result};
 use crate::protocol::Protocol;
@@ -119,6 +120,9 @@ pub(super) enum After {
     Complete(Arc<Slot>, Result<Value>),
     Expire(Arc<Slot>),
     Disconnected,
+    /// The transport is established (a TLS handshake on an event loop
+    /// ended): start the service (see [`ServiceStart`]).
+    StartService,
     Drop(#[allow(dead_code)] Vec<LocalObject>),
     /// Futures of asynchronous calls cancelled or cut off by the end of
     /// the connection (user code: dropped with no lock held).
@@ -128,8 +132,23 @@ pub(super) enum After {
     OverBudget,
 }
 
+/// Where the connection's service is: its root made and `on_connect` run
+/// when the connection starts, or, over a transport still being
+/// established on an event loop (a TLS handshake), once it is, so that the
+/// service sees the credentials the handshake proved.
+pub(super) enum ServiceStart {
+    /// Waiting for the transport, with the credentials the builder's
+    /// authenticator established.
+    Waiting(Option<Credentials>),
+    /// The root factory or `on_connect` is running.
+    Starting,
+    /// Started.
+    Started,
+}
+
 pub(super) struct State {
     pub(super) proto: Protocol,
+    pub(super) service: ServiceStart,
     /// Keyed by our own sequence numbers (see `Protocol`'s pending calls).
     pub(super) slots: HashMap<u64, Arc<Slot>, rustc_hash::FxBuildHasher>,
     pub(super) inbox: Inbox,

@@ -22,6 +22,7 @@ mod misuse;
 mod remote;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use auth::{AuthError, AuthStep};
 pub use close::CloseReason;
@@ -30,6 +31,7 @@ pub use convert::{ConvertError, Place};
 pub use faults::{DecodeError, LimitError, ProtocolError};
 pub use misuse::Misuse;
 pub use remote::RemoteError;
+pub use tls::{TlsError, TlsPeer};
 
 /// The result type used throughout netref.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -66,6 +68,9 @@ pub enum Error {
     /// Authentication failed before the connection started (see
     /// [`auth`](crate::auth)).
     Auth(AuthError),
+    /// TLS failed before the connection started: the handshake, or a
+    /// certificate or key given (see `netref::tls`, feature `tls`).
+    Tls(TlsError),
 }
 
 impl Error {
@@ -118,6 +123,7 @@ impl Error {
             Error::Closed(_) => "EOFError",
             Error::Io(e) => python_os_error(e.kind()),
             Error::Auth(_) => "AuthenticationError",
+            Error::Tls(_) => "SSLError",
         }
     }
 }
@@ -143,6 +149,7 @@ impl fmt::Display for Error {
             Error::Timeout(d) => write!(f, "result expired after {d:?} (AsyncResultTimeout)"),
             Error::Io(e) => write!(f, "I/O error: {e}"),
             Error::Auth(why) => write!(f, "authentication failed: {why}"),
+            Error::Tls(why) => why.fmt(f),
         }
     }
 }
@@ -172,6 +179,7 @@ impl PartialEq for Error {
             (Timeout(a), Timeout(b)) => a == b,
             (Io(a), Io(b)) => same_io_error(a, b),
             (Auth(a), Auth(b)) => a == b,
+            (Tls(a), Tls(b)) => a == b,
             _ => false,
         }
     }
@@ -221,6 +229,11 @@ impl From<ConvertError> for Error {
 impl From<AuthError> for Error {
     fn from(e: AuthError) -> Self {
         Error::Auth(e)
+    }
+}
+impl From<TlsError> for Error {
+    fn from(e: TlsError) -> Self {
+        Error::Tls(e)
     }
 }
 impl From<CloseReason> for Error {

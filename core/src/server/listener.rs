@@ -158,7 +158,7 @@ impl Listener {
     /// for what to do with each outcome; a rejection is already logged.
     pub fn accept_connection(&self, builder: &Builder) -> Accepted {
         match self.accept() {
-            Ok(stream) => match start_accepted(builder.clone(), stream) {
+            Ok(stream) => match start_accepted(builder.clone(), stream, true) {
                 Ok(conn) => Accepted::Connection(conn),
                 Err(e) => Accepted::Rejected(e),
             },
@@ -207,11 +207,13 @@ pub enum Accepted {
 
 /// Starts a connection with `builder` over a stream a server accepted,
 /// logging why when it does not start: the one place servers report a
-/// rejected client.
-pub(crate) fn start_accepted(builder: Builder, stream: Stream) -> Result<Connection> {
+/// rejected client. `on_loop`: an event loop's server, which leaves a TLS
+/// handshake to the connection's reads rather than wait for it.
+pub(crate) fn start_accepted(builder: Builder, stream: Stream, on_loop: bool) -> Result<Connection> {
     let peer = stream.describe_peer();
-    builder.over_stream(stream).inspect_err(|e| match e {
+    builder.start_accepted(stream, on_loop).inspect_err(|e| match e {
         Error::Auth(why) => log::warn!("netref server: refused {peer}: {why}"),
+        Error::Tls(why) => log::warn!("netref server: refused {peer}: {why}"),
         e => log::info!("netref server: dropped {peer} before its connection started: {e}"),
     })
 }

@@ -263,7 +263,7 @@ impl Inner {
             pending.push((id, handle));
             guard = Some(id);
         }
-        let result = start_accepted(builder, stream);
+        let result = start_accepted(builder, stream, false);
         if let Some(id) = guard {
             self.authenticating.lock().unwrap_or_else(|e| e.into_inner()).retain(|(i, _)| *i != id);
         }
@@ -463,7 +463,7 @@ impl OneShotServer {
     pub fn start(self) -> Result<()> {
         let Some(stream) = self.inner.acceptor.next() else { return Ok(()) };
         self.inner.acceptor.stop();
-        start_accepted(self.inner.builder(), stream)?.serve_all()
+        start_accepted(self.inner.builder(), stream, false)?.serve_all()
     }
 }
 

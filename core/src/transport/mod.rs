@@ -50,6 +50,31 @@ pub trait Transport: Send + Sync + 'static {
     fn set_loop_driven(&self, driven: bool) {
         let _ = driven;
     }
+    /// True while bytes the transport accepted are still inside it, waiting
+    /// for the socket to take them (TLS records): the connection watches for
+    /// writability and calls [`flush`](Self::flush) until it is false. The
+    /// default is false.
+    fn wants_write(&self) -> bool {
+        false
+    }
+    /// Writes what the transport holds until the socket would block. The
+    /// default has nothing to write.
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+    /// True while the transport is still being established on an event loop
+    /// (a TLS handshake the loop drives with the connection's reads): the
+    /// connection starts its service once it is not, so that the service
+    /// sees the peer's [`credentials`](Self::credentials). The default is
+    /// false.
+    fn establishing(&self) -> bool {
+        false
+    }
+    /// What the transport proved about the peer (its TLS certificates), once
+    /// established. The default proves nothing.
+    fn credentials(&self) -> Option<crate::auth::Credentials> {
+        None
+    }
     /// A short description for logs and tracebacks (peer address).
     fn describe(&self) -> String;
 }
