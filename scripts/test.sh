@@ -41,6 +41,11 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+# The workspace builds netref with its "tls" feature (the conformance
+# suite enables it); netref alone builds without it.
+echo "== netref without its optional features: clippy and doc"
+cargo clippy -p netref --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc -p netref --no-deps --locked --quiet
 # The RPyC interop tests run against the real rpyc 6.0.2 from PyPI, in a
 # venv made once under target/; without it they print that they skipped.
 rpyc_venv="$PWD/target/rpyc-venv"

@@ -132,6 +132,8 @@ macro_rules! conformance_tests {
             python_client_of_the_backend_server,
             subprocess_on_the_loop,
             subprocess_worker,
+            tls_server_on_the_loop,
+            tls_client_on_the_loop,
         );
     };
     (@each $backend:ty; $($name:ident),* $(,)?) => {
@@ -1575,4 +1577,6 @@ pub mod rpyc;
 pub use rpyc::{python_client_of_the_backend_server, python_filemon_events_on_the_loop};
 
 mod subproc;
+mod tls;
 pub use subproc::{subprocess_on_the_loop, subprocess_worker};
+pub use tls::{tls_client_on_the_loop, tls_server_on_the_loop};

@@ -158,6 +158,8 @@ impl Driver {
             shared.flush_locked(&mut st, &mut after);
         }
         shared.finish(after);
+        // Input the transport holds (TLS plaintext) raises no fd event.
+        let more = more || shared.transport.has_buffered_input();
         let now = more.then(|| shared.clock.now());
         Step::of(shared, &shared.lock(), now)
     }

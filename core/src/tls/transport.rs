@@ -2,7 +2,7 @@
 //! writes go through rustls, so that every backend drives it as it drives a
 //! plain socket, handshake included.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, BufRead, IoSlice, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -274,7 +274,18 @@ impl Transport for TlsTransport {
         Some(credentials)
     }
 
+    fn has_buffered_input(&self) -> bool {
+        let mut tls = self.session();
+        let mut reader = tls.reader();
+        matches!(reader.fill_buf(), Ok(plaintext) if !plaintext.is_empty())
+    }
+
     fn wait(&self, want_write: bool, timeout: Option<Duration>) -> io::Result<()> {
+        // Plaintext already decrypted is nothing `poll` can see: a reader
+        // that stopped short of it (its buffer was full) reads it now.
+        if self.has_buffered_input() {
+            return Ok(());
+        }
         self.socket.wait(want_write || self.wants_write(), timeout)
     }
 

@@ -62,6 +62,14 @@ pub trait Transport: Send + Sync + 'static {
     fn flush(&self) -> io::Result<()> {
         Ok(())
     }
+    /// True when bytes the transport already took from the socket wait
+    /// inside it to be read (TLS plaintext decrypted with a record that did
+    /// not fit the reader's buffer): no readiness of the fd will announce
+    /// them, so a [`Driver`](crate::Driver) steps again at once and
+    /// [`wait`](Self::wait) returns at once. The default is false.
+    fn has_buffered_input(&self) -> bool {
+        false
+    }
     /// True while the transport is still being established on an event loop
     /// (a TLS handshake the loop drives with the connection's reads): the
     /// connection starts its service once it is not, so that the service

@@ -1,0 +1,106 @@
+//! TLS (netref's `tls` feature) on every loop: the backend's server runs
+//! each handshake without blocking its loop and starts the service once it
+//! is over (so the service sees the client's certificate), and a client
+//! connection over TLS on the loop, its records flowing both ways.
+
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+
+use netref::error::{TlsError, TlsPeer};
+use netref::tls::{TlsAcceptor, TlsConnector};
+use netref::{Builder, Error, ObjectBuilder, RemoteObject, Service, ThreadedServer, Value};
+
+use crate::{run_until, Backend, Cell, TestLoop};
+
+#[path = "../../../core/tests/common/certs.rs"]
+mod certs;
+
+use certs::Ca;
+
+/// A calculator whose `whoami` says whether the connection's client
+/// certificate proves `alice.clients.test`, read when the service starts.
+fn service() -> Service {
+    Service::new(|conn| {
+        let alice = conn.credentials().is_some_and(|c| c.certificate_is_valid_for("alice.clients.test"));
+        ObjectBuilder::new("Calculator")
+            .method("add", |a: i64, b: i64| a + b)
+            .method("echo", |v: Value| v)
+            .async_method("call_me", |cb: RemoteObject, x: i64| async move {
+                netref::async_(&cb).call((x,)).typed::<i64>().await.map(|v| v + 1)
+            })
+            .method("whoami", move || alice)
+            .build()
+    })
+}
+
+/// The backend's server over TLS, requiring client certificates: a client
+/// with one is served (the service saw its name), one without is refused
+/// naming why, a plaintext client is dropped, and the loop goes on serving
+/// through all of them.
+pub fn tls_server_on_the_loop<B: Backend>() {
+    let ca = Ca::new("netref conformance CA");
+    let cert = ca.server(&["localhost"]);
+    let acceptor = TlsAcceptor::new(&cert.chain_pem, &cert.key_pem)
+        .and_then(|a| a.require_client_certificates(&ca.pem()))
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = B::spawn_server(listener, Builder::default().service(service()).tls(acceptor));
+    let anonymous = TlsConnector::with_roots(&ca.pem()).unwrap();
+    let alice = ca.client("alice.clients.test");
+    let connector = anonymous.clone().with_client_certificate(&alice.chain_pem, &alice.key_pem).unwrap();
+
+    // A plaintext client first: the loop drops it and serves the others.
+    let plain = netref::connect(("127.0.0.1", port)).unwrap();
+    assert!(plain.root().unwrap_err().is_closed());
+
+    let conn = Builder::default().connect_tls(&connector, "localhost", port).unwrap();
+    let root = conn.root().unwrap();
+    assert!(root.call_method::<bool>("whoami", ()).unwrap(), "the service saw alice's certificate");
+    assert_eq!(root.call_method::<i64>("call_me", (netref::callback(|x: i64| x * 10), 4)).unwrap(), 41);
+
+    let refused = Builder::default().connect_tls(&anonymous, "localhost", port).unwrap_err();
+    let Error::Tls(why) = refused else { panic!("expected a TLS error, got {refused}") };
+    assert_eq!(why, TlsError::Refused { peer: TlsPeer::Server, alert: "CertificateRequired".into() });
+    assert_eq!(root.call_method::<i64>("add", (40, 2)).unwrap(), 42, "the first client is still served");
+    conn.close();
+    server.stop();
+}
+
+/// A client connection over TLS on the loop: calls, a callback the server
+/// makes while serving ours (on the loop's thread), and a megabyte each
+/// way, more than the socket takes at once, so TLS records wait for the
+/// loop to see the socket writable.
+pub fn tls_client_on_the_loop<B: Backend>() {
+    let ca = Ca::new("netref conformance CA");
+    let cert = ca.server(&["localhost"]);
+    let acceptor = TlsAcceptor::new(&cert.chain_pem, &cert.key_pem).unwrap();
+    let server =
+        ThreadedServer::bind_tcp("127.0.0.1:0", Builder::default().service(service()).tls(acceptor)).unwrap();
+    let port = server.local_addr().unwrap().port();
+    let serving = server.spawn();
+    let connector = TlsConnector::with_roots(&ca.pem()).unwrap();
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let conn = Builder::default().over_tls_stream(&connector, "localhost", stream).unwrap();
+    let mut lp = B::new_loop();
+    let key = lp.attach(&conn);
+    let root = conn.root().unwrap();
+    let me = thread::current().id();
+    let called_on: Cell<thread::ThreadId> = Cell::default();
+    let c = called_on.clone();
+    let tenfold = netref::callback(move |x: i64| {
+        c.put(thread::current().id());
+        x * 10
+    });
+    let back = netref::async_(&root).call_method("call_me", (tenfold, 4));
+    let big = Value::Bytes((0..1 << 20).map(|i| (i % 251) as u8).collect());
+    let echo = netref::async_(&root).call_method("echo", (big.clone(),));
+    run_until(&mut lp, "the replies through TLS", |_| back.ready() && echo.ready());
+    assert_eq!(back.value_as::<i64>().unwrap(), 41);
+    assert_eq!(called_on.get(), Some(me), "the server's call ran on the loop's thread");
+    assert_eq!(echo.value_as::<Value>().unwrap(), big);
+    lp.detach(key);
+    conn.close();
+    server.close();
+    serving.join().unwrap();
+}
