@@ -415,6 +415,8 @@ impl Protocol {
             "the peer asks for authentication first (a shared-secret challenge): \
              configure the secret with Builder::shared_secret"
                 .to_string()
+        } else if is_tls_record(seen) {
+            "the peer speaks TLS: connect with Builder::connect_tls (feature \"tls\")".to_string()
         } else {
             format!("the peer does not speak netref: its first bytes are {} ({e})", preview(seen))
         };
@@ -446,4 +448,11 @@ impl Protocol {
             }
         }
     }
+}
+
+/// True when `bytes` start like a TLS record (a handshake or an alert, TLS
+/// 1.0 to 1.3's record version 3.x): what a TLS server answers a plaintext
+/// hello with.
+fn is_tls_record(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x15 | 0x16, 0x03, 0x00..=0x04, ..])
 }

@@ -11,15 +11,28 @@
 //! cargo run -p chat -- client [--addr 127.0.0.1:18873] --name alice
 //! ```
 //!
+//! Over TLS: `make-certs DIR` makes a certificate authority and a server
+//! certificate for `localhost` and 127.0.0.1 in DIR (fresh keys, for the
+//! demo); `--tls DIR` then makes the server serve TLS with them, and the
+//! client trust that authority alone:
+//!
+//! ```text
+//! cargo run -p chat -- make-certs /tmp/chat-tls
+//! cargo run -p chat -- server --tls /tmp/chat-tls
+//! cargo run -p chat -- client --tls /tmp/chat-tls --name alice
+//! ```
+//!
 //! The room is a typed service ([`ChatRoom`]); the client calls it through
 //! the generated `ChatRoomProxy`, and its inbox is a plain closure. The
 //! client sends each line typed on stdin; end of input leaves the room.
 
 use std::error::Error;
 use std::io::{self, BufRead, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use netref::tls::{TlsAcceptor, TlsConnector};
 use netref::typed::{CallError, Callback};
 use netref::{BgServingThread, Builder, Connection, Service};
 use serde::{Deserialize, Serialize};
@@ -27,8 +40,9 @@ use serde::{Deserialize, Serialize};
 type Res<T> = Result<T, Box<dyn Error>>;
 
 const USAGE: &str = "usage:
-  chat server [--addr ADDR]
-  chat client [--addr ADDR] --name NAME";
+  chat server [--addr ADDR] [--tls DIR]
+  chat client [--addr ADDR] [--tls DIR] --name NAME
+  chat make-certs DIR   a CA (ca.pem) and a certificate for localhost (server.pem, server.key)";
 
 const DEFAULT_ADDR: &str = "127.0.0.1:18873";
 
@@ -172,16 +186,34 @@ fn chat_service(room: SharedRoom) -> Service {
     .on_disconnect(move |conn| leave(&on_gone, |m| m.conn.is(conn), "disconnected"))
 }
 
-fn server(addr: &str) -> Res<()> {
+fn server(addr: &str, tls: Option<&Path>) -> Res<()> {
     let room = SharedRoom::default();
-    let mut server = netref_polling::Server::bind_tcp(addr, Builder::default().service(chat_service(room)))?;
-    println!("listening on {}", server.local_addr().ok_or("no TCP address")?);
+    let mut builder = Builder::default().service(chat_service(room));
+    if let Some(dir) = tls {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()))
+        };
+        builder = builder.tls(TlsAcceptor::new(&read("server.pem")?, &read("server.key")?)?);
+    }
+    let mut server = netref_polling::Server::bind_tcp(addr, builder)?;
+    let over = if tls.is_some() { " (TLS)" } else { "" };
+    println!("listening on {}{over}", server.local_addr().ok_or("no TCP address")?);
     server.run()?;
     Ok(())
 }
 
-fn client(addr: &str, name: &str) -> Res<()> {
-    let conn = netref::connect(addr)?;
+fn client(addr: &str, name: &str, tls: Option<&Path>) -> Res<()> {
+    let conn = match tls {
+        None => netref::connect(addr)?,
+        Some(dir) => {
+            let ca = dir.join("ca.pem");
+            let connector =
+                TlsConnector::with_roots(&std::fs::read(&ca).map_err(|e| format!("{}: {e}", ca.display()))?)?;
+            // The server's certificate must be valid for the host named.
+            let (host, port) = addr.rsplit_once(':').ok_or("--addr is HOST:PORT")?;
+            Builder::default().connect_tls(&connector, host, port.parse()?)?
+        }
+    };
     let on_message = |from: String, text: String| {
         let line = if from == "*" { format!("* {text}\n") } else { format!("<{from}> {text}\n") };
         let mut out = io::stdout().lock();
@@ -218,6 +250,26 @@ fn client(addr: &str, name: &str) -> Res<()> {
     Ok(())
 }
 
+/// Writes a fresh certificate authority (`ca.pem`) and a server certificate
+/// it signed for `localhost` and 127.0.0.1 (`server.pem`, `server.key`)
+/// into `dir`: for the demo; a real server has its own.
+fn make_certs(dir: &Path) -> Res<()> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "chat demo CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?
+        .signed_by(&key, &ca)?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    std::fs::write(dir.join("server.pem"), cert.pem())?;
+    std::fs::write(dir.join("server.key"), key.serialize_pem())?;
+    println!("wrote ca.pem, server.pem and server.key in {}", dir.display());
+    Ok(())
+}
+
 /// The value following `--name`, if given.
 fn opt(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -226,15 +278,21 @@ fn opt(args: &[String], name: &str) -> Option<String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let addr = opt(&args, "--addr").unwrap_or_else(|| DEFAULT_ADDR.into());
+    let tls = opt(&args, "--tls").map(std::path::PathBuf::from);
+    let tls = tls.as_deref();
     let result = match args.first().map(String::as_str) {
         _ if args.iter().any(|a| a == "--help" || a == "-h") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Some("server") => server(&addr),
+        Some("server") => server(&addr, tls),
         Some("client") => match opt(&args, "--name") {
-            Some(name) => client(&addr, &name),
+            Some(name) => client(&addr, &name, tls),
             None => Err("client needs --name".into()),
+        },
+        Some("make-certs") => match args.get(1) {
+            Some(dir) => make_certs(Path::new(dir)),
+            None => Err("make-certs needs a directory".into()),
         },
         _ => Err("give a command: server or client".into()),
     };

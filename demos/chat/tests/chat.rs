@@ -74,3 +74,44 @@ fn messages_reach_every_client_and_leavers_are_dropped() {
     bob.finish_ok();
     server.expect_exact("bob left (disconnected); 0 in the room");
 }
+
+/// The room over TLS (`make-certs`, then `--tls DIR` on both sides): the
+/// conversation goes through, and a plaintext client is refused.
+#[test]
+fn the_room_over_tls() {
+    let dir = std::env::temp_dir().join(format!("chat-tls-test-{}", std::process::id()));
+    let dir_arg = dir.to_str().unwrap();
+    let mut certs = Proc::spawn("make-certs", BIN, &["make-certs", dir_arg]);
+    certs.expect("wrote ca.pem, server.pem and server.key");
+    certs.finish_ok();
+
+    let mut server = Proc::spawn("server", BIN, &["server", "--addr", "127.0.0.1:0", "--tls", dir_arg]);
+    let line = server.expect("listening on ");
+    assert!(line.ends_with(" (TLS)"), "{line}");
+    let addr = line.trim_end_matches(" (TLS)").rsplit(' ').next().unwrap().to_string();
+    let tls_client =
+        |name: &str| Proc::spawn(name, BIN, &["client", "--addr", &addr, "--tls", dir_arg, "--name", name]);
+
+    let mut alice = tls_client("alice");
+    alice.expect_exact("joined as alice; nobody else is here");
+    let mut bob = tls_client("bob");
+    bob.expect_exact("joined as bob; here: alice");
+    alice.expect_exact("* bob joined");
+    bob.send("hello over TLS");
+    for c in [&mut alice, &mut bob] {
+        c.expect_exact("<bob> hello over TLS");
+    }
+
+    // A client without --tls reaches nobody.
+    let plain =
+        std::process::Command::new(BIN).args(["client", "--addr", &addr, "--name", "eve"]).output().unwrap();
+    assert_eq!(plain.status.code(), Some(1), "{plain:?}");
+    assert!(String::from_utf8_lossy(&plain.stdout).is_empty(), "{plain:?}");
+
+    for c in [&mut alice, &mut bob] {
+        c.close_stdin();
+        c.expect("bye");
+        c.finish_ok();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
