@@ -372,6 +372,10 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
                     );
                 }
                 put(format!("latency/{t}/{p}/raw"), env.run(&job("raw", "raw", "latency", t, pin, vec![])));
+                if t == "tcp" {
+                    let tls = "netref-tls";
+                    put(format!("latency/{t}/{p}/{tls}"), env.run(&job(tls, tls, "latency", t, pin, vec![])));
+                }
                 if with_baselines {
                     for v in ["cached", "attr"] {
                         let args = vec![("variant", v.to_string())];
@@ -470,6 +474,10 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
                 env.run(&job("netref", "netref", "payload", t, false, vec![])),
             );
             put(format!("payload/{t}/raw"), env.run(&job("raw", "raw", "payload", t, false, vec![])));
+            if t == "tcp" {
+                let tls = "netref-tls";
+                put(format!("payload/{t}/{tls}"), env.run(&job(tls, tls, "payload", t, false, vec![])));
+            }
             if with_baselines {
                 put(format!("payload/{t}/rpyc"), env.run(&job("rpyc", "rpyc", "payload", t, false, vec![])));
             }
@@ -539,6 +547,14 @@ fn idle_wanted(quick: bool) -> usize {
     }
 }
 
+/// A TLS row, with what TLS costs beside plain netref of the same run.
+fn tls_note(mut r: Row, plain: Option<f64>) -> Row {
+    if let (Some(tls), Some(plain)) = (r.netref, plain) {
+        r.note = Some(format!("netref over TLS ÷ plain netref: {:.2}x", tls / plain));
+    }
+    r
+}
+
 /// Builds the table rows from the measurements.
 fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize) -> Vec<Row> {
     let get = |k: &str, f: &str| res.get(k).and_then(|m| m.get(f)).copied();
@@ -564,6 +580,12 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
                     r.target = target("netref/raw", r.ratio("raw"), Cmp::AtMost, 1.3);
                 }
                 rows.push(r);
+            }
+            if t == "tcp" {
+                let mut r = Row::new(format!("sync latency p50 over TLS, TCP, {p} (raw: plain TCP)"), "µs");
+                r.netref = get(&k("netref-tls"), "p50_us");
+                r.raw = get(&k("raw"), "p50_us");
+                rows.push(tls_note(r.with_ratios(), get(&k("netref"), "p50_us")));
             }
             // The typed proxy's call beside the dynamic one of the same run.
             let best = |imp: &str| {
@@ -713,6 +735,12 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
         let mut r = r.with_ratios();
         r.target = target("netref/raw", r.ratio("raw"), Cmp::AtLeast, 0.8);
         rows.push(r);
+        if t == "tcp" {
+            let mut r = Row::new("1 MiB echo over TLS, TCP (raw: plain TCP)", "MiB/s");
+            r.netref = get("payload/tcp/netref-tls", "mib_per_s");
+            r.raw = get("payload/tcp/raw", "mib_per_s");
+            rows.push(tls_note(r.with_ratios(), get("payload/tcp/netref", "mib_per_s")));
+        }
     }
     for (server, name) in [("netref-mio", "mio"), ("netref-polling", "polling")] {
         let k = format!("scale/{server}");

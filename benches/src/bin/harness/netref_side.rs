@@ -14,6 +14,11 @@
 //! with write batching on: [`Config::batch_replies`] on both ends, the
 //! pipelined client's calls and the server's `emit` inside
 //! [`netref::batch`]. The plain `netref` writes every message at once.
+//!
+//! `netref-tls` (server and client, TCP) is the plain ThreadedServer and
+//! client over TLS: the server makes a self-signed certificate for
+//! 127.0.0.1 when it starts and writes it where the client reads it
+//! ([`tls_cert_path`]).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -103,11 +108,13 @@ pub(crate) fn server(opts: &Opts) -> io::Result<()> {
     let (listener, addr) = Listener::bind(opts.str("transport"), opts.get("path"))?;
     let err = |e: netref::Error| io::Error::other(e.to_string());
     match opts.str("impl") {
-        imp @ ("netref" | "netref-batched" | "netref-typed" | "netref-rpyc") => {
+        imp @ ("netref" | "netref-batched" | "netref-typed" | "netref-rpyc" | "netref-tls") => {
             let batched = imp == "netref-batched";
+            let tls = if imp == "netref-tls" { Some(tls_acceptor()?) } else { None };
             let builder = || match imp {
                 "netref-typed" => Builder::default().service(Service::typed::<dyn Calc>(Adder)),
                 "netref-rpyc" => builder(false).config(Config::default().dialect(dialect(imp, true))),
+                "netref-tls" => builder(false).tls(tls.clone().expect("made above")),
                 _ => builder(batched),
             };
             let server = match (&listener, &addr) {
@@ -146,8 +153,29 @@ pub(crate) fn server(opts: &Opts) -> io::Result<()> {
     Ok(())
 }
 
-fn connect(addr: &Addr, batched: bool, dialect: Dialect) -> netref::Result<Connection> {
-    let b = Builder::default().config(Config::default().batch_replies(batched).dialect(dialect));
+/// Where the `netref-tls` server writes its certificate for the client.
+fn tls_cert_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-run/tls-cert.pem")
+}
+
+/// A self-signed certificate for 127.0.0.1, written to [`tls_cert_path`].
+fn tls_acceptor() -> io::Result<netref::tls::TlsAcceptor> {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).map_err(io::Error::other)?;
+    let cert = made.cert.pem();
+    std::fs::write(tls_cert_path(), &cert)?;
+    netref::tls::TlsAcceptor::new(cert.as_bytes(), made.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+fn connect(addr: &Addr, imp: &str) -> netref::Result<Connection> {
+    let batched = imp == "netref-batched";
+    let b = Builder::default().config(Config::default().batch_replies(batched).dialect(dialect(imp, false)));
+    if imp == "netref-tls" {
+        let Addr::Tcp(a) = addr else { panic!("netref-tls runs over TCP") };
+        let (host, port) = a.rsplit_once(':').expect("HOST:PORT");
+        let connector = netref::tls::TlsConnector::with_roots(&std::fs::read(tls_cert_path())?)?;
+        return b.connect_tls(&connector, host, port.parse().expect("a port"));
+    }
     match addr {
         Addr::Tcp(a) => b.connect_tcp(a.as_str()),
         Addr::Unix(p) => b.connect_unix(p),
@@ -161,7 +189,7 @@ pub(crate) fn client(opts: &Opts) -> netref::Result<()> {
         return scale(opts, &addr);
     }
     let batched = opts.str("impl") == "netref-batched";
-    let conn = connect(&addr, batched, dialect(opts.str("impl"), false))?;
+    let conn = connect(&addr, opts.str("impl"))?;
     if opts.str("impl") == "netref-typed" {
         let calc = CalcProxy::root(&conn)?;
         common::measure_latency(opts, || {
