@@ -114,7 +114,7 @@ pub use error::{AuthError, CloseReason, ConvertError, Error, Misuse, Place, Remo
 pub use server::DeadlineIndex;
 pub use server::{Accepted, Listener};
 pub use server::{OneShotServer, ThreadedServer};
-pub use transport::{SocketTransport, Stream, Transport};
+pub use transport::{PipeTransport, SocketTransport, Stream, Transport};
 pub use value::object::{callback, Invoke, InvokeWith, LocalObject, Method, Object, ObjectBuilder};
 pub use value::{from_value, to_value, ObjectRef, Value};
 

@@ -1,6 +1,7 @@
 //! `connect_subproc` of this test binary itself: the parent starts it again
-//! as a child serving a worker over its stdin (`connect_stdpipes`). A test
-//! with a main of its own (`harness = false`), so that the child does
+//! as a child serving a worker over its stdin (`connect_stdpipes`), or over
+//! its stdin and stdout as two pipes (`connect_pipes` in the parent). A
+//! test with a main of its own (`harness = false`), so that the child does
 //! nothing but serve.
 
 use std::process::{Command, Stdio};
@@ -16,9 +17,10 @@ fn main() {
         Ok("stdin-not-a-socket") => return stdin_not_a_socket(),
         _ => {}
     }
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         ("calls_and_callbacks_over_a_child", calls_and_callbacks_over_a_child),
         ("the_childs_exit_ends_the_connection", the_childs_exit_ends_the_connection),
+        ("a_child_over_two_pipes", a_child_over_two_pipes),
         ("stdpipes_refuses_a_stdin_that_is_not_a_socket", stdpipes_refuses_a_stdin_that_is_not_a_socket),
     ];
     for (name, test) in tests {
@@ -32,7 +34,8 @@ fn worker() {
     let root = ObjectBuilder::new("Worker")
         .method("add", |a: i64, b: i64| a + b)
         .try_method("call_me", |cb: RemoteObject, x: i64| cb.call::<i64>((x,)))
-        // Stdout is the child's own, not the connection's.
+        // Stdout is the child's own, not the connection's (or, over two
+        // pipes, it writes to stderr).
         .method("say", || println!("worker: a stray println"))
         .method("quit", || -> () { std::process::exit(3) })
         .build();
@@ -78,6 +81,27 @@ fn the_childs_exit_ends_the_connection() {
     assert_eq!(child.wait().unwrap().code(), Some(3));
     assert!(conn.is_closed());
     assert!(matches!(root.call_method::<i64>("add", (1, 1)), Err(Error::Closed(_))));
+}
+
+/// RPyC's way: the child's stdin and stdout are two pipes. Its stray
+/// `println!` goes to its stderr, and its exit ends the connection.
+fn a_child_over_two_pipes() {
+    let mut command = child("worker");
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let (to_child, from_child) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let conn = Builder::default().connect_pipes(from_child, to_child).unwrap();
+    let root = conn.root().unwrap();
+    assert_eq!(root.call_method::<i64>("add", (1, 2)).unwrap(), 3);
+    root.call_method::<()>("say", ()).unwrap();
+    let tenfold = netref::callback(|x: i64| x * 10);
+    assert_eq!(root.call_method::<i64>("call_me", (tenfold, 4)).unwrap(), 40);
+    let e = root.call_method::<()>("quit", ()).unwrap_err();
+    assert!(matches!(e, Error::Closed(CloseReason::ByPeer)), "{e}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(said.contains("worker: a stray println"), "the println went to stderr: {said:?}");
 }
 
 fn stdpipes_refuses_a_stdin_that_is_not_a_socket() {

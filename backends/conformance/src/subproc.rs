@@ -60,3 +60,43 @@ pub fn subprocess_on_the_loop<B: Backend>() {
     assert!(bye.error());
     assert_eq!(child.wait().unwrap().code(), Some(3));
 }
+
+/// A connection over two pipes (`connect_pipes`) on the loop, its peer
+/// served by a thread of this process: calls, a callback, and a megabyte
+/// each way, more than a pipe holds, so writes wait for the loop to see
+/// the pipe writable; then the loop sleeps. Closing it ends the peer's
+/// side too.
+pub fn pipes_on_the_loop<B: Backend>() {
+    let (from_peer, to_us) = std::io::pipe().unwrap();
+    let (from_us, to_peer) = std::io::pipe().unwrap();
+    let root = ObjectBuilder::new("Worker")
+        .method("echo", |v: netref::Value| v)
+        .try_method("call_me", |cb: RemoteObject, x: i64| cb.call::<i64>((x,)))
+        .build();
+    let peer = Builder::default().service(Service::object(root)).connect_pipes(from_us, to_us).unwrap();
+    let serving = thread::spawn(move || peer.serve_all());
+    let conn = Builder::default().connect_pipes(from_peer, to_peer).unwrap();
+    let mut lp = B::new_loop();
+    let key = lp.attach(&conn);
+    let root = conn.root().unwrap();
+    let me = thread::current().id();
+    let called_on: Cell<thread::ThreadId> = Cell::default();
+    let c = called_on.clone();
+    let tenfold = netref::callback(move |x: i64| {
+        c.put(thread::current().id());
+        x * 10
+    });
+    let back = netref::async_(&root).call_method("call_me", (tenfold, 4));
+    let big = netref::Value::Bytes((0..1 << 20).map(|i| (i % 251) as u8).collect());
+    let echo = netref::async_(&root).call_method("echo", (big.clone(),));
+    run_until(&mut lp, "the replies over the pipes", |_| back.ready() && echo.ready());
+    assert_eq!(back.value_as::<i64>().unwrap(), 40);
+    assert_eq!(called_on.get(), Some(me), "the peer's call ran on the loop's thread");
+    assert_eq!(echo.value_as::<netref::Value>().unwrap(), big);
+    // Both pipes drained and the write end no longer watched: the loop
+    // sleeps (a level-triggered loop would spin on a stale readiness).
+    crate::assert_idle(&mut lp, &conn);
+    lp.detach(key);
+    conn.close();
+    assert!(serving.join().unwrap().is_ok(), "the peer saw the connection end");
+}

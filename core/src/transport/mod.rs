@@ -87,6 +87,10 @@ pub trait Transport: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
+mod pipes;
+
+pub use pipes::PipeTransport;
+
 /// Most slices one `sendmsg` takes (Linux's `UIO_MAXIOV`).
 const IOV_MAX: usize = 1024;
 
