@@ -133,6 +133,7 @@ macro_rules! conformance_tests {
             subprocess_on_the_loop,
             subprocess_worker,
             pipes_on_the_loop,
+            reconnect_on_the_loop,
             tls_server_on_the_loop,
             tls_client_on_the_loop,
         );
@@ -1584,7 +1585,9 @@ pub use typed::{
 pub mod rpyc;
 pub use rpyc::{python_client_of_the_backend_server, python_filemon_events_on_the_loop};
 
+mod reconnect;
 mod subproc;
 mod tls;
+pub use reconnect::reconnect_on_the_loop;
 pub use subproc::{pipes_on_the_loop, subprocess_on_the_loop, subprocess_worker};
 pub use tls::{tls_client_on_the_loop, tls_server_on_the_loop};
