@@ -343,3 +343,20 @@ fn bad_certificates_and_keys_are_named_when_given() {
     let err = Builder::default().over_tls_stream(&w.connector(), "not a name!", stream).unwrap_err();
     assert_eq!(err.to_string(), "TLS: \"not a name!\" is not a server name (a DNS name or an IP address)");
 }
+
+/// `with_system_roots` reads the system's store, which `SSL_CERT_FILE`
+/// names when set (as OpenSSL's does): pointed at the test authority, it
+/// trusts the test server. (The only test of this binary that sets it.)
+#[test]
+fn system_roots_are_the_store_ssl_cert_file_names() {
+    let w = world();
+    let server = w.serve(Builder::default().service(calc_service()).tls(w.acceptor()));
+    let store = std::env::temp_dir().join(format!("netref-tls-roots-{}.pem", std::process::id()));
+    std::fs::write(&store, w.ca.pem()).unwrap();
+    std::env::set_var("SSL_CERT_FILE", &store);
+    let connector = TlsConnector::with_system_roots();
+    std::env::remove_var("SSL_CERT_FILE");
+    let _ = std::fs::remove_file(&store);
+    let conn = Builder::default().connect_tls(&connector.unwrap(), "localhost", server.addr.port()).unwrap();
+    assert_eq!(conn.root().unwrap().call_method::<i64>("add", (2, 2)).unwrap(), 4);
+}

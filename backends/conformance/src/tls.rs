@@ -3,14 +3,16 @@
 //! is over (so the service sees the client's certificate), and a client
 //! connection over TLS on the loop, its records flowing both ways.
 
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::thread;
+use std::time::Duration;
 
 use netref::error::{TlsError, TlsPeer};
 use netref::tls::{TlsAcceptor, TlsConnector};
 use netref::{Builder, Error, ObjectBuilder, RemoteObject, Service, ThreadedServer, Value};
 
-use crate::{run_until, Backend, Cell, TestLoop};
+use crate::{run_until, Backend, Cell, TestLoop, PATIENCE};
 
 #[path = "../../../core/tests/common/certs.rs"]
 mod certs;
@@ -35,8 +37,8 @@ fn service() -> Service {
 
 /// The backend's server over TLS, requiring client certificates: a client
 /// with one is served (the service saw its name), one without is refused
-/// naming why, a plaintext client is dropped, and the loop goes on serving
-/// through all of them.
+/// naming why, a plaintext client and a silent one are dropped, and the
+/// loop goes on serving through all of them.
 pub fn tls_server_on_the_loop<B: Backend>() {
     let ca = Ca::new("netref conformance CA");
     let cert = ca.server(&["localhost"]);
@@ -45,7 +47,11 @@ pub fn tls_server_on_the_loop<B: Backend>() {
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let server = B::spawn_server(listener, Builder::default().service(service()).tls(acceptor));
+    // A handshake that does not end within handshake_timeout ends that
+    // connection (the loop has no thread to block).
+    let config = netref::Config::default().handshake_timeout(Some(Duration::from_millis(200)));
+    let server =
+        B::spawn_server(listener, Builder::default().service(service()).config(config).tls(acceptor));
     let anonymous = TlsConnector::with_roots(&ca.pem()).unwrap();
     let alice = ca.client("alice.clients.test");
     let connector = anonymous.clone().with_client_certificate(&alice.chain_pem, &alice.key_pem).unwrap();
@@ -53,6 +59,9 @@ pub fn tls_server_on_the_loop<B: Backend>() {
     // A plaintext client first: the loop drops it and serves the others.
     let plain = netref::connect(("127.0.0.1", port)).unwrap();
     assert!(plain.root().unwrap_err().is_closed());
+    // A client that never says anything: dropped at handshake_timeout.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    silent.set_read_timeout(Some(PATIENCE)).unwrap();
 
     let conn = Builder::default().connect_tls(&connector, "localhost", port).unwrap();
     let root = conn.root().unwrap();
@@ -63,6 +72,10 @@ pub fn tls_server_on_the_loop<B: Backend>() {
     let Error::Tls(why) = refused else { panic!("expected a TLS error, got {refused}") };
     assert_eq!(why, TlsError::Refused { peer: TlsPeer::Server, alert: "CertificateRequired".into() });
     assert_eq!(root.call_method::<i64>("add", (40, 2)).unwrap(), 42, "the first client is still served");
+    let mut nothing = Vec::new();
+    silent.read_to_end(&mut nothing).expect("the server closed the silent client");
+    // At most a TLS alert (its close_notify): never netref's hello in the clear.
+    assert!(nothing.is_empty() || nothing[0] == 0x15, "{nothing:?}");
     conn.close();
     server.stop();
 }
