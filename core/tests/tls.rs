@@ -86,6 +86,11 @@ impl World {
     fn serve(&self, builder: Builder) -> Running {
         Running::start(ThreadedServer::bind_tcp("127.0.0.1:0", builder).unwrap())
     }
+    /// The calculator over TLS, for clients that know [`SECRET`].
+    fn serve_with_secret(&self) -> Running {
+        let secret = SharedSecret::new(SECRET.to_vec());
+        self.serve(Builder::default().service(calc_service()).tls(self.acceptor()).authenticator(secret))
+    }
 }
 
 fn tls_error(e: Error) -> TlsError {
@@ -209,12 +214,7 @@ fn client_certificates_are_the_services_credentials() {
 #[test]
 fn a_shared_secret_over_tls_passes() {
     let w = world();
-    let server = w.serve(
-        Builder::default()
-            .service(calc_service())
-            .tls(w.acceptor())
-            .authenticator(SharedSecret::new(SECRET.to_vec())),
-    );
+    let server = w.serve_with_secret();
     let conn = Builder::default()
         .shared_secret(SECRET.to_vec())
         .connect_tls(&w.connector(), "localhost", server.addr.port())
@@ -278,12 +278,7 @@ fn over_plain_tcp_a_relay_hijacks_a_shared_secret_exchange() {
 fn over_tls_the_relayed_exchange_is_refused() {
     logcap::install();
     let w = world();
-    let server = w.serve(
-        Builder::default()
-            .service(calc_service())
-            .tls(w.acceptor())
-            .authenticator(SharedSecret::new(SECRET.to_vec())),
-    );
+    let server = w.serve_with_secret();
     let relay = TcpListener::bind("127.0.0.1:0").unwrap();
     let relay_port = relay.local_addr().unwrap().port();
     let connector = w.connector();

@@ -208,6 +208,23 @@ impl Wake for Flag {
     }
 }
 
+/// A callback `x -> 10 x` that records the thread it ran on: for checks
+/// that a peer's call of it ran on the loop's thread.
+pub fn tenfold_recording_its_thread() -> (LocalObject, Cell<ThreadId>) {
+    let called_on: Cell<ThreadId> = Cell::default();
+    let c = called_on.clone();
+    let tenfold = netref::callback(move |x: i64| {
+        c.put(thread::current().id());
+        x * 10
+    });
+    (tenfold, called_on)
+}
+
+/// A megabyte of bytes: more than a socket or a pipe takes at once.
+pub fn megabyte() -> netref::Value {
+    netref::Value::Bytes((0..1 << 20).map(|i| (i % 251) as u8).collect())
+}
+
 /// A value filled in once, from any thread.
 pub struct Cell<T>(Arc<Mutex<Option<T>>>);
 

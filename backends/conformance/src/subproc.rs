@@ -6,7 +6,7 @@ use std::thread;
 
 use netref::{Builder, CloseReason, ObjectBuilder, RemoteObject, Service};
 
-use crate::{run_until, Backend, Cell, TestLoop};
+use crate::{run_until, Backend, TestLoop};
 
 /// Set in the child [`subprocess_on_the_loop`] starts.
 const ROLE: &str = "NETREF_CONFORMANCE_SUBPROCESS_WORKER";
@@ -42,12 +42,7 @@ pub fn subprocess_on_the_loop<B: Backend>() {
     let me = thread::current().id();
 
     let sum = netref::async_(&root).call_method("add", (40, 2));
-    let called_on: Cell<thread::ThreadId> = Cell::default();
-    let c = called_on.clone();
-    let tenfold = netref::callback(move |x: i64| {
-        c.put(thread::current().id());
-        x * 10
-    });
+    let (tenfold, called_on) = crate::tenfold_recording_its_thread();
     let back = netref::async_(&root).call_method("call_me", (tenfold, 4));
     run_until(&mut lp, "the child's replies", |_| sum.ready() && back.ready());
     assert_eq!(sum.value_as::<i64>().unwrap(), 42);
@@ -80,14 +75,9 @@ pub fn pipes_on_the_loop<B: Backend>() {
     let key = lp.attach(&conn);
     let root = conn.root().unwrap();
     let me = thread::current().id();
-    let called_on: Cell<thread::ThreadId> = Cell::default();
-    let c = called_on.clone();
-    let tenfold = netref::callback(move |x: i64| {
-        c.put(thread::current().id());
-        x * 10
-    });
+    let (tenfold, called_on) = crate::tenfold_recording_its_thread();
     let back = netref::async_(&root).call_method("call_me", (tenfold, 4));
-    let big = netref::Value::Bytes((0..1 << 20).map(|i| (i % 251) as u8).collect());
+    let big = crate::megabyte();
     let echo = netref::async_(&root).call_method("echo", (big.clone(),));
     run_until(&mut lp, "the replies over the pipes", |_| back.ready() && echo.ready());
     assert_eq!(back.value_as::<i64>().unwrap(), 40);

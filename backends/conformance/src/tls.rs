@@ -12,7 +12,7 @@ use netref::error::{TlsError, TlsPeer};
 use netref::tls::{TlsAcceptor, TlsConnector};
 use netref::{Builder, Error, ObjectBuilder, RemoteObject, Service, ThreadedServer, Value};
 
-use crate::{run_until, Backend, Cell, TestLoop, PATIENCE};
+use crate::{run_until, Backend, TestLoop, PATIENCE};
 
 #[path = "../../../core/tests/common/certs.rs"]
 mod certs;
@@ -99,14 +99,9 @@ pub fn tls_client_on_the_loop<B: Backend>() {
     let key = lp.attach(&conn);
     let root = conn.root().unwrap();
     let me = thread::current().id();
-    let called_on: Cell<thread::ThreadId> = Cell::default();
-    let c = called_on.clone();
-    let tenfold = netref::callback(move |x: i64| {
-        c.put(thread::current().id());
-        x * 10
-    });
+    let (tenfold, called_on) = crate::tenfold_recording_its_thread();
     let back = netref::async_(&root).call_method("call_me", (tenfold, 4));
-    let big = Value::Bytes((0..1 << 20).map(|i| (i % 251) as u8).collect());
+    let big = crate::megabyte();
     let echo = netref::async_(&root).call_method("echo", (big.clone(),));
     run_until(&mut lp, "the replies through TLS", |_| back.ready() && echo.ready());
     assert_eq!(back.value_as::<i64>().unwrap(), 41);

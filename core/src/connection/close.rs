@@ -1,7 +1,6 @@
 //! Closing: the close hooks, lingering for the last replies, and failing what
 //! is still pending.
 
-use std::io::{self, IoSlice};
 use std::thread;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use super::state::{After, State, StateGuard};
 use super::Shared;
 use crate::error::CloseReason;
 use crate::protocol::Input;
-use crate::transport::Transport;
+use crate::transport::AsIo;
 
 /// How long a close waits, on the connection's [`Clock`], for its farewell
 /// (and whatever was queued before it) to leave.
@@ -23,7 +22,7 @@ impl Shared {
         st.held = false;
         // What the transport still holds (TLS records) goes first.
         let flushed = if self.transport.wants_write() { self.transport.flush() } else { Ok(()) };
-        match flushed.and_then(|()| st.proto.write_to(&mut Writer(&*self.transport))) {
+        match flushed.and_then(|()| st.proto.write_to(&mut AsIo(&*self.transport))) {
             Ok(_) => true,
             Err(e) => {
                 let _ = st.proto.handle_input(self.clock.now(), Input::Failed(e));
@@ -134,21 +133,5 @@ impl Shared {
                 return st;
             }
         }
-    }
-}
-
-/// A transport as the [`io::Write`] that [`Protocol::write_to`](crate::protocol::Protocol::write_to)
-/// writes to.
-struct Writer<'a>(&'a dyn Transport);
-
-impl io::Write for Writer<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.write_vectored(bufs)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::errors::from_rustls;
 use crate::auth::Credentials;
 use crate::error::{Error, Result, TlsError, TlsPeer};
-use crate::transport::{SocketTransport, Stream, Transport};
+use crate::transport::{AsIo, SocketTransport, Stream, Transport};
 
 /// A socket with a rustls session on it.
 ///
@@ -30,28 +30,6 @@ pub(crate) struct TlsTransport {
     established: AtomicBool,
     /// The session holds records the socket has not taken yet.
     pending: AtomicBool,
-}
-
-/// The socket as rustls reads and writes it: non-blocking, through the
-/// plain transport (its vectored, SIGPIPE-free writes).
-struct Io<'a>(&'a SocketTransport);
-
-impl Read for Io<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl Write for Io<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.write_vectored(bufs)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 impl TlsTransport {
@@ -94,7 +72,7 @@ impl TlsTransport {
             if !tls.wants_write() {
                 break Ok(());
             }
-            match tls.write_tls(&mut Io(&self.socket)) {
+            match tls.write_tls(&mut AsIo(&self.socket)) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -110,7 +88,7 @@ impl TlsTransport {
     /// (`EPIPE`) before any read sees the alert. Reads what the socket
     /// still has, once, without sending anything.
     fn reason_for(&self, tls: &mut rustls::Connection) -> Option<io::Error> {
-        tls.read_tls(&mut Io(&self.socket)).ok()?;
+        tls.read_tls(&mut AsIo(&self.socket)).ok()?;
         let e = tls.process_new_packets().err()?;
         Some(self.failed(&e, tls))
     }
@@ -119,7 +97,7 @@ impl TlsTransport {
     /// (answering the handshake): `Ok(false)` when the socket had nothing,
     /// `Ok(true)` for records or the end of the stream.
     fn receive_records(&self, tls: &mut rustls::Connection) -> io::Result<bool> {
-        let eof = match tls.read_tls(&mut Io(&self.socket)) {
+        let eof = match tls.read_tls(&mut AsIo(&self.socket)) {
             Ok(0) => true,
             Ok(_) => false,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

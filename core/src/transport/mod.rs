@@ -91,6 +91,29 @@ mod pipes;
 
 pub use pipes::PipeTransport;
 
+/// A transport as [`Read`] and [`Write`], for code written against them
+/// (the protocol's `write_to`, rustls's `read_tls` and `write_tls`): the
+/// same non-blocking calls, `WouldBlock` included.
+pub(crate) struct AsIo<'a, T: ?Sized>(pub(crate) &'a T);
+
+impl<T: Transport + ?Sized> Read for AsIo<'_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<T: Transport + ?Sized> Write for AsIo<'_, T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Most slices one `sendmsg` takes (Linux's `UIO_MAXIOV`).
 const IOV_MAX: usize = 1024;
 
