@@ -220,6 +220,25 @@ pub fn tenfold_recording_its_thread() -> (LocalObject, Cell<ThreadId>) {
     (tenfold, called_on)
 }
 
+/// Attaches `conn` to `lp` and checks it there: the peer's
+/// `call_me(callback, 4)` calls our callback while it serves our call, on
+/// the loop's thread, and answers `expected`; `echo` sends a megabyte back
+/// (more than a socket or a pipe takes at once, so writes wait for the
+/// loop to see the fd writable). Returns the attachment's key.
+pub fn callback_and_megabyte_on_the_loop<L: TestLoop>(lp: &mut L, conn: &Connection, expected: i64) -> usize {
+    let key = lp.attach(conn);
+    let root = conn.root().unwrap();
+    let (tenfold, called_on) = tenfold_recording_its_thread();
+    let back = netref::async_(&root).call_method("call_me", (tenfold, 4));
+    let big = megabyte();
+    let echo = netref::async_(&root).call_method("echo", (big.clone(),));
+    run_until(lp, "the replies", |_| back.ready() && echo.ready());
+    assert_eq!(back.value_as::<i64>().unwrap(), expected);
+    assert_eq!(called_on.get(), Some(thread::current().id()), "the peer's call ran on the loop's thread");
+    assert_eq!(echo.value_as::<netref::Value>().unwrap(), big);
+    key
+}
+
 /// A megabyte of bytes: more than a socket or a pipe takes at once.
 pub fn megabyte() -> netref::Value {
     netref::Value::Bytes((0..1 << 20).map(|i| (i % 251) as u8).collect())

@@ -72,17 +72,7 @@ pub fn pipes_on_the_loop<B: Backend>() {
     let serving = thread::spawn(move || peer.serve_all());
     let conn = Builder::default().connect_pipes(from_peer, to_peer).unwrap();
     let mut lp = B::new_loop();
-    let key = lp.attach(&conn);
-    let root = conn.root().unwrap();
-    let me = thread::current().id();
-    let (tenfold, called_on) = crate::tenfold_recording_its_thread();
-    let back = netref::async_(&root).call_method("call_me", (tenfold, 4));
-    let big = crate::megabyte();
-    let echo = netref::async_(&root).call_method("echo", (big.clone(),));
-    run_until(&mut lp, "the replies over the pipes", |_| back.ready() && echo.ready());
-    assert_eq!(back.value_as::<i64>().unwrap(), 40);
-    assert_eq!(called_on.get(), Some(me), "the peer's call ran on the loop's thread");
-    assert_eq!(echo.value_as::<netref::Value>().unwrap(), big);
+    let key = crate::callback_and_megabyte_on_the_loop(&mut lp, &conn, 40);
     // Both pipes drained and the write end no longer watched: the loop
     // sleeps (a level-triggered loop would spin on a stale readiness).
     crate::assert_idle(&mut lp, &conn);

@@ -5,14 +5,13 @@
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::thread;
 use std::time::Duration;
 
 use netref::error::{TlsError, TlsPeer};
 use netref::tls::{TlsAcceptor, TlsConnector};
 use netref::{Builder, Error, ObjectBuilder, RemoteObject, Service, ThreadedServer, Value};
 
-use crate::{run_until, Backend, TestLoop, PATIENCE};
+use crate::{Backend, TestLoop, PATIENCE};
 
 #[path = "../../../core/tests/common/certs.rs"]
 mod certs;
@@ -96,17 +95,7 @@ pub fn tls_client_on_the_loop<B: Backend>() {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let conn = Builder::default().over_tls_stream(&connector, "localhost", stream).unwrap();
     let mut lp = B::new_loop();
-    let key = lp.attach(&conn);
-    let root = conn.root().unwrap();
-    let me = thread::current().id();
-    let (tenfold, called_on) = crate::tenfold_recording_its_thread();
-    let back = netref::async_(&root).call_method("call_me", (tenfold, 4));
-    let big = crate::megabyte();
-    let echo = netref::async_(&root).call_method("echo", (big.clone(),));
-    run_until(&mut lp, "the replies through TLS", |_| back.ready() && echo.ready());
-    assert_eq!(back.value_as::<i64>().unwrap(), 41);
-    assert_eq!(called_on.get(), Some(me), "the server's call ran on the loop's thread");
-    assert_eq!(echo.value_as::<Value>().unwrap(), big);
+    let key = crate::callback_and_megabyte_on_the_loop(&mut lp, &conn, 41);
     lp.detach(key);
     conn.close();
     server.close();
