@@ -355,3 +355,28 @@ fn system_roots_are_the_store_ssl_cert_file_names() {
     let conn = Builder::default().connect_tls(&connector.unwrap(), "localhost", server.addr.port()).unwrap();
     assert_eq!(conn.root().unwrap().call_method::<i64>("add", (2, 2)).unwrap(), 4);
 }
+
+/// rustls configurations of the user's own, used as they are; the
+/// conveniences that would rebuild them say so instead.
+#[test]
+fn rustls_configs_of_ones_own() {
+    let w = world();
+    let server_config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(pem_certs(&w.server.chain_pem), pem_key(&w.server.key_pem))
+        .unwrap();
+    let acceptor = TlsAcceptor::from_config(Arc::new(server_config));
+    let server = w.serve(Builder::default().service(calc_service()).tls(acceptor.clone()));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(pem_certs(&w.ca.pem()));
+    let client_config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let connector = TlsConnector::from_config(Arc::new(client_config));
+    let conn = Builder::default().connect_tls(&connector, "localhost", server.addr.port()).unwrap();
+    assert_eq!(conn.root().unwrap().call_method::<i64>("add", (3, 4)).unwrap(), 7);
+
+    let leaf = w.ca.client("alice.clients.test");
+    let err = connector.with_client_certificate(&leaf.chain_pem, &leaf.key_pem).unwrap_err();
+    assert!(err.to_string().contains("set the certificate in that config"), "{err}");
+    let err = acceptor.require_client_certificates(&w.ca.pem()).unwrap_err();
+    assert!(err.to_string().contains("set the client verifier in that config"), "{err}");
+}

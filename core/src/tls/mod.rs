@@ -99,7 +99,9 @@ fn roots(pem: &[u8], what: &str) -> Result<RootCertStore, TlsError> {
 /// clone; one serves any number of connections.
 #[derive(Clone)]
 pub struct TlsConnector {
-    roots: Arc<RootCertStore>,
+    /// The roots it was made with (`None` from a configuration of the
+    /// user's own).
+    roots: Option<Arc<RootCertStore>>,
     config: Arc<ClientConfig>,
 }
 
@@ -126,7 +128,7 @@ impl TlsConnector {
     fn from_roots(store: RootCertStore) -> Result<Self> {
         let roots = Arc::new(store);
         let config = Self::builder(&roots)?.with_no_client_auth();
-        Ok(TlsConnector { roots, config: Arc::new(config) })
+        Ok(TlsConnector { roots: Some(roots), config: Arc::new(config) })
     }
 
     fn builder(
@@ -141,17 +143,22 @@ impl TlsConnector {
     /// Presents the certificate chain in `chain_pem` (this client's own
     /// first) with its private key `key_pem` to servers that ask for one.
     pub fn with_client_certificate(self, chain_pem: &[u8], key_pem: &[u8]) -> Result<Self> {
+        let Some(roots) = &self.roots else {
+            let why =
+                "with_client_certificate on TlsConnector::from_config: set the certificate in that config";
+            return Err(TlsError::Config(why.into()).into());
+        };
         let chain = certificates(chain_pem, "client certificate chain")?;
-        let config = Self::builder(&self.roots)?
+        let config = Self::builder(roots)?
             .with_client_auth_cert(chain, private_key(key_pem)?)
             .map_err(|e| config_error("the client certificate and key", e))?;
-        Ok(TlsConnector { roots: self.roots, config: Arc::new(config) })
+        Ok(TlsConnector { roots: self.roots.clone(), config: Arc::new(config) })
     }
 
     /// Uses a rustls configuration of your own as it is (its roots,
     /// verifier, versions and certificates).
     pub fn from_config(config: Arc<ClientConfig>) -> Self {
-        TlsConnector { roots: Arc::new(RootCertStore::empty()), config }
+        TlsConnector { roots: None, config }
     }
 
     /// A client session with the server named `server_name` over `stream`.
@@ -230,7 +237,8 @@ impl TlsAcceptor {
 
 impl std::fmt::Debug for TlsConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsConnector").field("roots", &self.roots.len()).finish_non_exhaustive()
+        let roots = self.roots.as_ref().map(|r| r.len());
+        f.debug_struct("TlsConnector").field("roots", &roots).finish_non_exhaustive()
     }
 }
 
