@@ -21,6 +21,7 @@ use std::time::Duration;
 /// | `max_nesting` | 128 | a call that would nest deeper fails with `LimitError::TooDeeplyNested`, on the side where the stack would grow (see the field) |
 /// | `max_async_calls` | 10,000 | the peer's call of an asynchronous method past it is refused with `LimitError::TooManyAsyncCalls` and the connection goes on (a peer cannot pile up futures that wait on it) |
 /// | `batch_replies` | false | when true, replies to requests that arrived together are written together once the last of them is served (see the field) |
+/// | `coalesce` | 50 µs | how long an asynchronous call or a reply may wait to leave in one write with the messages made right after it (see the field); none: each leaves at once |
 /// | `dialect` | `Dialect::Netref` | the wire protocol spoken: netref's, RPyC 6's, or (for servers) either, told by the peer's first bytes; a peer speaking another is disconnected with a handshake error naming what it sent |
 ///
 /// Outgoing limits fail only the call concerned; incoming violations end
@@ -93,10 +94,26 @@ pub struct Config {
     /// one system call per batch instead of one per call. The price: a
     /// reply waits for the requests queued behind it, so a slow method
     /// delays the replies to the fast requests that arrived just before it.
-    /// Off by default, because each message leaving at once is what RPyC
-    /// does. At most 64 KiB of replies are held back, and nothing is ever
-    /// held while the connection waits for the peer.
+    /// Off by default: [`coalesce`](Self::coalesce) already holds a reply
+    /// while requests wait behind it, for at most its window; this holds it
+    /// until they are served, however long they take. At most 64 KiB of
+    /// replies are held back, and nothing is ever held while the connection
+    /// waits for the peer.
     pub batch_replies: bool,
+    /// How long a message may wait to leave in one write with the ones its
+    /// thread makes right after it (default 50 µs; `None`: each message
+    /// leaves as soon as it is made, as in RPyC).
+    ///
+    /// An asynchronous call, and a reply while more requests wait to be
+    /// served, are held back while their thread goes on. They leave when
+    /// that thread waits for anything (a synchronous call, `wait`, `value`,
+    /// `ready`, a serving loop about to sleep), when its serving pass or a
+    /// loop's step ends, once 64 KiB are held, or at the latest after this
+    /// long: a flusher thread writes what is still held then, so a thread
+    /// that goes on with work of its own (or a slow method) delays nothing
+    /// longer. On an event loop the loop writes it, in the same turn. A
+    /// synchronous call leaves at once.
+    pub coalesce: Option<Duration>,
     /// The wire protocol the connection speaks (see [`Dialect`]).
     pub dialect: Dialect,
 }
@@ -141,6 +158,7 @@ impl Default for Config {
             max_nesting: 128,
             max_async_calls: 10_000,
             batch_replies: false,
+            coalesce: Some(Duration::from_micros(50)),
             dialect: Dialect::Netref,
         }
     }
@@ -222,6 +240,11 @@ impl Config {
     /// Sets `batch_replies`.
     pub fn batch_replies(mut self, batch: bool) -> Self {
         self.batch_replies = batch;
+        self
+    }
+    /// Sets `coalesce` (`None`: every message leaves as soon as it is made).
+    pub fn coalesce(mut self, window: Option<Duration>) -> Self {
+        self.coalesce = window;
         self
     }
     /// Sets `dialect`.

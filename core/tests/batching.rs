@@ -1,5 +1,6 @@
-//! Write batching: `netref::batch` and `Config::batch_replies`, over a real
-//! Unix socket pair whose writes are counted.
+//! Write batching: coalescing by default (`Config::coalesce`),
+//! `netref::batch` and `Config::batch_replies`, over a real Unix socket pair
+//! whose writes are counted.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -71,12 +72,18 @@ struct Setup {
     _server: BgServingThread,
     /// What the server's `signal` method sends.
     signals: mpsc::Receiver<i64>,
+    /// Lets the server's `slow` method return.
+    let_go: mpsc::Sender<()>,
 }
 
-fn setup(server_config: Config) -> Setup {
+/// Both sides with `config` (the client's synchronous calls give up after
+/// [`PATIENCE`]).
+fn setup(config: Config) -> Setup {
     let (a, b) = UnixStream::pair().expect("socket pair");
     let (tx, signals) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
+    let (let_go, release) = mpsc::channel::<()>();
+    let release = std::sync::Mutex::new(release);
     let root = ObjectBuilder::new("Batching")
         .method("add", |a: i64, b: i64| a + b)
         .method("echo", |v: netref::Value| v)
@@ -85,14 +92,19 @@ fn setup(server_config: Config) -> Setup {
             i
         })
         .try_method("call_back", |f: RemoteObject| f.call::<i64>(()))
+        .method("slow", move || {
+            // Runs until the test lets it go.
+            let _ = release.lock().unwrap().recv_timeout(PATIENCE);
+            0i64
+        })
         .build();
-    let server_builder = Builder::default().service(Service::object(root)).config(server_config);
+    let server_builder = Builder::default().service(Service::object(root)).config(config.clone());
     let (server, server_writes) = counted(server_builder, b);
-    let client_builder = Builder::default().config(Config::default().sync_request_timeout(Some(PATIENCE)));
+    let client_builder = Builder::default().config(config.sync_request_timeout(Some(PATIENCE)));
     let (client, client_writes) = counted(client_builder, a);
     let server_thread = BgServingThread::new(&server);
     let root = client.root().expect("root");
-    Setup { _client: client, client_writes, server_writes, root, _server: server_thread, signals }
+    Setup { _client: client, client_writes, server_writes, root, _server: server_thread, signals, let_go }
 }
 
 fn add_calls(root: &RemoteObject, n: i64) -> Vec<AsyncResult> {
@@ -105,10 +117,15 @@ fn check_sums(results: &[AsyncResult]) {
     }
 }
 
+/// Every message leaving as soon as it is made: RPyC's way.
+fn at_once() -> Config {
+    Config::default().coalesce(None)
+}
+
 #[test]
-fn each_async_call_is_one_write_outside_a_batch() {
+fn each_async_call_is_one_write_without_coalescing() {
     // The control for the tests below: it shows the counter sees each write.
-    let s = setup(Config::default());
+    let s = setup(at_once());
     let before = s.client_writes.load(Ordering::SeqCst);
     let results = add_calls(&s.root, 100);
     assert_eq!(s.client_writes.load(Ordering::SeqCst) - before, 100);
@@ -221,7 +238,7 @@ fn a_large_byte_string_leaves_with_its_frame_head_in_one_write() {
 
 #[test]
 fn a_panic_inside_a_batch_ends_it() {
-    let s = setup(Config::default());
+    let s = setup(at_once());
     let root = s.root.clone();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         batch(|| {
@@ -239,8 +256,8 @@ fn a_panic_inside_a_batch_ends_it() {
 }
 
 #[test]
-fn replies_leave_one_write_each_by_default() {
-    let s = setup(Config::default());
+fn replies_leave_one_write_each_without_coalescing() {
+    let s = setup(at_once());
     let before = s.server_writes.load(Ordering::SeqCst);
     let results = batch(|| add_calls(&s.root, 100));
     check_sums(&results);
@@ -249,7 +266,8 @@ fn replies_leave_one_write_each_by_default() {
 
 #[test]
 fn batch_replies_writes_the_replies_to_requests_that_arrived_together_at_once() {
-    let s = setup(Config::default().batch_replies(true));
+    // Alone, without coalescing's window.
+    let s = setup(at_once().batch_replies(true));
     let before = s.server_writes.load(Ordering::SeqCst);
     // One write of 100 requests: the server reads them in one pass (or a
     // few) and answers each pass with one write.
@@ -289,4 +307,59 @@ fn batch_replies_writes_held_replies_before_the_server_waits_on_the_client() {
         seen_first.load(Ordering::SeqCst),
         "the held reply to `first` left before the server waited on the client"
     );
+}
+
+/// A window long enough that only the thread itself writes what it held.
+fn patient() -> Config {
+    Config::default().coalesce(Some(Duration::from_secs(60)))
+}
+
+#[test]
+fn async_calls_coalesce_until_their_thread_waits() {
+    let s = setup(patient());
+    let before = s.client_writes.load(Ordering::SeqCst);
+    let results = add_calls(&s.root, 100);
+    assert_eq!(s.client_writes.load(Ordering::SeqCst), before, "held while the thread goes on");
+    // Waiting for the first result writes them all.
+    check_sums(&results);
+    let writes = s.client_writes.load(Ordering::SeqCst) - before;
+    assert!((1..=3).contains(&writes), "{writes} writes for 100 calls");
+    // A synchronous call leaves at once, alone.
+    let before = s.client_writes.load(Ordering::SeqCst);
+    assert_eq!(s.root.call_method::<i64>("add", (1i64, 1i64)).expect("add"), 2);
+    assert_eq!(s.client_writes.load(Ordering::SeqCst) - before, 1);
+}
+
+#[test]
+fn a_held_call_leaves_by_itself_once_its_window_passes() {
+    // The thread makes an asynchronous call and goes on with other work:
+    // the flusher writes the call, and the server runs it.
+    let s = setup(Config::default().coalesce(Some(Duration::from_millis(1))));
+    let r = async_(&s.root).call_method("signal", (5i64,));
+    assert_eq!(s.signals.recv_timeout(PATIENCE), Ok(5), "the held call reached the server");
+    assert_eq!(r.value_as::<i64>().expect("signal"), 5);
+}
+
+#[test]
+fn replies_coalesce_by_default() {
+    let s = setup(Config::default());
+    let before = s.server_writes.load(Ordering::SeqCst);
+    let results = batch(|| add_calls(&s.root, 100));
+    check_sums(&results);
+    let writes = s.server_writes.load(Ordering::SeqCst) - before;
+    assert!(writes < 100, "{writes} writes for 100 replies that arrived together");
+}
+
+#[test]
+fn a_reply_does_not_wait_for_a_slow_method_past_its_window() {
+    // `add` and `slow` arrive together; the reply to `add` is held while
+    // `slow` waits behind it, and `slow` runs until this test lets it go.
+    // The flusher writes the reply in the meantime.
+    let s = setup(Config::default().coalesce(Some(Duration::from_millis(1))));
+    let (fast, slow) =
+        batch(|| (async_(&s.root).call_method("add", (1i64, 1i64)), async_(&s.root).call_method("slow", ())));
+    assert_eq!(fast.value_as::<i64>().expect("add"), 2, "the reply left while `slow` ran");
+    assert!(!slow.ready(), "`slow` is still running");
+    s.let_go.send(()).unwrap();
+    assert_eq!(slow.value_as::<i64>().expect("slow"), 0);
 }

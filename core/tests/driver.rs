@@ -207,7 +207,9 @@ fn on_close_runs_once_after_pending_calls_failed_on_the_thread_that_noticed() {
     // This thread notices the close while it serves.
     assert!(client.serve(PATIENCE).is_err() || client.is_closed());
     let (why, pending_failed, on) = rx.recv_timeout(PATIENCE).expect("the handler ran");
-    assert!(why.contains("closed"), "{why}");
+    // Closed by the peer; or, when the pending call was still coalescing
+    // and its write found the peer gone, lost.
+    assert!(why.contains("closed") || why.contains("connection lost"), "{why}");
     assert!(pending_failed, "pending calls had failed before the handler ran");
     assert_eq!(on, thread::current().id());
     client.close(); // closing again runs nothing again

@@ -73,6 +73,7 @@ fn documented_value(cell: &str) -> Result<String, String> {
         "KiB" => (n << 10).to_string(),
         "MiB" => (n << 20).to_string(),
         "GiB" => (n << 30).to_string(),
+        "µs" => format!("{:?}", Duration::from_micros(n)),
         "ms" => format!("{:?}", Duration::from_millis(n)),
         "s" => format!("{:?}", Duration::from_secs(n)),
         "min" => format!("{:?}", Duration::from_secs(n * 60)),

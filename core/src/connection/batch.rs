@@ -81,8 +81,15 @@ impl Shared {
     /// [`Config::batch_replies`]) and less than [`HOLD_MAX`] is queued. Held
     /// output is registered with the thread, which writes it before it
     /// waits for anything and when its batch ends. Returns whether it held.
+    ///
+    /// Output held by coalescing ([`Config::coalesce`](crate::Config::coalesce))
+    /// rather than a batch also leaves in time without this thread: the
+    /// loop of an attached connection is rung (its step writes it in the
+    /// same turn), and otherwise the flusher writes it if it is still held
+    /// when the coalescing window has passed.
     pub(super) fn send_or_hold(&self, st: &mut State, after: &mut Vec<After>, hold: bool) -> bool {
         if hold && st.proto.pending_output_len() < HOLD_MAX {
+            let first = !st.held;
             st.held = true;
             BATCH.with(|b| {
                 let mut b = b.borrow_mut();
@@ -90,10 +97,57 @@ impl Shared {
                     b.held.push(self.arc());
                 }
             });
+            if first && !in_batch() && !self.bound_hold(st) {
+                self.flush_locked(st, after);
+                return false;
+            }
             return true;
         }
         self.flush_locked(st, after);
         false
+    }
+
+    /// Makes sure output just held by coalescing leaves in time: false
+    /// when it cannot be (no flusher), and must be written now.
+    fn bound_hold(&self, st: &State) -> bool {
+        // On an event loop, its step writes it in the same turn: ring,
+        // unless this thread is that step (which writes it when it ends).
+        // The flusher still bounds the wait, for a loop thread that blocks.
+        if st.loop_thread.is_some() && st.driver.is_none_or(|(t, _)| t != std::thread::current().id()) {
+            self.ring_loop();
+        }
+        match self.config.coalesce {
+            // One visit of the flusher at a time: the one already due comes
+            // sooner than this hold's own window would.
+            Some(_) if self.flush_scheduled.swap(true, std::sync::atomic::Ordering::AcqRel) => true,
+            Some(window) => {
+                let scheduled = super::flusher::schedule(&self.arc(), std::time::Instant::now() + window);
+                if !scheduled {
+                    self.flush_scheduled.store(false, std::sync::atomic::Ordering::Release);
+                }
+                scheduled
+            }
+            // `batch_replies` alone: held until the pass ends, as it says.
+            None => true,
+        }
+    }
+
+    /// The flusher's write of output still held once its window passed
+    /// (the thread that made it is busy): the bytes only. What the write
+    /// brings about (a failure closing the connection, and the callbacks
+    /// and hooks that runs; write interest when the socket is full) is left
+    /// to whoever serves the connection, which is woken: the flusher runs
+    /// no user code, which could stall it.
+    pub(super) fn write_held_late(&self) {
+        self.flush_scheduled.store(false, std::sync::atomic::Ordering::Release);
+        let st = &mut *self.lock();
+        if !st.held || st.closed.is_some() {
+            return;
+        }
+        let wrote = self.write_pending(st);
+        if !wrote || self.wants_write(st) {
+            self.wake_driver(st);
+        }
     }
 
     /// True when this thread holds output back on some connection.

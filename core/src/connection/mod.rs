@@ -50,6 +50,7 @@ pub(crate) mod budget; // the memory budget connections share
 mod builder; // Builder, connect
 mod close; // close hooks, lingering, failing what is pending
 mod dispatch; // protocol events into work; running requests
+mod flusher; // writes coalesced output still held when its time is up
 mod inbox; // the peer's requests waiting to run, cancelled in O(1)
            // The driver-facing side (`Driver`, `Step`): a child module, so the drive
            // step reaches the connection's state without widening visibility.
@@ -133,6 +134,8 @@ pub(crate) struct Shared {
     /// connections: a synchronous call from its methods would stop them
     /// all, so it fails ([`Misuse::BlocksLoopServer`]).
     loop_served: AtomicBool,
+    /// The flusher is due to visit (see [`flusher`]).
+    flush_scheduled: AtomicBool,
     /// The budget this connection's buffers count against, and its share.
     budget: budget::MemoryBudget,
     charged: AtomicUsize,
@@ -247,6 +250,7 @@ impl Connection {
                 standing: AtomicUsize::new(0),
                 woken: Default::default(),
                 loop_served: AtomicBool::new(false),
+                flush_scheduled: AtomicBool::new(false),
                 budget: b.budget.clone(),
                 charged: AtomicUsize::new(0),
                 me: me.clone(),
@@ -291,7 +295,7 @@ impl Connection {
             }
         }
         let root: RemoteObject =
-            self.shared.submit(Call::Root, self.shared.config.sync_request_timeout).value_as()?;
+            self.shared.submit(Call::Root, self.shared.config.sync_request_timeout, false).value_as()?;
         self.shared.lock().root = Arc::downgrade(&root.inner);
         Ok(root)
     }
@@ -301,7 +305,7 @@ impl Connection {
         let payload = Value::Bytes(b"netref ping".to_vec());
         let echo = self
             .shared
-            .submit(Call::Ping(payload.clone()), self.shared.config.sync_request_timeout)
+            .submit(Call::Ping(payload.clone()), self.shared.config.sync_request_timeout, false)
             .value()?;
         if echo != payload {
             return Err(Error::Protocol(crate::error::ProtocolError::Unexpected(

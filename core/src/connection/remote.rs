@@ -67,9 +67,10 @@ impl RemoteObject {
         self.owner::<Shared>()
     }
 
+    /// Sends an asynchronous call (it may coalesce with the next ones).
     fn submit(&self, call: Call, timeout: Option<Duration>) -> AsyncResult {
         match self.session() {
-            Some(s) => s.submit(call, timeout),
+            Some(s) => s.submit(call, timeout, true),
             None => AsyncResult::failed(Misuse::NoConnection.into()),
         }
     }
@@ -84,7 +85,7 @@ impl RemoteObject {
         super::driver::check_may_wait()?;
         let place = call.result_place();
         let timeout = timeout.unwrap_or(s.config.sync_request_timeout);
-        from_value_at(s.submit(call, timeout).into_value()?, &place)
+        from_value_at(s.submit(call, timeout, false).into_value()?, &place)
     }
 
     /// Calls the remote method `name` and waits for its result, serving the

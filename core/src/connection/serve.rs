@@ -369,10 +369,11 @@ impl Shared {
     }
 
     /// Whether the reply to the request just taken from the inbox may be
-    /// held back: in a [`batch`], or under [`Config::batch_replies`] while
-    /// requests that arrived with it wait behind it (the reply to the last
-    /// of them writes them all).
+    /// held back: in a [`batch`], or under [`Config::batch_replies`] or
+    /// [`Config::coalesce`] while requests that arrived with it wait behind
+    /// it (the reply to the last of them writes them all; with `coalesce`,
+    /// the flusher bounds the wait).
     pub(super) fn hold_reply(&self, st: &State) -> bool {
-        in_batch() || (self.config.batch_replies && !st.inbox.is_empty())
+        in_batch() || ((self.config.batch_replies || self.config.coalesce.is_some()) && !st.inbox.is_empty())
     }
 }

@@ -77,7 +77,11 @@ impl ReplySource for Shared {
 }
 
 impl Shared {
-    pub(super) fn submit(&self, call: Call, timeout: Option<Duration>) -> AsyncResult {
+    /// Sends `call` (expiring after `timeout`): `coalesce` for an
+    /// asynchronous call, which may wait to leave with the ones made after
+    /// it ([`Config::coalesce`](crate::Config::coalesce)); a synchronous
+    /// one leaves at once.
+    pub(super) fn submit(&self, call: Call, timeout: Option<Duration>, coalesce: bool) -> AsyncResult {
         let now = self.clock.now();
         let expiry = timeout.map(|d| (now + d, d));
         let mut after = Vec::new();
@@ -93,7 +97,8 @@ impl Shared {
             };
             let slot = Slot::new(seq, expiry, place);
             st.slots.insert(seq, slot.clone());
-            let held = self.send_or_hold(&mut st, &mut after, in_batch());
+            let hold = in_batch() || (coalesce && self.config.coalesce.is_some());
+            let held = self.send_or_hold(&mut st, &mut after, hold);
             // A driver asleep in the transport's wait must learn of a new
             // deadline even when the request itself is held back.
             if (!held && self.wants_write(&st)) || expiry.is_some() {

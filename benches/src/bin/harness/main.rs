@@ -406,7 +406,7 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
         }
         if want("pipelined") {
             eprintln!("== pipelined async calls over {t}");
-            for imp in ["netref", "netref-batched"] {
+            for (imp, _) in MODES {
                 put(format!("pipelined/{t}/{imp}"), env.run(&job(imp, imp, "pipelined", t, false, vec![])));
             }
             if with_baselines {
@@ -443,7 +443,7 @@ fn orchestrate(opts: &Opts) -> BoxResult<()> {
         if want("events") {
             eprintln!("== server-to-client events over {t}");
             let batch = if quick { 5_000 } else { 50_000 };
-            for imp in ["netref", "netref-batched"] {
+            for (imp, _) in MODES {
                 for via in ["bg", "mio", "polling", "calloop", "glib"] {
                     let args = vec![("via", via.to_string()), ("batch", batch.to_string())];
                     let key = format!("events/{t}/{imp}/{via}");
@@ -547,6 +547,15 @@ fn idle_wanted(quick: bool) -> usize {
     }
 }
 
+/// netref's ways of writing, as its client and server impls and their rows'
+/// labels: the defaults (coalescing), explicit batching, one write per
+/// message.
+const MODES: [(&str, &str); 3] = [
+    ("netref", "coalesced by default"),
+    ("netref-batched", "explicit batching"),
+    ("netref-at-once", "one write per message"),
+];
+
 /// A TLS row, with what TLS costs beside plain netref of the same run.
 fn tls_note(mut r: Row, plain: Option<f64>) -> Row {
     if let (Some(tls), Some(plain)) = (r.netref, plain) {
@@ -625,10 +634,11 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
             }
             rows.push(r);
         }
-        // The targets apply to netref with write batching on (`netref::batch`
-        // on the sender, `Config::batch_replies` on the server); the default,
-        // one write per message, is shown alongside without one.
-        for (imp, mode) in [("netref", "one write per message"), ("netref-batched", "batched")] {
+        // The targets apply to netref's defaults (coalescing on); explicit
+        // batching (`netref::batch` on the sender, `Config::batch_replies` on
+        // the server) and one write per message (`Config::coalesce(None)`)
+        // are shown alongside.
+        for (imp, mode) in MODES {
             let mut r = Row::new(format!("pipelined async, 1000 in flight, {}, {mode}", tname(t)), "calls/s");
             r.netref = get(&format!("pipelined/{t}/{imp}"), "calls_per_s");
             r.rpyc = get(&format!("pipelined/{t}/rpyc"), "calls_per_s");
@@ -638,7 +648,7 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
                 r.note = Some("RPyC with 100 in flight: it deadlocks with 1000".into());
             }
             let mut r = r.with_ratios();
-            if imp == "netref-batched" {
+            if imp == "netref" {
                 r.target = target("netref/tarpc", r.ratio("tarpc"), Cmp::AtLeast, 2.0);
             }
             rows.push(r);
@@ -659,7 +669,7 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
             rows.push(r);
         }
         let rpyc_events = get(&format!("events/{t}/rpyc"), "events_per_s");
-        for (imp, mode) in [("netref", "one write per message"), ("netref-batched", "batched")] {
+        for (imp, mode) in MODES {
             for (via, name) in [
                 ("bg", "BgServingThread"),
                 ("mio", "mio loop"),
@@ -675,7 +685,7 @@ fn rows(res: &BTreeMap<String, Fields>, transports: &[&str], idle_wanted: usize)
                     r.note = Some("RPyC with 100 in flight: it deadlocks with 1000".into());
                 }
                 let mut r = r.with_ratios();
-                if imp == "netref-batched" {
+                if imp == "netref" {
                     r.target = target("netref/RPyC", r.ratio("RPyC"), Cmp::AtLeast, 50.0);
                 }
                 rows.push(r);

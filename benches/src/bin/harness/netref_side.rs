@@ -13,7 +13,12 @@
 //! `netref-batched` (server and client) is the ThreadedServer and client
 //! with write batching on: [`Config::batch_replies`] on both ends, the
 //! pipelined client's calls and the server's `emit` inside
-//! [`netref::batch`]. The plain `netref` writes every message at once.
+//! [`netref::batch`]. The plain `netref` keeps the defaults: coalescing
+//! ([`Config::coalesce`]).
+//!
+//! `netref-at-once` (server and client) writes every message as soon as
+//! it is made ([`Config::coalesce`]`(None)` on both ends), as RPyC does:
+//! what netref's default coalescing saves.
 //!
 //! `netref-tls` (server and client, TCP) is the plain ThreadedServer and
 //! client over TLS: the server makes a self-signed certificate for
@@ -108,13 +113,15 @@ pub(crate) fn server(opts: &Opts) -> io::Result<()> {
     let (listener, addr) = Listener::bind(opts.str("transport"), opts.get("path"))?;
     let err = |e: netref::Error| io::Error::other(e.to_string());
     match opts.str("impl") {
-        imp @ ("netref" | "netref-batched" | "netref-typed" | "netref-rpyc" | "netref-tls") => {
+        imp @ ("netref" | "netref-batched" | "netref-typed" | "netref-rpyc" | "netref-tls"
+        | "netref-at-once") => {
             let batched = imp == "netref-batched";
             let tls = if imp == "netref-tls" { Some(tls_acceptor()?) } else { None };
             let builder = || match imp {
                 "netref-typed" => Builder::default().service(Service::typed::<dyn Calc>(Adder)),
                 "netref-rpyc" => builder(false).config(Config::default().dialect(dialect(imp, true))),
                 "netref-tls" => builder(false).tls(tls.clone().expect("made above")),
+                "netref-at-once" => builder(false).config(Config::default().coalesce(None)),
                 _ => builder(batched),
             };
             let server = match (&listener, &addr) {
@@ -169,7 +176,11 @@ fn tls_acceptor() -> io::Result<netref::tls::TlsAcceptor> {
 
 fn connect(addr: &Addr, imp: &str) -> netref::Result<Connection> {
     let batched = imp == "netref-batched";
-    let b = Builder::default().config(Config::default().batch_replies(batched).dialect(dialect(imp, false)));
+    let mut config = Config::default().batch_replies(batched).dialect(dialect(imp, false));
+    if imp == "netref-at-once" {
+        config = config.coalesce(None);
+    }
+    let b = Builder::default().config(config);
     if imp == "netref-tls" {
         let Addr::Tcp(a) = addr else { panic!("netref-tls runs over TCP") };
         let (host, port) = a.rsplit_once(':').expect("HOST:PORT");
