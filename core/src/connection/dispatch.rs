@@ -51,9 +51,11 @@ pub(super) enum Started {
 /// Starts a request's method, catching a panic as a remote error. An error
 /// comes with what was called, for its traceback; the description is only
 /// formatted then (or for a call that goes on as a future), not for every
-/// request. [`Shared::process_events`] answers the root request and pings
-/// before anything is queued ([`answer_at_once`]); here they get what a
-/// side with no root would answer.
+/// request. [`Shared::process_events`] answers pings, and root requests
+/// once the service has started, before anything is queued
+/// ([`answer_at_once`]); a root request queued while the service waits for
+/// its transport is answered by [`Shared::dispatch`] itself. Here they get
+/// what a side with no root would answer.
 pub(super) fn start_request(request: Request) -> Started {
     match request {
         Request::Root => Started::Done(Err((no_service(), "root".into()))),
